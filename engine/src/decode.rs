@@ -1,0 +1,657 @@
+//! Lenient, zero-copy decoding of one captured frame into a [`PacketRepr`].
+//!
+//! The decoder reads only the headers a flow needs: the link layer (and any
+//! VLAN / QinQ / VN-Tag / MPLS / PPPoE encapsulation in front of IP), the IP
+//! header with IPv4 options or the IPv6 extension-header chain, and the first
+//! bytes of the transport header (ports, TCP flags, ICMP type and code, the
+//! first SCTP chunk type). Checksums are never validated.
+//!
+//! Contract: [`decode`] never panics, whatever the bytes. All reads are
+//! bounds-checked; a header that does not fit in the captured bytes stops
+//! decoding with a [`DecodeError`] naming the layer, the offset and how many
+//! bytes were needed.
+//!
+//! Byte counts are IP-layer bytes taken from the headers (IPv4 total length,
+//! IPv6 40 + payload length), so a snaplen-truncated packet still counts at
+//! its wire size.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::error::{DecodeError, DecodeErrorKind, Layer};
+
+/// A pcap / pcapng link-layer type (`LINKTYPE_*` from the tcpdump registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    /// BSD loopback: 4-byte address family in the capturing host's byte order.
+    pub const NULL: LinkType = LinkType(0);
+    /// IEEE 802.3 Ethernet.
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// PPP, optionally with HDLC address/control bytes.
+    pub const PPP: LinkType = LinkType(9);
+    /// Raw IP as written by some platforms as DLT 12.
+    pub const RAW_12: LinkType = LinkType(12);
+    /// Raw IP as written by OpenBSD as DLT 14.
+    pub const RAW_14: LinkType = LinkType(14);
+    /// PPP in HDLC-like framing (RFC 1662), or Cisco HDLC.
+    pub const PPP_HDLC: LinkType = LinkType(50);
+    /// Raw IP (`LINKTYPE_RAW`).
+    pub const RAW: LinkType = LinkType(101);
+    /// Cisco HDLC.
+    pub const C_HDLC: LinkType = LinkType(104);
+    /// OpenBSD loopback: 4-byte address family in network byte order.
+    pub const LOOP: LinkType = LinkType(108);
+    /// Linux "cooked" capture v1.
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4.
+    pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6.
+    pub const IPV6: LinkType = LinkType(229);
+    /// Linux "cooked" capture v2.
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+
+    /// Whether [`decode`] understands this link type.
+    pub fn is_supported(self) -> bool {
+        matches!(
+            self.0,
+            0 | 1 | 9 | 12 | 14 | 50 | 101 | 104 | 108 | 113 | 228 | 229 | 276
+        )
+    }
+}
+
+/// How a non-first fragment, a first fragment or a whole datagram relates to
+/// its IP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fragment {
+    /// Not fragmented (this includes IPv6 atomic fragments).
+    Whole,
+    /// Offset 0 with more fragments: carries the transport header.
+    First {
+        /// IPv4 identification or IPv6 fragment identification.
+        id: u32,
+    },
+    /// Offset > 0: no transport header, belongs to datagram `id`.
+    Later {
+        /// IPv4 identification or IPv6 fragment identification.
+        id: u32,
+    },
+}
+
+/// What a flow needs from one IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketRepr {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Transport protocol number after any IPv6 extension headers and AH.
+    pub protocol: u8,
+    /// Source port (TCP, UDP, SCTP); 0 otherwise.
+    pub src_port: u16,
+    /// Destination port (TCP, UDP, SCTP); 0 otherwise.
+    pub dst_port: u16,
+    /// ICMP / ICMPv6 type (when the protocol is ICMP and the header is present).
+    pub icmp_type: u8,
+    /// ICMP / ICMPv6 code.
+    pub icmp_code: u8,
+    /// TCP flags: FIN=0x01 … CWR=0x80, NS=0x100.
+    pub tcp_flags: u16,
+    /// Type of the first SCTP chunk (1 = INIT, 2 = INIT ACK), 0 if absent.
+    pub sctp_chunk: u8,
+    /// IP-layer bytes on the wire, from the IP header.
+    pub ip_bytes: u32,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// IPv4 TOS / IPv6 traffic class (DSCP << 2 | ECN).
+    pub tos: u8,
+    /// IPv6 flow label (0 for IPv4).
+    pub flow_label: u32,
+    /// Fragment position.
+    pub fragment: Fragment,
+}
+
+impl PacketRepr {
+    /// Whether the protocol carries ports or ICMP type/code in the flow key.
+    pub fn has_transport_header(&self) -> bool {
+        !matches!(self.fragment, Fragment::Later { .. })
+    }
+}
+
+/// Why a frame was not decoded into an IP packet, without it being malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The capture's link type is not one [`decode`] knows.
+    UnsupportedLinkType,
+    /// ARP or RARP.
+    Arp,
+    /// LLDP.
+    Lldp,
+    /// 802.3 frame with a length field (LLC/SNAP, STP, …).
+    Llc,
+    /// An EtherType that carries no IP.
+    OtherEthertype,
+    /// A PPP or PPPoE frame with a non-IP protocol (LCP, IPCP, …).
+    PppNonIp,
+    /// MPLS payload that is neither IPv4, IPv6 nor a pseudowire with Ethernet.
+    MplsNonIp,
+    /// BSD NULL / LOOP with an address family that is not IP.
+    NullNonIp,
+    /// Raw-IP frame whose version nibble is neither 4 nor 6.
+    RawNotIp,
+}
+
+impl SkipReason {
+    /// A short, bounded reason string for counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SkipReason::UnsupportedLinkType => "unsupported_link_type",
+            SkipReason::Arp => "non_ip_arp",
+            SkipReason::Lldp => "non_ip_lldp",
+            SkipReason::Llc => "non_ip_llc",
+            SkipReason::OtherEthertype => "non_ip_other_ethertype",
+            SkipReason::PppNonIp => "non_ip_ppp",
+            SkipReason::MplsNonIp => "non_ip_mpls_payload",
+            SkipReason::NullNonIp => "non_ip_loopback_family",
+            SkipReason::RawNotIp => "non_ip_raw_version",
+        }
+    }
+}
+
+/// The outcome of decoding one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded {
+    /// An IP packet that belongs to a flow.
+    Ip(PacketRepr),
+    /// Not IP (or an unsupported link type): counted, not an error.
+    Skipped(SkipReason),
+    /// A header was truncated or invalid.
+    Malformed(DecodeError),
+}
+
+enum Stop {
+    Skip(SkipReason),
+    Err(DecodeError),
+}
+
+impl From<DecodeError> for Stop {
+    fn from(e: DecodeError) -> Self {
+        Stop::Err(e)
+    }
+}
+
+type Step<T> = Result<T, Stop>;
+
+#[derive(Clone, Copy)]
+enum IpVersion {
+    V4,
+    V6,
+}
+
+fn be16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+fn be32(f: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+}
+
+/// Checks that `need` bytes are available at `at` in a frame of `end` bytes.
+fn need(layer: Layer, at: usize, need: usize, end: usize) -> Result<(), DecodeError> {
+    let have = end.saturating_sub(at);
+    if have < need {
+        Err(DecodeError::truncated(layer, at, need, have))
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes one frame of the given link type.
+pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
+    let located = match link_layer(link, frame) {
+        Ok(l) => l,
+        Err(Stop::Skip(r)) => return Decoded::Skipped(r),
+        Err(Stop::Err(e)) => return Decoded::Malformed(e),
+    };
+    let (offset, version) = located;
+    let result = match version {
+        IpVersion::V4 => ipv4(frame, offset),
+        IpVersion::V6 => ipv6(frame, offset),
+    };
+    match result {
+        Ok(p) => Decoded::Ip(p),
+        Err(e) => Decoded::Malformed(e),
+    }
+}
+
+fn link_layer(link: LinkType, f: &[u8]) -> Step<(usize, IpVersion)> {
+    match link {
+        LinkType::ETHERNET => ethernet(f, 0, 0),
+        LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 => raw_ip(f, 0),
+        LinkType::IPV4 => Ok((0, IpVersion::V4)),
+        LinkType::IPV6 => Ok((0, IpVersion::V6)),
+        LinkType::LINUX_SLL => {
+            need(Layer::LinuxSll, 0, 16, f.len())?;
+            ethertype(f, be16(f, 14), 16, 0)
+        }
+        LinkType::LINUX_SLL2 => {
+            need(Layer::LinuxSll2, 0, 20, f.len())?;
+            ethertype(f, be16(f, 0), 20, 0)
+        }
+        LinkType::NULL | LinkType::LOOP => {
+            need(Layer::Null, 0, 4, f.len())?;
+            let bytes = [f[0], f[1], f[2], f[3]];
+            let family = if link == LinkType::LOOP {
+                u32::from_be_bytes(bytes)
+            } else {
+                // Written in the capturing host's byte order: the family is
+                // small, so whichever reading is small is the right one.
+                let le = u32::from_le_bytes(bytes);
+                if le < 0x1_0000 { le } else { u32::from_be_bytes(bytes) }
+            };
+            match family {
+                2 => Ok((4, IpVersion::V4)),
+                // AF_INET6 on NetBSD/OpenBSD (24), FreeBSD (28), Darwin (30), Linux (10).
+                10 | 24 | 28 | 30 => Ok((4, IpVersion::V6)),
+                _ => Err(Stop::Skip(SkipReason::NullNonIp)),
+            }
+        }
+        LinkType::PPP => ppp(f, 0),
+        LinkType::PPP_HDLC | LinkType::C_HDLC => {
+            need(Layer::Ppp, 0, 2, f.len())?;
+            if f[0] == 0x0f || f[0] == 0x8f {
+                // Cisco HDLC: address, control, EtherType.
+                need(Layer::Ppp, 0, 4, f.len())?;
+                ethertype(f, be16(f, 2), 4, 0)
+            } else {
+                ppp(f, 0)
+            }
+        }
+        _ => Err(Stop::Skip(SkipReason::UnsupportedLinkType)),
+    }
+}
+
+fn raw_ip(f: &[u8], at: usize) -> Step<(usize, IpVersion)> {
+    need(Layer::Ipv4, at, 1, f.len())?;
+    match f[at] >> 4 {
+        4 => Ok((at, IpVersion::V4)),
+        6 => Ok((at, IpVersion::V6)),
+        _ => Err(Stop::Skip(SkipReason::RawNotIp)),
+    }
+}
+
+/// Depth bounds recursion through pseudowires carrying Ethernet.
+const MAX_DEPTH: u8 = 4;
+
+fn ethernet(f: &[u8], at: usize, depth: u8) -> Step<(usize, IpVersion)> {
+    need(Layer::Ethernet, at, 14, f.len())?;
+    ethertype(f, be16(f, at + 12), at + 14, depth)
+}
+
+/// Follows an EtherType chain starting with `et`, whose payload starts at `at`.
+fn ethertype(f: &[u8], mut et: u16, mut at: usize, depth: u8) -> Step<(usize, IpVersion)> {
+    loop {
+        match et {
+            0x0800 => return Ok((at, IpVersion::V4)),
+            0x86dd => return Ok((at, IpVersion::V6)),
+            // 802.1Q, 802.1ad, and the pre-standard QinQ tags.
+            0x8100 | 0x88a8 | 0x9100 | 0x9200 | 0x9300 => {
+                need(Layer::Vlan, at, 4, f.len())?;
+                et = be16(f, at + 2);
+                at += 4;
+            }
+            // Cisco VN-Tag: 4 bytes of tag, then the next EtherType.
+            0x8926 => {
+                need(Layer::Vlan, at, 6, f.len())?;
+                et = be16(f, at + 4);
+                at += 6;
+            }
+            0x8847 | 0x8848 => return mpls(f, at, depth),
+            0x8864 => {
+                // PPPoE session: version/type, code, session id, length, then PPP protocol.
+                need(Layer::Pppoe, at, 8, f.len())?;
+                return match be16(f, at + 6) {
+                    0x0021 => Ok((at + 8, IpVersion::V4)),
+                    0x0057 => Ok((at + 8, IpVersion::V6)),
+                    _ => Err(Stop::Skip(SkipReason::PppNonIp)),
+                };
+            }
+            0x0806 | 0x8035 => return Err(Stop::Skip(SkipReason::Arp)),
+            0x88cc => return Err(Stop::Skip(SkipReason::Lldp)),
+            t if t < 0x0600 => return Err(Stop::Skip(SkipReason::Llc)),
+            _ => return Err(Stop::Skip(SkipReason::OtherEthertype)),
+        }
+    }
+}
+
+fn mpls(f: &[u8], mut at: usize, depth: u8) -> Step<(usize, IpVersion)> {
+    loop {
+        need(Layer::Mpls, at, 4, f.len())?;
+        let bottom = f[at + 2] & 0x01 != 0;
+        at += 4;
+        if bottom {
+            break;
+        }
+    }
+    need(Layer::Mpls, at, 1, f.len())?;
+    match f[at] >> 4 {
+        4 => Ok((at, IpVersion::V4)),
+        6 => Ok((at, IpVersion::V6)),
+        // A pseudowire control word (first nibble 0), then an Ethernet frame.
+        0 if depth < MAX_DEPTH => ethernet(f, at + 4, depth + 1),
+        _ => Err(Stop::Skip(SkipReason::MplsNonIp)),
+    }
+}
+
+fn ppp(f: &[u8], mut at: usize) -> Step<(usize, IpVersion)> {
+    need(Layer::Ppp, at, 1, f.len())?;
+    if f[at] == 0xff {
+        // HDLC address 0xff and control 0x03.
+        need(Layer::Ppp, at, 2, f.len())?;
+        at += 2;
+    }
+    need(Layer::Ppp, at, 1, f.len())?;
+    // Protocol-field compression: an odd first byte is a 1-byte protocol.
+    let (protocol, len) = if f[at] & 1 == 1 {
+        (u16::from(f[at]), 1)
+    } else {
+        need(Layer::Ppp, at, 2, f.len())?;
+        (be16(f, at), 2)
+    };
+    match protocol {
+        0x0021 => Ok((at + len, IpVersion::V4)),
+        0x0057 => Ok((at + len, IpVersion::V6)),
+        _ => Err(Stop::Skip(SkipReason::PppNonIp)),
+    }
+}
+
+fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
+    need(Layer::Ipv4, at, 20, f.len())?;
+    if f[at] >> 4 != 4 {
+        return Err(DecodeError::new(Layer::Ipv4, at, DecodeErrorKind::BadVersion));
+    }
+    let header_len = usize::from(f[at] & 0x0f) * 4;
+    if header_len < 20 {
+        return Err(DecodeError::new(
+            Layer::Ipv4,
+            at,
+            DecodeErrorKind::BadHeaderLength,
+        ));
+    }
+    need(Layer::Ipv4, at, header_len, f.len())?;
+    let total_len = usize::from(be16(f, at + 2));
+    let captured = f.len() - at;
+    let (ip_bytes, end) = if total_len == 0 {
+        // TSO / GSO super-frames carry total length 0: count what was captured.
+        (captured, f.len())
+    } else if total_len < header_len {
+        return Err(DecodeError::new(
+            Layer::Ipv4,
+            at,
+            DecodeErrorKind::BadTotalLength,
+        ));
+    } else {
+        // Trailing Ethernet padding is not part of the datagram.
+        (total_len, f.len().min(at + total_len))
+    };
+    let id = u32::from(be16(f, at + 4));
+    let flags_offset = be16(f, at + 6);
+    let more = flags_offset & 0x2000 != 0;
+    let fragment = if flags_offset & 0x1fff != 0 {
+        Fragment::Later { id }
+    } else if more {
+        Fragment::First { id }
+    } else {
+        Fragment::Whole
+    };
+    let src = Ipv4Addr::new(f[at + 12], f[at + 13], f[at + 14], f[at + 15]);
+    let dst = Ipv4Addr::new(f[at + 16], f[at + 17], f[at + 18], f[at + 19]);
+    let mut repr = PacketRepr {
+        src: IpAddr::V4(src),
+        dst: IpAddr::V4(dst),
+        protocol: f[at + 9],
+        src_port: 0,
+        dst_port: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        tcp_flags: 0,
+        sctp_chunk: 0,
+        ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
+        ttl: f[at + 8],
+        tos: f[at + 1],
+        flow_label: 0,
+        fragment,
+    };
+    if repr.has_transport_header() {
+        let mut l4 = at + header_len;
+        // Authentication Header in transport mode: skip to what it protects.
+        if repr.protocol == 51 {
+            need(Layer::Ipv6Ext, l4, 2, end)?;
+            let len = (usize::from(f[l4 + 1]) + 2) * 4;
+            need(Layer::Ipv6Ext, l4, len, end)?;
+            repr.protocol = f[l4];
+            l4 += len;
+        }
+        transport(f, l4, end, &mut repr)?;
+    }
+    Ok(repr)
+}
+
+fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
+    need(Layer::Ipv6, at, 40, f.len())?;
+    if f[at] >> 4 != 6 {
+        return Err(DecodeError::new(Layer::Ipv6, at, DecodeErrorKind::BadVersion));
+    }
+    let tos = (f[at] << 4) | (f[at + 1] >> 4);
+    let flow_label = be32(f, at) & 0x000f_ffff;
+    let payload_len = usize::from(be16(f, at + 4));
+    let mut next = f[at + 6];
+    let captured = f.len() - at;
+    let (ip_bytes, end) = if payload_len == 0 && next == 0 {
+        // Jumbogram or GSO: no length in the fixed header.
+        (captured, f.len())
+    } else {
+        (40 + payload_len, f.len().min(at + 40 + payload_len))
+    };
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&f[at + 8..at + 24]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&f[at + 24..at + 40]);
+    let mut fragment = Fragment::Whole;
+    let mut l4 = at + 40;
+    loop {
+        match next {
+            // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
+            0 | 43 | 60 | 135 | 139 | 140 => {
+                need(Layer::Ipv6Ext, l4, 2, end)?;
+                let len = (usize::from(f[l4 + 1]) + 1) * 8;
+                need(Layer::Ipv6Ext, l4, len, end)?;
+                next = f[l4];
+                l4 += len;
+            }
+            44 => {
+                need(Layer::Ipv6Ext, l4, 8, end)?;
+                let offset_flags = be16(f, l4 + 2);
+                let id = be32(f, l4 + 4);
+                next = f[l4];
+                l4 += 8;
+                if offset_flags & 0xfff8 != 0 {
+                    fragment = Fragment::Later { id };
+                    break;
+                } else if offset_flags & 1 != 0 {
+                    fragment = Fragment::First { id };
+                }
+                // Offset 0 without M is an atomic fragment (RFC 6946): whole.
+            }
+            51 => {
+                need(Layer::Ipv6Ext, l4, 2, end)?;
+                let len = (usize::from(f[l4 + 1]) + 2) * 4;
+                need(Layer::Ipv6Ext, l4, len, end)?;
+                next = f[l4];
+                l4 += len;
+            }
+            _ => break,
+        }
+    }
+    let mut repr = PacketRepr {
+        src: IpAddr::V6(Ipv6Addr::from(src)),
+        dst: IpAddr::V6(Ipv6Addr::from(dst)),
+        protocol: next,
+        src_port: 0,
+        dst_port: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        tcp_flags: 0,
+        sctp_chunk: 0,
+        ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
+        ttl: f[at + 7],
+        tos,
+        flow_label,
+        fragment,
+    };
+    if repr.has_transport_header() {
+        transport(f, l4, end, &mut repr)?;
+    }
+    Ok(repr)
+}
+
+fn transport(f: &[u8], at: usize, end: usize, repr: &mut PacketRepr) -> Result<(), DecodeError> {
+    match repr.protocol {
+        6 => {
+            // Ports and flags; the rest of the header is not needed.
+            need(Layer::Tcp, at, 14, end)?;
+            repr.src_port = be16(f, at);
+            repr.dst_port = be16(f, at + 2);
+            repr.tcp_flags = (u16::from(f[at + 12] & 0x01) << 8) | u16::from(f[at + 13]);
+        }
+        17 => {
+            need(Layer::Udp, at, 4, end)?;
+            repr.src_port = be16(f, at);
+            repr.dst_port = be16(f, at + 2);
+        }
+        132 => {
+            need(Layer::Sctp, at, 12, end)?;
+            repr.src_port = be16(f, at);
+            repr.dst_port = be16(f, at + 2);
+            if end > at + 12 {
+                repr.sctp_chunk = f[at + 12];
+            }
+        }
+        1 => {
+            need(Layer::Icmp, at, 2, end)?;
+            repr.icmp_type = f[at];
+            repr.icmp_code = f[at + 1];
+        }
+        58 => {
+            need(Layer::Icmpv6, at, 2, end)?;
+            repr.icmp_type = f[at];
+            repr.icmp_code = f[at + 1];
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (no options) + TCP SYN 10.0.0.1:40000 -> 10.0.0.2:80.
+    const ETH_IPV4_TCP_SYN: [u8; 54] = [
+        0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+        0x45, 0xb8, 0x00, 0x28, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, // ipv4
+        10, 0, 0, 1, 10, 0, 0, 2, //
+        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
+        0, // tcp
+    ];
+
+    #[test]
+    fn parse_ethernet_ipv4_tcp() {
+        let Decoded::Ip(p) = decode(LinkType::ETHERNET, &ETH_IPV4_TCP_SYN) else {
+            panic!("not decoded");
+        };
+        assert_eq!(p.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(p.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((p.protocol, p.src_port, p.dst_port), (6, 40000, 80));
+        assert_eq!(p.tcp_flags, 0x02);
+        assert_eq!(p.ip_bytes, 40);
+        assert_eq!((p.ttl, p.tos), (64, 0xb8));
+        assert_eq!(p.fragment, Fragment::Whole);
+    }
+
+    #[test]
+    fn truncated_at_every_length() {
+        // TCP needs 14 bytes (ports and flags): frames of 48 bytes and more decode.
+        for len in 0..ETH_IPV4_TCP_SYN.len() {
+            match decode(LinkType::ETHERNET, &ETH_IPV4_TCP_SYN[..len]) {
+                Decoded::Malformed(e) => {
+                    let expected = match len {
+                        0..14 => Layer::Ethernet,
+                        14..34 => Layer::Ipv4,
+                        34..48 => Layer::Tcp,
+                        _ => panic!("length {len}: unexpected error {e}"),
+                    };
+                    assert_eq!(e.layer, expected, "length {len}");
+                }
+                Decoded::Ip(p) => {
+                    assert!(len >= 48, "length {len} decoded");
+                    assert_eq!((p.src_port, p.tcp_flags), (40000, 0x02));
+                }
+                other => panic!("length {len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn snaplen_truncated_payload_counts_wire_bytes() {
+        let mut frame = ETH_IPV4_TCP_SYN.to_vec();
+        frame[16..18].copy_from_slice(&1500u16.to_be_bytes());
+        let Decoded::Ip(p) = decode(LinkType::ETHERNET, &frame) else {
+            panic!("not decoded");
+        };
+        assert_eq!(p.ip_bytes, 1500);
+    }
+
+    #[test]
+    fn qinq_and_mpls_and_pppoe() {
+        let ip = &ETH_IPV4_TCP_SYN[14..];
+        let mut qinq = ETH_IPV4_TCP_SYN[..12].to_vec();
+        qinq.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x08, 0x00]);
+        qinq.extend_from_slice(ip);
+        assert!(matches!(decode(LinkType::ETHERNET, &qinq), Decoded::Ip(_)));
+
+        let mut mpls = ETH_IPV4_TCP_SYN[..12].to_vec();
+        mpls.extend_from_slice(&[0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64]);
+        mpls.extend_from_slice(ip);
+        assert!(matches!(decode(LinkType::ETHERNET, &mpls), Decoded::Ip(_)));
+
+        let mut pppoe = ETH_IPV4_TCP_SYN[..12].to_vec();
+        pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 1, 0, 42, 0x00, 0x21]);
+        pppoe.extend_from_slice(ip);
+        assert!(matches!(decode(LinkType::ETHERNET, &pppoe), Decoded::Ip(_)));
+    }
+
+    #[test]
+    fn non_ip_is_skipped_not_malformed() {
+        let mut arp = ETH_IPV4_TCP_SYN.to_vec();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(
+            decode(LinkType::ETHERNET, &arp),
+            Decoded::Skipped(SkipReason::Arp)
+        );
+        assert_eq!(
+            decode(LinkType(147), &arp),
+            Decoded::Skipped(SkipReason::UnsupportedLinkType)
+        );
+    }
+
+    #[test]
+    fn null_loopback_either_byte_order() {
+        let ip = &ETH_IPV4_TCP_SYN[14..];
+        for family in [[2, 0, 0, 0], [0, 0, 0, 2]] {
+            let mut f = family.to_vec();
+            f.extend_from_slice(ip);
+            assert!(matches!(decode(LinkType::NULL, &f), Decoded::Ip(_)));
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Decode errors: small, `Copy`, and specific enough to count by reason.
+
+use std::fmt;
+
+/// The protocol layer at which decoding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Layer {
+    Ethernet,
+    Vlan,
+    Mpls,
+    Pppoe,
+    Ppp,
+    LinuxSll,
+    LinuxSll2,
+    Null,
+    Ipv4,
+    Ipv6,
+    Ipv6Ext,
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Layer {
+    /// Lower-case name used in counter reasons and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Ethernet => "ethernet",
+            Layer::Vlan => "vlan",
+            Layer::Mpls => "mpls",
+            Layer::Pppoe => "pppoe",
+            Layer::Ppp => "ppp",
+            Layer::LinuxSll => "linux_sll",
+            Layer::LinuxSll2 => "linux_sll2",
+            Layer::Null => "null",
+            Layer::Ipv4 => "ipv4",
+            Layer::Ipv6 => "ipv6",
+            Layer::Ipv6Ext => "ipv6_ext",
+            Layer::Tcp => "tcp",
+            Layer::Udp => "udp",
+            Layer::Sctp => "sctp",
+            Layer::Icmp => "icmp",
+            Layer::Icmpv6 => "icmpv6",
+        }
+    }
+}
+
+/// What was wrong at that layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeErrorKind {
+    /// Fewer bytes were captured than the header needs.
+    Truncated {
+        /// Bytes the header needs.
+        need: u16,
+        /// Bytes that were left.
+        have: u16,
+    },
+    /// The IP version nibble does not match the layer.
+    BadVersion,
+    /// A header length field is smaller than the fixed header.
+    BadHeaderLength,
+    /// The IPv4 total length is smaller than its own header.
+    BadTotalLength,
+}
+
+/// Where and why decoding of a frame stopped.
+///
+/// `offset` is the byte offset in the frame where the failing header starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DecodeError {
+    /// Layer whose header could not be read.
+    pub layer: Layer,
+    /// Offset of that header in the frame.
+    pub offset: u16,
+    /// The problem.
+    pub kind: DecodeErrorKind,
+}
+
+impl DecodeError {
+    pub(crate) fn truncated(layer: Layer, offset: usize, need: usize, have: usize) -> Self {
+        DecodeError {
+            layer,
+            offset: clamp16(offset),
+            kind: DecodeErrorKind::Truncated {
+                need: clamp16(need),
+                have: clamp16(have),
+            },
+        }
+    }
+
+    pub(crate) fn new(layer: Layer, offset: usize, kind: DecodeErrorKind) -> Self {
+        DecodeError {
+            layer,
+            offset: clamp16(offset),
+            kind,
+        }
+    }
+
+    /// A short, bounded reason string for counters, e.g. `ipv4_truncated`.
+    pub fn reason(&self) -> &'static str {
+        use DecodeErrorKind::*;
+        use Layer::*;
+        match (self.layer, self.kind) {
+            (Ethernet, _) => "ethernet_truncated",
+            (Vlan, _) => "vlan_truncated",
+            (Mpls, _) => "mpls_truncated",
+            (Pppoe, _) => "pppoe_truncated",
+            (Ppp, _) => "ppp_truncated",
+            (LinuxSll, _) => "linux_sll_truncated",
+            (LinuxSll2, _) => "linux_sll2_truncated",
+            (Null, _) => "null_truncated",
+            (Ipv4, Truncated { .. }) => "ipv4_truncated",
+            (Ipv4, BadVersion) => "ipv4_bad_version",
+            (Ipv4, BadHeaderLength) => "ipv4_bad_header_length",
+            (Ipv4, BadTotalLength) => "ipv4_bad_total_length",
+            (Ipv6, BadVersion) => "ipv6_bad_version",
+            (Ipv6, _) => "ipv6_truncated",
+            (Ipv6Ext, _) => "ipv6_ext_truncated",
+            (Tcp, BadHeaderLength) => "tcp_bad_header_length",
+            (Tcp, _) => "tcp_truncated",
+            (Udp, _) => "udp_truncated",
+            (Sctp, _) => "sctp_truncated",
+            (Icmp, _) => "icmp_truncated",
+            (Icmpv6, _) => "icmpv6_truncated",
+        }
+    }
+}
+
+fn clamp16(v: usize) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layer = self.layer.name();
+        match self.kind {
+            DecodeErrorKind::Truncated { need, have } => write!(
+                f,
+                "truncated {layer} header at byte {} (need {need} bytes, {have} left)",
+                self.offset
+            ),
+            DecodeErrorKind::BadVersion => {
+                write!(f, "{layer} header at byte {} has the wrong IP version", self.offset)
+            }
+            DecodeErrorKind::BadHeaderLength => write!(
+                f,
+                "{layer} header at byte {} has a header length below the minimum",
+                self.offset
+            ),
+            DecodeErrorKind::BadTotalLength => write!(
+                f,
+                "{layer} header at byte {} has a total length below its header length",
+                self.offset
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_layer_offset_and_sizes() {
+        let e = DecodeError::truncated(Layer::Tcp, 34, 20, 9);
+        assert_eq!(
+            e.to_string(),
+            "truncated tcp header at byte 34 (need 20 bytes, 9 left)"
+        );
+        assert_eq!(e.reason(), "tcp_truncated");
+    }
+}

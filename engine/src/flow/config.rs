@@ -1,0 +1,188 @@
+//! Flow-metering settings: timeouts, table size, Community ID seed, local networks.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+const SEC: u64 = 1_000_000_000;
+
+/// Timeouts, in nanoseconds of capture time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Idle timeout of TCP flows.
+    pub tcp_idle_ns: u64,
+    /// Idle timeout of UDP flows.
+    pub udp_idle_ns: u64,
+    /// Idle timeout of ICMP and ICMPv6 flows.
+    pub icmp_idle_ns: u64,
+    /// Idle timeout of every other protocol (SCTP included).
+    pub other_idle_ns: u64,
+    /// Active timeout: a flow emits a record every this long; 0 disables.
+    pub active_ns: u64,
+    /// How long a TCP flow that saw FIN from both sides, or RST, stays open
+    /// for the final ACKs before it ends with `end_of_flow_detected`.
+    pub tcp_end_linger_ns: u64,
+    /// How long the transport ports of a fragmented datagram are remembered
+    /// for its later fragments.
+    pub fragment_ns: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_idle_ns: 300 * SEC,
+            udp_idle_ns: 60 * SEC,
+            icmp_idle_ns: 30 * SEC,
+            other_idle_ns: 60 * SEC,
+            active_ns: 60 * SEC,
+            tcp_end_linger_ns: 2 * SEC,
+            fragment_ns: 30 * SEC,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Sets every idle timeout to the same value.
+    pub fn set_all_idle(&mut self, ns: u64) {
+        self.tcp_idle_ns = ns;
+        self.udp_idle_ns = ns;
+        self.icmp_idle_ns = ns;
+        self.other_idle_ns = ns;
+    }
+}
+
+/// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network (IPv4 never matches an IPv6 network).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                prefix_eq(&n.octets(), &a.octets(), self.prefix)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                prefix_eq(&n.octets(), &a.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(n: &[u8], a: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if n[..full] != a[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (n[full] & mask) == (a[full] & mask)
+}
+
+/// Why a CIDR string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpNetError {
+    /// The address part is not an IP address.
+    #[error("{0:?} is not an IP address (expected e.g. 10.0.0.0/8 or 2001:db8::/32)")]
+    Address(String),
+    /// The prefix is not a number or too long for the address family.
+    #[error("prefix {prefix:?} is not a number from 0 to {max}")]
+    Prefix {
+        /// What was given.
+        prefix: String,
+        /// The family's maximum.
+        max: u8,
+    },
+}
+
+impl FromStr for IpNet {
+    type Err = IpNetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| IpNetError::Address(addr.to_string()))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|v| *v <= max)
+                .ok_or_else(|| IpNetError::Prefix {
+                    prefix: p.to_string(),
+                    max,
+                })?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Everything a [`FlowTable`](crate::FlowTable) needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Maximum number of open flows in one table; 0 means unlimited. When a
+    /// new flow would exceed it, the least recently seen flow is ended with
+    /// `lack_of_resources`.
+    pub max_flows: usize,
+    /// Community ID seed.
+    pub community_id_seed: u16,
+    /// The observing host's own networks (for span kind SERVER).
+    pub local_nets: Vec<IpNet>,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            timeouts: Timeouts::default(),
+            max_flows: 0,
+            community_id_seed: 0,
+            local_nets: Vec::new(),
+        }
+    }
+}
+
+impl FlowConfig {
+    /// Whether `ip` belongs to the observing host.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        self.local_nets.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let n: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        let n: IpNet = "2001:db8::/33".parse().unwrap();
+        assert!(n.contains("2001:db8:7fff::1".parse().unwrap()));
+        assert!(!n.contains("2001:db8:8000::1".parse().unwrap()));
+        let host: IpNet = "192.0.2.7".parse().unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nonsense/8".parse::<IpNet>().is_err());
+    }
+}

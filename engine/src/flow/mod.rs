@@ -1,0 +1,6 @@
+//! Biflows: keys, settings, the per-worker table and the records it emits.
+
+pub mod config;
+pub mod key;
+pub mod record;
+pub mod table;

@@ -1,0 +1,180 @@
+//! Flow records: what a flow table emits, one per span.
+
+use std::net::IpAddr;
+
+use crate::community_id::CommunityId;
+use crate::flow::key::FlowKey;
+
+/// Why a record was emitted (IPFIX `flowEndReason`, snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndReason {
+    /// No packet for longer than the protocol's idle timeout.
+    IdleTimeout,
+    /// The flow is still open; periodic record.
+    ActiveTimeout,
+    /// TCP FIN from both sides, or RST, then the linger elapsed.
+    EndOfFlowDetected,
+    /// Still open at the end of the input.
+    ForcedEnd,
+    /// Evicted because the table was full (`--max-flows`).
+    LackOfResources,
+}
+
+impl EndReason {
+    /// All reasons, in counter order.
+    pub const ALL: [EndReason; 5] = [
+        EndReason::IdleTimeout,
+        EndReason::ActiveTimeout,
+        EndReason::EndOfFlowDetected,
+        EndReason::ForcedEnd,
+        EndReason::LackOfResources,
+    ];
+
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::ActiveTimeout => "active_timeout",
+            EndReason::EndOfFlowDetected => "end_of_flow_detected",
+            EndReason::ForcedEnd => "forced_end",
+            EndReason::LackOfResources => "lack_of_resources",
+        }
+    }
+}
+
+/// The observer's role in the flow, which gives span kind and `flow.direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowRole {
+    /// Initiator known: CLIENT + `forward`.
+    Client,
+    /// The observing host answered: SERVER + `reverse`.
+    Server,
+    /// Initiator unknown: INTERNAL + `unknown`.
+    Internal,
+}
+
+impl FlowRole {
+    /// The `flow.direction` value.
+    pub fn direction(self) -> &'static str {
+        match self {
+            FlowRole::Client => "forward",
+            FlowRole::Server => "reverse",
+            FlowRole::Internal => "unknown",
+        }
+    }
+}
+
+/// TCP connection state from the initiator's point of view, as far as a
+/// passive observer can tell (see the README for the rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum TcpState {
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    CloseWait,
+    TimeWait,
+    Closed,
+}
+
+impl TcpState {
+    /// The `flow.connection.state` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "syn_sent",
+            TcpState::SynReceived => "syn_received",
+            TcpState::Established => "established",
+            TcpState::FinWait1 => "fin_wait_1",
+            TcpState::CloseWait => "close_wait",
+            TcpState::TimeWait => "time_wait",
+            TcpState::Closed => "closed",
+        }
+    }
+}
+
+/// Header fields of the first packet of one direction in one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FirstPacket {
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// TOS / traffic class: DSCP << 2 | ECN.
+    pub tos: u8,
+    /// IPv6 flow label.
+    pub flow_label: u32,
+    /// ICMP type (ICMP flows only).
+    pub icmp_type: u8,
+    /// ICMP code (ICMP flows only).
+    pub icmp_code: u8,
+}
+
+/// Counters and attributes of one direction of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectionRecord {
+    /// Packets in this record.
+    pub packets_delta: u64,
+    /// IP-layer bytes in this record.
+    pub bytes_delta: u64,
+    /// Packets since the flow started.
+    pub packets_total: u64,
+    /// Bytes since the flow started.
+    pub bytes_total: u64,
+    /// TCP flags seen over the flow's whole life.
+    pub tcp_flags: u16,
+    /// The first packet of this direction in this record, if any.
+    pub first: Option<FirstPacket>,
+}
+
+/// One flow record: becomes one span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// The biflow key.
+    pub key: FlowKey,
+    /// Initiator address (`source.address`).
+    pub source: IpAddr,
+    /// Initiator port, 0 for protocols without ports.
+    pub source_port: u16,
+    /// Responder address.
+    pub destination: IpAddr,
+    /// Responder port, 0 for protocols without ports.
+    pub destination_port: u16,
+    /// Community ID of the flow.
+    pub community_id: CommunityId,
+    /// Observer role: span kind and direction.
+    pub role: FlowRole,
+    /// Why this record was emitted.
+    pub end_reason: EndReason,
+    /// TCP state (TCP only).
+    pub tcp_state: Option<TcpState>,
+    /// Timestamp of the first packet in this record (ns since the epoch).
+    pub start_ns: u64,
+    /// Timestamp of the last packet in this record.
+    pub end_ns: u64,
+    /// Timestamp of the flow's first packet.
+    pub flow_start_ns: u64,
+    /// Record number within the flow, from 0.
+    pub record_seq: u32,
+    /// Initiator → responder.
+    pub forward: DirectionRecord,
+    /// Responder → initiator.
+    pub reverse: DirectionRecord,
+    /// Shared by every record of the flow.
+    pub trace_id: [u8; 16],
+    /// Unique per record.
+    pub span_id: [u8; 8],
+    /// Capture time at which the record became due: the order of output.
+    pub export_clock_ns: u64,
+}
+
+impl FlowRecord {
+    /// `network.type`: `ipv4` or `ipv6`.
+    pub fn network_type(&self) -> &'static str {
+        if self.source.is_ipv4() { "ipv4" } else { "ipv6" }
+    }
+
+    /// The total order of output records: due time, then first packet, then
+    /// key and record number. It does not depend on how flows were sharded.
+    pub fn order_key(&self) -> (u64, u64, FlowKey, u32) {
+        (self.export_clock_ns, self.start_ns, self.key, self.record_seq)
+    }
+}

@@ -1,0 +1,963 @@
+//! The biflow table: one per worker, owned outright, no locks.
+//!
+//! Time is capture time. Every call passes a `clock_ns`: the highest packet
+//! timestamp seen so far in the whole capture (so it never goes backwards,
+//! even when packet timestamps do). Deadlines are computed from that clock,
+//! which keeps each timer list sorted and makes every record's content
+//! independent of *when* a sweep happens: a packet that arrives after its
+//! flow's deadline first ends the old flow exactly as a sweep would have.
+//!
+//! Timers are intrusive doubly-linked lists over the slot array, one per idle
+//! class (TCP, UDP, ICMP, other, TCP closing) in last-seen order, and one for
+//! the active timeout in record-start order. Expiring is popping heads.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use sha1::{Digest, Sha1};
+
+use crate::community_id::{CommunityId, IcmpRole, icmp_role};
+use crate::decode::{Fragment, PacketRepr};
+use crate::flow::config::FlowConfig;
+use crate::flow::key::FlowKey;
+use crate::flow::record::{
+    DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState,
+};
+
+const NIL: u32 = u32::MAX;
+
+const CLASS_TCP: usize = 0;
+const CLASS_UDP: usize = 1;
+const CLASS_ICMP: usize = 2;
+const CLASS_OTHER: usize = 3;
+const CLASS_CLOSING: usize = 4;
+const CLASSES: usize = 5;
+
+const FIN: u16 = 0x01;
+const SYN: u16 = 0x02;
+const RST: u16 = 0x04;
+const ACK: u16 = 0x10;
+
+/// How the initiator of a flow was determined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// TCP SYN or SYN/ACK, ICMP request or reply, SCTP INIT or INIT ACK.
+    Protocol,
+    /// The port heuristic (see [`service_port_side`]).
+    Ports,
+    /// Neither: the sender of the first packet.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+    };
+
+    fn push_back(&mut self, links: &mut [Link], i: u32) {
+        links[i as usize] = Link {
+            prev: self.tail,
+            next: NIL,
+        };
+        if self.tail == NIL {
+            self.head = i;
+        } else {
+            links[self.tail as usize].next = i;
+        }
+        self.tail = i;
+    }
+
+    fn unlink(&mut self, links: &mut [Link], i: u32) {
+        let Link { prev, next } = links[i as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            links[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            links[next as usize].prev = prev;
+        }
+        links[i as usize] = Link {
+            prev: NIL,
+            next: NIL,
+        };
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Direction {
+    packets_delta: u64,
+    bytes_delta: u64,
+    packets_total: u64,
+    bytes_total: u64,
+    tcp_flags: u16,
+    first: Option<FirstPacket>,
+}
+
+impl Direction {
+    fn record(&self) -> DirectionRecord {
+        DirectionRecord {
+            packets_delta: self.packets_delta,
+            bytes_delta: self.bytes_delta,
+            packets_total: self.packets_total,
+            bytes_total: self.bytes_total,
+            tcp_flags: self.tcp_flags,
+            first: self.first,
+        }
+    }
+
+    fn reset_record(&mut self) {
+        self.packets_delta = 0;
+        self.bytes_delta = 0;
+        self.first = None;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    key: FlowKey,
+    /// Whether endpoint `a` of the key is the initiator.
+    initiator_is_a: bool,
+    role: FlowRole,
+    community_id: CommunityId,
+    trace_id: [u8; 16],
+    flow_start_ns: u64,
+    record_seq: u32,
+    record_start_ns: u64,
+    record_end_ns: u64,
+    record_start_clock: u64,
+    last_clock: u64,
+    close_clock: u64,
+    class: usize,
+    in_active: bool,
+    fwd: Direction,
+    rev: Direction,
+    /// Handshake ACK from the initiator after the SYN/ACK.
+    tcp_established: bool,
+}
+
+impl Flow {
+    fn record_has_packets(&self) -> bool {
+        self.fwd.packets_delta + self.rev.packets_delta > 0
+    }
+
+    fn tcp_state(&self) -> Option<TcpState> {
+        if self.key.protocol != 6 {
+            return None;
+        }
+        let f = self.fwd.tcp_flags;
+        let r = self.rev.tcp_flags;
+        let fin_f = f & FIN != 0;
+        let fin_r = r & FIN != 0;
+        Some(if (f | r) & RST != 0 {
+            TcpState::Closed
+        } else if fin_f && fin_r {
+            TcpState::TimeWait
+        } else if fin_f {
+            TcpState::FinWait1
+        } else if fin_r {
+            TcpState::CloseWait
+        } else if r & SYN != 0 && !self.tcp_established {
+            TcpState::SynReceived
+        } else if f & SYN != 0 && r == 0 {
+            TcpState::SynSent
+        } else {
+            TcpState::Established
+        })
+    }
+}
+
+/// Counters of one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Packets observed.
+    pub packets: u64,
+    /// Flows created.
+    pub flows: u64,
+    /// Records emitted, indexed like [`EndReason::ALL`].
+    pub records: [u64; 5],
+    /// Non-first fragments whose first fragment was not seen (or had expired):
+    /// counted in a flow without ports for their addresses and protocol.
+    pub fragments_without_first: u64,
+    /// The most flows open at once.
+    pub peak_flows: u64,
+}
+
+impl TableStats {
+    /// Adds another table's counters.
+    pub fn merge(&mut self, other: &TableStats) {
+        self.packets += other.packets;
+        self.flows += other.flows;
+        for (a, b) in self.records.iter_mut().zip(other.records) {
+            *a += b;
+        }
+        self.fragments_without_first += other.fragments_without_first;
+        self.peak_flows += other.peak_flows;
+    }
+
+    /// Total records emitted.
+    pub fn records_total(&self) -> u64 {
+        self.records.iter().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragmentKey {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    id: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FragmentEntry {
+    src_port: u16,
+    dst_port: u16,
+    icmp_type: u8,
+    icmp_code: u8,
+    clock: u64,
+}
+
+/// A biflow table.
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowConfig,
+    idle_ns: [u64; CLASSES],
+    index: HashMap<FlowKey, u32, foldhash::fast::FixedState>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    idle_links: Vec<Link>,
+    active_links: Vec<Link>,
+    idle_lists: [List; CLASSES],
+    active_list: List,
+    fragments: HashMap<FragmentKey, FragmentEntry, foldhash::fast::FixedState>,
+    last_fragment_purge: u64,
+    stats: TableStats,
+    id_scratch: Vec<u8>,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: FlowConfig) -> FlowTable {
+        let t = config.timeouts;
+        FlowTable {
+            idle_ns: [
+                t.tcp_idle_ns,
+                t.udp_idle_ns,
+                t.icmp_idle_ns,
+                t.other_idle_ns,
+                t.tcp_end_linger_ns,
+            ],
+            config,
+            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed)),
+            slots: Vec::new(),
+            free: Vec::new(),
+            idle_links: Vec::new(),
+            active_links: Vec::new(),
+            idle_lists: [List::EMPTY; CLASSES],
+            active_list: List::EMPTY,
+            fragments: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xf4a9)),
+            last_fragment_purge: 0,
+            stats: TableStats::default(),
+            id_scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Number of open flows.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no flow is open.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The table's counters.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Accounts one packet with timestamp `ts_ns`; `clock_ns` is the capture
+    /// clock (the highest timestamp seen so far, `>= ts_ns` normally). Records
+    /// that become due are appended to `out`.
+    pub fn observe(
+        &mut self,
+        packet: &PacketRepr,
+        ts_ns: u64,
+        clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        self.stats.packets += 1;
+        let mut p = *packet;
+        self.resolve_fragment(&mut p, clock_ns);
+        let (key, from_a) = FlowKey::from_packet(&p);
+
+        let mut slot = self.index.get(&key).copied();
+        if let Some(i) = slot {
+            slot = self.check_due_on_arrival(i, &p, clock_ns, out);
+        }
+        let i = match slot {
+            Some(i) => i,
+            None => {
+                if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
+                    self.advance(clock_ns, out);
+                    if self.index.len() >= self.config.max_flows {
+                        self.evict_least_recent(clock_ns, out);
+                    }
+                }
+                self.insert(key, from_a, &p, ts_ns, clock_ns)
+            }
+        };
+        self.update(i, &p, from_a, ts_ns, clock_ns);
+    }
+
+    /// Emits every record due at or before `clock_ns` (idle, linger and
+    /// active timeouts).
+    pub fn advance(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        for class in 0..CLASSES {
+            let timeout = self.idle_ns[class];
+            loop {
+                let head = self.idle_lists[class].head;
+                if head == NIL {
+                    break;
+                }
+                let f = self.flow(head);
+                let since = if class == CLASS_CLOSING {
+                    f.close_clock
+                } else {
+                    f.last_clock
+                };
+                let due = since.saturating_add(timeout);
+                if due > clock_ns {
+                    break;
+                }
+                let reason = if class == CLASS_CLOSING {
+                    EndReason::EndOfFlowDetected
+                } else {
+                    EndReason::IdleTimeout
+                };
+                self.finish(head, reason, due, out);
+            }
+        }
+        let active = self.config.timeouts.active_ns;
+        if active > 0 {
+            loop {
+                let head = self.active_list.head;
+                if head == NIL {
+                    break;
+                }
+                let due = self.flow(head).record_start_clock.saturating_add(active);
+                if due > clock_ns {
+                    break;
+                }
+                self.emit_active(head, due, out);
+            }
+        }
+        if clock_ns.saturating_sub(self.last_fragment_purge) >= 1_000_000_000 {
+            let keep_after = clock_ns.saturating_sub(self.config.timeouts.fragment_ns);
+            self.fragments.retain(|_, e| e.clock > keep_after);
+            self.last_fragment_purge = clock_ns;
+        }
+    }
+
+    /// Ends every open flow at the end of input: `end_of_flow_detected` for
+    /// TCP flows that had already closed, `forced_end` for the rest.
+    pub fn flush(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        self.advance(clock_ns, out);
+        for class in 0..CLASSES {
+            while self.idle_lists[class].head != NIL {
+                let head = self.idle_lists[class].head;
+                let reason = if class == CLASS_CLOSING {
+                    EndReason::EndOfFlowDetected
+                } else {
+                    EndReason::ForcedEnd
+                };
+                self.finish(head, reason, clock_ns, out);
+            }
+        }
+        self.fragments.clear();
+    }
+
+    fn flow(&self, i: u32) -> &Flow {
+        self.slots[i as usize]
+            .as_ref()
+            .expect("timer lists only hold occupied slots")
+    }
+
+    fn flow_mut(&mut self, i: u32) -> &mut Flow {
+        self.slots[i as usize]
+            .as_mut()
+            .expect("the index only holds occupied slots")
+    }
+
+    /// Gives a non-first fragment the ports of its datagram, and remembers
+    /// the ports of a first fragment.
+    fn resolve_fragment(&mut self, p: &mut PacketRepr, clock_ns: u64) {
+        match p.fragment {
+            Fragment::Whole => {}
+            Fragment::First { id } => {
+                let key = FragmentKey {
+                    src: p.src,
+                    dst: p.dst,
+                    protocol: p.protocol,
+                    id,
+                };
+                self.fragments.insert(
+                    key,
+                    FragmentEntry {
+                        src_port: p.src_port,
+                        dst_port: p.dst_port,
+                        icmp_type: p.icmp_type,
+                        icmp_code: p.icmp_code,
+                        clock: clock_ns,
+                    },
+                );
+            }
+            Fragment::Later { id } => {
+                let key = FragmentKey {
+                    src: p.src,
+                    dst: p.dst,
+                    protocol: p.protocol,
+                    id,
+                };
+                let window = self.config.timeouts.fragment_ns;
+                match self.fragments.get(&key) {
+                    Some(e) if e.clock.saturating_add(window) > clock_ns => {
+                        p.src_port = e.src_port;
+                        p.dst_port = e.dst_port;
+                        p.icmp_type = e.icmp_type;
+                        p.icmp_code = e.icmp_code;
+                    }
+                    _ => self.stats.fragments_without_first += 1,
+                }
+            }
+        }
+    }
+
+    /// Ends or splits flow `i` if it became due before this packet; returns
+    /// the slot to update, or `None` if a new flow must start.
+    fn check_due_on_arrival(
+        &mut self,
+        i: u32,
+        p: &PacketRepr,
+        clock: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<u32> {
+        let f = self.flow(i);
+        if f.class == CLASS_CLOSING {
+            let due = f.close_clock.saturating_add(self.idle_ns[CLASS_CLOSING]);
+            if due <= clock {
+                self.finish(i, EndReason::EndOfFlowDetected, due, out);
+                return None;
+            }
+            // A new SYN from either side after FIN/FIN or RST starts a new connection.
+            if p.protocol == 6 && p.tcp_flags & (SYN | ACK) == SYN {
+                self.finish(i, EndReason::EndOfFlowDetected, clock, out);
+                return None;
+            }
+        } else {
+            let due = f.last_clock.saturating_add(self.idle_ns[f.class]);
+            if due <= clock {
+                self.finish(i, EndReason::IdleTimeout, due, out);
+                return None;
+            }
+        }
+        let active = self.config.timeouts.active_ns;
+        let f = self.flow(i);
+        if active > 0 && f.in_active {
+            let due = f.record_start_clock.saturating_add(active);
+            if due <= clock {
+                self.emit_active(i, due, out);
+            }
+        }
+        Some(i)
+    }
+
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        from_a: bool,
+        p: &PacketRepr,
+        ts_ns: u64,
+        clock_ns: u64,
+    ) -> u32 {
+        let (sender_is_initiator, evidence) = initiator_of_first_packet(p);
+        let initiator_is_a = from_a == sender_is_initiator;
+        let (initiator, responder) = if initiator_is_a {
+            (key.a, key.b)
+        } else {
+            (key.b, key.a)
+        };
+        let role = match evidence {
+            Evidence::None => FlowRole::Internal,
+            _ if self.config.is_local(responder) && !self.config.is_local(initiator) => {
+                FlowRole::Server
+            }
+            _ => FlowRole::Client,
+        };
+        self.id_scratch.clear();
+        key.write_bytes(&mut self.id_scratch);
+        self.id_scratch.extend_from_slice(&ts_ns.to_be_bytes());
+        let digest: [u8; 20] = Sha1::digest(&self.id_scratch).into();
+        let mut trace_id = [0u8; 16];
+        trace_id.copy_from_slice(&digest[..16]);
+        if trace_id == [0; 16] {
+            trace_id[15] = 1;
+        }
+        let class = match key.protocol {
+            6 => CLASS_TCP,
+            17 => CLASS_UDP,
+            1 | 58 => CLASS_ICMP,
+            _ => CLASS_OTHER,
+        };
+        let flow = Flow {
+            key,
+            initiator_is_a,
+            role,
+            community_id: key.community_id(self.config.community_id_seed),
+            trace_id,
+            flow_start_ns: ts_ns,
+            record_seq: 0,
+            record_start_ns: ts_ns,
+            record_end_ns: ts_ns,
+            record_start_clock: clock_ns,
+            last_clock: clock_ns,
+            close_clock: 0,
+            class,
+            in_active: false,
+            fwd: Direction::default(),
+            rev: Direction::default(),
+            tcp_established: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(flow);
+                i
+            }
+            None => {
+                self.slots.push(Some(flow));
+                self.idle_links.push(Link::default());
+                self.active_links.push(Link::default());
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 flows per table")
+            }
+        };
+        self.idle_lists[class].push_back(&mut self.idle_links, i);
+        self.index.insert(key, i);
+        self.stats.flows += 1;
+        self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
+        i
+    }
+
+    fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
+        let active_enabled = self.config.timeouts.active_ns > 0;
+        let f = self
+            .slots
+            .get_mut(i as usize)
+            .and_then(Option::as_mut)
+            .expect("updated slot is occupied");
+        let forward = from_a == f.initiator_is_a;
+        if !f.record_has_packets() {
+            f.record_start_ns = ts_ns;
+            f.record_end_ns = ts_ns;
+        } else {
+            f.record_start_ns = f.record_start_ns.min(ts_ns);
+            f.record_end_ns = f.record_end_ns.max(ts_ns);
+        }
+        let d = if forward { &mut f.fwd } else { &mut f.rev };
+        d.packets_delta += 1;
+        d.packets_total += 1;
+        d.bytes_delta += u64::from(p.ip_bytes);
+        d.bytes_total += u64::from(p.ip_bytes);
+        d.tcp_flags |= p.tcp_flags;
+        if d.first.is_none() {
+            d.first = Some(FirstPacket {
+                ttl: p.ttl,
+                tos: p.tos,
+                flow_label: p.flow_label,
+                icmp_type: p.icmp_type,
+                icmp_code: p.icmp_code,
+            });
+        }
+        if p.protocol == 6
+            && forward
+            && p.tcp_flags & (SYN | ACK) == ACK
+            && f.rev.tcp_flags & (SYN | ACK) == SYN | ACK
+        {
+            f.tcp_established = true;
+        }
+        f.last_clock = clock_ns;
+        let closing_now = f.key.protocol == 6
+            && f.class != CLASS_CLOSING
+            && ((f.fwd.tcp_flags | f.rev.tcp_flags) & RST != 0
+                || (f.fwd.tcp_flags & FIN != 0 && f.rev.tcp_flags & FIN != 0));
+        let class = f.class;
+        let needs_active = active_enabled && !f.in_active;
+        if closing_now {
+            f.class = CLASS_CLOSING;
+            f.close_clock = clock_ns;
+            self.idle_lists[class].unlink(&mut self.idle_links, i);
+            self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
+        } else if class != CLASS_CLOSING {
+            // Most recently seen goes last.
+            self.idle_lists[class].unlink(&mut self.idle_links, i);
+            self.idle_lists[class].push_back(&mut self.idle_links, i);
+        }
+        if needs_active {
+            let f = self.flow_mut(i);
+            f.in_active = true;
+            f.record_start_clock = clock_ns;
+            self.active_list.push_back(&mut self.active_links, i);
+        }
+    }
+
+    fn evict_least_recent(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        let mut victim: Option<(u64, u32)> = None;
+        for class in 0..CLASSES {
+            let head = self.idle_lists[class].head;
+            if head == NIL {
+                continue;
+            }
+            let last = self.flow(head).last_clock;
+            if victim.is_none_or(|(v, _)| last < v) {
+                victim = Some((last, head));
+            }
+        }
+        if let Some((_, i)) = victim {
+            self.finish(i, EndReason::LackOfResources, clock_ns, out);
+        }
+    }
+
+    fn make_record(&self, f: &Flow, reason: EndReason, export_clock_ns: u64) -> FlowRecord {
+        let k = &f.key;
+        let ((src, sport), (dst, dport)) = if f.initiator_is_a {
+            ((k.a, k.a_port), (k.b, k.b_port))
+        } else {
+            ((k.b, k.b_port), (k.a, k.a_port))
+        };
+        let (sport, dport) = if k.has_ports() { (sport, dport) } else { (0, 0) };
+        let mut h = Sha1::new();
+        h.update(f.trace_id);
+        h.update(f.record_seq.to_be_bytes());
+        let digest: [u8; 20] = h.finalize().into();
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&digest[..8]);
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        FlowRecord {
+            key: f.key,
+            source: src,
+            source_port: sport,
+            destination: dst,
+            destination_port: dport,
+            community_id: f.community_id,
+            role: f.role,
+            end_reason: reason,
+            tcp_state: f.tcp_state(),
+            start_ns: f.record_start_ns,
+            end_ns: f.record_end_ns,
+            flow_start_ns: f.flow_start_ns,
+            record_seq: f.record_seq,
+            forward: f.fwd.record(),
+            reverse: f.rev.record(),
+            trace_id: f.trace_id,
+            span_id,
+            export_clock_ns,
+        }
+    }
+
+    fn emit_active(&mut self, i: u32, due: u64, out: &mut Vec<FlowRecord>) {
+        let f = self.flow(i);
+        if f.record_has_packets() {
+            out.push(self.make_record(f, EndReason::ActiveTimeout, due));
+            self.stats.records[1] += 1;
+        }
+        self.active_list.unlink(&mut self.active_links, i);
+        let f = self.flow_mut(i);
+        f.in_active = false;
+        f.record_seq += 1;
+        f.fwd.reset_record();
+        f.rev.reset_record();
+    }
+
+    fn finish(&mut self, i: u32, reason: EndReason, export_clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        let f = self.slots[i as usize]
+            .take()
+            .expect("finished slot is occupied");
+        // A flow whose packets were all reported by active-timeout records
+        // ends without an empty record.
+        if f.record_has_packets() {
+            out.push(self.make_record(&f, reason, export_clock_ns));
+            let idx = EndReason::ALL
+                .iter()
+                .position(|r| *r == reason)
+                .unwrap_or_default();
+            self.stats.records[idx] += 1;
+        }
+        self.idle_lists[f.class].unlink(&mut self.idle_links, i);
+        if f.in_active {
+            self.active_list.unlink(&mut self.active_links, i);
+        }
+        self.index.remove(&f.key);
+        self.free.push(i);
+    }
+}
+
+/// Who initiated a flow, judged from its first packet: `(the sender is the
+/// initiator, how we know)`.
+fn initiator_of_first_packet(p: &PacketRepr) -> (bool, Evidence) {
+    match p.protocol {
+        6 if p.tcp_flags & (SYN | ACK) == SYN => return (true, Evidence::Protocol),
+        6 if p.tcp_flags & (SYN | ACK) == SYN | ACK => return (false, Evidence::Protocol),
+        132 if p.sctp_chunk == 1 => return (true, Evidence::Protocol),
+        132 if p.sctp_chunk == 2 => return (false, Evidence::Protocol),
+        1 | 58 if p.has_transport_header() => match icmp_role(p.protocol, p.icmp_type) {
+            IcmpRole::Request => return (true, Evidence::Protocol),
+            IcmpRole::Reply => return (false, Evidence::Protocol),
+            IcmpRole::OneWay => return (true, Evidence::None),
+        },
+        _ => {}
+    }
+    if matches!(p.protocol, 6 | 17 | 132) {
+        match service_port_side(p.src_port, p.dst_port) {
+            Some(ServiceSide::Destination) => return (true, Evidence::Ports),
+            Some(ServiceSide::Source) => return (false, Evidence::Ports),
+            None => {}
+        }
+    }
+    (true, Evidence::None)
+}
+
+/// Well-known service ports at or above 1024.
+const REGISTERED_SERVICES: [u16; 24] = [
+    1433, 1521, 1883, 2049, 2181, 2375, 2376, 2379, 3000, 3306, 3389, 4317, 4318, 5432, 5672,
+    6379, 6443, 8080, 8443, 9042, 9092, 9200, 11211, 27017,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceSide {
+    Source,
+    Destination,
+}
+
+fn is_service_port(p: u16) -> bool {
+    (p != 0 && p < 1024) || REGISTERED_SERVICES.contains(&p)
+}
+
+/// The port heuristic: a side whose port is a service port (below 1024, or
+/// in [`REGISTERED_SERVICES`]) facing a side whose port is not is the
+/// responder; failing that, a side whose port is below the ephemeral range
+/// (32768) facing one inside it is the responder.
+fn service_port_side(src: u16, dst: u16) -> Option<ServiceSide> {
+    match (is_service_port(src), is_service_port(dst)) {
+        (true, false) => return Some(ServiceSide::Source),
+        (false, true) => return Some(ServiceSide::Destination),
+        (true, true) => return None,
+        (false, false) => {}
+    }
+    const EPHEMERAL: u16 = 32768;
+    match (src >= EPHEMERAL, dst >= EPHEMERAL) {
+        (false, true) if src != 0 => Some(ServiceSide::Source),
+        (true, false) if dst != 0 => Some(ServiceSide::Destination),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::config::Timeouts;
+
+    const S: u64 = 1_000_000_000;
+
+    fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u16) -> PacketRepr {
+        PacketRepr {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: 6,
+            src_port: sp,
+            dst_port: dp,
+            icmp_type: 0,
+            icmp_code: 0,
+            tcp_flags: flags,
+            sctp_chunk: 0,
+            ip_bytes: 60,
+            ttl: 64,
+            tos: 0,
+            flow_label: 0,
+            fragment: Fragment::Whole,
+        }
+    }
+
+    fn run(table: &mut FlowTable, pkts: &[(u64, PacketRepr)]) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
+        let mut clock = 0;
+        for (ts, p) in pkts {
+            clock = clock.max(*ts);
+            table.observe(p, *ts, clock, &mut out);
+        }
+        table.flush(clock, &mut out);
+        out
+    }
+
+    #[test]
+    fn synack_first_makes_its_receiver_the_initiator() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let out = run(
+            &mut t,
+            &[
+                (S, tcp("10.0.0.2", 80, "10.0.0.1", 40000, SYN | ACK)),
+                (2 * S, tcp("10.0.0.1", 40000, "10.0.0.2", 80, ACK)),
+                (3 * S, tcp("10.0.0.1", 40000, "10.0.0.2", 80, ACK)),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.source, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((r.source_port, r.destination_port), (40000, 80));
+        assert_eq!(r.forward.packets_delta, 2);
+        assert_eq!(r.reverse.packets_delta, 1);
+        assert_eq!(r.role, FlowRole::Client);
+        assert_eq!(r.end_reason, EndReason::ForcedEnd);
+    }
+
+    #[test]
+    fn mid_stream_without_port_evidence_is_internal_from_first_sender() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let out = run(
+            &mut t,
+            &[
+                (S, tcp("10.0.0.9", 40001, "10.0.0.1", 50000, ACK)),
+                (2 * S, tcp("10.0.0.1", 50000, "10.0.0.9", 40001, ACK)),
+            ],
+        );
+        assert_eq!(out[0].role, FlowRole::Internal);
+        assert_eq!(out[0].source_port, 40001);
+        assert_eq!(out[0].forward.packets_delta, 1);
+    }
+
+    #[test]
+    fn fin_both_sides_ends_flow_after_linger_and_late_packet_starts_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let a = "10.0.0.1";
+        let b = "10.0.0.2";
+        let out = run(
+            &mut t,
+            &[
+                (S, tcp(a, 40000, b, 80, SYN)),
+                (S + 1, tcp(b, 80, a, 40000, SYN | ACK)),
+                (S + 2, tcp(a, 40000, b, 80, ACK)),
+                (S + 3, tcp(a, 40000, b, 80, FIN | ACK)),
+                (S + 4, tcp(b, 80, a, 40000, FIN | ACK)),
+                (S + 5, tcp(a, 40000, b, 80, ACK)),
+                (10 * S, tcp(a, 40000, b, 80, ACK)),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end_reason, EndReason::EndOfFlowDetected);
+        assert_eq!(out[0].forward.packets_delta, 4);
+        assert_eq!(out[0].tcp_state, Some(TcpState::TimeWait));
+        assert_eq!(out[0].export_clock_ns, S + 4 + 2 * S);
+        assert_eq!(out[1].end_reason, EndReason::ForcedEnd);
+        assert_ne!(out[0].trace_id, out[1].trace_id);
+    }
+
+    #[test]
+    fn active_timeout_splits_deltas_but_totals_grow() {
+        let mut cfg = FlowConfig::default();
+        cfg.timeouts = Timeouts {
+            active_ns: 10 * S,
+            ..Timeouts::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let pkts: Vec<_> = (0..25)
+            .map(|i| (i * S, tcp("10.0.0.1", 40000, "10.0.0.2", 443, ACK)))
+            .collect();
+        let out = run(&mut t, &pkts);
+        let deltas: Vec<u64> = out.iter().map(|r| r.forward.packets_delta).collect();
+        let totals: Vec<u64> = out.iter().map(|r| r.forward.packets_total).collect();
+        assert_eq!(deltas, [10, 10, 5]);
+        assert_eq!(totals, [10, 20, 25]);
+        assert_eq!(out[0].end_reason, EndReason::ActiveTimeout);
+        assert_eq!(out[2].end_reason, EndReason::ForcedEnd);
+        assert!(out.iter().all(|r| r.trace_id == out[0].trace_id));
+        assert_eq!(out.iter().map(|r| r.record_seq).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn idle_timeout_is_evaluated_on_arrival() {
+        let mut cfg = FlowConfig::default();
+        cfg.timeouts.set_all_idle(5 * S);
+        let mut t = FlowTable::new(cfg);
+        let p = tcp("10.0.0.1", 40000, "10.0.0.2", 443, ACK);
+        let out = run(&mut t, &[(S, p), (7 * S, p)]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
+        assert_eq!(out[0].export_clock_ns, 6 * S);
+    }
+
+    #[test]
+    fn max_flows_evicts_least_recently_seen() {
+        let cfg = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let out = run(
+            &mut t,
+            &[
+                (S, tcp("10.0.0.1", 40000, "10.0.0.2", 443, SYN)),
+                (2 * S, tcp("10.0.0.1", 40001, "10.0.0.2", 443, SYN)),
+                (3 * S, tcp("10.0.0.1", 40000, "10.0.0.2", 443, ACK)),
+                (4 * S, tcp("10.0.0.1", 40002, "10.0.0.2", 443, SYN)),
+            ],
+        );
+        assert_eq!(out[0].end_reason, EndReason::LackOfResources);
+        assert_eq!(out[0].source_port, 40001);
+        assert_eq!(t.stats().records[4], 1);
+    }
+
+    #[test]
+    fn local_net_responder_makes_server_role() {
+        let cfg = FlowConfig {
+            local_nets: vec!["10.0.0.2/32".parse().unwrap()],
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let out = run(
+            &mut t,
+            &[
+                (S, tcp("10.0.0.1", 40000, "10.0.0.2", 443, SYN)),
+                (S, tcp("10.0.0.2", 40000, "10.0.0.1", 443, SYN)),
+            ],
+        );
+        assert_eq!(out[0].role, FlowRole::Server);
+        assert_eq!(out[1].role, FlowRole::Client);
+        assert_eq!(out[0].source, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn port_heuristic() {
+        assert_eq!(service_port_side(53, 40000), Some(ServiceSide::Source));
+        assert_eq!(service_port_side(51000, 5432), Some(ServiceSide::Destination));
+        assert_eq!(service_port_side(8081, 50000), Some(ServiceSide::Source));
+        assert_eq!(service_port_side(53, 53), None);
+        assert_eq!(service_port_side(40000, 40001), None);
+    }
+}

@@ -1,0 +1,41 @@
+//! The flowspan engine: packet decoding, per-worker biflow tables and flow
+//! records. No I/O and no `unsafe`: capture crates turn a source into frames,
+//! [`decode()`] turns a frame into a [`PacketRepr`], a [`FlowTable`] (or a
+//! sharded [`Pipeline`] of them) turns packets into [`FlowRecord`]s, and the
+//! exporter turns records into spans.
+//!
+//! ```
+//! use engine::{decode, Decoded, FlowConfig, FlowTable, LinkType};
+//!
+//! // An IPv4 UDP datagram 192.0.2.1:5353 -> 192.0.2.2:53 as raw IP.
+//! let pkt = [
+//!     0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+//!     0x14, 0xe9, 0, 53, 0, 8, 0, 0,
+//! ];
+//! let Decoded::Ip(repr) = decode(LinkType::RAW, &pkt) else { panic!() };
+//! let mut table = FlowTable::new(FlowConfig::default());
+//! let mut records = Vec::new();
+//! table.observe(&repr, 1_000, 1_000, &mut records);
+//! table.flush(1_000, &mut records);
+//! assert_eq!(records.len(), 1);
+//! assert_eq!(records[0].destination_port, 53);
+//! assert_eq!(records[0].end_reason.as_str(), "forced_end");
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod community_id;
+pub mod decode;
+pub mod error;
+pub mod flow;
+pub mod names;
+pub mod pipeline;
+
+pub use community_id::CommunityId;
+pub use decode::{Decoded, Fragment, LinkType, PacketRepr, SkipReason, decode};
+pub use error::{DecodeError, DecodeErrorKind, Layer};
+pub use flow::config::{FlowConfig, IpNet, Timeouts};
+pub use flow::key::FlowKey;
+pub use flow::record::{DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState};
+pub use flow::table::{FlowTable, TableStats};
+pub use pipeline::{Pipeline, PipelineClosed, PipelineConfig};

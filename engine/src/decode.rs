@@ -1,7 +1,8 @@
 //! Lenient, zero-copy decoding of one captured frame into a [`PacketRepr`].
 //!
 //! The decoder reads only the headers a flow needs: the link layer (and any
-//! VLAN / QinQ / VN-Tag / MPLS / PPPoE encapsulation in front of IP), the IP
+//! VLAN / QinQ / VN-Tag / FabricPath / MPLS / PPPoE encapsulation in front of
+//! IP), the IP
 //! header with IPv4 options or the IPv6 extension-header chain, and the first
 //! bytes of the transport header (ports, TCP flags, ICMP type and code, the
 //! first SCTP chunk type). Checksums are never validated.
@@ -307,6 +308,8 @@ fn ethertype(f: &[u8], mut et: u16, mut at: usize, depth: u8) -> Step<(usize, Ip
                 at += 6;
             }
             0x8847 | 0x8848 => return mpls(f, at, depth),
+            // Cisco FabricPath: FTag/TTL, then the original Ethernet frame.
+            0x8903 if depth < MAX_DEPTH => return ethernet(f, at + 2, depth + 1),
             0x8864 => {
                 // PPPoE session: version/type, code, session id, length, then PPP protocol.
                 need(Layer::Pppoe, at, 8, f.len())?;

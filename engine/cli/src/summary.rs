@@ -1,0 +1,107 @@
+//! Counters of a run and the summary printed on standard error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use capture_pcap::ReaderStats;
+use engine::{DecodeError, EndReason, SkipReason, TableStats};
+
+/// What happened to each frame read, by reason.
+#[derive(Debug, Default)]
+pub struct DecodeCounters {
+    /// Frames decoded into an IP packet of a flow.
+    pub decoded: u64,
+    /// Frames skipped (not IP, unsupported link type), by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Malformed frames, by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Frames per unsupported link type.
+    pub unsupported_link_types: BTreeMap<u32, u64>,
+}
+
+impl DecodeCounters {
+    pub fn skip(&mut self, reason: SkipReason, link_type: u32) {
+        *self.skipped.entry(reason.reason()).or_default() += 1;
+        if reason == SkipReason::UnsupportedLinkType {
+            *self.unsupported_link_types.entry(link_type).or_default() += 1;
+        }
+    }
+
+    pub fn malformed(&mut self, e: DecodeError) {
+        *self.malformed.entry(e.reason()).or_default() += 1;
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.decoded + self.skipped.values().sum::<u64>() + self.malformed.values().sum::<u64>()
+    }
+}
+
+/// The end-of-run summary.
+pub struct Summary<'a> {
+    pub path: &'a str,
+    pub elapsed: Duration,
+    pub reader: &'a ReaderStats,
+    pub decode: &'a DecodeCounters,
+    pub table: &'a TableStats,
+    pub spans: u64,
+}
+
+fn reasons(f: &mut fmt::Formatter<'_>, map: &BTreeMap<&'static str, u64>) -> fmt::Result {
+    if map.is_empty() {
+        return write!(f, " none");
+    }
+    for (k, v) in map {
+        write!(f, " {k}={v}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.decode;
+        let t = self.table;
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(
+            f,
+            "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
+            self.path,
+            d.frames(),
+            self.reader.bytes,
+            secs
+        )?;
+        writeln!(f, "  packets decoded: {}", d.decoded)?;
+        write!(f, "  packets skipped:")?;
+        reasons(f, &d.skipped)?;
+        writeln!(f)?;
+        if !d.unsupported_link_types.is_empty() {
+            write!(f, "  unsupported link types:")?;
+            for (lt, n) in &d.unsupported_link_types {
+                write!(f, " {lt}={n}")?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  packets malformed:")?;
+        reasons(f, &d.malformed)?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  capture problems: unknown_interface={} bad_packet_block={} simple_packet_blocks_without_timestamp={}",
+            self.reader.unknown_interface,
+            self.reader.bad_packet_block,
+            self.reader.simple_packet_blocks
+        )?;
+        writeln!(
+            f,
+            "  fragments without their first fragment: {}",
+            t.fragments_without_first
+        )?;
+        writeln!(f, "  flows: {} (peak open {})", t.flows, t.peak_flows)?;
+        write!(f, "  records: {}:", t.records_total())?;
+        for (reason, n) in EndReason::ALL.iter().zip(t.records) {
+            write!(f, " {}={n}", reason.as_str())?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  spans written: {}", self.spans)
+    }
+}

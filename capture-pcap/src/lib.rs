@@ -112,7 +112,11 @@ pub struct CaptureError {
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.record == 0 {
-            write!(f, "{}: file header (byte {}): {}", self.path, self.offset, self.kind)
+            write!(
+                f,
+                "{}: file header (byte {}): {}",
+                self.path, self.offset, self.kind
+            )
         } else {
             write!(
                 f,
@@ -193,12 +197,20 @@ impl fmt::Debug for CaptureReader {
 
 fn u16_at(b: &[u8], big: bool) -> u16 {
     let a = [b[0], b[1]];
-    if big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if big {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 fn u32_at(b: &[u8], big: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if big {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 impl CaptureReader {
@@ -324,10 +336,7 @@ impl CaptureReader {
             return Err(self.err(0, ErrorKind::Empty));
         }
         if have < 4 {
-            return Err(self.err(
-                0,
-                ErrorKind::TruncatedFileHeader { need: 24, have },
-            ));
+            return Err(self.err(0, ErrorKind::TruncatedFileHeader { need: 24, have }));
         }
         let h = &self.buf[self.start..self.end];
         let magic_be = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
@@ -346,10 +355,7 @@ impl CaptureReader {
             magic => return Err(self.err(0, ErrorKind::NotACapture { magic })),
         };
         if have < 24 {
-            return Err(self.err(
-                0,
-                ErrorKind::TruncatedFileHeader { need: 24, have },
-            ));
+            return Err(self.err(0, ErrorKind::TruncatedFileHeader { need: 24, have }));
         }
         let major = u16_at(&h[4..], big_endian);
         let minor = u16_at(&h[6..], big_endian);
@@ -398,10 +404,7 @@ impl CaptureReader {
             return Ok(None);
         }
         if have < 16 {
-            return Err(self.err(
-                record,
-                ErrorKind::TruncatedRecordHeader { need: 16, have },
-            ));
+            return Err(self.err(record, ErrorKind::TruncatedRecordHeader { need: 16, have }));
         }
         let h = &self.buf[self.start..self.start + 16];
         let sec = u64::from(u32_at(h, big_endian));
@@ -451,10 +454,7 @@ impl CaptureReader {
                 return Ok(None);
             }
             if have < 12 {
-                return Err(self.err(
-                    record,
-                    ErrorKind::TruncatedBlockHeader { need: 12, have },
-                ));
+                return Err(self.err(record, ErrorKind::TruncatedBlockHeader { need: 12, have }));
             }
             let head = &self.buf[self.start..self.start + 12];
             let block_type_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -496,10 +496,7 @@ impl CaptureReader {
             let total = len as usize;
             let have = self.fill(total, record)?;
             if have < total {
-                return Err(self.err(
-                    record,
-                    ErrorKind::TruncatedBlock { need: total, have },
-                ));
+                return Err(self.err(record, ErrorKind::TruncatedBlock { need: total, have }));
             }
             let block = &self.buf[self.start..self.start + total];
             let trailing = u32_at(&block[total - 4..], big);
@@ -520,10 +517,9 @@ impl CaptureReader {
                     let major = u16_at(&b[4..], big);
                     let minor = u16_at(&b[6..], big);
                     if major != 1 {
-                        return Err(self.err(
-                            record,
-                            ErrorKind::UnsupportedPcapngVersion { major, minor },
-                        ));
+                        return Err(
+                            self.err(record, ErrorKind::UnsupportedPcapngVersion { major, minor })
+                        );
                     }
                     self.format = Format::Pcapng {
                         big_endian: big,
@@ -633,7 +629,13 @@ impl CaptureReader {
         };
         self.last_ts_ns = ts_ns;
         self.stats.frames += 1;
-        Some((ts_ns, iface.link_type, (data_at, data_end), orig_len, iface_id))
+        Some((
+            ts_ns,
+            iface.link_type,
+            (data_at, data_end),
+            orig_len,
+            iface_id,
+        ))
     }
 }
 
@@ -717,7 +719,10 @@ mod tests {
         f.extend_from_slice(&[0, 0, 0]);
         let mut r = reader(f).unwrap();
         let a = r.next_frame().unwrap().unwrap();
-        assert_eq!((a.ts_ns, a.data, a.orig_len), (10_000_000_000, &[1u8, 2, 3, 4][..], 60));
+        assert_eq!(
+            (a.ts_ns, a.data, a.orig_len),
+            (10_000_000_000, &[1u8, 2, 3, 4][..], 60)
+        );
         let b = r.next_frame().unwrap().unwrap();
         assert_eq!(b.ts_ns, 10_000_005_000);
         let e = r.next_frame().unwrap_err();
@@ -730,7 +735,12 @@ mod tests {
     #[test]
     fn not_a_capture() {
         let e = reader(b"hello world, this is text".to_vec()).unwrap_err();
-        assert!(e.to_string().starts_with("t.pcap: file header (byte 0): not a pcap or pcapng file (magic number 0x68656c6c"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "t.pcap: file header (byte 0): not a pcap or pcapng file (magic number 0x68656c6c"
+            ),
+            "{e}"
+        );
         let e = reader(Vec::new()).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::Empty));
     }

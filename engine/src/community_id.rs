@@ -201,32 +201,175 @@ mod tests {
         let v6a = "fe80:0001:0203:0405:0607:0809:0A0B:0C0D";
         let v6b = "fe80:1011:1213:1415:1617:1819:1A1B:1C1D";
         let cases: [(u8, &str, u16, &str, u16, &str, &str); 16] = [
-            (6, "1.2.3.4", 1122, "5.6.7.8", 3344, "1:wCb3OG7yAFWelaUydu0D+125CLM=", "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk="),
-            (6, "5.6.7.8", 3344, "1.2.3.4", 1122, "1:wCb3OG7yAFWelaUydu0D+125CLM=", "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk="),
-            (17, "1.2.3.4", 1122, "5.6.7.8", 3344, "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=", "1:OShq+iKDAMVouh/4bMxB9Sz4amw="),
-            (17, "5.6.7.8", 3344, "1.2.3.4", 1122, "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=", "1:OShq+iKDAMVouh/4bMxB9Sz4amw="),
-            (132, "1.2.3.4", 1122, "5.6.7.8", 3344, "1:EKt4MsxuyaE6mL+hmrEkQ9csDD8=", "1:uitchpn5MMGAQKBJh7bIr/bAr7s="),
-            (132, "5.6.7.8", 3344, "1.2.3.4", 1122, "1:EKt4MsxuyaE6mL+hmrEkQ9csDD8=", "1:uitchpn5MMGAQKBJh7bIr/bAr7s="),
-            (1, "1.2.3.4", 8, "5.6.7.8", 0, "1:crodRHL2FEsHjbv3UkRrfbs4bZ0=", "1:9pr4ZGTICiuZoIh90RRYE2RyXpU="),
-            (1, "5.6.7.8", 0, "1.2.3.4", 0, "1:crodRHL2FEsHjbv3UkRrfbs4bZ0=", "1:9pr4ZGTICiuZoIh90RRYE2RyXpU="),
-            (1, "1.2.3.4", 11, "5.6.7.8", 0, "1:f/YiSyWqczrTgfUCZlBUnvHRcPk=", "1:1DD7cWGC/Yg91YGsQeni8du3pIA="),
-            (58, v6a, 128, v6b, 0, "1:0bf7hyMJUwt3fMED7z8LIfRpBeo=", "1:IO27GQzPuCtNnwFvjWALMHu5tJE="),
-            (58, v6b, 129, v6a, 0, "1:0bf7hyMJUwt3fMED7z8LIfRpBeo=", "1:IO27GQzPuCtNnwFvjWALMHu5tJE="),
-            (58, v6a, 146, v6b, 0, "1:fYC8+pz24E+EhANP1EZhpX0Dw10=", "1:Cv4IKJe56BNkF0MBW2YxQ3Nwc3s="),
-            (46, "1.2.3.4", 0, "5.6.7.8", 0, "1:ikv3kmf89luf73WPz1jOs49S768=", "1:/buhqeOmaRCopOZFy9HnoJd5XW8="),
-            (46, "5.6.7.8", 0, "1.2.3.4", 0, "1:ikv3kmf89luf73WPz1jOs49S768=", "1:/buhqeOmaRCopOZFy9HnoJd5XW8="),
-            (46, v6a, 0, v6b, 0, "1:wQ/2mwrnXP4lmJcHdGL5ePjR+e0=", "1:j6EyyfBzL4vWKHFXgUqb5Az3OxM="),
-            (46, v6b, 0, v6a, 0, "1:wQ/2mwrnXP4lmJcHdGL5ePjR+e0=", "1:j6EyyfBzL4vWKHFXgUqb5Az3OxM="),
+            (
+                6,
+                "1.2.3.4",
+                1122,
+                "5.6.7.8",
+                3344,
+                "1:wCb3OG7yAFWelaUydu0D+125CLM=",
+                "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=",
+            ),
+            (
+                6,
+                "5.6.7.8",
+                3344,
+                "1.2.3.4",
+                1122,
+                "1:wCb3OG7yAFWelaUydu0D+125CLM=",
+                "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=",
+            ),
+            (
+                17,
+                "1.2.3.4",
+                1122,
+                "5.6.7.8",
+                3344,
+                "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=",
+                "1:OShq+iKDAMVouh/4bMxB9Sz4amw=",
+            ),
+            (
+                17,
+                "5.6.7.8",
+                3344,
+                "1.2.3.4",
+                1122,
+                "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=",
+                "1:OShq+iKDAMVouh/4bMxB9Sz4amw=",
+            ),
+            (
+                132,
+                "1.2.3.4",
+                1122,
+                "5.6.7.8",
+                3344,
+                "1:EKt4MsxuyaE6mL+hmrEkQ9csDD8=",
+                "1:uitchpn5MMGAQKBJh7bIr/bAr7s=",
+            ),
+            (
+                132,
+                "5.6.7.8",
+                3344,
+                "1.2.3.4",
+                1122,
+                "1:EKt4MsxuyaE6mL+hmrEkQ9csDD8=",
+                "1:uitchpn5MMGAQKBJh7bIr/bAr7s=",
+            ),
+            (
+                1,
+                "1.2.3.4",
+                8,
+                "5.6.7.8",
+                0,
+                "1:crodRHL2FEsHjbv3UkRrfbs4bZ0=",
+                "1:9pr4ZGTICiuZoIh90RRYE2RyXpU=",
+            ),
+            (
+                1,
+                "5.6.7.8",
+                0,
+                "1.2.3.4",
+                0,
+                "1:crodRHL2FEsHjbv3UkRrfbs4bZ0=",
+                "1:9pr4ZGTICiuZoIh90RRYE2RyXpU=",
+            ),
+            (
+                1,
+                "1.2.3.4",
+                11,
+                "5.6.7.8",
+                0,
+                "1:f/YiSyWqczrTgfUCZlBUnvHRcPk=",
+                "1:1DD7cWGC/Yg91YGsQeni8du3pIA=",
+            ),
+            (
+                58,
+                v6a,
+                128,
+                v6b,
+                0,
+                "1:0bf7hyMJUwt3fMED7z8LIfRpBeo=",
+                "1:IO27GQzPuCtNnwFvjWALMHu5tJE=",
+            ),
+            (
+                58,
+                v6b,
+                129,
+                v6a,
+                0,
+                "1:0bf7hyMJUwt3fMED7z8LIfRpBeo=",
+                "1:IO27GQzPuCtNnwFvjWALMHu5tJE=",
+            ),
+            (
+                58,
+                v6a,
+                146,
+                v6b,
+                0,
+                "1:fYC8+pz24E+EhANP1EZhpX0Dw10=",
+                "1:Cv4IKJe56BNkF0MBW2YxQ3Nwc3s=",
+            ),
+            (
+                46,
+                "1.2.3.4",
+                0,
+                "5.6.7.8",
+                0,
+                "1:ikv3kmf89luf73WPz1jOs49S768=",
+                "1:/buhqeOmaRCopOZFy9HnoJd5XW8=",
+            ),
+            (
+                46,
+                "5.6.7.8",
+                0,
+                "1.2.3.4",
+                0,
+                "1:ikv3kmf89luf73WPz1jOs49S768=",
+                "1:/buhqeOmaRCopOZFy9HnoJd5XW8=",
+            ),
+            (
+                46,
+                v6a,
+                0,
+                v6b,
+                0,
+                "1:wQ/2mwrnXP4lmJcHdGL5ePjR+e0=",
+                "1:j6EyyfBzL4vWKHFXgUqb5Az3OxM=",
+            ),
+            (
+                46,
+                v6b,
+                0,
+                v6a,
+                0,
+                "1:wQ/2mwrnXP4lmJcHdGL5ePjR+e0=",
+                "1:j6EyyfBzL4vWKHFXgUqb5Az3OxM=",
+            ),
         ];
         for (proto, s, sp, d, dp, seed0, seed1) in cases {
-            assert_eq!(id(0, proto, s, sp, d, dp), seed0, "{proto} {s}:{sp} -> {d}:{dp}");
-            assert_eq!(id(1, proto, s, sp, d, dp), seed1, "{proto} {s}:{sp} -> {d}:{dp} seed 1");
+            assert_eq!(
+                id(0, proto, s, sp, d, dp),
+                seed0,
+                "{proto} {s}:{sp} -> {d}:{dp}"
+            );
+            assert_eq!(
+                id(1, proto, s, sp, d, dp),
+                seed1,
+                "{proto} {s}:{sp} -> {d}:{dp} seed 1"
+            );
         }
     }
 
     #[test]
     fn hex_form() {
-        let c = CommunityId::from_tuple(0, 6, "1.2.3.4".parse().unwrap(), 1122, "5.6.7.8".parse().unwrap(), 3344);
+        let c = CommunityId::from_tuple(
+            0,
+            6,
+            "1.2.3.4".parse().unwrap(),
+            1122,
+            "5.6.7.8".parse().unwrap(),
+            3344,
+        );
         assert_eq!(c.to_hex(), "1:c026f7386ef200559e95a53276ed03fb5db908b3");
     }
 

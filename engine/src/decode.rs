@@ -248,7 +248,11 @@ fn link_layer(link: LinkType, f: &[u8]) -> Step<(usize, IpVersion)> {
                 // Written in the capturing host's byte order: the family is
                 // small, so whichever reading is small is the right one.
                 let le = u32::from_le_bytes(bytes);
-                if le < 0x1_0000 { le } else { u32::from_be_bytes(bytes) }
+                if le < 0x1_0000 {
+                    le
+                } else {
+                    u32::from_be_bytes(bytes)
+                }
             };
             match family {
                 2 => Ok((4, IpVersion::V4)),
@@ -371,7 +375,11 @@ fn ppp(f: &[u8], mut at: usize) -> Step<(usize, IpVersion)> {
 fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
     need(Layer::Ipv4, at, 20, f.len())?;
     if f[at] >> 4 != 4 {
-        return Err(DecodeError::new(Layer::Ipv4, at, DecodeErrorKind::BadVersion));
+        return Err(DecodeError::new(
+            Layer::Ipv4,
+            at,
+            DecodeErrorKind::BadVersion,
+        ));
     }
     let header_len = usize::from(f[at] & 0x0f) * 4;
     if header_len < 20 {
@@ -443,7 +451,11 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
 fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
     need(Layer::Ipv6, at, 40, f.len())?;
     if f[at] >> 4 != 6 {
-        return Err(DecodeError::new(Layer::Ipv6, at, DecodeErrorKind::BadVersion));
+        return Err(DecodeError::new(
+            Layer::Ipv6,
+            at,
+            DecodeErrorKind::BadVersion,
+        ));
     }
     let tos = (f[at] << 4) | (f[at + 1] >> 4);
     let flow_label = be32(f, at) & 0x000f_ffff;

@@ -143,7 +143,11 @@ impl fmt::Display for DecodeError {
                 self.offset
             ),
             DecodeErrorKind::BadVersion => {
-                write!(f, "{layer} header at byte {} has the wrong IP version", self.offset)
+                write!(
+                    f,
+                    "{layer} header at byte {} has the wrong IP version",
+                    self.offset
+                )
             }
             DecodeErrorKind::BadHeaderLength => write!(
                 f,

@@ -251,7 +251,8 @@ fn icmpv6_code_name(t: u8, c: u8) -> Option<&'static str> {
 }
 
 /// TCP flag names by bit, lowest first (FIN = bit 0 … CWR = bit 7, NS = bit 8).
-pub const TCP_FLAG_NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
+pub const TCP_FLAG_NAMES: [&str; 9] =
+    ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
 
 /// The names of the flags set in `bits`, lowest bit first.
 pub fn tcp_flag_tags(bits: u16) -> impl Iterator<Item = &'static str> {
@@ -269,7 +270,10 @@ mod tests {
     #[test]
     fn tags_follow_bit_order() {
         assert_eq!(tcp_flag_tags(18).collect::<Vec<_>>(), ["SYN", "ACK"]);
-        assert_eq!(tcp_flag_tags(0x111).collect::<Vec<_>>(), ["FIN", "ACK", "NS"]);
+        assert_eq!(
+            tcp_flag_tags(0x111).collect::<Vec<_>>(),
+            ["FIN", "ACK", "NS"]
+        );
     }
 
     #[test]

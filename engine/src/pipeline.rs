@@ -182,7 +182,11 @@ impl Pipeline {
         if let Err(panic) = self.merger.join() {
             std::panic::resume_unwind(panic);
         }
-        if closed { Err(PipelineClosed) } else { Ok(stats) }
+        if closed {
+            Err(PipelineClosed)
+        } else {
+            Ok(stats)
+        }
     }
 }
 

@@ -160,7 +160,9 @@ impl<W: Write> OtlpJsonWriter<W> {
             write_json_string(&mut prefix, v);
             prefix.extend_from_slice(b"}}");
         }
-        prefix.extend_from_slice(b"]},\"scopeSpans\":[{\"scope\":{\"name\":\"flowspan\",\"version\":");
+        prefix.extend_from_slice(
+            b"]},\"scopeSpans\":[{\"scope\":{\"name\":\"flowspan\",\"version\":",
+        );
         write_json_string(&mut prefix, env!("CARGO_PKG_VERSION"));
         prefix.extend_from_slice(b"},\"spans\":[");
         OtlpJsonWriter {

@@ -162,7 +162,11 @@ fn ip_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord,
     }
     let ecn = first.tos & 3;
     push(attrs, k.ecn_id, int(u64::from(ecn)));
-    push(attrs, k.ecn_name, Value::Str(Cow::Borrowed(names::ecn_name(ecn))));
+    push(
+        attrs,
+        k.ecn_name,
+        Value::Str(Cow::Borrowed(names::ecn_name(ecn))),
+    );
     if ipv6 {
         push(attrs, k.flow_label, int(u64::from(first.flow_label)));
     }
@@ -202,18 +206,50 @@ pub fn flow_span(r: &FlowRecord) -> FlowSpan {
         FlowRole::Internal => SpanKind::Internal,
     };
     let mut a = Vec::with_capacity(48);
-    push(&mut a, "flow.community_id", Value::Str(Cow::Owned(r.community_id.to_string())));
-    push(&mut a, "flow.direction", Value::Str(Cow::Borrowed(r.role.direction())));
-    push(&mut a, "flow.end_reason", Value::Str(Cow::Borrowed(r.end_reason.as_str())));
+    push(
+        &mut a,
+        "flow.community_id",
+        Value::Str(Cow::Owned(r.community_id.to_string())),
+    );
+    push(
+        &mut a,
+        "flow.direction",
+        Value::Str(Cow::Borrowed(r.role.direction())),
+    );
+    push(
+        &mut a,
+        "flow.end_reason",
+        Value::Str(Cow::Borrowed(r.end_reason.as_str())),
+    );
     if let Some(state) = r.tcp_state {
-        push(&mut a, "flow.connection.state", Value::Str(Cow::Borrowed(state.as_str())));
+        push(
+            &mut a,
+            "flow.connection.state",
+            Value::Str(Cow::Borrowed(state.as_str())),
+        );
     }
-    push(&mut a, "source.address", Value::Str(Cow::Owned(r.source.to_string())));
+    push(
+        &mut a,
+        "source.address",
+        Value::Str(Cow::Owned(r.source.to_string())),
+    );
     push(&mut a, "source.port", int(u64::from(r.source_port)));
-    push(&mut a, "destination.address", Value::Str(Cow::Owned(r.destination.to_string())));
-    push(&mut a, "destination.port", int(u64::from(r.destination_port)));
+    push(
+        &mut a,
+        "destination.address",
+        Value::Str(Cow::Owned(r.destination.to_string())),
+    );
+    push(
+        &mut a,
+        "destination.port",
+        int(u64::from(r.destination_port)),
+    );
     push(&mut a, "network.transport", Value::Str(transport.clone()));
-    push(&mut a, "network.type", Value::Str(Cow::Borrowed(network_type)));
+    push(
+        &mut a,
+        "network.type",
+        Value::Str(Cow::Borrowed(network_type)),
+    );
     counters(&mut a, &FORWARD, &r.forward);
     counters(&mut a, &REVERSE, &r.reverse);
     ip_fields(&mut a, &FORWARD, &r.forward, ipv6);

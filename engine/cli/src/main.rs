@@ -93,7 +93,9 @@ fn parse_secs(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
     if !v.is_finite() || v < 0.0 || v > 1e9 {
-        return Err(format!("{s:?} is out of range (expected 0 to 1000000000 seconds)"));
+        return Err(format!(
+            "{s:?} is out of range (expected 0 to 1000000000 seconds)"
+        ));
     }
     Ok((v * 1e9).round() as u64)
 }
@@ -274,7 +276,11 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        let every = if self.tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+        let every = if self.tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
         if now.duration_since(self.started) < Duration::from_secs(2)
             || now.duration_since(self.last) < every
         {

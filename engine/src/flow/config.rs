@@ -62,12 +62,8 @@ impl IpNet {
     /// Whether `ip` is in this network (IPv4 never matches an IPv6 network).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                prefix_eq(&n.octets(), &a.octets(), self.prefix)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                prefix_eq(&n.octets(), &a.octets(), self.prefix)
-            }
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
             _ => false,
         }
     }
@@ -114,17 +110,16 @@ impl FromStr for IpNet {
             .parse()
             .map_err(|_| IpNetError::Address(addr.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|v| *v <= max)
-                .ok_or_else(|| IpNetError::Prefix {
-                    prefix: p.to_string(),
-                    max,
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|v| *v <= max).ok_or_else(|| {
+                    IpNetError::Prefix {
+                        prefix: p.to_string(),
+                        max,
+                    }
                 })?,
-        };
+            };
         Ok(IpNet { addr, prefix })
     }
 }

@@ -67,7 +67,14 @@ impl FlowKey {
 
     /// The flow's Community ID v1.
     pub fn community_id(&self, seed: u16) -> CommunityId {
-        CommunityId::from_ordered(seed, self.protocol, self.a, self.a_port, self.b, self.b_port)
+        CommunityId::from_ordered(
+            seed,
+            self.protocol,
+            self.a,
+            self.a_port,
+            self.b,
+            self.b_port,
+        )
     }
 
     /// A stable byte encoding used to derive trace ids.

@@ -169,12 +169,21 @@ pub struct FlowRecord {
 impl FlowRecord {
     /// `network.type`: `ipv4` or `ipv6`.
     pub fn network_type(&self) -> &'static str {
-        if self.source.is_ipv4() { "ipv4" } else { "ipv6" }
+        if self.source.is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        }
     }
 
     /// The total order of output records: due time, then first packet, then
     /// key and record number. It does not depend on how flows were sharded.
     pub fn order_key(&self) -> (u64, u64, FlowKey, u32) {
-        (self.export_clock_ns, self.start_ns, self.key, self.record_seq)
+        (
+            self.export_clock_ns,
+            self.start_ns,
+            self.key,
+            self.record_seq,
+        )
     }
 }

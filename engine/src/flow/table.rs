@@ -650,7 +650,11 @@ impl FlowTable {
         } else {
             ((k.b, k.b_port), (k.a, k.a_port))
         };
-        let (sport, dport) = if k.has_ports() { (sport, dport) } else { (0, 0) };
+        let (sport, dport) = if k.has_ports() {
+            (sport, dport)
+        } else {
+            (0, 0)
+        };
         let mut h = Sha1::new();
         h.update(f.trace_id);
         h.update(f.record_seq.to_be_bytes());
@@ -696,7 +700,13 @@ impl FlowTable {
         f.rev.reset_record();
     }
 
-    fn finish(&mut self, i: u32, reason: EndReason, export_clock_ns: u64, out: &mut Vec<FlowRecord>) {
+    fn finish(
+        &mut self,
+        i: u32,
+        reason: EndReason,
+        export_clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
         let f = self.slots[i as usize]
             .take()
             .expect("finished slot is occupied");
@@ -746,8 +756,8 @@ fn initiator_of_first_packet(p: &PacketRepr) -> (bool, Evidence) {
 
 /// Well-known service ports at or above 1024.
 const REGISTERED_SERVICES: [u16; 24] = [
-    1433, 1521, 1883, 2049, 2181, 2375, 2376, 2379, 3000, 3306, 3389, 4317, 4318, 5432, 5672,
-    6379, 6443, 8080, 8443, 9042, 9092, 9200, 11211, 27017,
+    1433, 1521, 1883, 2049, 2181, 2375, 2376, 2379, 3000, 3306, 3389, 4317, 4318, 5432, 5672, 6379,
+    6443, 8080, 8443, 9042, 9092, 9200, 11211, 27017,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -897,7 +907,10 @@ mod tests {
         assert_eq!(out[0].end_reason, EndReason::ActiveTimeout);
         assert_eq!(out[2].end_reason, EndReason::ForcedEnd);
         assert!(out.iter().all(|r| r.trace_id == out[0].trace_id));
-        assert_eq!(out.iter().map(|r| r.record_seq).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            out.iter().map(|r| r.record_seq).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     #[test]
@@ -955,7 +968,10 @@ mod tests {
     #[test]
     fn port_heuristic() {
         assert_eq!(service_port_side(53, 40000), Some(ServiceSide::Source));
-        assert_eq!(service_port_side(51000, 5432), Some(ServiceSide::Destination));
+        assert_eq!(
+            service_port_side(51000, 5432),
+            Some(ServiceSide::Destination)
+        );
         assert_eq!(service_port_side(8081, 50000), Some(ServiceSide::Source));
         assert_eq!(service_port_side(53, 53), None);
         assert_eq!(service_port_side(40000, 40001), None);

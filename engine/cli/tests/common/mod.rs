@@ -1,0 +1,110 @@
+//! Helpers shared by the `engine` binary's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/data` beside the checkout, or `None` (tests then skip).
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = root().join("../shared/data");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: {} is absent (a clone outside CI); tests on the public pcaps did not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Runs the `engine` binary with `args`.
+pub fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running engine")
+}
+
+/// Runs `engine` with `input` on standard input.
+pub fn engine_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running engine");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("waiting for engine");
+    feeder.join().expect("stdin feeder");
+    out
+}
+
+/// The spans of OTLP JSON output, each as a JSON value, in output order.
+pub fn spans(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(stdout).expect("UTF-8 output");
+    let mut spans = Vec::new();
+    for line in text.lines() {
+        let req: serde_json::Value =
+            serde_json::from_str(line).expect("each line is one JSON request");
+        let rs = &req["resourceSpans"];
+        assert_eq!(
+            rs.as_array().map(Vec::len),
+            Some(1),
+            "one resourceSpans per request"
+        );
+        let ss = &rs[0]["scopeSpans"];
+        assert_eq!(
+            ss.as_array().map(Vec::len),
+            Some(1),
+            "one scopeSpans per request"
+        );
+        for s in ss[0]["spans"].as_array().expect("spans array") {
+            spans.push(s.clone());
+        }
+    }
+    spans
+}
+
+/// A span's attributes as `key -> value object`.
+pub fn attrs(span: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    span["attributes"]
+        .as_array()
+        .expect("attributes")
+        .iter()
+        .map(|a| {
+            (
+                a["key"].as_str().expect("key").to_string(),
+                a["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A string attribute.
+pub fn s(span: &serde_json::Value, key: &str) -> String {
+    attrs(span)
+        .get(key)
+        .and_then(|v| v["stringValue"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no string attribute {key}"))
+}
+
+/// An int attribute (OTLP JSON writes them as strings).
+pub fn i(span: &serde_json::Value, key: &str) -> i64 {
+    attrs(span)
+        .get(key)
+        .and_then(|v| v["intValue"].as_str().and_then(|x| x.parse().ok()))
+        .unwrap_or_else(|| panic!("no int attribute {key}"))
+}

@@ -60,7 +60,9 @@ pub struct Frame<'a> {
 #[allow(missing_docs)]
 pub enum ErrorKind {
     #[error("read error: {0}")]
-    Io(#[source] io::Error),
+    Io(io::Error),
+    #[error("cannot open: {0}")]
+    Open(io::Error),
     #[error("empty input (expected a pcap or pcapng file header)")]
     Empty,
     #[error(
@@ -104,14 +106,15 @@ pub struct CaptureError {
     pub record: u64,
     /// Byte offset of the start of that record or block.
     pub offset: u64,
-    /// The problem.
-    #[source]
+    /// The problem (already part of the message, so not a `source`).
     pub kind: ErrorKind,
 }
 
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.record == 0 {
+        if matches!(self.kind, ErrorKind::Open(_)) {
+            write!(f, "{}: {}", self.path, self.kind)
+        } else if self.record == 0 {
             write!(
                 f,
                 "{}: file header (byte {}): {}",
@@ -228,7 +231,7 @@ impl CaptureReader {
             path: name.clone(),
             record: 0,
             offset: 0,
-            kind: ErrorKind::Io(e),
+            kind: ErrorKind::Open(e),
         })?;
         CaptureReader::new(Box::new(file), name)
     }

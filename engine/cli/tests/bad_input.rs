@@ -1,0 +1,225 @@
+//! Bad input and bad flags: one clear line naming the file / position / flag,
+//! documented exit codes, and flows before a fault still written.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{engine, root, spans};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("flowspan-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).expect("temp file");
+        p.to_str().expect("UTF-8 path").to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("testdata/pcap").join(name)).expect("fixture")
+}
+
+fn error_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("engine: error"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn not_a_capture_is_one_line_exit_2() {
+    let t = TempDir::new("garbage");
+    let p = t.file("notes.txt", b"this is not a capture file at all\n");
+    let out = engine(&["--pcap", &p]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let errors = error_lines(&out.stderr);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!(
+            "{p}: file header (byte 0): not a pcap or pcapng file"
+        )),
+        "{}",
+        errors[0]
+    );
+
+    let empty = t.file("empty.pcap", b"");
+    let out = engine(&["--pcap", &empty]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_lines(&out.stderr)[0].contains("empty input"));
+
+    let out = engine(&["--pcap", "/nonexistent/trace.pcap"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_lines(&out.stderr)[0].contains("/nonexistent/trace.pcap"));
+}
+
+#[test]
+fn truncated_file_header() {
+    let t = TempDir::new("hdr");
+    let p = t.file("short.pcap", &fixture("tcp_lifecycle.pcap")[..10]);
+    let out = engine(&["--pcap", &p]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        error_lines(&out.stderr)[0]
+            .ends_with("file header (byte 0): truncated file header (need 24 bytes, 10 left)")
+    );
+}
+
+#[test]
+fn truncated_record_keeps_earlier_flows_and_exits_1() {
+    let t = TempDir::new("trunc");
+    let full = fixture("tcp_lifecycle.pcap");
+    let complete = spans(&engine(&["--pcap", &t.file("full.pcap", &full)]).stdout);
+    // Cut in the middle of the 10th record's data, and in the 10th record header.
+    let mut offset = 24;
+    let mut starts = Vec::new();
+    while offset + 16 <= full.len() {
+        starts.push(offset);
+        let caplen =
+            u32::from_le_bytes(full[offset + 8..offset + 12].try_into().expect("4 bytes")) as usize;
+        offset += 16 + caplen;
+    }
+    let tenth = starts[9];
+    for (cut, what) in [
+        (tenth + 20, "truncated packet data"),
+        (tenth + 5, "truncated record header (need 16 bytes, 5 left)"),
+    ] {
+        let p = t.file("cut.pcap", &full[..cut]);
+        let out = engine(&["--pcap", &p]);
+        assert_eq!(out.status.code(), Some(1), "cut at {cut}");
+        let errors = error_lines(&out.stderr);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&format!("record 10 (byte {tenth}): {what}")),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].contains("flows from the records before it were written"));
+        let got = spans(&out.stdout);
+        // The first flow (8 packets) closed normally before the cut.
+        assert!(!got.is_empty() && got.len() < complete.len() + 1);
+        assert_eq!(
+            got[0], complete[0],
+            "the first flow is unaffected by the cut"
+        );
+    }
+}
+
+#[test]
+fn absurd_record_length_exits_1() {
+    let t = TempDir::new("absurd");
+    let mut bytes = fixture("icmp_pairs.pcap");
+    let first_len: usize = u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes")) as usize;
+    let second = 24 + 16 + first_len;
+    bytes[second + 8..second + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let p = t.file("absurd.pcap", &bytes);
+    let out = engine(&["--pcap", &p]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = &error_lines(&out.stderr)[0];
+    assert!(e.contains(&format!("record 2 (byte {second}): captured length 2147483647 is absurd (expected at most 262144 bytes)")), "{e}");
+    assert_eq!(
+        spans(&out.stdout).len(),
+        1,
+        "the packet before the fault still makes a flow"
+    );
+}
+
+#[test]
+fn corrupt_pcapng_block_exits_1() {
+    let t = TempDir::new("pcapng");
+    let mut bytes = fixture("multi_interface.pcapng");
+    // Third block (after SHB 28 bytes and first IDB): make its length not a multiple of 4.
+    let shb_len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    let idb_len =
+        u32::from_le_bytes(bytes[shb_len + 4..shb_len + 8].try_into().expect("4 bytes")) as usize;
+    let at = shb_len + idb_len;
+    bytes[at + 4..at + 8].copy_from_slice(&13u32.to_le_bytes());
+    let p = t.file("bad.pcapng", &bytes);
+    let out = engine(&["--pcap", &p]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = &error_lines(&out.stderr)[0];
+    assert!(
+        e.contains(&format!(
+            "record 3 (byte {at}): block total length 13 is invalid"
+        )),
+        "{e}"
+    );
+
+    // A block whose trailing length disagrees.
+    let mut bytes = fixture("multi_interface.pcapng");
+    bytes[shb_len + idb_len - 4] ^= 0x40;
+    let p = t.file("bad2.pcapng", &bytes);
+    let out = engine(&["--pcap", &p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_lines(&out.stderr)[0].contains("trailing length"));
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let f = root().join("testdata/pcap/icmp_pairs.pcap");
+    let p = f.to_str().expect("UTF-8 path");
+    for (args, needle) in [
+        (vec!["--pcap", p, "--workers", "0"], "--workers"),
+        (
+            vec!["--pcap", p, "--local-net", "10.0.0.0/40"],
+            "--local-net",
+        ),
+        (vec!["--pcap", p, "--local-net", "banana"], "--local-net"),
+        (vec!["--pcap", p, "--idle-timeout", "0"], "--idle-timeout"),
+        (vec!["--pcap", p, "--active-timeout=-5"], "--active-timeout"),
+        (
+            vec!["--pcap", p, "--community-id-seed", "70000"],
+            "--community-id-seed",
+        ),
+        (vec!["--pcap", p, "--bogus"], "--bogus"),
+        (vec![], "--pcap"),
+    ] {
+        let out = engine(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.lines().take(3).any(|l| l.contains(needle)),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = engine(&["--pcap", p, "-o", "/nonexistent/dir/spans.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_lines(&out.stderr)[0].contains("--output /nonexistent/dir/spans.json"));
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = engine(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--pcap",
+        "--output",
+        "--workers",
+        "--idle-timeout",
+        "--active-timeout",
+        "--max-flows",
+        "--community-id-seed",
+        "--local-net",
+        "--batch-size",
+        "--quiet",
+        "Exit status",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

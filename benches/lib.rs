@@ -1,1 +1,29 @@
-//! placeholder
+//! Benchmark helpers: the generated fixtures as in-memory frames.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::Path;
+
+/// One frame of a fixture: link type, timestamp, bytes.
+pub type OwnedFrame = (u32, u64, Vec<u8>);
+
+/// Reads every frame of every capture in `testdata/pcap/`.
+///
+/// # Panics
+/// If the fixtures are missing or unreadable (run `cargo run -p flowspan-testdata`).
+pub fn fixture_frames() -> Vec<OwnedFrame> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/pcap exists")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    paths.sort();
+    let mut frames = Vec::new();
+    for path in paths {
+        let mut r = capture_pcap::CaptureReader::open(&path).expect("fixture opens");
+        while let Ok(Some(f)) = r.next_frame() {
+            frames.push((f.link_type, f.ts_ns, f.data.to_vec()));
+        }
+    }
+    frames
+}

@@ -486,7 +486,7 @@ impl CaptureReader {
             let block_type = u32_at(head, big);
             let len = u32_at(&head[4..], big);
             let min = if is_shb { 28 } else { 12 };
-            if len % 4 != 0 || len < min || len > MAX_BLOCK {
+            if !len.is_multiple_of(4) || len < min || len > MAX_BLOCK {
                 return Err(self.err(
                     record,
                     ErrorKind::BadBlockLength {
@@ -764,5 +764,82 @@ mod tests {
         assert_eq!(ticks_to_ns(1_500_000, (false, 6), 0), 1_500_000_000);
         assert_eq!(ticks_to_ns(3, (false, 9), 0), 3);
         assert_eq!(ticks_to_ns(1 << 20, (true, 20), 1), 2_000_000_000);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A pcap with `n` records of `len` bytes each.
+    fn pcap(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0,
+            0,
+        ];
+        for (i, r) in records.iter().enumerate() {
+            v.extend_from_slice(&(i as u32).to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            v.extend_from_slice(r);
+        }
+        v
+    }
+
+    fn read_all(bytes: Vec<u8>) -> (Vec<Vec<u8>>, Option<CaptureError>) {
+        let mut frames = Vec::new();
+        let mut r = match CaptureReader::new(Box::new(io::Cursor::new(bytes)), "p".into()) {
+            Ok(r) => r,
+            Err(e) => return (frames, Some(e)),
+        };
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => frames.push(f.data.to_vec()),
+                Ok(None) => return (frames, None),
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let (_, err) = read_all(bytes);
+            if let Some(e) = err {
+                prop_assert!(e.to_string().starts_with("p: "));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_after_a_pcapng_header_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut bytes = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0];
+            bytes.extend_from_slice(&tail);
+            let _ = read_all(bytes);
+        }
+
+        #[test]
+        fn truncation_keeps_earlier_frames_and_names_the_record(
+            records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 1..8),
+            cut_frac in 0.0f64..1.0,
+        ) {
+            let full = pcap(&records);
+            let cut = 24 + ((full.len() - 24) as f64 * cut_frac) as usize;
+            let (frames, err) = read_all(full[..cut].to_vec());
+            // Frames before the cut are exactly the first records.
+            prop_assert_eq!(&frames[..], &records[..frames.len()]);
+            let mut boundary = 24;
+            for r in &records[..frames.len()] {
+                boundary += 16 + r.len();
+            }
+            match err {
+                None => prop_assert_eq!(cut, boundary, "clean end only at a record boundary"),
+                Some(e) => {
+                    prop_assert_eq!(e.record, frames.len() as u64 + 1);
+                    prop_assert_eq!(e.offset, boundary as u64);
+                }
+            }
+        }
     }
 }

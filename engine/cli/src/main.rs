@@ -92,7 +92,7 @@ fn parse_secs(s: &str) -> Result<u64, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(format!(
             "{s:?} is out of range (expected 0 to 1000000000 seconds)"
         ));
@@ -188,6 +188,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             }
         };
         let ts = frame.ts_ns;
+        decode_counters.frames += 1;
         match decode(LinkType(frame.link_type), frame.data) {
             Decoded::Ip(p) => {
                 decode_counters.decoded += 1;

@@ -10,6 +10,8 @@ use engine::{DecodeError, EndReason, SkipReason, TableStats};
 /// What happened to each frame read, by reason.
 #[derive(Debug, Default)]
 pub struct DecodeCounters {
+    /// Frames read.
+    pub frames: u64,
     /// Frames decoded into an IP packet of a flow.
     pub decoded: u64,
     /// Frames skipped (not IP, unsupported link type), by reason.
@@ -33,7 +35,7 @@ impl DecodeCounters {
     }
 
     pub fn frames(&self) -> u64 {
-        self.decoded + self.skipped.values().sum::<u64>() + self.malformed.values().sum::<u64>()
+        self.frames
     }
 }
 

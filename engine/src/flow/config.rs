@@ -131,7 +131,7 @@ impl fmt::Display for IpNet {
 }
 
 /// Everything a [`FlowTable`](crate::FlowTable) needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlowConfig {
     /// Timeouts.
     pub timeouts: Timeouts,
@@ -143,17 +143,6 @@ pub struct FlowConfig {
     pub community_id_seed: u16,
     /// The observing host's own networks (for span kind SERVER).
     pub local_nets: Vec<IpNet>,
-}
-
-impl Default for FlowConfig {
-    fn default() -> Self {
-        FlowConfig {
-            timeouts: Timeouts::default(),
-            max_flows: 0,
-            community_id_seed: 0,
-            local_nets: Vec::new(),
-        }
-    }
 }
 
 impl FlowConfig {

@@ -890,10 +890,12 @@ mod tests {
 
     #[test]
     fn active_timeout_splits_deltas_but_totals_grow() {
-        let mut cfg = FlowConfig::default();
-        cfg.timeouts = Timeouts {
-            active_ns: 10 * S,
-            ..Timeouts::default()
+        let cfg = FlowConfig {
+            timeouts: Timeouts {
+                active_ns: 10 * S,
+                ..Timeouts::default()
+            },
+            ..FlowConfig::default()
         };
         let mut t = FlowTable::new(cfg);
         let pkts: Vec<_> = (0..25)

@@ -258,6 +258,11 @@ fn ipv6(src: &str, dst: &str, next: u8, payload: &[u8]) -> Vec<u8> {
     ipv6_with(src, dst, next, payload, 0, 0, 64)
 }
 
+/// An IPv4 packet carrying a TCP segment.
+fn tcp4(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, payload_len: usize) -> Vec<u8> {
+    ipv4(src, dst, 6, &tcp(sp, dp, flags, payload_len))
+}
+
 fn tcp(sp: u16, dp: u16, flags: u8, payload_len: usize) -> Vec<u8> {
     let mut h = TcpHeader::new(sp, dp, 1000, 65535);
     h.fin = flags & FIN != 0;
@@ -454,79 +459,61 @@ fn tcp_lifecycle() -> Vec<u8> {
     let t = T0 + 10 * S;
     p.add(
         t,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.3", 6, &tcp(40001, 443, SYN, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.3", 40001, 443, SYN, 0)),
     );
     p.add(
         t + MS,
-        &eth_ip(&ipv4(
-            "10.0.0.3",
-            "10.0.0.1",
-            6,
-            &tcp(443, 40001, RST | ACK, 0),
-        )),
+        &eth_ip(&tcp4("10.0.0.3", "10.0.0.1", 443, 40001, RST | ACK, 0)),
     );
     p.add(
         t + 5 * S,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.3", 6, &tcp(40001, 443, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.3", 40001, 443, ACK, 0)),
     );
     // Capture starts at the SYN/ACK: its receiver is the initiator.
     let t = T0 + 20 * S;
     p.add(
         t,
-        &eth_ip(&ipv4(
-            "10.0.0.4",
-            "10.0.0.1",
-            6,
-            &tcp(22, 50000, SYN | ACK, 0),
-        )),
+        &eth_ip(&tcp4("10.0.0.4", "10.0.0.1", 22, 50000, SYN | ACK, 0)),
     );
     p.add(
         t + MS,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.4", 6, &tcp(50000, 22, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.4", 50000, 22, ACK, 0)),
     );
     p.add(
         t + 2 * MS,
-        &eth_ip(&ipv4(
-            "10.0.0.1",
-            "10.0.0.4",
-            6,
-            &tcp(50000, 22, PSH | ACK, 48),
-        )),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.4", 50000, 22, PSH | ACK, 48)),
     );
     // Mid-stream: the response comes first, the port heuristic (443) finds the client.
     let t = T0 + 21 * S;
     p.add(
         t,
-        &eth_ip(&ipv4(
-            "10.0.0.5",
-            "10.0.0.1",
-            6,
-            &tcp(443, 51000, PSH | ACK, 1400),
-        )),
+        &eth_ip(&tcp4("10.0.0.5", "10.0.0.1", 443, 51000, PSH | ACK, 1400)),
     );
     p.add(
         t + MS,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.5", 6, &tcp(51000, 443, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 51000, 443, ACK, 0)),
     );
     // Mid-stream between two ephemeral ports: initiator unknown, INTERNAL.
     let t = T0 + 22 * S;
     p.add(
         t,
-        &eth_ip(&ipv4(
+        &eth_ip(&tcp4(
             "10.0.0.6",
             "10.0.0.1",
-            6,
-            &tcp(45000, 46000, ACK | ECE | CWR, 10),
+            45000,
+            46000,
+            ACK | ECE | CWR,
+            10,
         )),
     );
     p.add(
         t + MS,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.6", 6, &tcp(46000, 45000, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.6", 46000, 45000, ACK, 0)),
     );
     // A SYN only: syn_sent.
     p.add(
         T0 + 23 * S,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.7", 6, &tcp(40002, 8080, SYN, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.7", 40002, 8080, SYN, 0)),
     );
     // IPv6 connection reset by the server.
     add_all(
@@ -991,39 +978,24 @@ fn timeouts() -> Vec<u8> {
     add_all(&mut p, T0 + 2 * S, &conv, eth_ip);
     p.add(
         T0 + 3 * S,
-        &eth_ip(&ipv4(
-            "10.0.0.4",
-            "10.0.0.1",
-            6,
-            &tcp(80, 40010, FIN | ACK, 0),
-        )),
+        &eth_ip(&tcp4("10.0.0.4", "10.0.0.1", 80, 40010, FIN | ACK, 0)),
     );
     p.add(
         T0 + 9 * S,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.4", 6, &tcp(40010, 80, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.4", 40010, 80, ACK, 0)),
     );
     // TCP silent for 310 s: idle_timeout (300 s), then a new flow.
     p.add(
         T0 + 5 * S,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.5", 6, &tcp(40020, 22, SYN, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 40020, 22, SYN, 0)),
     );
     p.add(
         T0 + 5 * S + MS,
-        &eth_ip(&ipv4(
-            "10.0.0.5",
-            "10.0.0.1",
-            6,
-            &tcp(22, 40020, SYN | ACK, 0),
-        )),
+        &eth_ip(&tcp4("10.0.0.5", "10.0.0.1", 22, 40020, SYN | ACK, 0)),
     );
     p.add(
         T0 + 315 * S,
-        &eth_ip(&ipv4(
-            "10.0.0.1",
-            "10.0.0.5",
-            6,
-            &tcp(40020, 22, PSH | ACK, 100),
-        )),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 40020, 22, PSH | ACK, 100)),
     );
     // A flow still open at the end: forced_end.
     p.add(
@@ -1115,18 +1087,18 @@ fn local_host() -> Vec<u8> {
 
 fn malformed() -> Vec<u8> {
     let mut p = Pcap::new(1);
-    let good = ipv4("10.0.0.1", "10.0.0.2", 6, &tcp(40000, 80, SYN, 0));
+    let good = tcp4("10.0.0.1", "10.0.0.2", 40000, 80, SYN, 0);
     p.add(T0, &eth_ip(&good));
     // TCP header cut by the snaplen after 8 bytes: tcp_truncated.
     p.add_snapped(
         T0 + MS,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.2", 6, &tcp(40000, 80, ACK, 0))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.2", 40000, 80, ACK, 0)),
         14 + 20 + 8,
     );
     // Payload cut by the snaplen: still counted at wire size (1040 bytes).
     p.add_snapped(
         T0 + 2 * MS,
-        &eth_ip(&ipv4("10.0.0.1", "10.0.0.2", 6, &tcp(40000, 80, ACK, 1000))),
+        &eth_ip(&tcp4("10.0.0.1", "10.0.0.2", 40000, 80, ACK, 1000)),
         14 + 20 + 20,
     );
     // IHL below 5: ipv4_bad_header_length.
@@ -1164,12 +1136,7 @@ fn malformed() -> Vec<u8> {
     // The good flow continues after all of that.
     p.add(
         T0 + 10 * MS,
-        &eth_ip(&ipv4(
-            "10.0.0.2",
-            "10.0.0.1",
-            6,
-            &tcp(80, 40000, SYN | ACK, 0),
-        )),
+        &eth_ip(&tcp4("10.0.0.2", "10.0.0.1", 80, 40000, SYN | ACK, 0)),
     );
     p.buf
 }

@@ -6,23 +6,24 @@ mod common;
 
 use common::{engine, engine_stdin, root, spans};
 
-/// The summary without its first line (which has the elapsed time).
-fn stable_summary(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
+/// The summary without its first line (which has the elapsed time), with
+/// the fixture's path (which depends on the checkout) replaced by its name.
+fn stable_summary(stderr: &[u8], path: &str, name: &str) -> String {
+    let text = String::from_utf8_lossy(stderr).replace(path, name);
     text.lines()
         .filter(|l| !l.starts_with("engine: summary of "))
         .map(|l| format!("{l}\n"))
         .collect()
 }
 
-fn render(stdout: &[u8], stderr: &[u8]) -> String {
+fn render(stdout: &[u8], stderr: &[u8], path: &str, name: &str) -> String {
     let mut out = String::new();
     for span in spans(stdout) {
         out.push_str(&serde_json::to_string(&span).expect("serializable"));
         out.push('\n');
     }
     out.push_str("# stderr\n");
-    out.push_str(&stable_summary(stderr));
+    out.push_str(&stable_summary(stderr, path, name));
     out
 }
 
@@ -84,7 +85,7 @@ fn fixtures_match_golden_output_for_1_and_3_workers() {
             "{}: no spans",
             f.name
         );
-        let rendered = render(&one.stdout, &one.stderr);
+        let rendered = render(&one.stdout, &one.stderr, path, f.name);
         let golden = golden_dir.join(format!("{}.golden", f.name));
         if update {
             std::fs::create_dir_all(&golden_dir).expect("creating testdata/golden");

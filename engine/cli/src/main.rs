@@ -177,7 +177,6 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(args.quiet);
     let mut decode_counters = DecodeCounters::default();
     let mut damaged = None;
-    let mut consumer_stopped = false;
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
@@ -192,15 +191,16 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         match decode(LinkType(frame.link_type), frame.data) {
             Decoded::Ip(p) => {
                 decode_counters.decoded += 1;
+                // On error the output thread has stopped; its own error is
+                // reported below.
                 if pipeline.push(p, ts).is_err() {
-                    consumer_stopped = true;
                     break;
                 }
             }
             Decoded::Skipped(reason) => decode_counters.skip(reason, frame.link_type),
             Decoded::Malformed(e) => decode_counters.malformed(e),
         }
-        if decode_counters.frames() % 65_536 == 0 {
+        if decode_counters.frames % 65_536 == 0 {
             progress.tick(&reader, &decode_counters);
         }
     }
@@ -223,9 +223,6 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             return Err(anyhow!(e).context(format!("writing OTLP JSON to {target}")));
         }
     };
-    if consumer_stopped && table.is_ok() {
-        return Err(anyhow!("the output thread stopped early"));
-    }
     let table = table.map_err(|e| anyhow!(e))?;
     if !args.quiet {
         let summary = Summary {
@@ -292,10 +289,10 @@ impl Progress {
         let line = format!(
             "engine: {}: {} packets, {:.1} MB read in {:.0} s ({:.0} packets/s)",
             reader.path(),
-            d.frames(),
+            d.frames,
             reader.stats().bytes as f64 / 1e6,
             secs,
-            d.frames() as f64 / secs
+            d.frames as f64 / secs
         );
         if self.tty {
             eprint!("\r{line}\x1b[K");

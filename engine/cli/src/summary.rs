@@ -33,10 +33,6 @@ impl DecodeCounters {
     pub fn malformed(&mut self, e: DecodeError) {
         *self.malformed.entry(e.reason()).or_default() += 1;
     }
-
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
 }
 
 /// The end-of-run summary.
@@ -68,7 +64,7 @@ impl fmt::Display for Summary<'_> {
             f,
             "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
             self.path,
-            d.frames(),
+            d.frames,
             self.reader.bytes,
             secs
         )?;

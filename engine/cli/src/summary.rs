@@ -94,7 +94,11 @@ impl fmt::Display for Summary<'_> {
             "  fragments without their first fragment: {}",
             t.fragments_without_first
         )?;
-        writeln!(f, "  flows: {} (peak open {})", t.flows, t.peak_flows)?;
+        writeln!(
+            f,
+            "  flows: {} (most open at once, summed over workers: {})",
+            t.flows, t.peak_flows
+        )?;
         write!(f, "  records: {}:", t.records_total())?;
         for (reason, n) in EndReason::ALL.iter().zip(t.records) {
             write!(f, " {}={n}", reason.as_str())?;

@@ -194,7 +194,9 @@ pub struct TableStats {
     /// Non-first fragments whose first fragment was not seen (or had expired):
     /// counted in a flow without ports for their addresses and protocol.
     pub fragments_without_first: u64,
-    /// The most flows open at once.
+    /// The most flows open at once in this table. [`merge`](Self::merge)
+    /// adds peaks, so for several tables it is the sum of each table's peak
+    /// (an upper bound of the peak of their union).
     pub peak_flows: u64,
 }
 

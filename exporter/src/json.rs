@@ -64,14 +64,8 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_u64_string(out: &mut Vec<u8>, v: u64) {
-    let mut b = itoa::Buffer::new();
-    out.push(b'"');
-    out.extend_from_slice(b.format(v).as_bytes());
-    out.push(b'"');
-}
-
-fn write_i64_string(out: &mut Vec<u8>, v: i64) {
+/// A 64-bit integer as a JSON string, as the protobuf JSON mapping writes them.
+fn write_int_string(out: &mut Vec<u8>, v: impl itoa::Integer) {
     let mut b = itoa::Buffer::new();
     out.push(b'"');
     out.extend_from_slice(b.format(v).as_bytes());
@@ -89,9 +83,9 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
     out.extend_from_slice(b",\"kind\":\"");
     out.extend_from_slice(span.kind.name().as_bytes());
     out.extend_from_slice(b"\",\"startTimeUnixNano\":");
-    write_u64_string(out, span.start_time_unix_nano);
+    write_int_string(out, span.start_time_unix_nano);
     out.extend_from_slice(b",\"endTimeUnixNano\":");
-    write_u64_string(out, span.end_time_unix_nano);
+    write_int_string(out, span.end_time_unix_nano);
     out.extend_from_slice(b",\"attributes\":[");
     for (i, a) in span.attributes.iter().enumerate() {
         if i > 0 {
@@ -108,7 +102,7 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
             }
             Value::Int(v) => {
                 out.extend_from_slice(b"{\"intValue\":");
-                write_i64_string(out, *v);
+                write_int_string(out, *v);
                 out.push(b'}');
             }
             Value::StrArray(values) => {

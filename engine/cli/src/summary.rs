@@ -63,10 +63,7 @@ impl fmt::Display for Summary<'_> {
         writeln!(
             f,
             "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
-            self.path,
-            d.frames,
-            self.reader.bytes,
-            secs
+            self.path, d.frames, self.reader.bytes, secs
         )?;
         writeln!(f, "  packets decoded: {}", d.decoded)?;
         write!(f, "  packets skipped:")?;

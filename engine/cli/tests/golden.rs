@@ -80,11 +80,7 @@ fn fixtures_match_golden_output_for_1_and_3_workers() {
                 f.name
             );
         }
-        assert!(
-            !one.stdout.is_empty() || f.name.contains("malformed"),
-            "{}: no spans",
-            f.name
-        );
+        assert!(!one.stdout.is_empty(), "{}: no spans", f.name);
         let rendered = render(&one.stdout, &one.stderr, path, f.name);
         let golden = golden_dir.join(format!("{}.golden", f.name));
         if update {

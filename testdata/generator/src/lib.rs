@@ -884,25 +884,10 @@ fn raw(ip: &[u8]) -> Vec<u8> {
     ip.to_vec()
 }
 
-fn raw_v4_only() -> Vec<u8> {
-    let mut p = Pcap::new(228);
-    add_all(
-        &mut p,
-        T0,
-        &tcp_conversation_v4("172.16.0.1", 41000, "172.16.0.2", 443),
-        raw,
-    );
-    p.buf
-}
-
-fn raw_v6_only() -> Vec<u8> {
-    let mut p = Pcap::new(229);
-    add_all(
-        &mut p,
-        T0,
-        &tcp_conversation_v6("2001:db8::a", 41000, "2001:db8::b", 443),
-        raw,
-    );
+/// A raw-IP capture of one link type holding only `packets`, 1 ms apart.
+fn raw_only(link: u32, packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = Pcap::new(link);
+    add_all(&mut p, T0, packets, raw);
     p.buf
 }
 
@@ -1241,13 +1226,19 @@ pub fn fixtures() -> Vec<Fixture> {
             name: "link_ipv4.pcap",
             about: "LINKTYPE_IPV4 (228)",
             args: &[],
-            bytes: raw_v4_only(),
+            bytes: raw_only(
+                228,
+                &tcp_conversation_v4("172.16.0.1", 41000, "172.16.0.2", 443),
+            ),
         },
         Fixture {
             name: "link_ipv6.pcap",
             about: "LINKTYPE_IPV6 (229)",
             args: &[],
-            bytes: raw_v6_only(),
+            bytes: raw_only(
+                229,
+                &tcp_conversation_v6("2001:db8::a", 41000, "2001:db8::b", 443),
+            ),
         },
         Fixture {
             name: "link_null.pcap",

@@ -10,7 +10,8 @@ pub type OwnedFrame = (u32, u64, Vec<u8>);
 /// Reads every frame of every capture in `testdata/pcap/`.
 ///
 /// # Panics
-/// If the fixtures are missing or unreadable (run `cargo run -p flowspan-testdata`).
+/// If the fixtures are missing, unreadable or damaged (run
+/// `./scripts/regenerate-testdata.sh`): a bench must not quietly run on less.
 pub fn fixture_frames() -> Vec<OwnedFrame> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
@@ -21,7 +22,7 @@ pub fn fixture_frames() -> Vec<OwnedFrame> {
     let mut frames = Vec::new();
     for path in paths {
         let mut r = capture_pcap::CaptureReader::open(&path).expect("fixture opens");
-        while let Ok(Some(f)) = r.next_frame() {
+        while let Some(f) = r.next_frame().expect("fixture reads to the end") {
             frames.push((f.link_type, f.ts_ns, f.data.to_vec()));
         }
     }

@@ -5,7 +5,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, PacketRepr, decode};
-use exporter::json::{OtlpJsonWriter, Resource};
+use exporter::json::OtlpJsonWriter;
+use exporter::resource::Resource;
 use flowspan_benches::fixture_frames;
 
 fn decoded(frames: &[(u32, u64, Vec<u8>)]) -> Vec<(u64, PacketRepr)> {
@@ -64,7 +65,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut w = OtlpJsonWriter::new(Vec::with_capacity(1 << 20), &Resource::default(), 512);
             for r in &records {
-                w.write_record(r).expect("in-memory write");
+                w.write_span(&exporter::span::flow_span(r))
+                    .expect("in-memory write");
             }
             black_box(w.finish().expect("in-memory write").len())
         })

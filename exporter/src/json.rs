@@ -4,33 +4,17 @@
 //! Shape: `{"resourceSpans":[{"resource":{"attributes":[…]},"scopeSpans":
 //! [{"scope":{…},"spans":[…]}]}]}`. Field names are lowerCamelCase, trace and
 //! span ids are hex (as OTLP/JSON requires), 64-bit integers are strings, and
-//! the span kind is the enum name (`SPAN_KIND_CLIENT`), as in the spec's
-//! example. Output is a pure function of the records and the resource: the
-//! same records give the same bytes.
+//! the span kind is the enum's integer value (`3` for CLIENT): the OTLP
+//! specification requires integers for enums in OTLP/JSON, and receivers
+//! built on the protobuf JSON mapping (rotel, for one) reject the enum names
+//! the spec's example shows. Output is a pure function of the spans and the
+//! resource: the same spans give the same bytes.
 
 use std::io::{self, Write};
 
-use engine::FlowRecord;
-
-use crate::span::{FlowSpan, Value, flow_span};
-
-/// Resource and scope attributes written with every request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    /// `(key, value)` string attributes, in output order.
-    pub attributes: Vec<(String, String)>,
-}
-
-impl Default for Resource {
-    fn default() -> Self {
-        Resource {
-            attributes: vec![
-                ("service.name".into(), "flowspan".into()),
-                ("service.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ],
-        }
-    }
-}
+use crate::RequestEncoder;
+use crate::resource::Resource;
+use crate::span::{FlowSpan, Value};
 
 /// Writes JSON-escaped `s` between quotes.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -80,9 +64,10 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
     write_hex(out, &span.span_id);
     out.extend_from_slice(b",\"name\":");
     write_json_string(out, &span.name);
-    out.extend_from_slice(b",\"kind\":\"");
-    out.extend_from_slice(span.kind.name().as_bytes());
-    out.extend_from_slice(b"\",\"startTimeUnixNano\":");
+    out.extend_from_slice(b",\"kind\":");
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(span.kind.number()).as_bytes());
+    out.extend_from_slice(b",\"startTimeUnixNano\":");
     write_int_string(out, span.start_time_unix_nano);
     out.extend_from_slice(b",\"endTimeUnixNano\":");
     write_int_string(out, span.end_time_unix_nano);
@@ -123,25 +108,21 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
     out.extend_from_slice(b"]}");
 }
 
-/// Streams records as OTLP JSON requests of at most `batch_size` spans, one
-/// request per line.
-#[derive(Debug)]
-pub struct OtlpJsonWriter<W: Write> {
-    out: W,
+/// Builds OTLP JSON `ExportTraceServiceRequest`s for one resource, one span
+/// at a time.
+#[derive(Debug, Clone)]
+pub struct JsonEncoder {
     prefix: Vec<u8>,
-    line: Vec<u8>,
-    in_line: usize,
-    batch_size: usize,
-    spans: u64,
-    requests: u64,
+    spans: Vec<u8>,
+    count: usize,
 }
 
-/// Closes a request line.
-const SUFFIX: &[u8] = b"]}]}]}\n";
+/// Closes a request.
+const SUFFIX: &[u8] = b"]}]}]}";
 
-impl<W: Write> OtlpJsonWriter<W> {
-    /// A writer of requests with `resource`, at most `batch_size` spans each.
-    pub fn new(out: W, resource: &Resource, batch_size: usize) -> Self {
+impl JsonEncoder {
+    /// An encoder of requests carrying `resource` and the flowspan scope.
+    pub fn new(resource: &Resource) -> Self {
         let mut prefix = Vec::new();
         prefix.extend_from_slice(b"{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
         for (i, (k, v)) in resource.attributes.iter().enumerate() {
@@ -154,54 +135,96 @@ impl<W: Write> OtlpJsonWriter<W> {
             write_json_string(&mut prefix, v);
             prefix.extend_from_slice(b"}}");
         }
-        prefix.extend_from_slice(
-            b"]},\"scopeSpans\":[{\"scope\":{\"name\":\"flowspan\",\"version\":",
-        );
-        write_json_string(&mut prefix, env!("CARGO_PKG_VERSION"));
+        prefix.extend_from_slice(b"]},\"scopeSpans\":[{\"scope\":{\"name\":");
+        write_json_string(&mut prefix, crate::SCOPE_NAME);
+        prefix.extend_from_slice(b",\"version\":");
+        write_json_string(&mut prefix, crate::SCOPE_VERSION);
         prefix.extend_from_slice(b"},\"spans\":[");
+        JsonEncoder {
+            prefix,
+            spans: Vec::with_capacity(1 << 16),
+            count: 0,
+        }
+    }
+}
+
+impl RequestEncoder for JsonEncoder {
+    fn push(&mut self, span: &FlowSpan) {
+        if self.count > 0 {
+            self.spans.push(b',');
+        }
+        write_span(&mut self.spans, span);
+        self.count += 1;
+    }
+
+    fn spans(&self) -> usize {
+        self.count
+    }
+
+    fn take_request(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(&self.spans);
+        out.extend_from_slice(SUFFIX);
+        self.spans.clear();
+        self.count = 0;
+    }
+}
+
+/// Writes OTLP JSON, one request of at most `batch_size` spans per line.
+#[derive(Debug)]
+pub struct OtlpJsonWriter<W: Write> {
+    out: W,
+    encoder: JsonEncoder,
+    batch_size: usize,
+    line: Vec<u8>,
+    spans: u64,
+    requests: u64,
+}
+
+impl<W: Write> OtlpJsonWriter<W> {
+    /// A writer of requests carrying `resource`, at most `batch_size` spans
+    /// each.
+    pub fn new(out: W, resource: &Resource, batch_size: usize) -> Self {
         OtlpJsonWriter {
             out,
-            prefix,
-            line: Vec::with_capacity(1 << 16),
-            in_line: 0,
+            encoder: JsonEncoder::new(resource),
             batch_size: batch_size.max(1),
+            line: Vec::with_capacity(1 << 16),
             spans: 0,
             requests: 0,
         }
     }
 
-    /// Adds one record; writes a request line when the batch is full.
+    /// Adds one span; writes a line when the batch is full.
     ///
     /// # Errors
     /// Writing to the output failed.
-    pub fn write_record(&mut self, record: &FlowRecord) -> io::Result<()> {
-        if self.in_line == 0 {
-            self.line.clear();
-            self.line.extend_from_slice(&self.prefix);
-        } else {
-            self.line.push(b',');
-        }
-        write_span(&mut self.line, &flow_span(record));
-        self.in_line += 1;
+    pub fn write_span(&mut self, span: &FlowSpan) -> io::Result<()> {
+        self.encoder.push(span);
         self.spans += 1;
-        if self.in_line >= self.batch_size {
-            self.end_line()?;
+        if self.encoder.spans() >= self.batch_size {
+            self.end_batch()?;
         }
         Ok(())
     }
 
-    fn end_line(&mut self) -> io::Result<()> {
-        if self.in_line == 0 {
+    /// Writes the spans added so far as one line (nothing if there are none).
+    ///
+    /// # Errors
+    /// Writing to the output failed.
+    pub fn end_batch(&mut self) -> io::Result<()> {
+        if self.encoder.spans() == 0 {
             return Ok(());
         }
-        self.line.extend_from_slice(SUFFIX);
+        self.line.clear();
+        self.encoder.take_request(&mut self.line);
+        self.line.push(b'\n');
         self.out.write_all(&self.line)?;
-        self.in_line = 0;
         self.requests += 1;
         Ok(())
     }
 
-    /// Spans written so far (including a partial batch).
+    /// Spans added so far.
     pub fn spans(&self) -> u64 {
         self.spans
     }
@@ -216,7 +239,7 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// # Errors
     /// Writing to the output failed.
     pub fn finish(mut self) -> io::Result<W> {
-        self.end_line()?;
+        self.end_batch()?;
         self.out.flush()?;
         Ok(self.out)
     }

@@ -1,14 +1,18 @@
-//! The `engine` binary: reads a capture and writes one flow span per flow
-//! record as OTLP JSON. Flags, wiring and exit codes only; the work is in the
-//! `engine`, `capture_pcap` and `exporter` crates.
+//! The `engine` binary: reads a capture and emits one flow span per flow
+//! record, as OTLP JSON and/or over OTLP to a collector. Flags, wiring and
+//! exit codes only; the work is in the `engine`, `capture_pcap` and
+//! `exporter` crates.
 #![forbid(unsafe_code)]
 
+mod output;
 mod summary;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,24 +20,45 @@ use anyhow::{Context, anyhow};
 use capture_pcap::CaptureReader;
 use clap::Parser;
 use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts, decode};
-use exporter::json::{OtlpJsonWriter, Resource};
+use exporter::RequestEncoder;
+use exporter::json::{JsonEncoder, OtlpJsonWriter};
+use exporter::otlp::{
+    ExportOptions, ExportStatus, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy,
+    ShutdownHandle,
+};
+use exporter::proto::ProtoEncoder;
+use exporter::resource::{Resource, parse_key_values};
 
+use crate::output::OtlpSink;
 use crate::summary::{DecodeCounters, Summary};
 
 const AFTER_HELP: &str = "\
 Default timeouts: idle TCP 300 s, UDP 60 s, ICMP/ICMPv6 30 s, other protocols 60 s;
 active 60 s; TCP end of flow (FIN from both sides, or RST) 2 s of linger.
 
+OTLP export is on when an endpoint is given (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); JSON is then written only with -o. Also read:
+OTEL_EXPORTER_OTLP_[TRACES_]{PROTOCOL,HEADERS,COMPRESSION,TIMEOUT (ms),CERTIFICATE,
+CLIENT_CERTIFICATE,CLIENT_KEY}, OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME. Flags win.
+Capture files are never dropped from: reading waits while the collector is away. On
+end of input or SIGINT/SIGTERM the queue is flushed for up to --shutdown-timeout; a
+second signal stops waiting. Spans not delivered are counted and reported.
+
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
-flows from the records before it were written); 2 bad flags, or the input or output
-could not be opened, or the input is not a capture.
+flows from the records before it were written); 2 bad flags, settings or environment,
+or the input or output could not be opened, or the input is not a capture; 3 some spans
+were not delivered to the collector (takes precedence over 1 and 130); 130 interrupted
+by SIGINT or SIGTERM (open flows were flushed as forced_end).
 
 Examples:
   engine --pcap trace.pcap                      # OTLP JSON on stdout
   engine --pcap trace.pcapng -o spans.json --local-net 10.0.0.0/8
+  engine --pcap trace.pcap --otlp-endpoint http://localhost:4317
+  OTEL_EXPORTER_OTLP_ENDPOINT=https://otel:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
+    OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer%20TOKEN' engine --pcap trace.pcap
   tcpdump -w - -i eth0 | engine --pcap -";
 
-/// Capture files in, OpenTelemetry flow spans (OTLP JSON) out.
+/// Capture files in, OpenTelemetry flow spans out (OTLP JSON, OTLP/gRPC, OTLP/HTTP).
 #[derive(Debug, Parser)]
 #[command(name = "engine", version, about, after_help = AFTER_HELP)]
 struct Args {
@@ -41,7 +66,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     pcap: PathBuf,
 
-    /// Write OTLP JSON to FILE instead of standard output.
+    /// Write OTLP JSON to FILE (`-` for standard output). Without it, JSON goes to
+    /// standard output unless spans are exported over OTLP.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 
@@ -72,10 +98,73 @@ struct Args {
     #[arg(long = "local-net", value_name = "CIDR")]
     local_nets: Vec<IpNet>,
 
-    /// Spans per OTLP request line.
+    /// Spans per OTLP request (JSON line or export request).
     #[arg(long, value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_size: u32,
+
+    /// Resource attribute added to every request (repeatable); overrides
+    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME and the detected host.name/host.id.
+    #[arg(long = "resource-attribute", value_name = "KEY=VALUE")]
+    resource_attributes: Vec<String>,
+
+    /// OTLP receiver base URL, e.g. http://localhost:4317 (gRPC) or
+    /// http://localhost:4318 (HTTP, `/v1/traces` is appended). Turns export on.
+    #[arg(long, value_name = "URL", help_heading = "OTLP export")]
+    otlp_endpoint: Option<String>,
+
+    /// grpc, http/protobuf or http/json [default: grpc].
+    #[arg(long, value_name = "PROTOCOL", help_heading = "OTLP export")]
+    otlp_protocol: Option<String>,
+
+    /// Request header / gRPC metadata, e.g. `authorization=Bearer%20x` (repeatable;
+    /// values are %-decoded).
+    #[arg(
+        long = "otlp-header",
+        value_name = "KEY=VALUE",
+        help_heading = "OTLP export"
+    )]
+    otlp_headers: Vec<String>,
+
+    /// gzip or none [default: none].
+    #[arg(long, value_name = "ALGORITHM", help_heading = "OTLP export")]
+    otlp_compression: Option<String>,
+
+    /// Time allowed for one export request, in seconds [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs,
+          help_heading = "OTLP export")]
+    otlp_timeout: Option<u64>,
+
+    /// PEM file of CA certificates to trust for an https:// endpoint (instead of the
+    /// system's).
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    otlp_ca: Option<PathBuf>,
+
+    /// PEM client certificate chain for mutual TLS (with --otlp-client-key).
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    otlp_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --otlp-client-cert.
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    otlp_client_key: Option<PathBuf>,
+
+    /// Send a partly filled request once its oldest span has waited this long, in
+    /// seconds.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+          help_heading = "OTLP export")]
+    batch_interval: u64,
+
+    /// Most spans waiting for delivery. When it is full, reading a capture file waits.
+    #[arg(long, value_name = "SPANS", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000),
+          help_heading = "OTLP export")]
+    queue_size: u64,
+
+    /// At exit, how long to keep delivering queued spans before giving up on them,
+    /// in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs,
+          help_heading = "OTLP export")]
+    shutdown_timeout: u64,
 
     /// No progress line and no summary on standard error (errors are still printed).
     #[arg(short, long)]
@@ -112,6 +201,8 @@ fn parse_positive_secs(s: &str) -> Result<u64, String> {
 enum Outcome {
     Complete,
     DamagedInput,
+    Interrupted,
+    SpansLost,
 }
 
 fn main() -> ExitCode {
@@ -119,8 +210,13 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::DamagedInput) => ExitCode::from(1),
+        Ok(Outcome::SpansLost) => ExitCode::from(3),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
-            eprintln!("engine: error: {e:#}");
+            // One line per problem, each with the prefix.
+            for line in format!("{e:#}").lines() {
+                eprintln!("engine: error: {line}");
+            }
             ExitCode::from(2)
         }
     }
@@ -128,12 +224,141 @@ fn main() -> ExitCode {
 
 fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match path {
-        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
-        Some(p) => Box::new(BufWriter::with_capacity(
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
             1 << 16,
             File::create(p).with_context(|| format!("--output {}: cannot create", p.display()))?,
         )),
+        _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
     })
+}
+
+/// The resource: detected host, then `OTEL_RESOURCE_ATTRIBUTES`, then
+/// `OTEL_SERVICE_NAME`, then `--resource-attribute`.
+fn resource(args: &Args) -> anyhow::Result<Resource> {
+    let mut r = Resource::detect();
+    if let Ok(list) = std::env::var("OTEL_RESOURCE_ATTRIBUTES") {
+        for (k, v) in parse_key_values(&list)
+            .map_err(|e| anyhow!("OTEL_RESOURCE_ATTRIBUTES: {e} (expected key=value,...)"))?
+        {
+            r.set(&k, &v);
+        }
+    }
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+        && !name.trim().is_empty()
+    {
+        r.set("service.name", name.trim());
+    }
+    for kv in &args.resource_attributes {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => r.set(k.trim(), v),
+            _ => {
+                return Err(anyhow!(
+                    "--resource-attribute {kv:?}: expected KEY=VALUE, e.g. k8s.node.name=node-1"
+                ));
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn otlp_config(args: &Args) -> anyhow::Result<Option<OtlpConfig>> {
+    let flags = OtlpFlags {
+        endpoint: args.otlp_endpoint.clone(),
+        protocol: args.otlp_protocol.clone(),
+        headers: args.otlp_headers.clone(),
+        compression: args.otlp_compression.clone(),
+        timeout: args.otlp_timeout.map(Duration::from_nanos),
+        certificate: args.otlp_ca.clone(),
+        client_certificate: args.otlp_client_cert.clone(),
+        client_key: args.otlp_client_key.clone(),
+    };
+    OtlpConfig::resolve(&flags, &|k| std::env::var(k).ok()).map_err(|e| anyhow!(e))
+}
+
+/// Starts the exporter after checking that the endpoint can be reached at
+/// all (a host that does not resolve or has no route is a configuration
+/// error; a refused connection is a collector that is not up yet).
+fn start_export(
+    config: &OtlpConfig,
+    args: &Args,
+    resource: &Resource,
+) -> anyhow::Result<(OtlpSink, String)> {
+    let target = format!("{} ({})", config.url, config.protocol.name());
+    match exporter::otlp::probe(config, config.timeout.min(Duration::from_secs(3)))
+        .map_err(|e| anyhow!(e))?
+    {
+        Probe::Listening => {}
+        Probe::Refused => eprintln!(
+            "engine: warning: OTLP export to {target}: connection refused; \
+             spans wait in the queue and delivery is retried"
+        ),
+    }
+    let batch_size = args.batch_size as usize;
+    let options = ExportOptions {
+        queue_requests: usize::try_from(args.queue_size.div_ceil(args.batch_size.into()))
+            .unwrap_or(usize::MAX),
+        policy: QueuePolicy::Block,
+    };
+    let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
+    let exporter = OtlpExporter::start(config, options, log)
+        .map_err(|e| anyhow!("{}: {e}", config.url_setting))?;
+    let encoder: Box<dyn RequestEncoder + Send> = match config.protocol {
+        Protocol::HttpJson => Box::new(JsonEncoder::new(resource)),
+        Protocol::Grpc | Protocol::HttpProtobuf => Box::new(ProtoEncoder::new(resource)),
+    };
+    Ok((
+        OtlpSink {
+            exporter,
+            encoder,
+            batch_size,
+            interval: Duration::from_nanos(args.batch_interval),
+            batch_started: None,
+        },
+        target,
+    ))
+}
+
+/// SIGINT/SIGTERM: the first stops reading (open flows are then flushed as
+/// usual) and starts the bounded export shutdown; the second gives up on
+/// delivery at once; the third exits immediately.
+fn watch_signals(
+    stop: Arc<AtomicBool>,
+    shutdown: Option<ShutdownHandle>,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT/SIGTERM handlers")?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for (n, _) in signals.forever().enumerate() {
+                match n {
+                    0 => {
+                        stop.store(true, Ordering::Relaxed);
+                        if let Some(s) = &shutdown {
+                            s.begin(shutdown_timeout);
+                        }
+                        eprintln!(
+                            "engine: interrupted: flushing open flows{}",
+                            if shutdown.is_some() {
+                                "; signal again to stop waiting for the collector"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    1 if shutdown.is_some() => {
+                        if let Some(s) = &shutdown {
+                            s.begin(Duration::ZERO);
+                        }
+                    }
+                    _ => std::process::exit(130),
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 fn run(args: &Args) -> anyhow::Result<Outcome> {
@@ -150,34 +375,53 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         community_id_seed: args.community_id_seed,
         local_nets: args.local_nets.clone(),
     };
+    let resource = resource(args)?;
+    let otlp = otlp_config(args)?;
     let mut reader = CaptureReader::open(&args.pcap).map_err(|e| anyhow!(e))?;
-    let out = open_output(args.output.as_ref())?;
+    let json = if args.output.is_some() || otlp.is_none() {
+        Some(OtlpJsonWriter::new(
+            open_output(args.output.as_ref())?,
+            &resource,
+            args.batch_size as usize,
+        ))
+    } else {
+        None
+    };
+    let (sink, target) = match &otlp {
+        Some(config) => {
+            let (sink, target) = start_export(config, args, &resource)?;
+            (Some(sink), Some(target))
+        }
+        None => (None, None),
+    };
+    let export_status: Option<ExportStatus> = sink.as_ref().map(|s| s.exporter.status());
+    let stop = Arc::new(AtomicBool::new(false));
+    let shutdown_timeout = Duration::from_nanos(args.shutdown_timeout);
+    watch_signals(
+        Arc::clone(&stop),
+        sink.as_ref().map(|s| s.exporter.shutdown_handle()),
+        shutdown_timeout,
+    )?;
 
     let (mut pipeline, records) = Pipeline::start(PipelineConfig {
         workers: usize::from(args.workers),
         flow,
     });
-    let batch_size = args.batch_size as usize;
     let writer = thread::Builder::new()
-        .name("otlp-json-writer".into())
-        .spawn(move || -> io::Result<u64> {
-            let mut w = OtlpJsonWriter::new(out, &Resource::default(), batch_size);
-            for batch in records {
-                for r in &batch {
-                    w.write_record(r)?;
-                }
-            }
-            let spans = w.spans();
-            w.finish()?;
-            Ok(spans)
-        })
+        .name("output".into())
+        .spawn(move || output::run(records, json, sink, shutdown_timeout))
         .context("starting the output thread")?;
 
     let started = Instant::now();
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(args.quiet, export_status);
+    let mut interrupted = false;
     let mut decode_counters = DecodeCounters::default();
     let mut damaged = None;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -209,20 +453,25 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         .join()
         .map_err(|_| anyhow!("the output thread panicked"))?;
     progress.clear();
-    let spans = match written {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+    match written.json {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && written.export.is_none() => {
             // The reader of our output went away (e.g. `| head`): stop quietly.
             return Ok(Outcome::Complete);
         }
         Err(e) => {
-            let target = args
-                .output
-                .as_ref()
-                .map_or("standard output".to_string(), |p| p.display().to_string());
-            return Err(anyhow!(e).context(format!("writing OTLP JSON to {target}")));
+            let target = match &args.output {
+                Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+                _ => "standard output".to_string(),
+            };
+            let e = anyhow!(e).context(format!("writing OTLP JSON to {target}"));
+            if written.export.is_none() {
+                return Err(e);
+            }
+            eprintln!("engine: error: {e:#}");
         }
-    };
+    }
+    let spans = written.spans;
     let table = table.map_err(|e| anyhow!(e))?;
     if !args.quiet {
         let summary = Summary {
@@ -232,24 +481,43 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             decode: &decode_counters,
             table: &table,
             spans,
+            export: target.as_deref().zip(written.export),
         };
         eprint!("{summary}");
     }
     if let Some(first) = &reader.stats().first_problem {
         eprintln!("engine: warning: {first}");
     }
-    match damaged {
-        Some(e) => {
-            eprintln!("engine: error: {e}; flows from the records before it were written");
-            Ok(Outcome::DamagedInput)
-        }
-        None => Ok(Outcome::Complete),
+    if let Some(e) = &damaged {
+        eprintln!("engine: error: {e}; flows from the records before it were written");
     }
+    let lost = written.export.map_or(0, |r| r.lost());
+    if let (Some(r), Some(target)) = (written.export, &target)
+        && lost > 0
+    {
+        // Printed even with --quiet: losing spans is never silent.
+        eprintln!(
+            "engine: error: {lost} of {} spans were not delivered to {target}: \
+             {} rejected by the receiver, {} failed permanently, {} dropped (queue full), \
+             {} still queued at the shutdown deadline",
+            r.submitted, r.rejected, r.failed, r.dropped, r.undelivered
+        );
+    }
+    Ok(if lost > 0 {
+        Outcome::SpansLost
+    } else if interrupted {
+        Outcome::Interrupted
+    } else if damaged.is_some() {
+        Outcome::DamagedInput
+    } else {
+        Outcome::Complete
+    })
 }
 
 /// A progress line on standard error for long runs: rewritten in place on a
 /// terminal, one line every 10 s otherwise.
 struct Progress {
+    export: Option<ExportStatus>,
     enabled: bool,
     tty: bool,
     started: Instant,
@@ -258,9 +526,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Progress {
+    fn new(quiet: bool, export: Option<ExportStatus>) -> Progress {
         let now = Instant::now();
         Progress {
+            export,
             enabled: !quiet,
             tty: io::stderr().is_terminal(),
             started: now,
@@ -286,7 +555,7 @@ impl Progress {
         }
         self.last = now;
         let secs = now.duration_since(self.started).as_secs_f64();
-        let line = format!(
+        let mut line = format!(
             "engine: {}: {} packets, {:.1} MB read in {:.0} s ({:.0} packets/s)",
             reader.path(),
             d.frames,
@@ -294,6 +563,14 @@ impl Progress {
             secs,
             d.frames as f64 / secs
         );
+        if let Some(e) = &self.export {
+            let r = e.report();
+            line.push_str(&format!(
+                "; {} spans exported, {} queued",
+                r.delivered,
+                e.queued_spans()
+            ));
+        }
         if self.tty {
             eprint!("\r{line}\x1b[K");
             self.shown = true;

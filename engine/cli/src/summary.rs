@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use capture_pcap::ReaderStats;
 use engine::{DecodeError, EndReason, SkipReason, TableStats};
+use exporter::otlp::ExportReport;
 
 /// What happened to each frame read, by reason.
 #[derive(Debug, Default)]
@@ -43,6 +44,8 @@ pub struct Summary<'a> {
     pub decode: &'a DecodeCounters,
     pub table: &'a TableStats,
     pub spans: u64,
+    /// Export target and final counts, when exporting.
+    pub export: Option<(&'a str, ExportReport)>,
 }
 
 fn reasons(f: &mut fmt::Formatter<'_>, map: &BTreeMap<&'static str, u64>) -> fmt::Result {
@@ -101,6 +104,14 @@ impl fmt::Display for Summary<'_> {
             write!(f, " {}={n}", reason.as_str())?;
         }
         writeln!(f)?;
-        writeln!(f, "  spans written: {}", self.spans)
+        writeln!(f, "  spans written: {}", self.spans)?;
+        if let Some((target, r)) = &self.export {
+            writeln!(
+                f,
+                "  otlp export to {target}: delivered={} rejected={} failed={} dropped={} undelivered={} (requests={} retries={})",
+                r.delivered, r.rejected, r.failed, r.dropped, r.undelivered, r.requests, r.retries
+            )?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,126 @@
+//! Where spans go: OTLP JSON lines (file or standard output) and/or an OTLP
+//! exporter. Both receive every span in the same order, mapped once.
+//!
+//! JSON lines are cut by size only, so a capture file always gives the same
+//! bytes. Export requests are cut by size or when the oldest span in the
+//! batch has waited `interval`, so spans reach the collector promptly even
+//! when flows end slowly.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use engine::FlowRecord;
+use exporter::RequestEncoder;
+use exporter::json::OtlpJsonWriter;
+use exporter::otlp::{ExportReport, OtlpExporter};
+use exporter::span::flow_span;
+
+/// The OTLP half of the output.
+pub struct OtlpSink {
+    /// Sends the requests.
+    pub exporter: OtlpExporter,
+    /// Builds requests in the configured protocol's encoding.
+    pub encoder: Box<dyn RequestEncoder + Send>,
+    /// Spans per request at most.
+    pub batch_size: usize,
+    /// Longest a span waits for its batch to fill.
+    pub interval: Duration,
+    /// When the first span of the current batch arrived.
+    pub batch_started: Option<Instant>,
+}
+
+impl OtlpSink {
+    fn cut(&mut self) {
+        let n = self.encoder.spans();
+        if n == 0 {
+            return;
+        }
+        let mut body = Vec::new();
+        self.encoder.take_request(&mut body);
+        self.batch_started = None;
+        self.exporter.submit(body, n as u64);
+    }
+}
+
+/// What the output thread produced.
+pub struct Written {
+    /// Spans mapped from records (each went to every configured sink).
+    pub spans: u64,
+    /// The JSON side's result: `Err` if writing failed.
+    pub json: io::Result<()>,
+    /// The exporter's final counts, if exporting.
+    pub export: Option<ExportReport>,
+}
+
+/// Consumes the pipeline's records until it closes, then writes the last
+/// partial batches and shuts the exporter down within `shutdown_timeout`.
+pub fn run(
+    records: Receiver<Vec<FlowRecord>>,
+    mut json: Option<OtlpJsonWriter<Box<dyn Write + Send>>>,
+    mut otlp: Option<OtlpSink>,
+    shutdown_timeout: Duration,
+) -> Written {
+    let mut spans = 0u64;
+    let mut json_result = Ok(());
+    loop {
+        let wait = otlp
+            .as_ref()
+            .and_then(|o| {
+                o.batch_started
+                    .map(|t| (t + o.interval).saturating_duration_since(Instant::now()))
+            })
+            .unwrap_or(Duration::from_secs(3600));
+        match records.recv_timeout(wait) {
+            Ok(batch) => {
+                for r in &batch {
+                    let span = flow_span(r);
+                    spans += 1;
+                    if let Some(w) = &mut json
+                        && let Err(e) = w.write_span(&span)
+                    {
+                        json_result = Err(e);
+                        json = None;
+                        if otlp.is_none() {
+                            // Nothing left to write to: stop consuming, which
+                            // stops the pipeline.
+                            return Written {
+                                spans,
+                                json: json_result,
+                                export: None,
+                            };
+                        }
+                    }
+                    if let Some(o) = &mut otlp {
+                        o.encoder.push(&span);
+                        if o.batch_started.is_none() {
+                            o.batch_started = Some(Instant::now());
+                        }
+                        if o.encoder.spans() >= o.batch_size {
+                            o.cut();
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(o) = &mut otlp
+            && o.batch_started.is_some_and(|t| t.elapsed() >= o.interval)
+        {
+            o.cut();
+        }
+    }
+    if let Some(w) = json {
+        json_result = json_result.and(w.finish().map(drop));
+    }
+    let export = otlp.map(|mut o| {
+        o.cut();
+        o.exporter.finish(shutdown_timeout)
+    });
+    Written {
+        spans,
+        json: json_result,
+        export,
+    }
+}

@@ -1,0 +1,434 @@
+//! One OTLP request on the wire: gRPC (tonic) or HTTP (reqwest), TLS,
+//! headers and compression, and the classification of the outcome into
+//! accepted, retryable and permanent.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BufMut, Bytes};
+use http::HeaderMap;
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::config::{Compression, OtlpConfig, Protocol};
+
+/// What the receiver made of a request it accepted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// `partial_success.rejected_spans`.
+    pub rejected_spans: u64,
+    /// `partial_success.error_message`, if any.
+    pub message: String,
+}
+
+/// A request that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Sending the same request again may succeed.
+    pub retryable: bool,
+    /// The delay the receiver asked for (`Retry-After`, gRPC `RetryInfo`).
+    pub retry_after: Option<Duration>,
+    /// One line: what failed.
+    pub reason: String,
+}
+
+/// A connected-on-demand OTLP client.
+#[derive(Debug)]
+pub enum Transport {
+    /// OTLP/gRPC.
+    Grpc {
+        /// The client over a lazily connecting channel.
+        client: tonic::client::Grpc<Channel>,
+        /// Metadata sent with every request.
+        headers: Vec<(
+            MetadataKey<tonic::metadata::Ascii>,
+            MetadataValue<tonic::metadata::Ascii>,
+        )>,
+    },
+    /// OTLP/HTTP.
+    Http {
+        /// The HTTP client (connection pool).
+        client: reqwest::Client,
+        /// The traces URL.
+        url: String,
+        /// Headers sent with every request, content type included.
+        headers: HeaderMap,
+        /// Whether bodies are gzip-compressed here.
+        gzip: bool,
+        /// Whether bodies are protobuf (else JSON).
+        protobuf: bool,
+    },
+}
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl Transport {
+    /// Builds the client. Nothing connects until the first request, so that
+    /// a collector that is down at start is retried like one that goes away.
+    ///
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The TLS material or the URL is unusable; the message names the cause.
+    pub fn new(config: &OtlpConfig) -> Result<Transport, String> {
+        match config.protocol {
+            Protocol::Grpc => {
+                let mut endpoint = Endpoint::from_shared(config.url.to_string())
+                    .map_err(|e| format!("{}: {e}", config.url_setting))?
+                    .timeout(config.timeout)
+                    .connect_timeout(config.timeout)
+                    .tcp_nodelay(true);
+                if config.url.scheme_str() == Some("https") {
+                    let mut tls = ClientTlsConfig::new();
+                    match &config.tls.ca_pem {
+                        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(ca)),
+                        None => tls = tls.with_native_roots(),
+                    }
+                    if let Some((cert, key)) = &config.tls.identity_pem {
+                        tls = tls.identity(Identity::from_pem(cert, key));
+                    }
+                    endpoint = endpoint
+                        .tls_config(tls)
+                        .map_err(|e| format!("TLS configuration: {e}"))?;
+                }
+                let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
+                if config.compression == Compression::Gzip {
+                    client = client
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .accept_compressed(CompressionEncoding::Gzip);
+                }
+                let headers = config
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = MetadataKey::from_bytes(k.as_str().as_bytes())
+                            .map_err(|e| format!("header {k}: {e}"))?;
+                        let value = MetadataValue::try_from(v.as_bytes())
+                            .map_err(|e| format!("header {k}: {e}"))?;
+                        Ok((key, value))
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Transport::Grpc { client, headers })
+            }
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let protobuf = config.protocol == Protocol::HttpProtobuf;
+                let mut builder = reqwest::Client::builder()
+                    .timeout(config.timeout)
+                    .connect_timeout(config.timeout)
+                    .tcp_nodelay(true)
+                    .use_rustls_tls();
+                if let Some(ca) = &config.tls.ca_pem {
+                    builder = builder.tls_built_in_root_certs(false);
+                    for cert in reqwest::Certificate::from_pem_bundle(ca)
+                        .map_err(|e| format!("CA certificate: {e}"))?
+                    {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                if let Some((cert, key)) = &config.tls.identity_pem {
+                    let mut pem = cert.clone();
+                    pem.push(b'\n');
+                    pem.extend_from_slice(key);
+                    builder = builder.identity(
+                        reqwest::Identity::from_pem(&pem)
+                            .map_err(|e| format!("client certificate: {e}"))?,
+                    );
+                }
+                let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+                let mut headers = HeaderMap::new();
+                for (k, v) in &config.headers {
+                    headers.insert(k.clone(), v.clone());
+                }
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(if protobuf {
+                        "application/x-protobuf"
+                    } else {
+                        "application/json"
+                    }),
+                );
+                let gzip = config.compression == Compression::Gzip;
+                if gzip {
+                    headers.insert(
+                        http::header::CONTENT_ENCODING,
+                        http::HeaderValue::from_static("gzip"),
+                    );
+                }
+                Ok(Transport::Http {
+                    client,
+                    url: config.url.to_string(),
+                    headers,
+                    gzip,
+                    protobuf,
+                })
+            }
+        }
+    }
+
+    /// Sends one encoded request (protobuf, or JSON for http/json).
+    pub async fn send(&mut self, body: Bytes) -> Result<Accepted, Failure> {
+        match self {
+            Transport::Grpc { client, headers } => {
+                client.ready().await.map_err(|e| Failure {
+                    retryable: true,
+                    retry_after: None,
+                    reason: format!("cannot connect: {}", error_chain(&e)),
+                })?;
+                let mut request = tonic::Request::new(body);
+                for (k, v) in headers.iter() {
+                    request.metadata_mut().insert(k.clone(), v.clone());
+                }
+                match client
+                    .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+                    .await
+                {
+                    Ok(response) => Ok(accepted(response.into_inner())),
+                    Err(status) => Err(grpc_failure(&status)),
+                }
+            }
+            Transport::Http {
+                client,
+                url,
+                headers,
+                gzip,
+                protobuf,
+            } => {
+                let body = if *gzip { gzip_body(&body) } else { body };
+                let response = client
+                    .post(url.as_str())
+                    .headers(headers.clone())
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| Failure {
+                        retryable: true,
+                        retry_after: None,
+                        reason: error_chain(&e),
+                    })?;
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let bytes = response.bytes().await.unwrap_or_default();
+                if status.is_success() {
+                    return Ok(if *protobuf {
+                        ExportTraceServiceResponse::decode(bytes)
+                            .map(accepted)
+                            .unwrap_or_default()
+                    } else {
+                        json_partial_success(&bytes)
+                    });
+                }
+                let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect::<String>();
+                Err(Failure {
+                    retryable,
+                    retry_after,
+                    reason: if detail.trim().is_empty() || *protobuf {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {}", detail.trim())
+                    },
+                })
+            }
+        }
+    }
+}
+
+fn accepted(r: ExportTraceServiceResponse) -> Accepted {
+    match r.partial_success {
+        Some(p) => Accepted {
+            rejected_spans: u64::try_from(p.rejected_spans).unwrap_or(0),
+            message: p.error_message,
+        },
+        None => Accepted::default(),
+    }
+}
+
+/// `{"partialSuccess":{"rejectedSpans":"3","errorMessage":"…"}}`; the count
+/// may be a string or a number. Anything unreadable counts as full success,
+/// as the receiver answered 2xx.
+fn json_partial_success(body: &[u8]) -> Accepted {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Accepted::default();
+    };
+    let p = &v["partialSuccess"];
+    let rejected = match &p["rejectedSpans"] {
+        serde_json::Value::String(s) => s.parse().unwrap_or(0),
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    };
+    Accepted {
+        rejected_spans: rejected,
+        message: p["errorMessage"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// The OTLP/gRPC retry rules: transient codes are retried, and
+/// RESOURCE_EXHAUSTED too (the collector's back-pressure signal).
+fn grpc_failure(status: &Status) -> Failure {
+    let retryable = matches!(
+        status.code(),
+        Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::Unavailable
+            | Code::DataLoss
+            | Code::ResourceExhausted
+    );
+    let retry_after = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay);
+    let mut reason = format!("gRPC {:?}", status.code());
+    if !status.message().is_empty() {
+        reason.push_str(": ");
+        reason.push_str(status.message());
+    }
+    // Transport failures keep the cause (e.g. "Connection refused") in the
+    // source chain.
+    if let Some(source) = std::error::Error::source(status) {
+        let chain = error_chain(source);
+        if !reason.contains(&chain) {
+            reason.push_str(": ");
+            reason.push_str(&chain);
+        }
+    }
+    Failure {
+        retryable,
+        retry_after,
+        reason,
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+fn gzip_body(body: &[u8]) -> Bytes {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(body);
+    Bytes::from(gz.finish().unwrap_or_default())
+}
+
+/// The error and its causes on one line (hyper and reqwest errors keep the
+/// useful part, e.g. "Connection refused", in the source chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+/// Sends pre-encoded request bytes and decodes the response with prost.
+#[derive(Debug, Clone, Copy)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        ExportTraceServiceResponse::decode(bytes)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable response: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn grpc_codes_are_classified() {
+        assert!(grpc_failure(&Status::unavailable("down")).retryable);
+        assert!(grpc_failure(&Status::resource_exhausted("full")).retryable);
+        assert!(!grpc_failure(&Status::invalid_argument("bad")).retryable);
+        assert!(!grpc_failure(&Status::unauthenticated("who")).retryable);
+        let f = grpc_failure(&Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+        ));
+        assert_eq!(f.retry_after, Some(Duration::from_millis(1500)));
+        assert_eq!(f.reason, "gRPC ResourceExhausted: slow down");
+    }
+
+    #[test]
+    fn json_partial_success_counts_rejections() {
+        let a = json_partial_success(
+            br#"{"partialSuccess":{"rejectedSpans":"3","errorMessage":"too old"}}"#,
+        );
+        assert_eq!(a.rejected_spans, 3);
+        assert_eq!(a.message, "too old");
+        assert_eq!(json_partial_success(b"{}").rejected_spans, 0);
+        assert_eq!(
+            json_partial_success(br#"{"partialSuccess":{"rejectedSpans":2}}"#).rejected_spans,
+            2
+        );
+    }
+}

@@ -501,15 +501,17 @@ pub fn probe(config: &OtlpConfig, timeout: Duration) -> Result<Probe, String> {
         .to_socket_addrs()
         .map_err(|e| format!("{what}: cannot resolve host {host:?}: {e}"))?
         .collect();
+    let mut refused = false;
     let mut last = None;
     for addr in &addrs {
         match TcpStream::connect_timeout(addr, timeout) {
             Ok(_) => return Ok(Probe::Listening),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Ok(Probe::Refused);
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
             Err(e) => last = Some((addr, e)),
         }
+    }
+    if refused {
+        return Ok(Probe::Refused);
     }
     match last {
         Some((addr, e)) => Err(format!("{what}: host unreachable ({addr}: {e})")),

@@ -276,35 +276,40 @@ fn json_partial_success(body: &[u8]) -> Accepted {
 }
 
 /// The OTLP/gRPC retry rules: transient codes are retried, and
-/// RESOURCE_EXHAUSTED too (the collector's back-pressure signal).
+/// RESOURCE_EXHAUSTED too (the collector's back-pressure signal). A status
+/// that tonic made from a transport error (it has a source: connection
+/// reset, closed, TLS alert) is retried whatever its code, because the
+/// receiver never answered.
 fn grpc_failure(status: &Status) -> Failure {
-    let retryable = matches!(
-        status.code(),
-        Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::OutOfRange
-            | Code::Unavailable
-            | Code::DataLoss
-            | Code::ResourceExhausted
-    );
+    let source = std::error::Error::source(status);
+    let retryable = source.is_some()
+        || matches!(
+            status.code(),
+            Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::OutOfRange
+                | Code::Unavailable
+                | Code::DataLoss
+                | Code::ResourceExhausted
+        );
     let retry_after = status
         .get_details_retry_info()
         .and_then(|info| info.retry_delay);
-    let mut reason = format!("gRPC {:?}", status.code());
-    if !status.message().is_empty() {
-        reason.push_str(": ");
-        reason.push_str(status.message());
-    }
     // Transport failures keep the cause (e.g. "Connection refused") in the
-    // source chain.
-    if let Some(source) = std::error::Error::source(status) {
-        let chain = error_chain(source);
-        if !reason.contains(&chain) {
-            reason.push_str(": ");
-            reason.push_str(&chain);
-        }
-    }
+    // source chain, which usually repeats the message first.
+    let message = status.message();
+    let detail = match source.map(error_chain) {
+        Some(chain) if chain.starts_with(message) => chain,
+        Some(chain) if !message.is_empty() => format!("{message}: {chain}"),
+        Some(chain) => chain,
+        None => message.to_string(),
+    };
+    let reason = if detail.is_empty() {
+        format!("gRPC {:?}", status.code())
+    } else {
+        format!("gRPC {:?}: {detail}", status.code())
+    };
     Failure {
         retryable,
         retry_after,

@@ -612,7 +612,9 @@ fn bad_export_settings_fail_fast_naming_the_setting() {
     let junk = dir.join("junk.pem");
     fs::write(&junk, "not PEM").expect("write");
     let junk = junk.to_str().expect("path");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Flags, environment, the setting the error must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["--otlp-endpoint", "localhost:4317"],
             &[],

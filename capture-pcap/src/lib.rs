@@ -95,6 +95,24 @@ pub enum ErrorKind {
     UnsupportedPcapngVersion { major: u16, minor: u16 },
     #[error("the first block is of type 0x{block_type:08x} (expected a section header, 0a0d0d0a)")]
     MissingSectionHeader { block_type: u32 },
+    /// Internal to [`CaptureReader::next_frame_or_idle`], which turns it into
+    /// [`Next::Idle`]; never returned by any public method.
+    #[error("no more data ready yet")]
+    #[doc(hidden)]
+    NotReady,
+}
+
+/// What [`CaptureReader::next_frame_or_idle`] found.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// The next frame.
+    Frame(Frame<'a>),
+    /// The source had nothing more ready at its last read, so getting the
+    /// next frame may block: a good moment to push out pending work. Call
+    /// again to wait for data.
+    Idle,
+    /// End of the input.
+    End,
 }
 
 /// A fatal problem with a capture file, with its position.
@@ -186,6 +204,12 @@ pub struct CaptureReader {
     format: Format,
     stats: ReaderStats,
     last_ts_ns: u64,
+    /// Report [`Next::Idle`] before a read that may block.
+    idle_hints: bool,
+    /// The last read returned less than it was offered.
+    last_read_short: bool,
+    /// [`Next::Idle`] was reported since the last read.
+    idle_reported: bool,
 }
 
 impl fmt::Debug for CaptureReader {
@@ -258,6 +282,9 @@ impl CaptureReader {
             },
             stats: ReaderStats::default(),
             last_ts_ns: 0,
+            idle_hints: false,
+            last_read_short: false,
+            idle_reported: false,
         };
         r.read_file_header()?;
         Ok(r)
@@ -305,12 +332,22 @@ impl CaptureReader {
             self.buf.resize(n.next_power_of_two(), 0);
         }
         while self.end < n {
+            if self.idle_hints && self.last_read_short && !self.idle_reported {
+                // Nothing consumed yet for this frame: the caller can retry.
+                self.idle_reported = true;
+                return Err(self.err(record, ErrorKind::NotReady));
+            }
+            let offered = self.buf.len() - self.end;
             match self.src.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(k) => self.end += k,
+                Ok(k) => {
+                    self.end += k;
+                    self.last_read_short = k < offered;
+                    self.idle_reported = false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.err(record, ErrorKind::Io(e))),
             }
@@ -383,6 +420,28 @@ impl CaptureReader {
     /// The input is damaged at the next record, or cannot be read. The error
     /// names the record and its byte offset; frames before it were valid.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        self.idle_hints = false;
+        self.next()
+    }
+
+    /// Like [`next_frame`](Self::next_frame), but says [`Next::Idle`] once
+    /// before a read that may block because the source (a pipe) had nothing
+    /// more ready last time. Regular files are read in full blocks and are
+    /// idle only near their end.
+    ///
+    /// # Errors
+    /// As [`next_frame`](Self::next_frame).
+    pub fn next_frame_or_idle(&mut self) -> Result<Next<'_>, CaptureError> {
+        self.idle_hints = true;
+        match self.next() {
+            Ok(Some(f)) => Ok(Next::Frame(f)),
+            Ok(None) => Ok(Next::End),
+            Err(e) if matches!(e.kind, ErrorKind::NotReady) => Ok(Next::Idle),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         let n = std::mem::take(&mut self.pending);
         self.consume(n);
         match self.format {
@@ -707,6 +766,77 @@ mod tests {
 
     fn reader(bytes: Vec<u8>) -> Result<CaptureReader, CaptureError> {
         CaptureReader::new(Box::new(io::Cursor::new(bytes)), "t.pcap".into())
+    }
+
+    /// A pipe that delivers its data in the given pieces, one per read.
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = &mut self.0[0];
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            piece.drain(..n);
+            if piece.is_empty() {
+                self.0.remove(0);
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn idle_is_reported_once_before_a_read_that_may_block() {
+        let mut records = Vec::new();
+        for i in 0..3u32 {
+            let mut rec = Vec::new();
+            rec.extend_from_slice(&i.to_le_bytes());
+            rec.extend_from_slice(&0u32.to_le_bytes());
+            rec.extend_from_slice(&2u32.to_le_bytes());
+            rec.extend_from_slice(&2u32.to_le_bytes());
+            rec.extend_from_slice(&[7, 7]);
+            records.push(rec);
+        }
+        // Header + record 0 arrive together; record 1 in two pieces (the
+        // second half of it after an idle); then record 2.
+        let mut first = pcap_header([0xd4, 0xc3, 0xb2, 0xa1], 1);
+        first.extend_from_slice(&records[0]);
+        let pieces = vec![
+            first,
+            records[1][..5].to_vec(),
+            records[1][5..].to_vec(),
+            records[2].clone(),
+        ];
+        let mut r = CaptureReader::new(Box::new(Pieces(pieces)), "-".into()).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match r.next_frame_or_idle().unwrap() {
+                Next::Frame(f) => seen.push(format!("frame {}", f.ts_ns / 1_000_000_000)),
+                Next::Idle => seen.push("idle".into()),
+                Next::End => break,
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "frame 0", "idle", "idle", "frame 1", "idle", "frame 2", "idle"
+            ]
+        );
+        // Without hints the same input reads straight through.
+        let mut first = pcap_header([0xd4, 0xc3, 0xb2, 0xa1], 1);
+        first.extend_from_slice(&records[0]);
+        let mut r = CaptureReader::new(
+            Box::new(Pieces(vec![first, records[1].clone(), records[2].clone()])),
+            "-".into(),
+        )
+        .unwrap();
+        let mut n = 0;
+        while r.next_frame().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
     }
 
     #[test]

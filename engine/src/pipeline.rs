@@ -151,6 +151,21 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Sends every worker its pending packets and the current clock now,
+    /// instead of when batches fill. Call it before the input may stall
+    /// (a pipe with nothing ready), so that records already due are released
+    /// without waiting for more packets. Output does not change.
+    ///
+    /// # Errors
+    /// The record consumer stopped.
+    pub fn sync(&mut self) -> Result<(), PipelineClosed> {
+        self.since_tick = 0;
+        for w in 0..self.senders.len() {
+            self.send_batch(w)?;
+        }
+        Ok(())
+    }
+
     fn send_batch(&mut self, w: usize) -> Result<(), PipelineClosed> {
         let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(BATCH));
         self.senders[w]

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use capture_pcap::CaptureReader;
+use capture_pcap::{CaptureReader, Next};
 use clap::Parser;
 use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts, decode};
 use exporter::RequestEncoder;
@@ -422,9 +422,16 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             interrupted = true;
             break;
         }
-        let frame = match reader.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
+        let frame = match reader.next_frame_or_idle() {
+            Ok(Next::Frame(f)) => f,
+            Ok(Next::Idle) => {
+                // The input (a pipe) may stall here: release what is due.
+                if pipeline.sync().is_err() {
+                    break;
+                }
+                continue;
+            }
+            Ok(Next::End) => break,
             Err(e) => {
                 damaged = Some(e);
                 break;

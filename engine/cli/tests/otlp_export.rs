@@ -991,3 +991,56 @@ fn mutual_tls_with_a_custom_ca() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `tcpdump -w - | engine --pcap - --otlp-endpoint …`: records that are due
+/// go out while the pipe stays open and quiet, not when more packets come.
+#[test]
+fn spans_from_a_quiet_pipe_are_exported_without_waiting_for_more_input() {
+    use std::io::Write;
+    let dir = scratch("pipe");
+    let frames = ethernet_frames("tcp_lifecycle.pcap");
+    let phase = 10_000 * 1_000_000_000;
+    let (grpc, http) = (free_port(), free_port());
+    let collector = Collector::start(grpc, http, &dir.join("rotel.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["--pcap", "-", "--batch-interval", "0.2", "--workers", "2"])
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{grpc}")])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("engine");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Every flow of the fixture, then one packet much later that ends them
+    // all; then nothing, with the pipe open.
+    stdin
+        .write_all(&pcap_bytes(&frames, 0, true))
+        .expect("write");
+    stdin
+        .write_all(&pcap_bytes(&frames[..1], phase, false))
+        .expect("write");
+    stdin.flush().expect("flush");
+    let expected = {
+        let out = common::engine(&[
+            "--pcap",
+            root()
+                .join("testdata/pcap/tcp_lifecycle.pcap")
+                .to_str()
+                .expect("path"),
+        ]);
+        common::spans(&out.stdout).len()
+    };
+    let started = Instant::now();
+    while collector.dump().spans.len() < expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "only {} of {expected} spans arrived while the pipe was open",
+            collector.dump().spans.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    assert_eq!(child.wait().expect("engine").code(), Some(0));
+    // The late packet's own flow is flushed at the end.
+    assert_eq!(collector.wait_for(expected + 1).spans.len(), expected + 1);
+    let _ = fs::remove_dir_all(&dir);
+}

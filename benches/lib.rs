@@ -28,3 +28,32 @@ pub fn fixture_frames() -> Vec<OwnedFrame> {
     }
     frames
 }
+
+/// The flow records of every fixture, each capture metered on its own with
+/// the default configuration and flushed at its end.
+///
+/// # Panics
+/// As [`fixture_frames`].
+pub fn fixture_records() -> Vec<engine::FlowRecord> {
+    use engine::{Decoded, FlowConfig, FlowTable, LinkType, decode};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/pcap exists")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    paths.sort();
+    let mut records = Vec::new();
+    for path in paths {
+        let mut r = capture_pcap::CaptureReader::open(&path).expect("fixture opens");
+        let mut table = FlowTable::new(FlowConfig::default());
+        let mut clock = 0;
+        while let Some(f) = r.next_frame().expect("fixture reads to the end") {
+            if let Decoded::Ip(p) = decode(LinkType(f.link_type), f.data) {
+                clock = clock.max(f.ts_ns);
+                table.observe(&p, f.ts_ns, clock, &mut records);
+            }
+        }
+        table.flush(clock, &mut records);
+    }
+    records
+}

@@ -2,7 +2,9 @@
 //! and sent per second, and per CPU-second of the engine's side.
 //!
 //! `cargo bench -p flowspan-benches --bench export_throughput`
-//! (`FLOWSPAN_BENCH_SPANS` sets the span count, default 2 000 000).
+//! (`FLOWSPAN_BENCH_SPANS` sets the span count, default 2 000 000;
+//! `FLOWSPAN_BENCH_CONCURRENCY` the requests in flight, default 4 like the
+//! engine's `--otlp-concurrency`).
 //!
 //! The receiver is rotel (installed by `scripts/install-rotel.sh`) with its
 //! blackhole exporter, pinned to the last CPU with `taskset` when there is
@@ -105,11 +107,15 @@ fn main() {
     }
     let collector_pid = collector.id().to_string();
 
+    let concurrency: usize = std::env::var("FLOWSPAN_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let records = fixture_records();
     let resource = Resource::detect();
     println!(
         "export_throughput: {spans} spans from {} fixture records, 512 per request, \
-         engine side on 1 CPU",
+         {concurrency} in flight, engine side on 1 CPU",
         records.len()
     );
     for protocol in ["grpc", "http/protobuf", "http/json"] {
@@ -128,6 +134,7 @@ fn main() {
             ExportOptions {
                 queue_requests: 64,
                 policy: QueuePolicy::Block,
+                concurrency,
             },
             log,
         )

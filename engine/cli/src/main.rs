@@ -154,6 +154,12 @@ struct Args {
           help_heading = "OTLP export")]
     batch_interval: u64,
 
+    /// Export requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256),
+          help_heading = "OTLP export")]
+    otlp_concurrency: u16,
+
     /// Most spans waiting for delivery. When it is full, reading a capture file waits.
     #[arg(long, value_name = "SPANS", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000),
@@ -298,6 +304,7 @@ fn start_export(
         queue_requests: usize::try_from(args.queue_size.div_ceil(args.batch_size.into()))
             .unwrap_or(usize::MAX),
         policy: QueuePolicy::Block,
+        concurrency: usize::from(args.otlp_concurrency),
     };
     let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
     let exporter = OtlpExporter::start(config, options, log)

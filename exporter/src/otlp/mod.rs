@@ -13,19 +13,21 @@
 //! codes, HTTP 429/502/503/504, and connection errors and timeouts are
 //! retried without limit until delivered or until the shutdown deadline, with
 //! exponential backoff (250 ms doubling to 5 s, ±20 % jitter) or the delay
-//! the receiver asked for (`Retry-After`, gRPC `RetryInfo`). Requests are
-//! delivered in order, one at a time.
+//! the receiver asked for (`Retry-After`, gRPC `RetryInfo`). Up to
+//! [`ExportOptions::concurrency`] requests are in flight at once, so a
+//! distant receiver's round-trip time does not bound the rate; requests may
+//! therefore complete out of order.
 
 pub mod config;
 pub mod transport;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::{Compression, ConfigError, OtlpConfig, OtlpFlags, Protocol};
 use transport::Transport;
@@ -48,6 +50,8 @@ pub struct ExportOptions {
     pub queue_requests: usize,
     /// Full-queue policy.
     pub policy: QueuePolicy,
+    /// Requests in flight at most.
+    pub concurrency: usize,
 }
 
 /// Where every submitted span ended up, plus request counts.
@@ -217,10 +221,12 @@ impl OtlpExporter {
                         deadline: deadline_rx,
                         log,
                         target: format!("{} ({})", config.url, config.protocol.name()),
-                        outage: None,
-                        jitter_state: jitter_seed(),
+                        state: Mutex::new(SenderState {
+                            outage: None,
+                            jitter: jitter_seed(),
+                        }),
                     };
-                    sender.run(rx).await;
+                    sender.run(rx, options.concurrency.max(1)).await;
                 });
             })
             .map_err(|e| format!("starting the export thread: {e}"))?;
@@ -307,35 +313,61 @@ const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// State shared by the concurrent deliveries.
 struct Sender {
     transport: Transport,
     counters: Arc<Counters>,
     deadline: watch::Receiver<Option<Instant>>,
     log: Log,
     target: String,
+    state: Mutex<SenderState>,
+}
+
+struct SenderState {
     outage: Option<Outage>,
-    jitter_state: u64,
+    jitter: u64,
 }
 
 impl Sender {
-    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(job) = rx.recv().await {
-            let outcome = self.deliver(&job).await;
-            self.counters.queued.fetch_sub(job.spans, Ordering::Relaxed);
-            let counter = match outcome {
-                Outcome::Delivered => continue,
-                Outcome::Failed => &self.counters.failed,
-                Outcome::TimedOut => &self.counters.undelivered,
+    /// Delivers jobs with up to `concurrency` requests in flight, until the
+    /// queue is closed and empty and every delivery has ended.
+    async fn run(self, mut rx: mpsc::Receiver<Job>, concurrency: usize) {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        loop {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
             };
-            Counters::add(counter, job.spans);
+            let Some(job) = rx.recv().await else { break };
+            let this = Arc::clone(&this);
+            tokio::spawn(async move {
+                let outcome = this.deliver(&job).await;
+                this.counters.queued.fetch_sub(job.spans, Ordering::Relaxed);
+                match outcome {
+                    Outcome::Delivered => {}
+                    Outcome::Failed => Counters::add(&this.counters.failed, job.spans),
+                    Outcome::TimedOut => Counters::add(&this.counters.undelivered, job.spans),
+                }
+                drop(slot);
+            });
         }
+        // Wait for the deliveries still running.
+        let _ = slots
+            .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+            .await;
     }
 
     fn deadline_passed(&self) -> bool {
         self.deadline.borrow().is_some_and(|d| Instant::now() >= d)
     }
 
-    async fn deliver(&mut self, job: &Job) -> Outcome {
+    fn state(&self) -> std::sync::MutexGuard<'_, SenderState> {
+        // A panic elsewhere cannot leave this state inconsistent: use it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn deliver(&self, job: &Job) -> Outcome {
+        let mut transport = self.transport.clone();
         let mut backoff = BACKOFF_INITIAL;
         loop {
             if self.deadline_passed() {
@@ -343,7 +375,7 @@ impl Sender {
             }
             let mut deadline = self.deadline.clone();
             let result = tokio::select! {
-                r = self.transport.send(job.body.clone()) => r,
+                r = transport.send(job.body.clone()) => r,
                 () = wait_for_deadline(&mut deadline) => return Outcome::TimedOut,
             };
             Counters::add(&self.counters.requests, 1);
@@ -358,7 +390,8 @@ impl Sender {
                             self.target, job.spans, accepted.message
                         ));
                     }
-                    if let Some(o) = self.outage.take() {
+                    let ended = self.state().outage.take();
+                    if let Some(o) = ended {
                         (self.log)(&format!(
                             "OTLP export to {}: delivering again after {:.1} s and {} failed attempts",
                             self.target,
@@ -390,49 +423,50 @@ impl Sender {
         }
     }
 
-    fn note_failure(&mut self, reason: &str, delay: Duration) {
+    fn note_failure(&self, reason: &str, delay: Duration) {
         let now = Instant::now();
-        let log = match &mut self.outage {
-            None => {
-                self.outage = Some(Outage {
-                    since: now,
-                    last_log: now,
-                    failures: 1,
-                });
-                true
-            }
-            Some(o) => {
-                o.failures += 1;
-                if now.duration_since(o.last_log) >= LOG_EVERY {
-                    o.last_log = now;
-                    true
-                } else {
-                    false
+        let since = {
+            let mut state = self.state();
+            match &mut state.outage {
+                None => {
+                    state.outage = Some(Outage {
+                        since: now,
+                        last_log: now,
+                        failures: 1,
+                    });
+                    Some(now)
+                }
+                Some(o) => {
+                    o.failures += 1;
+                    if now.duration_since(o.last_log) >= LOG_EVERY {
+                        o.last_log = now;
+                        Some(o.since)
+                    } else {
+                        None
+                    }
                 }
             }
         };
-        if log {
-            let since = self
-                .outage
-                .as_ref()
-                .map_or(0.0, |o| o.since.elapsed().as_secs_f64());
+        if let Some(since) = since {
             (self.log)(&format!(
-                "OTLP export to {}: {reason}; retrying in {:.1} s ({} spans waiting, failing for {since:.0} s)",
+                "OTLP export to {}: {reason}; retrying in {:.1} s ({} spans waiting, failing for {:.0} s)",
                 self.target,
                 delay.as_secs_f64(),
                 self.counters.queued.load(Ordering::Relaxed),
+                since.elapsed().as_secs_f64(),
             ));
         }
     }
 
     /// `d` ± 20 %, from a xorshift generator (no need for good randomness:
     /// only to keep many agents from retrying in lockstep).
-    fn jitter(&mut self, d: Duration) -> Duration {
-        let mut x = self.jitter_state;
+    fn jitter(&self, d: Duration) -> Duration {
+        let mut state = self.state();
+        let mut x = state.jitter;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.jitter_state = x;
+        state.jitter = x;
         let factor = 0.8 + 0.4 * ((x >> 11) as f64 / (1u64 << 53) as f64);
         d.mul_f64(factor)
     }

@@ -38,8 +38,9 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// A connected-on-demand OTLP client.
-#[derive(Debug)]
+/// A connected-on-demand OTLP client. Clones share the connection (gRPC
+/// channel, HTTP pool).
+#[derive(Debug, Clone)]
 pub enum Transport {
     /// OTLP/gRPC.
     Grpc {

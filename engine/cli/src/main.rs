@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod stdin;
 mod summary;
 
 use std::fs::File;
@@ -384,7 +385,15 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
-    let mut reader = CaptureReader::open(&args.pcap).map_err(|e| anyhow!(e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = if args.pcap.as_os_str() == "-" {
+        let source = stdin::InterruptibleStdin::new(Arc::clone(&stop))
+            .context("starting the standard input thread")?;
+        CaptureReader::new(Box::new(source), "-".into())
+    } else {
+        CaptureReader::open(&args.pcap)
+    }
+    .map_err(|e| anyhow!(e))?;
     let json = if args.output.is_some() || otlp.is_none() {
         Some(OtlpJsonWriter::new(
             open_output(args.output.as_ref())?,
@@ -402,7 +411,6 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         None => (None, None),
     };
     let export_status: Option<ExportStatus> = sink.as_ref().map(|s| s.exporter.status());
-    let stop = Arc::new(AtomicBool::new(false));
     let shutdown_timeout = Duration::from_nanos(args.shutdown_timeout);
     watch_signals(
         Arc::clone(&stop),
@@ -421,12 +429,10 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
 
     let started = Instant::now();
     let mut progress = Progress::new(args.quiet, export_status);
-    let mut interrupted = false;
     let mut decode_counters = DecodeCounters::default();
     let mut damaged = None;
     loop {
         if stop.load(Ordering::Relaxed) {
-            interrupted = true;
             break;
         }
         let frame = match reader.next_frame_or_idle() {
@@ -440,7 +446,11 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             }
             Ok(Next::End) => break,
             Err(e) => {
-                damaged = Some(e);
+                // A signal ends standard input early; a record cut short by
+                // that is not damage.
+                if !stop.load(Ordering::Relaxed) {
+                    damaged = Some(e);
+                }
                 break;
             }
         };
@@ -462,6 +472,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             progress.tick(&reader, &decode_counters);
         }
     }
+    let interrupted = stop.load(Ordering::Relaxed);
     let table = pipeline.finish();
     let written = writer
         .join()

@@ -1044,3 +1044,132 @@ fn spans_from_a_quiet_pipe_are_exported_without_waiting_for_more_input() {
     assert_eq!(collector.wait_for(expected + 1).spans.len(), expected + 1);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Starts `engine --pcap -` exporting to `endpoint`, feeds it `input` and
+/// keeps the pipe open; returns the child and its stdin.
+fn engine_on_open_pipe(
+    endpoint: &str,
+    input: &[u8],
+    extra: &[&str],
+) -> (Child, std::process::ChildStdin) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["--pcap", "-", "--otlp-endpoint", endpoint])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engine");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write");
+    stdin.flush().expect("flush");
+    (child, stdin)
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// Waits for the child to exit, at most `limit`; returns its status, stderr
+/// and how long it took.
+fn wait_with_limit(mut child: Child, limit: Duration) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            let mut stderr = String::new();
+            let _ =
+                std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut stderr);
+            return (status.code(), stderr, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("engine still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGINT (and SIGTERM) while a quiet pipe is open: reading stops, every
+/// open flow is flushed as forced_end and delivered, exit 130.
+#[test]
+fn a_signal_flushes_open_flows_and_delivers_them() {
+    let dir = scratch("signal");
+    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
+    let input = fs::read(&fixture).expect("fixture");
+    let expected =
+        common::spans(&common::engine(&["--pcap", fixture.to_str().expect("path")]).stdout);
+    let (grpc, http) = (free_port(), free_port());
+    for (n, sig) in ["INT", "TERM"].iter().enumerate() {
+        let collector = Collector::start(grpc, http, &dir.join(format!("rotel-{n}.log")));
+        let (child, stdin) = engine_on_open_pipe(&format!("http://127.0.0.1:{grpc}"), &input, &[]);
+        std::thread::sleep(Duration::from_millis(500));
+        signal(&child, sig);
+        let (code, stderr, took) = wait_with_limit(child, Duration::from_secs(10));
+        drop(stdin);
+        assert_eq!(code, Some(130), "SIG{sig}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert!(!stderr.contains("error"), "no damage reported: {stderr}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let got = collector.wait_for(expected.len()).spans;
+        assert_eq!(got.len(), expected.len(), "SIG{sig}: {stderr}");
+        // A signal ends the run like the end of the capture: the same spans
+        // (flows still open are ended as forced_end either way).
+        let mut got: Vec<(String, V)> = got
+            .iter()
+            .map(|s| {
+                let reason = s.attrs.iter().find(|(k, _)| k == "flow.end_reason");
+                (s.span_id.clone(), reason.expect("end reason").1.clone())
+            })
+            .collect();
+        let mut want: Vec<(String, V)> = expected
+            .iter()
+            .map(|e| {
+                (
+                    e["spanId"].as_str().expect("id").to_string(),
+                    V::Str(common::s(e, "flow.end_reason")),
+                )
+            })
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "SIG{sig}");
+        assert!(want.iter().any(|(_, r)| *r == V::Str("forced_end".into())));
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A signal while the collector is down: the flush is bounded by
+/// --shutdown-timeout, and what could not be delivered is counted (exit 3).
+#[test]
+fn a_signal_with_the_collector_down_is_bounded_and_counted() {
+    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
+    let input = fs::read(&fixture).expect("fixture");
+    let expected =
+        common::spans(&common::engine(&["--pcap", fixture.to_str().expect("path")]).stdout);
+    let port = free_port();
+    let (child, stdin) = engine_on_open_pipe(
+        &format!("http://127.0.0.1:{port}"),
+        &input,
+        &["--shutdown-timeout", "1.5"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "TERM");
+    let (code, stderr, took) = wait_with_limit(child, Duration::from_secs(10));
+    drop(stdin);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "waited for the deadline: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "but not longer: {took:?}");
+    let n = expected.len();
+    assert!(
+        stderr.contains(&format!("{n} of {n} spans were not delivered")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("undelivered={n}")), "{stderr}");
+}

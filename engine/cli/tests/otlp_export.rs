@@ -24,7 +24,6 @@ fn rotel() -> &'static Path {
             return PathBuf::from(p);
         }
         let out = Command::new(root().join("scripts/install-rotel.sh"))
-            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("tools"))
             .output()
             .expect("running scripts/install-rotel.sh");
         assert!(

@@ -19,6 +19,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use engine::FlowRecord;
 use exporter::RequestEncoder;
 use exporter::json::JsonEncoder;
 use exporter::proto::ProtoEncoder;
@@ -148,6 +149,20 @@ fn sdk_span(s: &FlowSpan, scope: &InstrumentationScope) -> SpanData {
     }
 }
 
+/// Maps and encodes every record with `enc` in requests of [`BATCH`];
+/// returns the bytes written.
+fn encode_all(enc: &mut impl RequestEncoder, records: &[FlowRecord], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    for r in records {
+        enc.push(&flow_span(r));
+        if enc.spans() == BATCH {
+            enc.take_request(out);
+        }
+    }
+    enc.take_request(out);
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     let records = fixture_records();
     let resource = Resource::detect();
@@ -157,33 +172,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("flowspan_proto", |b| {
         let mut enc = ProtoEncoder::new(&resource);
         let mut out = Vec::with_capacity(1 << 20);
-        b.iter(|| {
-            out.clear();
-            for r in &records {
-                enc.push(&flow_span(r));
-                if enc.spans() == BATCH {
-                    enc.take_request(&mut out);
-                }
-            }
-            enc.take_request(&mut out);
-            black_box(out.len())
-        })
+        b.iter(|| black_box(encode_all(&mut enc, &records, &mut out)))
     });
 
     g.bench_function("flowspan_json", |b| {
         let mut enc = JsonEncoder::new(&resource);
         let mut out = Vec::with_capacity(1 << 20);
-        b.iter(|| {
-            out.clear();
-            for r in &records {
-                enc.push(&flow_span(r));
-                if enc.spans() == BATCH {
-                    enc.take_request(&mut out);
-                }
-            }
-            enc.take_request(&mut out);
-            black_box(out.len())
-        })
+        b.iter(|| black_box(encode_all(&mut enc, &records, &mut out)))
     });
 
     g.bench_function("prost_structs", |b| {

@@ -7,20 +7,25 @@ use std::path::Path;
 /// One frame of a fixture: link type, timestamp, bytes.
 pub type OwnedFrame = (u32, u64, Vec<u8>);
 
-/// Reads every frame of every capture in `testdata/pcap/`.
-///
-/// # Panics
-/// If the fixtures are missing, unreadable or damaged (run
-/// `./scripts/regenerate-testdata.sh`): a bench must not quietly run on less.
-pub fn fixture_frames() -> Vec<OwnedFrame> {
+/// The captures in `testdata/pcap/`, sorted.
+fn fixture_paths() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("testdata/pcap exists")
         .map(|e| e.expect("directory entry").path())
         .collect();
     paths.sort();
+    paths
+}
+
+/// Reads every frame of every capture in `testdata/pcap/`.
+///
+/// # Panics
+/// If the fixtures are missing, unreadable or damaged (run
+/// `./scripts/regenerate-testdata.sh`): a bench must not quietly run on less.
+pub fn fixture_frames() -> Vec<OwnedFrame> {
     let mut frames = Vec::new();
-    for path in paths {
+    for path in fixture_paths() {
         let mut r = capture_pcap::CaptureReader::open(&path).expect("fixture opens");
         while let Some(f) = r.next_frame().expect("fixture reads to the end") {
             frames.push((f.link_type, f.ts_ns, f.data.to_vec()));
@@ -36,14 +41,8 @@ pub fn fixture_frames() -> Vec<OwnedFrame> {
 /// As [`fixture_frames`].
 pub fn fixture_records() -> Vec<engine::FlowRecord> {
     use engine::{Decoded, FlowConfig, FlowTable, LinkType, decode};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("testdata/pcap exists")
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    paths.sort();
     let mut records = Vec::new();
-    for path in paths {
+    for path in fixture_paths() {
         let mut r = capture_pcap::CaptureReader::open(&path).expect("fixture opens");
         let mut table = FlowTable::new(FlowConfig::default());
         let mut clock = 0;

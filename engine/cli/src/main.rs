@@ -61,7 +61,12 @@ Examples:
 
 /// Capture files in, OpenTelemetry flow spans out (OTLP JSON, OTLP/gRPC, OTLP/HTTP).
 #[derive(Debug, Parser)]
-#[command(name = "engine", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "engine",
+    version,
+    about = "Capture files in, one OpenTelemetry span per flow record out: OTLP JSON, or OTLP/gRPC and OTLP/HTTP to a collector.",
+    after_help = AFTER_HELP
+)]
 struct Args {
     /// Capture file to read (pcap or pcapng, any byte order); `-` reads standard input.
     #[arg(long, value_name = "FILE")]

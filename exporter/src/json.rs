@@ -18,23 +18,35 @@ use crate::span::{FlowSpan, Value};
 
 /// Writes JSON-escaped `s` between quotes.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
+    let bytes = s.as_bytes();
+    // Copy runs of bytes that need no escape in one go: almost every string
+    // written here is plain ASCII. Bytes of multi-byte UTF-8 characters are
+    // all >= 0x80 and are copied as they are.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escape);
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -242,5 +254,31 @@ impl<W: Write> OtlpJsonWriter<W> {
         self.end_batch()?;
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_round_trip_through_a_json_parser() {
+        for s in [
+            "",
+            "plain ascii",
+            "quote \" backslash \\ slash /",
+            "newline \n tab \t return \r",
+            "controls \u{0} \u{1} \u{1f} \u{7f}",
+            "unicode é ✓ 🦀",
+            "\"\\\u{1}",
+        ] {
+            let mut out = Vec::new();
+            write_json_string(&mut out, s);
+            let back: String = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(back, s);
+        }
+        let mut out = Vec::new();
+        write_json_string(&mut out, "a\u{1}b");
+        assert_eq!(out, b"\"a\\u0001b\"");
     }
 }

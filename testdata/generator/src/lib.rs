@@ -7,7 +7,12 @@
 //! link layers, SCTP, ICMP and IPv6 extension headers are written by hand
 //! following their RFCs. Checksums are not filled in: flowspan never
 //! validates them.
+//!
+//! [`bigcap`] writes the large synthetic capture of the throughput benchmark
+//! (`gen-bigcap`); it is generated on demand, not committed.
 #![forbid(unsafe_code)]
+
+pub mod bigcap;
 
 use etherparse::{
     IpDscp, IpEcn, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header,

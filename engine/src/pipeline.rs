@@ -14,8 +14,6 @@
 //! sharding, so the output sequence is the same for any number of workers
 //! (the one exception is `max_flows`, which is a per-table limit).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::thread::{self, JoinHandle};
 
@@ -261,27 +259,41 @@ fn run_worker(
     *table.stats()
 }
 
-struct Pending(FlowRecord);
+/// The output order (see [`FlowRecord::order_key`]), compared in place.
+fn output_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
+    a.export_clock_ns
+        .cmp(&b.export_clock_ns)
+        .then(a.start_ns.cmp(&b.start_ns))
+        .then_with(|| a.key.cmp(&b.key))
+        .then(a.record_seq.cmp(&b.record_seq))
+}
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.order_key() == other.0.order_key()
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.order_key().cmp(&other.0.order_key())
-    }
+/// Moves the records of `pending` due before `bound` (all of them when
+/// `bound` is `None`) to a vector in output order. Records are large, so they
+/// are sorted through indices and each moved once.
+fn release(pending: &mut Vec<FlowRecord>, bound: Option<u64>) -> Vec<FlowRecord> {
+    let due = |r: &FlowRecord| bound.is_none_or(|b| r.export_clock_ns < b);
+    let ready: Vec<FlowRecord> = if bound.is_none() {
+        std::mem::take(pending)
+    } else {
+        if !pending.iter().any(due) {
+            return Vec::new();
+        }
+        let (ready, rest) = std::mem::take(pending).into_iter().partition(due);
+        *pending = rest;
+        ready
+    };
+    let mut order: Vec<u32> = (0..ready.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| output_order(&ready[a as usize], &ready[b as usize]));
+    let mut slots: Vec<Option<FlowRecord>> = ready.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots[i as usize].take())
+        .collect()
 }
 
 fn run_merger(n: usize, rx: Receiver<MergeMsg>, out: Sender<Vec<FlowRecord>>) {
-    let mut pending: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
+    let mut pending: Vec<FlowRecord> = Vec::new();
     let mut watermarks = vec![0u64; n];
     let mut done = vec![false; n];
     for msg in rx {
@@ -291,11 +303,11 @@ fn run_merger(n: usize, rx: Receiver<MergeMsg>, out: Sender<Vec<FlowRecord>>) {
                 records,
                 watermark,
             } => {
-                pending.extend(records.into_iter().map(|r| Reverse(Pending(r))));
+                pending.extend(records);
                 watermarks[worker] = watermark;
             }
             MergeMsg::Done { worker, records } => {
-                pending.extend(records.into_iter().map(|r| Reverse(Pending(r))));
+                pending.extend(records);
                 done[worker] = true;
             }
         }
@@ -307,15 +319,7 @@ fn run_merger(n: usize, rx: Receiver<MergeMsg>, out: Sender<Vec<FlowRecord>>) {
             .map(|(w, _)| *w)
             .min()
             .unwrap_or(u64::MAX);
-        let mut ready = Vec::new();
-        while let Some(Reverse(top)) = pending.peek() {
-            if !all_done && top.0.export_clock_ns >= bound {
-                break;
-            }
-            if let Some(Reverse(Pending(r))) = pending.pop() {
-                ready.push(r);
-            }
-        }
+        let ready = release(&mut pending, (!all_done).then_some(bound));
         if !ready.is_empty() && out.send(ready).is_err() {
             return;
         }

@@ -21,9 +21,18 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
-    // Copy runs of bytes that need no escape in one go: almost every string
-    // written here is plain ASCII. Bytes of multi-byte UTF-8 characters are
-    // all >= 0x80 and are copied as they are.
+    // Almost every string written here needs no escape: check that first,
+    // without branching per byte (the fold vectorizes), and copy it whole.
+    let plain = bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    // Otherwise copy the runs between escapes in one go. Bytes of multi-byte
+    // UTF-8 characters are all >= 0x80 and are copied as they are.
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

@@ -99,6 +99,12 @@ impl fmt::Display for Summary<'_> {
             "  flows: {} (most open at once, summed over workers: {})",
             t.flows, t.peak_flows
         )?;
+        writeln!(
+            f,
+            "  flow table memory at that peak: {:.1} MB ({} bytes per open flow)",
+            t.peak_memory_bytes as f64 / 1e6,
+            t.peak_memory_bytes.checked_div(t.peak_flows).unwrap_or(0)
+        )?;
         write!(f, "  records: {}:", t.records_total())?;
         for (reason, n) in EndReason::ALL.iter().zip(t.records) {
             write!(f, " {}={n}", reason.as_str())?;

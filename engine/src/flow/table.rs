@@ -13,10 +13,12 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{HashMap, HashTable};
 use sha1::{Digest, Sha1};
 
-use crate::community_id::{CommunityId, IcmpRole, icmp_role};
+use crate::community_id::{IcmpRole, icmp_role};
 use crate::decode::{Fragment, PacketRepr};
 use crate::flow::config::FlowConfig;
 use crate::flow::key::FlowKey;
@@ -128,30 +130,36 @@ impl Direction {
     }
 }
 
+/// One open flow: 200 bytes (checked by a test). Identifiers derived from
+/// the key (Community ID, trace id) are computed when a record is made, not
+/// stored.
 #[derive(Debug, Clone)]
 struct Flow {
     key: FlowKey,
-    /// Whether endpoint `a` of the key is the initiator.
-    initiator_is_a: bool,
-    role: FlowRole,
-    community_id: CommunityId,
-    trace_id: [u8; 16],
     flow_start_ns: u64,
-    record_seq: u32,
     record_start_ns: u64,
     record_end_ns: u64,
     record_start_clock: u64,
     last_clock: u64,
     close_clock: u64,
-    class: usize,
-    in_active: bool,
     fwd: Direction,
     rev: Direction,
+    record_seq: u32,
+    /// Idle class (`CLASS_*`).
+    class: u8,
+    role: FlowRole,
+    /// Whether endpoint `a` of the key is the initiator.
+    initiator_is_a: bool,
+    in_active: bool,
     /// Handshake ACK from the initiator after the SYN/ACK.
     tcp_established: bool,
 }
 
 impl Flow {
+    fn class(&self) -> usize {
+        usize::from(self.class)
+    }
+
     fn record_has_packets(&self) -> bool {
         self.fwd.packets_delta + self.rev.packets_delta > 0
     }
@@ -198,6 +206,9 @@ pub struct TableStats {
     /// adds peaks, so for several tables it is the sum of each table's peak
     /// (an upper bound of the peak of their union).
     pub peak_flows: u64,
+    /// Bytes the table had allocated when it held `peak_flows` flows (see
+    /// [`FlowTable::memory_bytes`]); summed by [`merge`](Self::merge).
+    pub peak_memory_bytes: u64,
 }
 
 impl TableStats {
@@ -210,6 +221,7 @@ impl TableStats {
         }
         self.fragments_without_first += other.fragments_without_first;
         self.peak_flows += other.peak_flows;
+        self.peak_memory_bytes += other.peak_memory_bytes;
     }
 
     /// Total records emitted.
@@ -235,13 +247,78 @@ struct FragmentEntry {
     clock: u64,
 }
 
+/// Flow slots in fixed chunks: growing never moves flows or doubles the
+/// memory, so the slack is at most one chunk.
+#[derive(Debug, Default)]
+struct Slab {
+    chunks: Vec<Box<[Option<Flow>]>>,
+    /// Slots handed out so far (occupied or free).
+    len: u32,
+}
+
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+
+impl Slab {
+    fn slot(&self, i: u32) -> &Option<Flow> {
+        &self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+    }
+
+    fn slot_mut(&mut self, i: u32) -> &mut Option<Flow> {
+        &mut self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+    }
+
+    fn get(&self, i: u32) -> Option<&Flow> {
+        self.slot(i).as_ref()
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Flow> {
+        self.slot_mut(i).as_mut()
+    }
+
+    fn key(&self, i: u32) -> &FlowKey {
+        &self.get(i).expect("indexed slots are occupied").key
+    }
+
+    fn key_is(&self, i: u32, key: &FlowKey) -> bool {
+        self.get(i).is_some_and(|f| f.key == *key)
+    }
+
+    fn put(&mut self, i: u32, flow: Flow) {
+        *self.slot_mut(i) = Some(flow);
+    }
+
+    fn take(&mut self, i: u32) -> Option<Flow> {
+        self.slot_mut(i).take()
+    }
+
+    /// A new slot holding `flow`.
+    fn push(&mut self, flow: Flow) -> u32 {
+        let i = self.len;
+        if (i as usize) == self.chunks.len() * CHUNK {
+            self.chunks
+                .push(std::iter::repeat_with(|| None).take(CHUNK).collect());
+        }
+        self.len = i.checked_add(1).expect("fewer than 2^32 flows per table");
+        self.put(i, flow);
+        i
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<Option<Flow>>()
+    }
+}
+
 /// A biflow table.
 #[derive(Debug)]
 pub struct FlowTable {
     config: FlowConfig,
     idle_ns: [u64; CLASSES],
-    index: HashMap<FlowKey, u32, foldhash::fast::FixedState>,
-    slots: Vec<Option<Flow>>,
+    /// Slot numbers of open flows, by key (the key lives in the slot).
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    slots: Slab,
     free: Vec<u32>,
     idle_links: Vec<Link>,
     active_links: Vec<Link>,
@@ -266,8 +343,9 @@ impl FlowTable {
                 t.tcp_end_linger_ns,
             ],
             config,
-            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed)),
-            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed),
+            slots: Slab::default(),
             free: Vec::new(),
             idle_links: Vec::new(),
             active_links: Vec::new(),
@@ -290,6 +368,20 @@ impl FlowTable {
         self.index.is_empty()
     }
 
+    /// Bytes allocated for flow state: slots, index, timer links, the free
+    /// list and the fragment map. Per open flow this is at most 256 bytes
+    /// once the table is large (a test checks it at 1 M flows): 200 for the
+    /// flow, 4 for its index entry (plus one control byte, at 7/8 load
+    /// or less), 16 for its two timer links, and the slack of growth.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.allocated_bytes()
+            + self.index.allocation_size()
+            + (self.idle_links.capacity() + self.active_links.capacity())
+                * std::mem::size_of::<Link>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + self.fragments.allocation_size()
+    }
+
     /// The table's counters.
     pub fn stats(&self) -> &TableStats {
         &self.stats
@@ -310,7 +402,9 @@ impl FlowTable {
         self.resolve_fragment(&mut p, clock_ns);
         let (key, from_a) = FlowKey::from_packet(&p);
 
-        let mut slot = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let mut slot = self.index.find(hash, |&i| slots.key_is(i, &key)).copied();
         if let Some(i) = slot {
             slot = self.check_due_on_arrival(i, &p, clock_ns, out);
         }
@@ -323,7 +417,7 @@ impl FlowTable {
                         self.evict_least_recent(clock_ns, out);
                     }
                 }
-                self.insert(key, from_a, &p, ts_ns, clock_ns)
+                self.insert(key, hash, from_a, &p, ts_ns, clock_ns)
             }
         };
         self.update(i, &p, from_a, ts_ns, clock_ns);
@@ -397,14 +491,14 @@ impl FlowTable {
     }
 
     fn flow(&self, i: u32) -> &Flow {
-        self.slots[i as usize]
-            .as_ref()
+        self.slots
+            .get(i)
             .expect("timer lists only hold occupied slots")
     }
 
     fn flow_mut(&mut self, i: u32) -> &mut Flow {
-        self.slots[i as usize]
-            .as_mut()
+        self.slots
+            .get_mut(i)
             .expect("the index only holds occupied slots")
     }
 
@@ -462,7 +556,7 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) -> Option<u32> {
         let f = self.flow(i);
-        if f.class == CLASS_CLOSING {
+        if f.class() == CLASS_CLOSING {
             let due = f.close_clock.saturating_add(self.idle_ns[CLASS_CLOSING]);
             if due <= clock {
                 self.finish(i, EndReason::EndOfFlowDetected, due, out);
@@ -474,7 +568,7 @@ impl FlowTable {
                 return None;
             }
         } else {
-            let due = f.last_clock.saturating_add(self.idle_ns[f.class]);
+            let due = f.last_clock.saturating_add(self.idle_ns[f.class()]);
             if due <= clock {
                 self.finish(i, EndReason::IdleTimeout, due, out);
                 return None;
@@ -494,6 +588,7 @@ impl FlowTable {
     fn insert(
         &mut self,
         key: FlowKey,
+        hash: u64,
         from_a: bool,
         p: &PacketRepr,
         ts_ns: u64,
@@ -513,15 +608,6 @@ impl FlowTable {
             }
             _ => FlowRole::Client,
         };
-        self.id_scratch.clear();
-        key.write_bytes(&mut self.id_scratch);
-        self.id_scratch.extend_from_slice(&ts_ns.to_be_bytes());
-        let digest: [u8; 20] = Sha1::digest(&self.id_scratch).into();
-        let mut trace_id = [0u8; 16];
-        trace_id.copy_from_slice(&digest[..16]);
-        if trace_id == [0; 16] {
-            trace_id[15] = 1;
-        }
         let class = match key.protocol {
             6 => CLASS_TCP,
             17 => CLASS_UDP,
@@ -530,49 +616,47 @@ impl FlowTable {
         };
         let flow = Flow {
             key,
-            initiator_is_a,
-            role,
-            community_id: key.community_id(self.config.community_id_seed),
-            trace_id,
             flow_start_ns: ts_ns,
-            record_seq: 0,
             record_start_ns: ts_ns,
             record_end_ns: ts_ns,
             record_start_clock: clock_ns,
             last_clock: clock_ns,
             close_clock: 0,
-            class,
-            in_active: false,
             fwd: Direction::default(),
             rev: Direction::default(),
+            record_seq: 0,
+            class: class as u8,
+            role,
+            initiator_is_a,
+            in_active: false,
             tcp_established: false,
         };
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(flow);
+                self.slots.put(i, flow);
                 i
             }
             None => {
-                self.slots.push(Some(flow));
                 self.idle_links.push(Link::default());
                 self.active_links.push(Link::default());
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 flows per table")
+                self.slots.push(flow)
             }
         };
         self.idle_lists[class].push_back(&mut self.idle_links, i);
-        self.index.insert(key, i);
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(slots.key(j)));
         self.stats.flows += 1;
-        self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
+        if self.index.len() as u64 > self.stats.peak_flows {
+            self.stats.peak_flows = self.index.len() as u64;
+            self.stats.peak_memory_bytes = self.memory_bytes() as u64;
+        }
         i
     }
 
     fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
         let active_enabled = self.config.timeouts.active_ns > 0;
-        let f = self
-            .slots
-            .get_mut(i as usize)
-            .and_then(Option::as_mut)
-            .expect("updated slot is occupied");
+        let f = self.slots.get_mut(i).expect("updated slot is occupied");
         let forward = from_a == f.initiator_is_a;
         if !f.record_has_packets() {
             f.record_start_ns = ts_ns;
@@ -605,13 +689,13 @@ impl FlowTable {
         }
         f.last_clock = clock_ns;
         let closing_now = f.key.protocol == 6
-            && f.class != CLASS_CLOSING
+            && f.class() != CLASS_CLOSING
             && ((f.fwd.tcp_flags | f.rev.tcp_flags) & RST != 0
                 || (f.fwd.tcp_flags & FIN != 0 && f.rev.tcp_flags & FIN != 0));
-        let class = f.class;
+        let class = f.class();
         let needs_active = active_enabled && !f.in_active;
         if closing_now {
-            f.class = CLASS_CLOSING;
+            f.class = CLASS_CLOSING as u8;
             f.close_clock = clock_ns;
             self.idle_lists[class].unlink(&mut self.idle_links, i);
             self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
@@ -645,53 +729,19 @@ impl FlowTable {
         }
     }
 
-    fn make_record(&self, f: &Flow, reason: EndReason, export_clock_ns: u64) -> FlowRecord {
-        let k = &f.key;
-        let ((src, sport), (dst, dport)) = if f.initiator_is_a {
-            ((k.a, k.a_port), (k.b, k.b_port))
-        } else {
-            ((k.b, k.b_port), (k.a, k.a_port))
-        };
-        let (sport, dport) = if k.has_ports() {
-            (sport, dport)
-        } else {
-            (0, 0)
-        };
-        let mut h = Sha1::new();
-        h.update(f.trace_id);
-        h.update(f.record_seq.to_be_bytes());
-        let digest: [u8; 20] = h.finalize().into();
-        let mut span_id = [0u8; 8];
-        span_id.copy_from_slice(&digest[..8]);
-        if span_id == [0; 8] {
-            span_id[7] = 1;
-        }
-        FlowRecord {
-            key: f.key,
-            source: src,
-            source_port: sport,
-            destination: dst,
-            destination_port: dport,
-            community_id: f.community_id,
-            role: f.role,
-            end_reason: reason,
-            tcp_state: f.tcp_state(),
-            start_ns: f.record_start_ns,
-            end_ns: f.record_end_ns,
-            flow_start_ns: f.flow_start_ns,
-            record_seq: f.record_seq,
-            forward: f.fwd.record(),
-            reverse: f.rev.record(),
-            trace_id: f.trace_id,
-            span_id,
-            export_clock_ns,
-        }
-    }
-
     fn emit_active(&mut self, i: u32, due: u64, out: &mut Vec<FlowRecord>) {
-        let f = self.flow(i);
+        let f = self
+            .slots
+            .get(i)
+            .expect("the active list only holds occupied slots");
         if f.record_has_packets() {
-            out.push(self.make_record(f, EndReason::ActiveTimeout, due));
+            out.push(make_record(
+                f,
+                self.config.community_id_seed,
+                &mut self.id_scratch,
+                EndReason::ActiveTimeout,
+                due,
+            ));
             self.stats.records[1] += 1;
         }
         self.active_list.unlink(&mut self.active_links, i);
@@ -709,25 +759,95 @@ impl FlowTable {
         export_clock_ns: u64,
         out: &mut Vec<FlowRecord>,
     ) {
-        let f = self.slots[i as usize]
-            .take()
-            .expect("finished slot is occupied");
+        let f = self.slots.take(i).expect("finished slot is occupied");
         // A flow whose packets were all reported by active-timeout records
         // ends without an empty record.
         if f.record_has_packets() {
-            out.push(self.make_record(&f, reason, export_clock_ns));
+            out.push(make_record(
+                &f,
+                self.config.community_id_seed,
+                &mut self.id_scratch,
+                reason,
+                export_clock_ns,
+            ));
             let idx = EndReason::ALL
                 .iter()
                 .position(|r| *r == reason)
                 .unwrap_or_default();
             self.stats.records[idx] += 1;
         }
-        self.idle_lists[f.class].unlink(&mut self.idle_links, i);
+        self.idle_lists[f.class()].unlink(&mut self.idle_links, i);
         if f.in_active {
             self.active_list.unlink(&mut self.active_links, i);
         }
-        self.index.remove(&f.key);
+        if let Ok(entry) = self
+            .index
+            .find_entry(self.hasher.hash_one(f.key), |&j| j == i)
+        {
+            entry.remove();
+        }
         self.free.push(i);
+    }
+}
+
+/// The record of flow `f` so far. `scratch` is reused for hashing.
+fn make_record(
+    f: &Flow,
+    community_id_seed: u16,
+    scratch: &mut Vec<u8>,
+    reason: EndReason,
+    export_clock_ns: u64,
+) -> FlowRecord {
+    let k = &f.key;
+    // The trace id: SHA-1 of the key and the flow's first packet time,
+    // so every record of a flow shares it.
+    scratch.clear();
+    k.write_bytes(scratch);
+    scratch.extend_from_slice(&f.flow_start_ns.to_be_bytes());
+    let digest: [u8; 20] = Sha1::digest(&scratch).into();
+    let mut trace_id = [0u8; 16];
+    trace_id.copy_from_slice(&digest[..16]);
+    if trace_id == [0; 16] {
+        trace_id[15] = 1;
+    }
+    let ((src, sport), (dst, dport)) = if f.initiator_is_a {
+        ((k.a, k.a_port), (k.b, k.b_port))
+    } else {
+        ((k.b, k.b_port), (k.a, k.a_port))
+    };
+    let (sport, dport) = if k.has_ports() {
+        (sport, dport)
+    } else {
+        (0, 0)
+    };
+    let mut h = Sha1::new();
+    h.update(trace_id);
+    h.update(f.record_seq.to_be_bytes());
+    let digest: [u8; 20] = h.finalize().into();
+    let mut span_id = [0u8; 8];
+    span_id.copy_from_slice(&digest[..8]);
+    if span_id == [0; 8] {
+        span_id[7] = 1;
+    }
+    FlowRecord {
+        key: f.key,
+        source: src,
+        source_port: sport,
+        destination: dst,
+        destination_port: dport,
+        community_id: k.community_id(community_id_seed),
+        role: f.role,
+        end_reason: reason,
+        tcp_state: f.tcp_state(),
+        start_ns: f.record_start_ns,
+        end_ns: f.record_end_ns,
+        flow_start_ns: f.flow_start_ns,
+        record_seq: f.record_seq,
+        forward: f.fwd.record(),
+        reverse: f.rev.record(),
+        trace_id,
+        span_id,
+        export_clock_ns,
     }
 }
 
@@ -826,6 +946,27 @@ mod tests {
         }
         table.flush(clock, &mut out);
         out
+    }
+
+    #[test]
+    fn a_flow_takes_200_bytes_and_a_million_take_at_most_256_each() {
+        assert_eq!(std::mem::size_of::<Flow>(), 200);
+        assert_eq!(std::mem::size_of::<Option<Flow>>(), 200);
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let mut p = tcp("10.0.0.1", 1, "172.16.0.1", 443, SYN);
+        p.protocol = 17;
+        for n in 0..1_000_000u32 {
+            let [_, b, c, d] = n.to_be_bytes();
+            p.src = IpAddr::from([10, b, c, d]);
+            p.src_port = 1024 + (n % 60_000) as u16;
+            t.observe(&p, S, S, &mut out);
+        }
+        assert_eq!(t.len(), 1_000_000);
+        assert!(out.is_empty());
+        let per_flow = t.memory_bytes() / t.len();
+        assert!(per_flow <= 256, "{per_flow} bytes per flow");
+        assert_eq!(t.stats().peak_memory_bytes, t.memory_bytes() as u64);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, PacketRepr, decode};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, Fragment, LinkType, PacketRepr, decode};
 use exporter::json::OtlpJsonWriter;
 use exporter::resource::Resource;
 use flowspan_benches::fixture_frames;
@@ -51,6 +51,8 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    flow_table_sizes(c);
+
     let mut records: Vec<FlowRecord> = Vec::new();
     let mut t = FlowTable::new(FlowConfig::default());
     let mut clock = 0;
@@ -72,6 +74,83 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// A UDP packet of flow `n` (distinct addresses and ports per `n`).
+fn udp_packet(n: u32) -> PacketRepr {
+    let [_, b, c, d] = n.to_be_bytes();
+    PacketRepr {
+        src: std::net::IpAddr::from([10, b, c, d]),
+        dst: std::net::IpAddr::from([172, 16, 0, (n % 251) as u8]),
+        protocol: 17,
+        src_port: 1024 + (n % 60_000) as u16,
+        dst_port: 53,
+        icmp_type: 0,
+        icmp_code: 0,
+        tcp_flags: 0,
+        sctp_chunk: 0,
+        ip_bytes: 80,
+        ttl: 64,
+        tos: 0,
+        flow_label: 0,
+        fragment: Fragment::Whole,
+    }
+}
+
+/// A table holding flows `0..n`, all seen at 1 s.
+fn table_with(n: u32) -> FlowTable {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    for i in 0..n {
+        t.observe(&udp_packet(i), S, S, &mut out);
+    }
+    t
+}
+
+const S: u64 = 1_000_000_000;
+
+/// Flow-table updates with 10 k and 1 M flows open: a hit (a packet of an
+/// open flow, in an order that defeats the caches) and a miss (a packet that
+/// opens a new flow).
+fn flow_table_sizes(c: &mut Criterion) {
+    const PACKETS: u32 = 10_000;
+    for (name, open) in [("10k", 10_000u32), ("1m", 1_000_000)] {
+        let mut g = c.benchmark_group(format!("flow_table_{name}"));
+        g.throughput(Throughput::Elements(u64::from(PACKETS)));
+        if open > 100_000 {
+            g.sample_size(10);
+        }
+        // Hits: a stride through the open flows (coprime with their count).
+        let hits: Vec<PacketRepr> = (0..PACKETS)
+            .map(|k| udp_packet(((u64::from(k) * 7_919) % u64::from(open)) as u32))
+            .collect();
+        let mut table = table_with(open);
+        let mut out = Vec::new();
+        g.bench_function("hit", |b| {
+            b.iter(|| {
+                for p in &hits {
+                    table.observe(black_box(p), 2 * S, 2 * S, &mut out);
+                }
+                black_box(out.len())
+            })
+        });
+        drop(table);
+        // Misses: new flows into a table holding `open`, rebuilt per batch.
+        let misses: Vec<PacketRepr> = (open..open + PACKETS).map(udp_packet).collect();
+        g.bench_function("miss", |b| {
+            b.iter_batched_ref(
+                || (table_with(open), Vec::new()),
+                |(t, out)| {
+                    for p in &misses {
+                        t.observe(black_box(p), 2 * S, 2 * S, out);
+                    }
+                    black_box(out.len())
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

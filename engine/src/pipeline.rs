@@ -7,12 +7,18 @@
 //! batches over bounded channels; every batch carries the capture clock as a
 //! watermark, so timeouts fire on workers that saw no packet.
 //!
-//! A merger collects the workers' records and releases, in
-//! [`FlowRecord::order_key`] order, every record due strictly before the
-//! lowest watermark all workers have acknowledged. No worker can later emit a
-//! record due before that watermark, and record contents do not depend on
-//! sharding, so the output sequence is the same for any number of workers
-//! (the one exception is `max_flows`, which is a per-table limit).
+//! Each worker sends its records in [`FlowRecord::order_key`] order: a batch's
+//! records are sorted, and a later batch's are all due after the earlier
+//! batch's watermark. Workers can map records (e.g. encode them as spans)
+//! before sending, in parallel. A merger does a k-way merge of the workers'
+//! streams and releases an item once no worker can still send an earlier
+//! one: every other worker has a later item queued, has sent a later item,
+//! has acknowledged a watermark after the item's due time, or is done. Record
+//! contents do not depend on sharding, so the output sequence is the same for
+//! any number of workers (the one exception is `max_flows`, which is a
+//! per-table limit). At the end of input each worker sorts its final records
+//! and sends them in chunks, so the final flush streams through the merger
+//! instead of being held in memory whole.
 
 use std::net::IpAddr;
 use std::thread::{self, JoinHandle};
@@ -21,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::decode::PacketRepr;
 use crate::flow::config::FlowConfig;
+use crate::flow::key::FlowKey;
 use crate::flow::record::FlowRecord;
 use crate::flow::table::{FlowTable, TableStats};
 
@@ -51,17 +58,43 @@ enum WorkerMsg {
     Finish(u64),
 }
 
-enum MergeMsg {
+/// What orders an output item: [`FlowRecord::order_key`]'s fields.
+#[derive(Debug, Clone, Copy)]
+struct OrderKey {
+    export_clock_ns: u64,
+    start_ns: u64,
+    key: FlowKey,
+    record_seq: u32,
+}
+
+impl OrderKey {
+    fn of(r: &FlowRecord) -> OrderKey {
+        OrderKey {
+            export_clock_ns: r.export_clock_ns,
+            start_ns: r.start_ns,
+            key: r.key,
+            record_seq: r.record_seq,
+        }
+    }
+}
+
+/// A worker's output item with what orders it.
+type Item<T> = (OrderKey, T);
+
+enum MergeMsg<T> {
+    /// Items in output order, after the worker's earlier items; then, if
+    /// given, a watermark: the worker will send nothing due before it.
     Records {
         worker: usize,
-        records: Vec<FlowRecord>,
-        watermark: u64,
+        items: Vec<Item<T>>,
+        watermark: Option<u64>,
     },
-    Done {
-        worker: usize,
-        records: Vec<FlowRecord>,
-    },
+    /// The worker has sent everything.
+    Done { worker: usize },
 }
+
+/// Final records travel to the merger in chunks of this many.
+const FLUSH_CHUNK: usize = 4096;
 
 /// The output side has gone away (the record receiver was dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -83,9 +116,28 @@ impl Pipeline {
     /// Starts the workers and the merger. Ordered records arrive on the
     /// returned receiver in batches; it disconnects after the last one.
     pub fn start(config: PipelineConfig) -> (Pipeline, Receiver<Vec<FlowRecord>>) {
+        Pipeline::start_mapped(config, |records| records)
+    }
+
+    /// Like [`start`](Self::start), but each worker turns its records into
+    /// `T`s with `map` (e.g. encodes them as spans) before they are ordered,
+    /// so that this work runs in parallel; each worker has its own clone of
+    /// `map`. `map` gets the records of one message at a time, in output
+    /// order, and must return one item per record in the same order (so it
+    /// can, for instance, encode them all into one buffer). Items arrive in
+    /// the records' output order.
+    ///
+    /// # Panics
+    /// A worker panics if `map` returns a different number of items than
+    /// it was given records.
+    pub fn start_mapped<T, F>(config: PipelineConfig, map: F) -> (Pipeline, Receiver<Vec<T>>)
+    where
+        T: Send + 'static,
+        F: FnMut(Vec<FlowRecord>) -> Vec<T> + Clone + Send + 'static,
+    {
         let n = config.workers.max(1);
-        let (merge_tx, merge_rx) = bounded::<MergeMsg>(4 * n);
-        let (out_tx, out_rx) = bounded::<Vec<FlowRecord>>(16);
+        let (merge_tx, merge_rx) = bounded::<MergeMsg<T>>(4 * n);
+        let (out_tx, out_rx) = bounded::<Vec<T>>(16);
         let mut flow = config.flow.clone();
         if flow.max_flows > 0 {
             flow.max_flows = flow.max_flows.div_ceil(n);
@@ -97,10 +149,11 @@ impl Pipeline {
             senders.push(tx);
             let merge_tx = merge_tx.clone();
             let table = FlowTable::new(flow.clone());
+            let map = map.clone();
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
-                    .spawn(move || run_worker(worker, table, rx, merge_tx))
+                    .spawn(move || run_worker(worker, table, rx, merge_tx, map))
                     .expect("spawning a worker thread"),
             );
         }
@@ -222,13 +275,20 @@ fn shard(p: &PacketRepr, n: usize) -> usize {
     ((x >> 32) as usize) % n
 }
 
-fn run_worker(
+fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     worker: usize,
     mut table: FlowTable,
     rx: Receiver<WorkerMsg>,
-    merge: Sender<MergeMsg>,
+    merge: Sender<MergeMsg<T>>,
+    mut map: F,
 ) -> TableStats {
     let mut out = Vec::new();
+    let mut items_of = |records: Vec<FlowRecord>| -> Vec<Item<T>> {
+        let keys: Vec<OrderKey> = records.iter().map(OrderKey::of).collect();
+        let items = map(records);
+        assert_eq!(items.len(), keys.len(), "map returns one item per record");
+        keys.into_iter().zip(items).collect()
+    };
     for msg in rx {
         match msg {
             WorkerMsg::Batch(batch, watermark) => {
@@ -236,22 +296,33 @@ fn run_worker(
                     table.observe(&o.packet, o.ts_ns, o.clock_ns, &mut out);
                 }
                 table.advance(watermark, &mut out);
-                let records = std::mem::take(&mut out);
-                if merge
-                    .send(MergeMsg::Records {
-                        worker,
-                        records,
-                        watermark,
-                    })
-                    .is_err()
-                {
+                let mut items: Vec<Item<T>> = Vec::with_capacity(out.len());
+                for chunk in sorted_chunks(&mut out, usize::MAX) {
+                    items.extend(items_of(chunk));
+                }
+                let msg = MergeMsg::Records {
+                    worker,
+                    items,
+                    watermark: Some(watermark),
+                };
+                if merge.send(msg).is_err() {
                     break;
                 }
             }
             WorkerMsg::Finish(clock) => {
                 table.flush(clock, &mut out);
-                let records = std::mem::take(&mut out);
-                let _ = merge.send(MergeMsg::Done { worker, records });
+                for chunk in sorted_chunks(&mut out, FLUSH_CHUNK) {
+                    let items = items_of(chunk);
+                    let msg = MergeMsg::Records {
+                        worker,
+                        items,
+                        watermark: None,
+                    };
+                    if merge.send(msg).is_err() {
+                        break;
+                    }
+                }
+                let _ = merge.send(MergeMsg::Done { worker });
                 break;
             }
         }
@@ -259,8 +330,38 @@ fn run_worker(
     *table.stats()
 }
 
-/// The output order (see [`FlowRecord::order_key`]), compared in place.
-fn output_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
+/// Drains `records` in output order, in chunks of at most `chunk`. Records
+/// are large, so they are sorted through indices and each moved once.
+fn sorted_chunks(
+    records: &mut Vec<FlowRecord>,
+    chunk: usize,
+) -> impl Iterator<Item = Vec<FlowRecord>> {
+    let mut order: Vec<(OrderKey, u32)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (OrderKey::of(r), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| output_order(&a.0, &b.0));
+    // Taking the vector (not draining it) lets the collect reuse its memory.
+    let mut slots: Vec<Option<FlowRecord>> =
+        std::mem::take(records).into_iter().map(Some).collect();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= order.len() {
+            return None;
+        }
+        let end = order.len().min(at.saturating_add(chunk));
+        let out: Vec<FlowRecord> = order[at..end]
+            .iter()
+            .filter_map(|&(_, i)| slots[i as usize].take())
+            .collect();
+        at = end;
+        Some(out)
+    })
+}
+
+/// The output order (see [`FlowRecord::order_key`]).
+fn output_order(a: &OrderKey, b: &OrderKey) -> std::cmp::Ordering {
     a.export_clock_ns
         .cmp(&b.export_clock_ns)
         .then(a.start_ns.cmp(&b.start_ns))
@@ -268,62 +369,85 @@ fn output_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
         .then(a.record_seq.cmp(&b.record_seq))
 }
 
-/// Moves the records of `pending` due before `bound` (all of them when
-/// `bound` is `None`) to a vector in output order. Records are large, so they
-/// are sorted through indices and each moved once.
-fn release(pending: &mut Vec<FlowRecord>, bound: Option<u64>) -> Vec<FlowRecord> {
-    let due = |r: &FlowRecord| bound.is_none_or(|b| r.export_clock_ns < b);
-    let ready: Vec<FlowRecord> = if bound.is_none() {
-        std::mem::take(pending)
-    } else {
-        if !pending.iter().any(due) {
-            return Vec::new();
-        }
-        let (ready, rest) = std::mem::take(pending).into_iter().partition(due);
-        *pending = rest;
-        ready
-    };
-    let mut order: Vec<u32> = (0..ready.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| output_order(&ready[a as usize], &ready[b as usize]));
-    let mut slots: Vec<Option<FlowRecord>> = ready.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .filter_map(|i| slots[i as usize].take())
-        .collect()
+/// One worker's stream of items, as the merger sees it.
+struct Stream<T> {
+    queue: std::collections::VecDeque<Item<T>>,
+    /// The worker sends nothing due before this.
+    watermark: u64,
+    /// The last item received: the worker sends nothing before it.
+    last: Option<OrderKey>,
+    done: bool,
 }
 
-fn run_merger(n: usize, rx: Receiver<MergeMsg>, out: Sender<Vec<FlowRecord>>) {
-    let mut pending: Vec<FlowRecord> = Vec::new();
-    let mut watermarks = vec![0u64; n];
-    let mut done = vec![false; n];
+impl<T> Stream<T> {
+    /// Whether this worker can no longer send an item ordered before `x`.
+    fn is_past(&self, x: &OrderKey) -> bool {
+        self.done
+            || !self.queue.is_empty()
+            // Strictly: records forced out at the end of input are due at
+            // the last watermark itself.
+            || x.export_clock_ns < self.watermark
+            || self
+                .last
+                .is_some_and(|k| output_order(x, &k) == std::cmp::Ordering::Less)
+    }
+}
+
+fn run_merger<T>(n: usize, rx: Receiver<MergeMsg<T>>, out: Sender<Vec<T>>) {
+    let mut streams: Vec<Stream<T>> = (0..n)
+        .map(|_| Stream {
+            queue: std::collections::VecDeque::new(),
+            watermark: 0,
+            last: None,
+            done: false,
+        })
+        .collect();
     for msg in rx {
         match msg {
             MergeMsg::Records {
                 worker,
-                records,
+                items,
                 watermark,
             } => {
-                pending.extend(records);
-                watermarks[worker] = watermark;
+                let s = &mut streams[worker];
+                if let Some((k, _)) = items.last() {
+                    s.last = Some(*k);
+                }
+                s.queue.extend(items);
+                if let Some(w) = watermark {
+                    s.watermark = w;
+                }
             }
-            MergeMsg::Done { worker, records } => {
-                pending.extend(records);
-                done[worker] = true;
+            MergeMsg::Done { worker } => streams[worker].done = true,
+        }
+        // k-way merge: take the smallest head while no worker can still
+        // send something before it.
+        let mut ready = Vec::new();
+        loop {
+            let mut best: Option<usize> = None;
+            for (w, s) in streams.iter().enumerate() {
+                if let Some((k, _)) = s.queue.front()
+                    && best.is_none_or(|b| {
+                        let bk = &streams[b].queue[0].0;
+                        output_order(k, bk) == std::cmp::Ordering::Less
+                    })
+                {
+                    best = Some(w);
+                }
+            }
+            let Some(b) = best else { break };
+            let head = streams[b].queue[0].0;
+            if !streams.iter().all(|s| s.is_past(&head)) {
+                break;
+            }
+            if let Some((_, item)) = streams[b].queue.pop_front() {
+                ready.push(item);
             }
         }
-        let all_done = done.iter().all(|d| *d);
-        let bound = watermarks
-            .iter()
-            .zip(&done)
-            .filter(|(_, d)| !**d)
-            .map(|(w, _)| *w)
-            .min()
-            .unwrap_or(u64::MAX);
-        let ready = release(&mut pending, (!all_done).then_some(bound));
         if !ready.is_empty() && out.send(ready).is_err() {
             return;
         }
-        if all_done {
+        if streams.iter().all(|s| s.done) {
             return;
         }
     }

@@ -178,6 +178,14 @@ impl RequestEncoder for JsonEncoder {
         self.count += 1;
     }
 
+    fn push_encoded(&mut self, span: &[u8]) {
+        if self.count > 0 {
+            self.spans.push(b',');
+        }
+        self.spans.extend_from_slice(span);
+        self.count += 1;
+    }
+
     fn spans(&self) -> usize {
         self.count
     }
@@ -222,6 +230,20 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// Writing to the output failed.
     pub fn write_span(&mut self, span: &FlowSpan) -> io::Result<()> {
         self.encoder.push(span);
+        self.spans += 1;
+        if self.encoder.spans() >= self.batch_size {
+            self.end_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Adds one span encoded by [`crate::encode_spans`] (its `json`);
+    /// writes a line when the batch is full.
+    ///
+    /// # Errors
+    /// Writing to the output failed.
+    pub fn write_encoded(&mut self, span_json: &[u8]) -> io::Result<()> {
+        self.encoder.push_encoded(span_json);
         self.spans += 1;
         if self.encoder.spans() >= self.batch_size {
             self.end_batch()?;

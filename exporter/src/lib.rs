@@ -35,8 +35,73 @@ pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub trait RequestEncoder {
     /// Appends a span to the request being built.
     fn push(&mut self, span: &span::FlowSpan);
+    /// Appends a span already encoded by [`encode_spans`] in this
+    /// encoder's format (JSON object, or protobuf `spans` field).
+    fn push_encoded(&mut self, span: &[u8]);
     /// Spans in the request being built.
     fn spans(&self) -> usize;
     /// Appends the request to `out` and starts a new, empty one.
     fn take_request(&mut self, out: &mut Vec<u8>);
+}
+
+/// Which encodings [`encode_spans`] produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encodings {
+    /// OTLP JSON span object.
+    pub json: bool,
+    /// OTLP protobuf `ScopeSpans.spans` field.
+    pub proto: bool,
+}
+
+/// One record's span, mapped and encoded ahead of batching (so that this
+/// work can run on the flow workers in parallel), as ranges of a buffer
+/// shared by the spans encoded together.
+#[derive(Debug, Clone)]
+pub struct EncodedSpan {
+    buf: std::sync::Arc<Vec<u8>>,
+    json: std::ops::Range<u32>,
+    proto: std::ops::Range<u32>,
+}
+
+impl EncodedSpan {
+    /// For [`RequestEncoder::push_encoded`] on a [`json::JsonEncoder`]
+    /// (empty if not asked for).
+    pub fn json(&self) -> &[u8] {
+        &self.buf[self.json.start as usize..self.json.end as usize]
+    }
+
+    /// For [`RequestEncoder::push_encoded`] on a [`proto::ProtoEncoder`]
+    /// (empty if not asked for).
+    pub fn proto(&self) -> &[u8] {
+        &self.buf[self.proto.start as usize..self.proto.end as usize]
+    }
+}
+
+/// Maps each record to its span and encodes them all, as asked, into one
+/// buffer: one allocation for the lot instead of one per span.
+pub fn encode_spans(records: &[engine::FlowRecord], encodings: Encodings) -> Vec<EncodedSpan> {
+    let mut buf = Vec::with_capacity(records.len() * 2048);
+    let mut ranges = Vec::with_capacity(records.len());
+    let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("under 4 GiB of spans per message");
+    for r in records {
+        let span = span::flow_span(r);
+        let start = offset(&buf);
+        if encodings.json {
+            json::write_span(&mut buf, &span);
+        }
+        let mid = offset(&buf);
+        if encodings.proto {
+            proto::put_span(&mut buf, &span);
+        }
+        ranges.push((start..mid, mid..offset(&buf)));
+    }
+    let buf = std::sync::Arc::new(buf);
+    ranges
+        .into_iter()
+        .map(|(json, proto)| EncodedSpan {
+            buf: std::sync::Arc::clone(&buf),
+            json,
+            proto,
+        })
+        .collect()
 }

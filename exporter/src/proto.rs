@@ -177,6 +177,11 @@ impl RequestEncoder for ProtoEncoder {
         self.count += 1;
     }
 
+    fn push_encoded(&mut self, span: &[u8]) {
+        self.spans.extend_from_slice(span);
+        self.count += 1;
+    }
+
     fn spans(&self) -> usize {
         self.count
     }

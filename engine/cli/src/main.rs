@@ -21,7 +21,6 @@ use anyhow::{Context, anyhow};
 use capture_pcap::{CaptureReader, Next};
 use clap::Parser;
 use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts, decode};
-use exporter::RequestEncoder;
 use exporter::json::{JsonEncoder, OtlpJsonWriter};
 use exporter::otlp::{
     ExportOptions, ExportStatus, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy,
@@ -29,8 +28,10 @@ use exporter::otlp::{
 };
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
+use exporter::{Encodings, RequestEncoder, encode_spans};
 
 use crate::output::OtlpSink;
+
 use crate::summary::{DecodeCounters, Summary};
 
 const AFTER_HELP: &str = "\
@@ -323,6 +324,7 @@ fn start_export(
         OtlpSink {
             exporter,
             encoder,
+            protocol: config.protocol,
             batch_size,
             interval: Duration::from_nanos(args.batch_interval),
             batch_started: None,
@@ -423,10 +425,23 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         shutdown_timeout,
     )?;
 
-    let (mut pipeline, records) = Pipeline::start(PipelineConfig {
-        workers: usize::from(args.workers),
-        flow,
-    });
+    // The workers map and encode each record in the formats the sinks need.
+    let encodings = Encodings {
+        json: json.is_some()
+            || otlp
+                .as_ref()
+                .is_some_and(|c| c.protocol == Protocol::HttpJson),
+        proto: otlp
+            .as_ref()
+            .is_some_and(|c| c.protocol != Protocol::HttpJson),
+    };
+    let (mut pipeline, records) = Pipeline::start_mapped(
+        PipelineConfig {
+            workers: usize::from(args.workers),
+            flow,
+        },
+        move |records| encode_spans(&records, encodings),
+    );
     let writer = thread::Builder::new()
         .name("output".into())
         .spawn(move || output::run(records, json, sink, shutdown_timeout))

@@ -1,5 +1,7 @@
 //! Where spans go: OTLP JSON lines (file or standard output) and/or an OTLP
-//! exporter. Both receive every span in the same order, mapped once.
+//! exporter. Both receive every span in the same order. Spans arrive already
+//! mapped and encoded by the flow workers ([`EncodedSpan`]); this thread only
+//! batches bytes and writes or submits them.
 //!
 //! JSON lines are cut by size only, so a capture file always gives the same
 //! bytes. Export requests are cut by size or when the oldest span in the
@@ -10,11 +12,9 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use engine::FlowRecord;
-use exporter::RequestEncoder;
 use exporter::json::OtlpJsonWriter;
-use exporter::otlp::{ExportReport, OtlpExporter};
-use exporter::span::flow_span;
+use exporter::otlp::{ExportReport, OtlpExporter, Protocol};
+use exporter::{EncodedSpan, RequestEncoder};
 
 /// The OTLP half of the output.
 pub struct OtlpSink {
@@ -22,6 +22,8 @@ pub struct OtlpSink {
     pub exporter: OtlpExporter,
     /// Builds requests in the configured protocol's encoding.
     pub encoder: Box<dyn RequestEncoder + Send>,
+    /// The protocol (which of the span's encodings to use).
+    pub protocol: Protocol,
     /// Spans per request at most.
     pub batch_size: usize,
     /// Longest a span waits for its batch to fill.
@@ -45,7 +47,7 @@ impl OtlpSink {
 
 /// What the output thread produced.
 pub struct Written {
-    /// Spans mapped from records (each went to every configured sink).
+    /// Spans received (each went to every configured sink).
     pub spans: u64,
     /// The JSON side's result: `Err` if writing failed.
     pub json: io::Result<()>,
@@ -56,7 +58,7 @@ pub struct Written {
 /// Consumes the pipeline's records until it closes, then writes the last
 /// partial batches and shuts the exporter down within `shutdown_timeout`.
 pub fn run(
-    records: Receiver<Vec<FlowRecord>>,
+    records: Receiver<Vec<EncodedSpan>>,
     mut json: Option<OtlpJsonWriter<Box<dyn Write + Send>>>,
     mut otlp: Option<OtlpSink>,
     shutdown_timeout: Duration,
@@ -73,11 +75,10 @@ pub fn run(
             .unwrap_or(Duration::from_secs(3600));
         match records.recv_timeout(wait) {
             Ok(batch) => {
-                for r in &batch {
-                    let span = flow_span(r);
+                for span in &batch {
                     spans += 1;
                     if let Some(w) = &mut json
-                        && let Err(e) = w.write_span(&span)
+                        && let Err(e) = w.write_encoded(span.json())
                     {
                         json_result = Err(e);
                         json = None;
@@ -92,7 +93,10 @@ pub fn run(
                         }
                     }
                     if let Some(o) = &mut otlp {
-                        o.encoder.push(&span);
+                        o.encoder.push_encoded(match o.protocol {
+                            Protocol::HttpJson => span.json(),
+                            Protocol::Grpc | Protocol::HttpProtobuf => span.proto(),
+                        });
                         if o.batch_started.is_none() {
                             o.batch_started = Some(Instant::now());
                         }

@@ -310,18 +310,14 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                 }
             }
             WorkerMsg::Finish(clock) => {
-                table.flush(clock, &mut out);
-                for chunk in sorted_chunks(&mut out, FLUSH_CHUNK) {
-                    let items = items_of(chunk);
+                table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {
                         worker,
-                        items,
+                        items: items_of(records),
                         watermark: None,
                     };
-                    if merge.send(msg).is_err() {
-                        break;
-                    }
-                }
+                    merge.send(msg).is_ok()
+                });
                 let _ = merge.send(MergeMsg::Done { worker });
                 break;
             }

@@ -490,6 +490,73 @@ impl FlowTable {
         self.fragments.clear();
     }
 
+    /// Like [`flush`](Self::flush), but hands the records to `emit` in
+    /// [`FlowRecord::order_key`] order, at most `chunk` at a time. Open flows
+    /// are sorted first and turned into records chunk by chunk, so the
+    /// records of a large table never all exist at once. Stops early if
+    /// `emit` returns `false`.
+    pub fn flush_sorted(
+        &mut self,
+        clock_ns: u64,
+        chunk: usize,
+        mut emit: impl FnMut(Vec<FlowRecord>) -> bool,
+    ) {
+        enum Source {
+            /// A record already made by the sweep (index into `swept`).
+            Swept(usize),
+            /// An open flow (slot) that ends now.
+            Open(u32),
+        }
+        let mut swept = Vec::new();
+        self.advance(clock_ns, &mut swept);
+        let mut order: Vec<((u64, u64, FlowKey, u32), Source)> = swept
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.order_key(), Source::Swept(i)))
+            .collect();
+        for class in 0..CLASSES {
+            let mut i = self.idle_lists[class].head;
+            while i != NIL {
+                let f = self.flow(i);
+                // The record `finish` will make, if any, is due now.
+                if f.record_has_packets() {
+                    let key = (clock_ns, f.record_start_ns, f.key, f.record_seq);
+                    order.push((key, Source::Open(i)));
+                }
+                i = self.idle_links[i as usize].next;
+            }
+        }
+        order.sort_unstable_by_key(|e| e.0);
+        let mut swept: Vec<Option<FlowRecord>> = swept.into_iter().map(Some).collect();
+        let chunk = chunk.max(1);
+        let mut out = Vec::with_capacity(chunk.min(order.len()));
+        for (_, source) in order {
+            match source {
+                Source::Swept(k) => out.extend(swept[k].take()),
+                Source::Open(i) => {
+                    let reason = if self.flow(i).class() == CLASS_CLOSING {
+                        EndReason::EndOfFlowDetected
+                    } else {
+                        EndReason::ForcedEnd
+                    };
+                    self.finish(i, reason, clock_ns, &mut out);
+                }
+            }
+            if out.len() >= chunk && !emit(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {
+                return;
+            }
+        }
+        // Flows whose packets all went out in active-timeout records end
+        // without a record.
+        let mut rest = Vec::new();
+        self.flush(clock_ns, &mut rest);
+        debug_assert!(rest.is_empty(), "every open flow with packets was ordered");
+        out.extend(rest);
+        if !out.is_empty() {
+            emit(out);
+        }
+    }
+
     fn flow(&self, i: u32) -> &Flow {
         self.slots
             .get(i)

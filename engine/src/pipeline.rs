@@ -58,25 +58,8 @@ enum WorkerMsg {
     Finish(u64),
 }
 
-/// What orders an output item: [`FlowRecord::order_key`]'s fields.
-#[derive(Debug, Clone, Copy)]
-struct OrderKey {
-    export_clock_ns: u64,
-    start_ns: u64,
-    key: FlowKey,
-    record_seq: u32,
-}
-
-impl OrderKey {
-    fn of(r: &FlowRecord) -> OrderKey {
-        OrderKey {
-            export_clock_ns: r.export_clock_ns,
-            start_ns: r.start_ns,
-            key: r.key,
-            record_seq: r.record_seq,
-        }
-    }
-}
+/// What orders an output item: its record's [`FlowRecord::order_key`].
+type OrderKey = (u64, u64, FlowKey, u32);
 
 /// A worker's output item with what orders it.
 type Item<T> = (OrderKey, T);
@@ -284,7 +267,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
 ) -> TableStats {
     let mut out = Vec::new();
     let mut items_of = |records: Vec<FlowRecord>| -> Vec<Item<T>> {
-        let keys: Vec<OrderKey> = records.iter().map(OrderKey::of).collect();
+        let keys: Vec<OrderKey> = records.iter().map(FlowRecord::order_key).collect();
         let items = map(records);
         assert_eq!(items.len(), keys.len(), "map returns one item per record");
         keys.into_iter().zip(items).collect()
@@ -296,13 +279,9 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                     table.observe(&o.packet, o.ts_ns, o.clock_ns, &mut out);
                 }
                 table.advance(watermark, &mut out);
-                let mut items: Vec<Item<T>> = Vec::with_capacity(out.len());
-                for chunk in sorted_chunks(&mut out, usize::MAX) {
-                    items.extend(items_of(chunk));
-                }
                 let msg = MergeMsg::Records {
                     worker,
-                    items,
+                    items: items_of(sorted(&mut out)),
                     watermark: Some(watermark),
                 };
                 if merge.send(msg).is_err() {
@@ -326,43 +305,22 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     *table.stats()
 }
 
-/// Drains `records` in output order, in chunks of at most `chunk`. Records
-/// are large, so they are sorted through indices and each moved once.
-fn sorted_chunks(
-    records: &mut Vec<FlowRecord>,
-    chunk: usize,
-) -> impl Iterator<Item = Vec<FlowRecord>> {
+/// Drains `records` in output order. Records are large, so they are sorted
+/// through indices and each moved once.
+fn sorted(records: &mut Vec<FlowRecord>) -> Vec<FlowRecord> {
     let mut order: Vec<(OrderKey, u32)> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| (OrderKey::of(r), i as u32))
+        .map(|(i, r)| (r.order_key(), i as u32))
         .collect();
-    order.sort_unstable_by(|a, b| output_order(&a.0, &b.0));
+    order.sort_unstable_by_key(|e| e.0);
     // Taking the vector (not draining it) lets the collect reuse its memory.
     let mut slots: Vec<Option<FlowRecord>> =
         std::mem::take(records).into_iter().map(Some).collect();
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        if at >= order.len() {
-            return None;
-        }
-        let end = order.len().min(at.saturating_add(chunk));
-        let out: Vec<FlowRecord> = order[at..end]
-            .iter()
-            .filter_map(|&(_, i)| slots[i as usize].take())
-            .collect();
-        at = end;
-        Some(out)
-    })
-}
-
-/// The output order (see [`FlowRecord::order_key`]).
-fn output_order(a: &OrderKey, b: &OrderKey) -> std::cmp::Ordering {
-    a.export_clock_ns
-        .cmp(&b.export_clock_ns)
-        .then(a.start_ns.cmp(&b.start_ns))
-        .then_with(|| a.key.cmp(&b.key))
-        .then(a.record_seq.cmp(&b.record_seq))
+    order
+        .iter()
+        .filter_map(|&(_, i)| slots[i as usize].take())
+        .collect()
 }
 
 /// One worker's stream of items, as the merger sees it.
@@ -382,10 +340,8 @@ impl<T> Stream<T> {
             || !self.queue.is_empty()
             // Strictly: records forced out at the end of input are due at
             // the last watermark itself.
-            || x.export_clock_ns < self.watermark
-            || self
-                .last
-                .is_some_and(|k| output_order(x, &k) == std::cmp::Ordering::Less)
+            || x.0 < self.watermark
+            || self.last.is_some_and(|k| *x < k)
     }
 }
 
@@ -423,10 +379,7 @@ fn run_merger<T>(n: usize, rx: Receiver<MergeMsg<T>>, out: Sender<Vec<T>>) {
             let mut best: Option<usize> = None;
             for (w, s) in streams.iter().enumerate() {
                 if let Some((k, _)) = s.queue.front()
-                    && best.is_none_or(|b| {
-                        let bk = &streams[b].queue[0].0;
-                        output_order(k, bk) == std::cmp::Ordering::Less
-                    })
+                    && best.is_none_or(|b| *k < streams[b].queue[0].0)
                 {
                     best = Some(w);
                 }

@@ -530,7 +530,7 @@ impl FlowTable {
         let mut swept: Vec<Option<FlowRecord>> = swept.into_iter().map(Some).collect();
         let chunk = chunk.max(1);
         let mut out = Vec::with_capacity(chunk.min(order.len()));
-        for (_, source) in order {
+        for (key, source) in order {
             match source {
                 Source::Swept(k) => out.extend(swept[k].take()),
                 Source::Open(i) => {
@@ -540,6 +540,11 @@ impl FlowTable {
                         EndReason::ForcedEnd
                     };
                     self.finish(i, reason, clock_ns, &mut out);
+                    debug_assert_eq!(
+                        out.last().map(FlowRecord::order_key),
+                        Some(key),
+                        "the record sorts where its flow was sorted"
+                    );
                 }
             }
             if out.len() >= chunk && !emit(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {

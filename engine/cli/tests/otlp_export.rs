@@ -439,25 +439,16 @@ fn http_json_export_equals_the_json_output() {
 
 /// A nanosecond pcap of `frames` (Ethernet), each shifted by `shift_ns`.
 fn pcap_bytes(frames: &[(u64, Vec<u8>)], shift_ns: u64, header: bool) -> Vec<u8> {
-    let mut b = Vec::new();
-    if header {
-        b.extend_from_slice(&0xa1b2_3c4d_u32.to_le_bytes());
-        b.extend_from_slice(&2u16.to_le_bytes());
-        b.extend_from_slice(&4u16.to_le_bytes());
-        b.extend_from_slice(&[0; 8]);
-        b.extend_from_slice(&65_535u32.to_le_bytes());
-        b.extend_from_slice(&1u32.to_le_bytes());
+    let mut p = flowspan_testdata::Pcap::with(1, true, false);
+    let mut bytes = p.take_bytes();
+    if !header {
+        bytes.clear();
     }
     for (ts, data) in frames {
-        let ts = ts + shift_ns;
-        b.extend_from_slice(&u32::try_from(ts / 1_000_000_000).expect("ts").to_le_bytes());
-        b.extend_from_slice(&u32::try_from(ts % 1_000_000_000).expect("ns").to_le_bytes());
-        let len = u32::try_from(data.len()).expect("len").to_le_bytes();
-        b.extend_from_slice(&len);
-        b.extend_from_slice(&len);
-        b.extend_from_slice(data);
+        p.add(ts + shift_ns, data);
     }
-    b
+    bytes.extend(p.take_bytes());
+    bytes
 }
 
 fn ethernet_frames(fixture: &str) -> Vec<(u64, Vec<u8>)> {

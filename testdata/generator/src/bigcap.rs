@@ -24,6 +24,8 @@
 
 use std::io::{self, Write};
 
+use crate::Pcap;
+
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
 pub struct BigcapOptions {
@@ -434,43 +436,27 @@ pub fn write_bigcap(out: &mut impl Write, o: BigcapOptions) -> io::Result<Bigcap
     events.sort_unstable();
 
     let base_ns: u64 = 1_700_000_000 * 1_000_000_000;
-    let mut header = Vec::with_capacity(24);
-    header.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-    header.extend_from_slice(&2u16.to_le_bytes());
-    header.extend_from_slice(&4u16.to_le_bytes());
-    header.extend_from_slice(&[0; 8]);
-    header.extend_from_slice(&128u32.to_le_bytes());
-    header.extend_from_slice(&1u32.to_le_bytes());
-    out.write_all(&header)?;
-    let mut stats = BigcapStats {
-        flows: flows.len() as u64,
-        file_bytes: 24,
-        ..BigcapStats::default()
-    };
+    let mut pcap = Pcap::with(1, true, false);
+    let mut stats = BigcapStats::default();
     let mut used = vec![false; flows.len()];
-    let mut buf = Vec::with_capacity(1 << 20);
     let mut frame_buf = Vec::with_capacity(160);
     for &(t, i, k) in &events {
         let f = &flows[i as usize];
         used[i as usize] = true;
         frame_buf.clear();
         let wire = frame(&mut frame_buf, f, k, k.wrapping_mul(1448));
-        let ts = base_ns + t;
-        buf.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
-        buf.extend_from_slice(&((ts % 1_000_000_000) as u32).to_le_bytes());
-        buf.extend_from_slice(&(frame_buf.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&(wire as u32).to_le_bytes());
-        buf.extend_from_slice(&frame_buf);
+        pcap.add_record(base_ns + t, &frame_buf, wire);
         stats.packets += 1;
         stats.wire_bytes += wire as u64;
-        if buf.len() >= (1 << 20) - 256 {
-            out.write_all(&buf)?;
-            stats.file_bytes += buf.len() as u64;
-            buf.clear();
+        if pcap.pending() >= 1 << 20 {
+            let bytes = pcap.take_bytes();
+            out.write_all(&bytes)?;
+            stats.file_bytes += bytes.len() as u64;
         }
     }
-    out.write_all(&buf)?;
-    stats.file_bytes += buf.len() as u64;
+    let bytes = pcap.take_bytes();
+    out.write_all(&bytes)?;
+    stats.file_bytes += bytes.len() as u64;
     stats.flows = used.iter().filter(|u| **u).count() as u64;
     Ok(stats)
 }

@@ -57,19 +57,23 @@ fn v6(s: &str) -> [u8; 16] {
         .octets()
 }
 
-/// pcap writer: microsecond or nanosecond, either byte order.
-struct Pcap {
+/// A pcap writer: microsecond or nanosecond timestamps, either byte order.
+/// The fixtures, [`bigcap`] and the engine's tests write captures with it.
+#[derive(Debug, Clone)]
+pub struct Pcap {
     buf: Vec<u8>,
     nanos: bool,
     big: bool,
 }
 
 impl Pcap {
-    fn new(link: u32) -> Pcap {
+    /// Microseconds, little-endian, link type `link`.
+    pub fn new(link: u32) -> Pcap {
         Pcap::with(link, false, false)
     }
 
-    fn with(link: u32, nanos: bool, big: bool) -> Pcap {
+    /// Nanoseconds if `nanos`, big-endian if `big`.
+    pub fn with(link: u32, nanos: bool, big: bool) -> Pcap {
         let mut p = Pcap {
             buf: Vec::new(),
             nanos,
@@ -84,6 +88,17 @@ impl Pcap {
         p.u32(262_144);
         p.u32(link);
         p
+    }
+
+    /// Bytes written and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes written since the last call (the file header first), so a
+    /// large capture can be streamed out.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     fn u16(&mut self, v: u16) {
@@ -104,13 +119,19 @@ impl Pcap {
         self.buf.extend_from_slice(&b);
     }
 
-    fn add(&mut self, ts_ns: u64, frame: &[u8]) {
+    /// Records the whole of `frame`.
+    pub fn add(&mut self, ts_ns: u64, frame: &[u8]) {
         self.add_snapped(ts_ns, frame, frame.len());
     }
 
     /// Records only the first `snap` bytes of `frame`.
-    fn add_snapped(&mut self, ts_ns: u64, frame: &[u8], snap: usize) {
+    pub fn add_snapped(&mut self, ts_ns: u64, frame: &[u8], snap: usize) {
         let snap = snap.min(frame.len());
+        self.add_record(ts_ns, &frame[..snap], frame.len());
+    }
+
+    /// Records `captured`, the start of a packet `orig_len` bytes long.
+    pub fn add_record(&mut self, ts_ns: u64, captured: &[u8], orig_len: usize) {
         self.u32((ts_ns / S) as u32);
         let frac = ts_ns % S;
         self.u32(if self.nanos {
@@ -118,9 +139,9 @@ impl Pcap {
         } else {
             (frac / 1000) as u32
         });
-        self.u32(snap as u32);
-        self.u32(frame.len() as u32);
-        self.buf.extend_from_slice(&frame[..snap]);
+        self.u32(captured.len() as u32);
+        self.u32(orig_len as u32);
+        self.buf.extend_from_slice(captured);
     }
 }
 

@@ -230,11 +230,7 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// Writing to the output failed.
     pub fn write_span(&mut self, span: &FlowSpan) -> io::Result<()> {
         self.encoder.push(span);
-        self.spans += 1;
-        if self.encoder.spans() >= self.batch_size {
-            self.end_batch()?;
-        }
-        Ok(())
+        self.added()
     }
 
     /// Adds one span encoded by [`crate::encode_spans`] (its `json`);
@@ -244,6 +240,11 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// Writing to the output failed.
     pub fn write_encoded(&mut self, span_json: &[u8]) -> io::Result<()> {
         self.encoder.push_encoded(span_json);
+        self.added()
+    }
+
+    /// Counts the span just added; ends the line when the batch is full.
+    fn added(&mut self) -> io::Result<()> {
         self.spans += 1;
         if self.encoder.spans() >= self.batch_size {
             self.end_batch()?;

@@ -178,11 +178,11 @@ impl RequestEncoder for JsonEncoder {
         self.count += 1;
     }
 
-    fn push_encoded(&mut self, span: &[u8]) {
+    fn push_encoded(&mut self, span: &crate::EncodedSpan) {
         if self.count > 0 {
             self.spans.push(b',');
         }
-        self.spans.extend_from_slice(span);
+        self.spans.extend_from_slice(span.json());
         self.count += 1;
     }
 
@@ -233,13 +233,13 @@ impl<W: Write> OtlpJsonWriter<W> {
         self.added()
     }
 
-    /// Adds one span encoded by [`crate::encode_spans`] (its `json`);
+    /// Adds one span encoded by [`crate::encode_spans`] (with its JSON);
     /// writes a line when the batch is full.
     ///
     /// # Errors
     /// Writing to the output failed.
-    pub fn write_encoded(&mut self, span_json: &[u8]) -> io::Result<()> {
-        self.encoder.push_encoded(span_json);
+    pub fn write_encoded(&mut self, span: &crate::EncodedSpan) -> io::Result<()> {
+        self.encoder.push_encoded(span);
         self.added()
     }
 

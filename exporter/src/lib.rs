@@ -35,9 +35,9 @@ pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub trait RequestEncoder {
     /// Appends a span to the request being built.
     fn push(&mut self, span: &span::FlowSpan);
-    /// Appends a span already encoded by [`encode_spans`] in this
-    /// encoder's format (JSON object, or protobuf `spans` field).
-    fn push_encoded(&mut self, span: &[u8]);
+    /// Appends a span already encoded by [`encode_spans`], taking the
+    /// encoding in this encoder's format.
+    fn push_encoded(&mut self, span: &EncodedSpan);
     /// Spans in the request being built.
     fn spans(&self) -> usize;
     /// Appends the request to `out` and starts a new, empty one.
@@ -64,14 +64,12 @@ pub struct EncodedSpan {
 }
 
 impl EncodedSpan {
-    /// For [`RequestEncoder::push_encoded`] on a [`json::JsonEncoder`]
-    /// (empty if not asked for).
+    /// The OTLP JSON span object (empty if not asked for).
     pub fn json(&self) -> &[u8] {
         &self.buf[self.json.start as usize..self.json.end as usize]
     }
 
-    /// For [`RequestEncoder::push_encoded`] on a [`proto::ProtoEncoder`]
-    /// (empty if not asked for).
+    /// The protobuf `ScopeSpans.spans` field (empty if not asked for).
     pub fn proto(&self) -> &[u8] {
         &self.buf[self.proto.start as usize..self.proto.end as usize]
     }

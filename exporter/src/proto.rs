@@ -177,8 +177,8 @@ impl RequestEncoder for ProtoEncoder {
         self.count += 1;
     }
 
-    fn push_encoded(&mut self, span: &[u8]) {
-        self.spans.extend_from_slice(span);
+    fn push_encoded(&mut self, span: &crate::EncodedSpan) {
+        self.spans.extend_from_slice(span.proto());
         self.count += 1;
     }
 

@@ -324,7 +324,6 @@ fn start_export(
         OtlpSink {
             exporter,
             encoder,
-            protocol: config.protocol,
             batch_size,
             interval: Duration::from_nanos(args.batch_interval),
             batch_started: None,

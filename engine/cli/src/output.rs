@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use exporter::json::OtlpJsonWriter;
-use exporter::otlp::{ExportReport, OtlpExporter, Protocol};
+use exporter::otlp::{ExportReport, OtlpExporter};
 use exporter::{EncodedSpan, RequestEncoder};
 
 /// The OTLP half of the output.
@@ -22,8 +22,6 @@ pub struct OtlpSink {
     pub exporter: OtlpExporter,
     /// Builds requests in the configured protocol's encoding.
     pub encoder: Box<dyn RequestEncoder + Send>,
-    /// The protocol (which of the span's encodings to use).
-    pub protocol: Protocol,
     /// Spans per request at most.
     pub batch_size: usize,
     /// Longest a span waits for its batch to fill.
@@ -78,7 +76,7 @@ pub fn run(
                 for span in &batch {
                     spans += 1;
                     if let Some(w) = &mut json
-                        && let Err(e) = w.write_encoded(span.json())
+                        && let Err(e) = w.write_encoded(span)
                     {
                         json_result = Err(e);
                         json = None;
@@ -93,10 +91,7 @@ pub fn run(
                         }
                     }
                     if let Some(o) = &mut otlp {
-                        o.encoder.push_encoded(match o.protocol {
-                            Protocol::HttpJson => span.json(),
-                            Protocol::Grpc | Protocol::HttpProtobuf => span.proto(),
-                        });
+                        o.encoder.push_encoded(span);
                         if o.batch_started.is_none() {
                             o.batch_started = Some(Instant::now());
                         }

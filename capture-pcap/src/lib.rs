@@ -1,8 +1,10 @@
 //! Streaming pcap and pcapng reader that yields borrowed frames.
 //!
-//! [`CaptureReader`] reads from any [`Read`] (a file or standard input) into
-//! one reusable buffer and hands out [`Frame`]s that borrow from it: no
-//! allocation per packet. It understands
+//! [`CaptureReader`] maps a regular file into memory and hands out
+//! [`Frame`]s that borrow from the mapping: packets are never copied. Other
+//! inputs (standard input, pipes, any [`Read`]) are read into one reusable
+//! buffer that frames borrow from. Either way there is no allocation per
+//! packet. It understands
 //!
 //! - pcap with microsecond or nanosecond timestamps, in either byte order;
 //! - pcapng with any number of sections and interfaces (each with its own
@@ -23,12 +25,13 @@
 //! }
 //! # Ok::<(), capture_pcap::CaptureError>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::ops::Deref;
 use std::path::Path;
 
 /// Largest packet record accepted regardless of the snaplen (as Wireshark).
@@ -190,11 +193,50 @@ enum Format {
     },
 }
 
+/// The bytes frames are parsed from.
+enum Buffer {
+    /// A window onto a stream, refilled by `fill`.
+    Owned(Vec<u8>),
+    /// A whole file mapped read-only.
+    Mapped(memmap2::Mmap),
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buffer::Owned(v) => v,
+            Buffer::Mapped(m) => m,
+        }
+    }
+}
+
+/// Maps `file` read-only, or `None` when it cannot be mapped (it is then
+/// read as a stream).
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> Option<memmap2::Mmap> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    // SAFETY: the mapping is private and read-only, and nothing in this
+    // process writes the file. Another process could change or truncate it
+    // while it is mapped: the parser accepts any bytes (changed contents are
+    // at worst misread, like a damaged file), while truncation makes the
+    // kernel raise SIGBUS on the lost pages, which the `--pcap` help text
+    // documents (read such a file from standard input instead).
+    let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
+    // Only a hint; reading works the same without it.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Some(map)
+}
+
 /// A streaming capture reader.
 pub struct CaptureReader {
     src: Box<dyn Read + Send>,
     path: String,
-    buf: Vec<u8>,
+    buf: Buffer,
     start: usize,
     end: usize,
     eof: bool,
@@ -217,6 +259,7 @@ impl fmt::Debug for CaptureReader {
         f.debug_struct("CaptureReader")
             .field("path", &self.path)
             .field("offset", &self.offset)
+            .field("mapped", &self.is_mapped())
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
@@ -241,7 +284,9 @@ fn u32_at(b: &[u8], big: bool) -> u32 {
 }
 
 impl CaptureReader {
-    /// Opens a file, or standard input when `path` is `-`.
+    /// Opens a file, or standard input when `path` is `-`. A regular file is
+    /// mapped into memory (see [`is_mapped`](Self::is_mapped)); anything
+    /// else is read as a stream.
     ///
     /// # Errors
     /// The file cannot be opened or read, or its header is not a capture's.
@@ -257,7 +302,12 @@ impl CaptureReader {
             offset: 0,
             kind: ErrorKind::Open(e),
         })?;
-        CaptureReader::new(Box::new(file), name)
+        match map_file(&file) {
+            Some(map) => {
+                CaptureReader::with_buffer(Box::new(io::empty()), name, Buffer::Mapped(map))
+            }
+            None => CaptureReader::new(Box::new(file), name),
+        }
     }
 
     /// Reads the file header from `src`; `path` names it in errors.
@@ -265,13 +315,26 @@ impl CaptureReader {
     /// # Errors
     /// The header cannot be read or is not a pcap or pcapng header.
     pub fn new(src: Box<dyn Read + Send>, path: String) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::with_buffer(src, path, Buffer::Owned(vec![0; 1 << 20]))
+    }
+
+    fn with_buffer(
+        src: Box<dyn Read + Send>,
+        path: String,
+        buf: Buffer,
+    ) -> Result<CaptureReader, CaptureError> {
+        // A mapping holds the whole input already.
+        let (end, eof) = match &buf {
+            Buffer::Owned(_) => (0, false),
+            Buffer::Mapped(m) => (m.len(), true),
+        };
         let mut r = CaptureReader {
             src,
             path,
-            buf: vec![0; 1 << 20],
+            buf,
             start: 0,
-            end: 0,
-            eof: false,
+            end,
+            eof,
             offset: 0,
             pending: 0,
             format: Format::Pcap {
@@ -293,6 +356,12 @@ impl CaptureReader {
     /// The input's name as given.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Whether the input is a file mapped into memory (frames then borrow
+    /// from the mapping) rather than a stream read into a buffer.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.buf, Buffer::Mapped(_))
     }
 
     /// Counters so far.
@@ -323,13 +392,17 @@ impl CaptureReader {
         if self.available() >= n || self.eof {
             return Ok(self.available());
         }
+        let Buffer::Owned(buf) = &mut self.buf else {
+            // A mapping holds the whole input from the start.
+            return Ok(self.available());
+        };
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < n {
-            self.buf.resize(n.next_power_of_two(), 0);
+        if buf.len() < n {
+            buf.resize(n.next_power_of_two(), 0);
         }
         while self.end < n {
             if self.idle_hints && self.last_read_short && !self.idle_reported {
@@ -337,8 +410,8 @@ impl CaptureReader {
                 self.idle_reported = true;
                 return Err(self.err(record, ErrorKind::NotReady));
             }
-            let offered = self.buf.len() - self.end;
-            match self.src.read(&mut self.buf[self.end..]) {
+            let offered = buf.len() - self.end;
+            match self.src.read(&mut buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -933,7 +1006,81 @@ mod properties {
         }
     }
 
+    /// Everything a reader yields: each frame's fields, then the error (as
+    /// its message) or `None`, and the final counters.
+    fn outcome(r: Result<CaptureReader, CaptureError>) -> (Vec<String>, Option<String>, String) {
+        let mut frames = Vec::new();
+        let mut r = match r {
+            Ok(r) => r,
+            Err(e) => return (frames, Some(e.to_string()), String::new()),
+        };
+        let err = loop {
+            match r.next_frame() {
+                Ok(Some(f)) => frames.push(format!("{f:?}")),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        (frames, err, format!("{:?} at {}", r.stats(), r.offset()))
+    }
+
+    /// A file in the temporary directory, removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(bytes: &[u8]) -> TempFile {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("capture-pcap-test-{}-{n}.pcap", std::process::id()));
+            std::fs::write(&path, bytes).expect("writing a temporary file");
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn regular_files_are_mapped_and_empty_ones_are_not() {
+        let f = TempFile::new(&pcap(&[vec![1, 2, 3]]));
+        let mut r = CaptureReader::open(&f.0).unwrap();
+        assert!(r.is_mapped());
+        let frame = r.next_frame().unwrap().unwrap();
+        assert_eq!(frame.data, &[1, 2, 3]);
+        assert!(r.next_frame().unwrap().is_none());
+        let empty = TempFile::new(&[]);
+        let e = CaptureReader::open(&empty.0).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Empty), "{e}");
+    }
+
     proptest! {
+        #[test]
+        fn a_mapped_file_reads_exactly_like_a_stream(
+            records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 0..8),
+            cut_frac in 0.0f64..1.0,
+            garbage in proptest::collection::vec(any::<u8>(), 0..40),
+            pcapng_tail in any::<bool>(),
+        ) {
+            // Valid records, cut anywhere, then garbage: every outcome (clean
+            // end, truncation, bad lengths) must be the same both ways.
+            let mut bytes = pcap(&records);
+            if pcapng_tail {
+                bytes = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0];
+            }
+            let cut = (bytes.len() as f64 * cut_frac) as usize;
+            bytes.truncate(cut.max(24));
+            bytes.extend_from_slice(&garbage);
+            let f = TempFile::new(&bytes);
+            let mapped = CaptureReader::open(&f.0);
+            prop_assert!(mapped.as_ref().is_err() || mapped.as_ref().is_ok_and(CaptureReader::is_mapped));
+            let streamed = outcome(CaptureReader::new(Box::new(io::Cursor::new(bytes)), f.0.display().to_string()));
+            prop_assert_eq!(outcome(mapped), streamed);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let (_, err) = read_all(bytes);

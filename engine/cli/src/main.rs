@@ -70,6 +70,9 @@ Examples:
 )]
 struct Args {
     /// Capture file to read (pcap or pcapng, any byte order); `-` reads standard input.
+    /// A regular file is mapped into memory and read in place; if another program may
+    /// truncate it during the run, pipe it in instead (`--pcap - < FILE`), since
+    /// truncating a mapped file kills the reader (SIGBUS).
     #[arg(long, value_name = "FILE")]
     pcap: PathBuf,
 

@@ -232,6 +232,10 @@ fn map_file(file: &File) -> Option<memmap2::Mmap> {
     Some(map)
 }
 
+/// The consumed part of a mapping is dropped from memory in steps of this
+/// many bytes (a multiple of the page size).
+const RELEASE_STEP: usize = 16 << 20;
+
 /// A streaming capture reader.
 pub struct CaptureReader {
     src: Box<dyn Read + Send>,
@@ -242,6 +246,8 @@ pub struct CaptureReader {
     eof: bool,
     /// File offset of `buf[start]`.
     offset: u64,
+    /// A mapping's bytes before this are no longer resident.
+    released: usize,
     pending: usize,
     format: Format,
     stats: ReaderStats,
@@ -335,6 +341,7 @@ impl CaptureReader {
             start: 0,
             end,
             eof,
+            released: 0,
             offset: 0,
             pending: 0,
             format: Format::Pcap {
@@ -434,6 +441,31 @@ impl CaptureReader {
         self.stats.bytes += n as u64;
     }
 
+    /// Drops the pages of a mapping that were read from this process's
+    /// memory, so that resident memory stays small however large the file:
+    /// they stay in the page cache and would be read again from there.
+    #[allow(unsafe_code)]
+    fn release_consumed(&mut self) {
+        let Buffer::Mapped(map) = &self.buf else {
+            return;
+        };
+        let upto = self.start - self.start % RELEASE_STEP;
+        // SAFETY: `&mut self` means no frame borrows the mapping now, and
+        // the range ends before `start`, which no later frame reaches back
+        // to. For a private read-only file mapping, MADV_DONTNEED only drops
+        // the pages: touching them again would fault the file's unchanged
+        // bytes back in. Offset and length are multiples of RELEASE_STEP,
+        // so page-aligned, and within the mapping (`start` <= its length).
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.released,
+                upto - self.released,
+            )
+        };
+        self.released = upto;
+    }
+
     fn note_problem(&mut self, record: u64, what: &str) {
         if self.stats.first_problem.is_none() {
             self.stats.first_problem = Some(format!(
@@ -517,6 +549,9 @@ impl CaptureReader {
     fn next(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         let n = std::mem::take(&mut self.pending);
         self.consume(n);
+        if self.start >= self.released + RELEASE_STEP {
+            self.release_consumed();
+        }
         match self.format {
             Format::Pcap { .. } => self.next_pcap(),
             Format::Pcapng { .. } => self.next_pcapng(),
@@ -1055,6 +1090,27 @@ mod properties {
         let empty = TempFile::new(&[]);
         let e = CaptureReader::open(&empty.0).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::Empty), "{e}");
+    }
+
+    #[test]
+    fn a_mapped_file_longer_than_the_release_step_reads_whole() {
+        // Frames on both sides of several released ranges, one of them
+        // straddling a step boundary.
+        let records: Vec<Vec<u8>> = (0..25_000u32)
+            .map(|i| vec![i as u8; 1999 + (i % 7) as usize])
+            .collect();
+        let bytes = pcap(&records);
+        assert!(bytes.len() > 2 * RELEASE_STEP);
+        let f = TempFile::new(&bytes);
+        let mut r = CaptureReader::open(&f.0).unwrap();
+        assert!(r.is_mapped());
+        let mut n = 0;
+        while let Some(frame) = r.next_frame().unwrap() {
+            assert_eq!(frame.data, &records[n][..], "frame {n}");
+            n += 1;
+        }
+        assert_eq!(n, records.len());
+        assert!(r.released >= 2 * RELEASE_STEP, "released {}", r.released);
     }
 
     proptest! {

@@ -30,6 +30,7 @@ pub mod error;
 pub mod flow;
 pub mod names;
 pub mod pipeline;
+mod ring;
 
 pub use community_id::CommunityId;
 pub use decode::{Decoded, Fragment, LinkType, PacketRepr, SkipReason, decode};

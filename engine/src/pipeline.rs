@@ -4,22 +4,27 @@
 //! N workers chosen by a symmetric hash of its addresses and protocol (ports
 //! are left out so that non-first fragments, which have none, land with their
 //! datagram). Each worker owns a [`FlowTable`] outright. Packets travel in
-//! batches over bounded channels; every batch carries the capture clock as a
-//! watermark, so timeouts fire on workers that saw no packet.
+//! batches over a lock-free single-producer ring per worker (see
+//! [`ring`](crate::ring)), and the emptied batches come back over a second
+//! ring, so that once running the reader allocates nothing. Every batch
+//! carries the capture clock as a watermark, so timeouts fire on workers that
+//! saw no packet.
 //!
 //! Each worker sends its records in [`FlowRecord::order_key`] order: a batch's
 //! records are sorted, and a later batch's are all due after the earlier
 //! batch's watermark. Workers can map records (e.g. encode them as spans)
-//! before sending, in parallel. A merger does a k-way merge of the workers'
-//! streams and releases an item once no worker can still send an earlier
+//! before sending, in parallel, each over its own ring to the merger. The
+//! merger does a k-way merge of the workers' streams and releases an item once no worker can still send an earlier
 //! one: every other worker has a later item queued, has sent a later item,
 //! has acknowledged a watermark after the item's due time, or is done. Record
 //! contents do not depend on sharding, so the output sequence is the same for
 //! any number of workers (the one exception is `max_flows`, which is a
 //! per-table limit). At the end of input each worker sorts its final records
 //! and sends them in chunks, so the final flush streams through the merger
-//! instead of being held in memory whole.
+//! instead of being held in memory whole: the merger holds at most a few
+//! chunks of a flushing worker that is ahead of the others.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::thread::{self, JoinHandle};
 
@@ -30,11 +35,16 @@ use crate::flow::config::FlowConfig;
 use crate::flow::key::FlowKey;
 use crate::flow::record::FlowRecord;
 use crate::flow::table::{FlowTable, TableStats};
+use crate::ring::{self, Waker};
 
 /// Packets per worker batch.
 const BATCH: usize = 512;
 /// Every this many packets all workers get a batch (and so a watermark).
 const TICK_EVERY: u64 = 8192;
+/// Batches queued to one worker.
+const WORKER_RING: usize = 8;
+/// Messages queued from one worker to the merger.
+const MERGE_RING: usize = 4;
 
 /// Pipeline settings.
 #[derive(Debug, Clone)]
@@ -53,6 +63,7 @@ struct Observation {
     clock_ns: u64,
 }
 
+#[derive(Debug)]
 enum WorkerMsg {
     Batch(Vec<Observation>, u64),
     Finish(u64),
@@ -66,18 +77,21 @@ type Item<T> = (OrderKey, T);
 
 enum MergeMsg<T> {
     /// Items in output order, after the worker's earlier items; then, if
-    /// given, a watermark: the worker will send nothing due before it.
+    /// given, a watermark: the worker will send nothing due before it. The
+    /// final flush sends no watermark.
     Records {
-        worker: usize,
         items: Vec<Item<T>>,
         watermark: Option<u64>,
     },
     /// The worker has sent everything.
-    Done { worker: usize },
+    Done,
 }
 
 /// Final records travel to the merger in chunks of this many.
 const FLUSH_CHUNK: usize = 4096;
+/// The merger stops taking a flushing worker's chunks while it holds this
+/// many of its items that it cannot release yet.
+const FLUSH_HOLD: usize = 4 * FLUSH_CHUNK;
 
 /// The output side has gone away (the record receiver was dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +101,9 @@ pub struct PipelineClosed;
 /// A running pipeline. Push packets, then [`finish`](Pipeline::finish).
 #[derive(Debug)]
 pub struct Pipeline {
-    senders: Vec<Sender<WorkerMsg>>,
+    senders: Vec<ring::Sender<WorkerMsg>>,
+    /// Emptied batches coming back from each worker.
+    returns: Vec<ring::Receiver<Vec<Observation>>>,
     batches: Vec<Vec<Observation>>,
     workers: Vec<JoinHandle<TableStats>>,
     merger: JoinHandle<()>,
@@ -119,34 +135,41 @@ impl Pipeline {
         F: FnMut(Vec<FlowRecord>) -> Vec<T> + Clone + Send + 'static,
     {
         let n = config.workers.max(1);
-        let (merge_tx, merge_rx) = bounded::<MergeMsg<T>>(4 * n);
         let (out_tx, out_rx) = bounded::<Vec<T>>(16);
         let mut flow = config.flow.clone();
         if flow.max_flows > 0 {
             flow.max_flows = flow.max_flows.div_ceil(n);
         }
+        let merger_waker = Waker::new();
         let mut senders = Vec::with_capacity(n);
+        let mut returns = Vec::with_capacity(n);
+        let mut merge_rings = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
         for worker in 0..n {
-            let (tx, rx) = bounded::<WorkerMsg>(8);
+            let (tx, rx) = ring::ring::<WorkerMsg>(WORKER_RING, Waker::new());
+            // Room for every batch that can exist: queued, being filled and
+            // being metered.
+            let (ret_tx, ret_rx) = ring::ring(WORKER_RING + 2, Waker::new());
+            let (merge_tx, merge_rx) = ring::ring(MERGE_RING, merger_waker.clone());
             senders.push(tx);
-            let merge_tx = merge_tx.clone();
+            returns.push(ret_rx);
+            merge_rings.push(merge_rx);
             let table = FlowTable::new(flow.clone());
             let map = map.clone();
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
-                    .spawn(move || run_worker(worker, table, rx, merge_tx, map))
+                    .spawn(move || run_worker(table, rx, ret_tx, merge_tx, map))
                     .expect("spawning a worker thread"),
             );
         }
-        drop(merge_tx);
         let merger = thread::Builder::new()
             .name("flow-merger".into())
-            .spawn(move || run_merger(n, merge_rx, out_tx))
+            .spawn(move || run_merger(merge_rings, &merger_waker, out_tx))
             .expect("spawning the merger thread");
         let pipeline = Pipeline {
             senders,
+            returns,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             workers,
             merger,
@@ -201,7 +224,10 @@ impl Pipeline {
     }
 
     fn send_batch(&mut self, w: usize) -> Result<(), PipelineClosed> {
-        let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(BATCH));
+        let fresh = self.returns[w]
+            .try_recv()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batches[w], fresh);
         self.senders[w]
             .send(WorkerMsg::Batch(batch, self.clock_ns))
             .map_err(|_| PipelineClosed)
@@ -259,10 +285,10 @@ fn shard(p: &PacketRepr, n: usize) -> usize {
 }
 
 fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
-    worker: usize,
     mut table: FlowTable,
-    rx: Receiver<WorkerMsg>,
-    merge: Sender<MergeMsg<T>>,
+    mut rx: ring::Receiver<WorkerMsg>,
+    mut returns: ring::Sender<Vec<Observation>>,
+    mut merge: ring::Sender<MergeMsg<T>>,
     mut map: F,
 ) -> TableStats {
     let mut out = Vec::new();
@@ -272,15 +298,17 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
         assert_eq!(items.len(), keys.len(), "map returns one item per record");
         keys.into_iter().zip(items).collect()
     };
-    for msg in rx {
+    while let Some(msg) = rx.recv() {
         match msg {
-            WorkerMsg::Batch(batch, watermark) => {
+            WorkerMsg::Batch(mut batch, watermark) => {
                 for o in &batch {
                     table.observe(&o.packet, o.ts_ns, o.clock_ns, &mut out);
                 }
+                batch.clear();
+                // Only fails if the reader has gone away.
+                let _ = returns.try_send(batch);
                 table.advance(watermark, &mut out);
                 let msg = MergeMsg::Records {
-                    worker,
                     items: items_of(sorted(&mut out)),
                     watermark: Some(watermark),
                 };
@@ -291,13 +319,12 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
             WorkerMsg::Finish(clock) => {
                 table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {
-                        worker,
                         items: items_of(records),
                         watermark: None,
                     };
                     merge.send(msg).is_ok()
                 });
-                let _ = merge.send(MergeMsg::Done { worker });
+                let _ = merge.send(MergeMsg::Done);
                 break;
             }
         }
@@ -325,11 +352,13 @@ fn sorted(records: &mut Vec<FlowRecord>) -> Vec<FlowRecord> {
 
 /// One worker's stream of items, as the merger sees it.
 struct Stream<T> {
-    queue: std::collections::VecDeque<Item<T>>,
+    queue: VecDeque<Item<T>>,
     /// The worker sends nothing due before this.
     watermark: u64,
     /// The last item received: the worker sends nothing before it.
     last: Option<OrderKey>,
+    /// The worker is sending its final records.
+    flushing: bool,
     done: bool,
 }
 
@@ -343,61 +372,98 @@ impl<T> Stream<T> {
             || x.0 < self.watermark
             || self.last.is_some_and(|k| *x < k)
     }
+
+    /// Whether to leave the worker's messages in its ring for now: it is
+    /// flushing, far ahead of the others. Holding back earlier would risk a
+    /// deadlock (the reader, blocked on this worker, may owe another worker
+    /// the batch whose watermark releases these items); once a worker
+    /// flushes, the reader has sent everything it will send it.
+    fn holds_back(&self) -> bool {
+        self.done || (self.flushing && self.queue.len() >= FLUSH_HOLD)
+    }
+
+    fn take(&mut self, msg: MergeMsg<T>) {
+        match msg {
+            MergeMsg::Records { items, watermark } => {
+                if let Some((k, _)) = items.last() {
+                    self.last = Some(*k);
+                }
+                self.queue.extend(items);
+                match watermark {
+                    Some(w) => self.watermark = w,
+                    None => self.flushing = true,
+                }
+            }
+            MergeMsg::Done => self.done = true,
+        }
+    }
 }
 
-fn run_merger<T>(n: usize, rx: Receiver<MergeMsg<T>>, out: Sender<Vec<T>>) {
-    let mut streams: Vec<Stream<T>> = (0..n)
+fn run_merger<T>(mut rings: Vec<ring::Receiver<MergeMsg<T>>>, waker: &Waker, out: Sender<Vec<T>>) {
+    let mut streams: Vec<Stream<T>> = (0..rings.len())
         .map(|_| Stream {
-            queue: std::collections::VecDeque::new(),
+            queue: VecDeque::new(),
             watermark: 0,
             last: None,
+            flushing: false,
             done: false,
         })
         .collect();
-    for msg in rx {
-        match msg {
-            MergeMsg::Records {
-                worker,
-                items,
-                watermark,
-            } => {
-                let s = &mut streams[worker];
-                if let Some((k, _)) = items.last() {
-                    s.last = Some(*k);
+    loop {
+        let mut news = false;
+        for (s, ring) in streams.iter_mut().zip(&mut rings) {
+            while !s.holds_back() {
+                if let Some(msg) = ring.try_recv() {
+                    s.take(msg);
+                } else if ring.is_closed() {
+                    // Gone without saying done (it panicked, or the reader
+                    // stopped early): a message may have come just before.
+                    match ring.try_recv() {
+                        Some(msg) => s.take(msg),
+                        None => s.done = true,
+                    }
+                } else {
+                    break;
                 }
-                s.queue.extend(items);
-                if let Some(w) = watermark {
-                    s.watermark = w;
-                }
-            }
-            MergeMsg::Done { worker } => streams[worker].done = true,
-        }
-        // k-way merge: take the smallest head while no worker can still
-        // send something before it.
-        let mut ready = Vec::new();
-        loop {
-            let mut best: Option<usize> = None;
-            for (w, s) in streams.iter().enumerate() {
-                if let Some((k, _)) = s.queue.front()
-                    && best.is_none_or(|b| *k < streams[b].queue[0].0)
-                {
-                    best = Some(w);
-                }
-            }
-            let Some(b) = best else { break };
-            let head = streams[b].queue[0].0;
-            if !streams.iter().all(|s| s.is_past(&head)) {
-                break;
-            }
-            if let Some((_, item)) = streams[b].queue.pop_front() {
-                ready.push(item);
+                news = true;
             }
         }
-        if !ready.is_empty() && out.send(ready).is_err() {
+        if news {
+            // k-way merge: take the smallest head while no worker can still
+            // send something before it.
+            let mut ready = Vec::new();
+            loop {
+                let mut best: Option<usize> = None;
+                for (w, s) in streams.iter().enumerate() {
+                    if let Some((k, _)) = s.queue.front()
+                        && best.is_none_or(|b| *k < streams[b].queue[0].0)
+                    {
+                        best = Some(w);
+                    }
+                }
+                let Some(b) = best else { break };
+                let head = streams[b].queue[0].0;
+                if !streams.iter().all(|s| s.is_past(&head)) {
+                    break;
+                }
+                if let Some((_, item)) = streams[b].queue.pop_front() {
+                    ready.push(item);
+                }
+            }
+            if !ready.is_empty() && out.send(ready).is_err() {
+                return;
+            }
+        }
+        if streams.iter().all(|s| s.done && s.queue.is_empty()) {
             return;
         }
-        if streams.iter().all(|s| s.done) {
-            return;
+        if !news {
+            waker.wait_until(|| {
+                streams
+                    .iter()
+                    .zip(&rings)
+                    .any(|(s, r)| !s.holds_back() && r.has_news())
+            });
         }
     }
 }

@@ -134,6 +134,20 @@ fn flow_table_sizes(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+        // The same hits through `observe_batch` (as the pipeline's workers
+        // meter them), in batches of 512.
+        let batches: Vec<Vec<(PacketRepr, u64, u64)>> = hits
+            .chunks(512)
+            .map(|c| c.iter().map(|p| (*p, 2 * S, 2 * S)).collect())
+            .collect();
+        g.bench_function("hit_batch", |b| {
+            b.iter(|| {
+                for batch in &batches {
+                    table.observe_batch(black_box(batch), &mut out);
+                }
+                black_box(out.len())
+            })
+        });
         drop(table);
         // Misses: new flows into a table holding `open`, rebuilt per batch.
         let misses: Vec<PacketRepr> = (open..open + PACKETS).map(udp_packet).collect();

@@ -1,5 +1,5 @@
 //! The flowspan engine: packet decoding, per-worker biflow tables and flow
-//! records. No I/O and no `unsafe`: capture crates turn a source into frames,
+//! records. No I/O, and no `unsafe` but a prefetch hint: capture crates turn a source into frames,
 //! [`decode()`] turns a frame into a [`PacketRepr`], a [`FlowTable`] (or a
 //! sharded [`Pipeline`] of them) turns packets into [`FlowRecord`]s, and the
 //! exporter turns records into spans.
@@ -21,7 +21,7 @@
 //! assert_eq!(records[0].destination_port, 53);
 //! assert_eq!(records[0].end_reason.as_str(), "forced_end");
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod community_id;

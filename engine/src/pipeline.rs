@@ -56,12 +56,8 @@ pub struct PipelineConfig {
     pub flow: FlowConfig,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Observation {
-    packet: PacketRepr,
-    ts_ns: u64,
-    clock_ns: u64,
-}
+/// A packet, its timestamp and the capture clock when it arrived.
+type Observation = (PacketRepr, u64, u64);
 
 #[derive(Debug)]
 enum WorkerMsg {
@@ -191,11 +187,7 @@ impl Pipeline {
     pub fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> Result<(), PipelineClosed> {
         self.clock_ns = self.clock_ns.max(ts_ns);
         let w = shard(&packet, self.senders.len());
-        self.batches[w].push(Observation {
-            packet,
-            ts_ns,
-            clock_ns: self.clock_ns,
-        });
+        self.batches[w].push((packet, ts_ns, self.clock_ns));
         self.since_tick += 1;
         if self.since_tick >= TICK_EVERY {
             self.since_tick = 0;
@@ -301,9 +293,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     while let Some(msg) = rx.recv() {
         match msg {
             WorkerMsg::Batch(mut batch, watermark) => {
-                for o in &batch {
-                    table.observe(&o.packet, o.ts_ns, o.clock_ns, &mut out);
-                }
+                table.observe_batch(&batch, &mut out);
                 batch.clear();
                 // Only fails if the reader has gone away.
                 let _ = returns.try_send(batch);

@@ -216,6 +216,30 @@ proptest! {
     }
 
     #[test]
+    fn observe_batch_is_observe_on_each_packet(trace in strategies::trace(), batch in 1usize..80, max_flows in 0usize..6) {
+        // Small tables too, so that evictions change the table under the
+        // look-ahead.
+        let mut cfg = short_timeouts();
+        cfg.max_flows = max_flows;
+        let mut clock = 0;
+        let observations: Vec<(PacketRepr, u64, u64)> = trace
+            .iter()
+            .map(|(ts, p)| {
+                clock = clock.max(*ts);
+                (*p, *ts, clock)
+            })
+            .collect();
+        let mut t = FlowTable::new(cfg.clone());
+        let mut out = Vec::new();
+        for chunk in observations.chunks(batch) {
+            t.observe_batch(chunk, &mut out);
+        }
+        t.flush(clock, &mut out);
+        out.sort_by_key(FlowRecord::order_key);
+        prop_assert_eq!(out, run_table(cfg, &trace));
+    }
+
+    #[test]
     fn pipeline_output_does_not_depend_on_worker_count(trace in strategies::trace(), workers in 2usize..5) {
         let run = |n: usize| {
             let (mut p, rx) = Pipeline::start(PipelineConfig { workers: n, flow: short_timeouts() });

@@ -1,6 +1,7 @@
 //! Biflows: keys, settings, the per-worker table and the records it emits.
 
 pub mod config;
+mod index;
 pub mod key;
 pub mod record;
 pub mod table;

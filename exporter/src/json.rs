@@ -199,13 +199,30 @@ impl RequestEncoder for JsonEncoder {
     }
 }
 
+impl JsonEncoder {
+    /// Writes the request straight to `out`, then `tail`, without first
+    /// gathering it in one buffer, and starts a new one.
+    ///
+    /// # Errors
+    /// Writing failed; the request's spans are dropped.
+    fn write_request(&mut self, out: &mut impl Write, tail: &[u8]) -> io::Result<()> {
+        let result = out
+            .write_all(&self.prefix)
+            .and_then(|()| out.write_all(&self.spans))
+            .and_then(|()| out.write_all(SUFFIX))
+            .and_then(|()| out.write_all(tail));
+        self.spans.clear();
+        self.count = 0;
+        result
+    }
+}
+
 /// Writes OTLP JSON, one request of at most `batch_size` spans per line.
 #[derive(Debug)]
 pub struct OtlpJsonWriter<W: Write> {
     out: W,
     encoder: JsonEncoder,
     batch_size: usize,
-    line: Vec<u8>,
     spans: u64,
     requests: u64,
 }
@@ -218,7 +235,6 @@ impl<W: Write> OtlpJsonWriter<W> {
             out,
             encoder: JsonEncoder::new(resource),
             batch_size: batch_size.max(1),
-            line: Vec::with_capacity(1 << 16),
             spans: 0,
             requests: 0,
         }
@@ -260,10 +276,7 @@ impl<W: Write> OtlpJsonWriter<W> {
         if self.encoder.spans() == 0 {
             return Ok(());
         }
-        self.line.clear();
-        self.encoder.take_request(&mut self.line);
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
+        self.encoder.write_request(&mut self.out, b"\n")?;
         self.requests += 1;
         Ok(())
     }

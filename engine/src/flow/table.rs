@@ -434,12 +434,31 @@ impl FlowTable {
         clock_ns: u64,
         out: &mut Vec<FlowRecord>,
     ) {
+        self.observe_hashed(packet, None, ts_ns, clock_ns, out);
+    }
+
+    /// [`observe`](Self::observe), given the hash of the packet's key if
+    /// it is already known (only for a whole packet: a fragment's key may
+    /// change once it is matched with its first fragment).
+    fn observe_hashed(
+        &mut self,
+        packet: &PacketRepr,
+        hash: Option<u64>,
+        ts_ns: u64,
+        clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
         self.stats.packets += 1;
         let mut p = *packet;
         self.resolve_fragment(&mut p, clock_ns);
         let (key, from_a) = FlowKey::from_packet(&p);
-
-        let hash = self.hasher.hash_one(key);
+        let hash = match hash {
+            Some(h) if matches!(p.fragment, Fragment::Whole) => {
+                debug_assert_eq!(h, self.hasher.hash_one(key));
+                h
+            }
+            _ => self.hasher.hash_one(key),
+        };
         let slots = &self.slots;
         let mut slot = self.index.find(hash, |i| slots.key_is(i, &key));
         if let Some(i) = slot {
@@ -489,7 +508,9 @@ impl FlowTable {
                 self.prefetch_neighbours(found[(k + AHEAD) % RING]);
             }
             let (p, ts_ns, clock_ns) = &batch[k];
-            self.observe(p, *ts_ns, *clock_ns, out);
+            // The first packets of the batch were not looked ahead at.
+            let hash = (k >= 3 * AHEAD).then(|| hashes[k % RING]);
+            self.observe_hashed(p, hash, *ts_ns, *clock_ns, out);
         }
     }
 

@@ -4,9 +4,8 @@
 //! N workers chosen by a symmetric hash of its addresses and protocol (ports
 //! are left out so that non-first fragments, which have none, land with their
 //! datagram). Each worker owns a [`FlowTable`] outright. Packets travel in
-//! batches over a lock-free single-producer ring per worker (see
-//! [`ring`](crate::ring)), and the emptied batches come back over a second
-//! ring, so that once running the reader allocates nothing. Every batch
+//! batches over a lock-free single-producer ring per worker (the private
+//! `ring` module), and the emptied batches come back over a second ring, so that once running the reader allocates nothing. Every batch
 //! carries the capture clock as a watermark, so timeouts fire on workers that
 //! saw no packet.
 //!

@@ -23,6 +23,11 @@ use std::thread::{self, Thread};
 /// Spins before parking. Hand-offs come every few microseconds under load,
 /// so a short spin often avoids the cost of a park and wake-up.
 const SPINS: u32 = 64;
+/// Then yields before parking: with more threads than cores (the reader,
+/// the workers, the merger and the output on two cores) the other side
+/// may need this core to make progress, and waking a parked thread takes
+/// far longer than a yield.
+const YIELDS: u32 = 32;
 
 /// Where one thread sleeps while it waits on rings.
 #[derive(Debug, Default)]
@@ -47,6 +52,12 @@ impl Waker {
                 return;
             }
             std::hint::spin_loop();
+        }
+        for _ in 0..YIELDS {
+            if ready() {
+                return;
+            }
+            thread::yield_now();
         }
         self.thread.get_or_init(thread::current);
         loop {

@@ -1,0 +1,83 @@
+//! Flow metering alone, for `throughput.sh`: reads a capture (mapped),
+//! decodes each frame, and meters the packets in a [`Pipeline`] of N workers,
+//! exactly as `engine --pcap` does, but drops the flow records instead of
+//! mapping and encoding them as spans. Comparing its CPU time with the
+//! engine's shows what metering costs and what output costs.
+//!
+//!     meter CAPTURE [WORKERS]      (default 1 worker)
+//!
+//! Prints the packets metered and the records made, on one line.
+#![forbid(unsafe_code)]
+// The result line is the output.
+#![allow(clippy::print_stdout)]
+
+use std::process::ExitCode;
+
+use engine::{Decoded, FlowConfig, LinkType, Pipeline, PipelineConfig, decode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (path, workers) = match args.as_slice() {
+        [path] => (path, 1),
+        [path, n] => match n.parse::<usize>() {
+            Ok(n) if n > 0 => (path, n),
+            _ => {
+                eprintln!("meter: WORKERS must be a positive integer, not {n:?}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: meter CAPTURE [WORKERS]");
+            return ExitCode::from(2);
+        }
+    };
+    let mut reader = match capture_pcap::CaptureReader::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut pipeline, records) = Pipeline::start_mapped(
+        PipelineConfig {
+            workers,
+            flow: FlowConfig::default(),
+        },
+        |records: Vec<engine::FlowRecord>| vec![(); records.len()],
+    );
+    let counter =
+        std::thread::spawn(move || records.iter().map(|batch| batch.len()).sum::<usize>());
+    let mut packets = 0u64;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => {
+                if let Decoded::Ip(p) = decode(LinkType(f.link_type), f.data) {
+                    packets += 1;
+                    if pipeline.push(p, f.ts_ns).is_err() {
+                        break;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("meter: {e}");
+                break;
+            }
+        }
+    }
+    let stats = pipeline.finish();
+    let records = counter.join().unwrap_or(0);
+    match stats {
+        Ok(s) => {
+            println!(
+                "{packets} packets metered, {records} records, {} flows at the peak",
+                s.peak_flows
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

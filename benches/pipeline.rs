@@ -73,6 +73,20 @@ fn bench(c: &mut Criterion) {
             black_box(w.finish().expect("in-memory write").len())
         })
     });
+    // What each pipeline worker does: map and encode a message's records
+    // into one shared buffer.
+    g.bench_function("worker_json", |b| {
+        b.iter(|| {
+            let spans = exporter::encode_spans(
+                black_box(&records),
+                exporter::Encodings {
+                    json: true,
+                    proto: false,
+                },
+            );
+            black_box(spans.len())
+        })
+    });
     g.finish();
 }
 

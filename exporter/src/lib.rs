@@ -81,8 +81,9 @@ pub fn encode_spans(records: &[engine::FlowRecord], encodings: Encodings) -> Vec
     let mut buf = Vec::with_capacity(records.len() * 2048);
     let mut ranges = Vec::with_capacity(records.len());
     let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("under 4 GiB of spans per message");
+    let mut span = span::FlowSpan::default();
     for r in records {
-        let span = span::flow_span(r);
+        span::flow_span_into(r, &mut span);
         let start = offset(&buf);
         if encodings.json {
             json::write_span(&mut buf, &span);

@@ -5,14 +5,17 @@
 //! every encoder renders a [`FlowSpan`].
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use engine::names;
 use engine::{DirectionRecord, FlowRecord, FlowRole};
 
 /// OTLP span kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SpanKind {
     /// Initiator unknown.
+    #[default]
     Internal,
     /// The observer answered the flow.
     Server,
@@ -40,11 +43,146 @@ impl SpanKind {
     }
 }
 
+/// Longest [`Text::Inline`]: an IPv6 address with an embedded IPv4 one
+/// (45 characters) fits, and so does a Community ID (30).
+const INLINE: usize = 46;
+
+/// A string attribute value. Those made per span (addresses, the Community
+/// ID) are short and kept inline, so mapping a span allocates no strings.
+#[derive(Clone)]
+pub enum Text {
+    /// A fixed string.
+    Static(&'static str),
+    /// Up to 46 bytes of UTF-8, held in place.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The string in `bytes[..len]`.
+        bytes: [u8; INLINE],
+    },
+    /// Any other string.
+    Owned(String),
+}
+
+impl Text {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            // Only whole `str`s are ever written there (see `inline`).
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Text::Owned(s) => s,
+        }
+    }
+
+    /// `v` rendered with `Display`, inline if it fits.
+    fn display(v: impl std::fmt::Display) -> Text {
+        let mut t = InlineWriter {
+            len: 0,
+            bytes: [0; INLINE],
+        };
+        if write!(t, "{v}").is_ok() {
+            Text::Inline {
+                len: t.len as u8,
+                bytes: t.bytes,
+            }
+        } else {
+            Text::Owned(v.to_string())
+        }
+    }
+
+    /// An IP address in its standard text form (IPv4 without the general
+    /// formatting machinery, which is slow).
+    fn ip(addr: IpAddr) -> Text {
+        let IpAddr::V4(v4) = addr else {
+            return Text::display(addr);
+        };
+        let mut bytes = [0u8; INLINE];
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                bytes[len] = b'.';
+                len += 1;
+            }
+            let mut buf = itoa::Buffer::new();
+            let digits = buf.format(octet).as_bytes();
+            bytes[len..len + digits.len()].copy_from_slice(digits);
+            len += digits.len();
+        }
+        Text::Inline {
+            len: len as u8,
+            bytes,
+        }
+    }
+}
+
+/// Writes into an inline buffer; fails when it is full (without writing a
+/// partial character, so the bytes written are always whole UTF-8).
+struct InlineWriter {
+    len: usize,
+    bytes: [u8; INLINE],
+}
+
+impl std::fmt::Write for InlineWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Text {
+        Text::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::Owned(s)
+    }
+}
+
+impl From<Cow<'static, str>> for Text {
+    fn from(s: Cow<'static, str>) -> Text {
+        match s {
+            Cow::Borrowed(s) => Text::Static(s),
+            Cow::Owned(s) => Text::Owned(s),
+        }
+    }
+}
+
 /// An attribute value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// `stringValue`.
-    Str(Cow<'static, str>),
+    Str(Text),
     /// `intValue` (semantic-convention type `long`).
     Int(i64),
     /// `arrayValue` of strings (semantic-convention type `string[]`).
@@ -61,7 +199,7 @@ pub struct Attribute {
 }
 
 /// A flow span, ready to encode.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlowSpan {
     /// Trace id (shared by all records of a flow).
     pub trace_id: [u8; 16],
@@ -158,14 +296,14 @@ fn ip_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord,
     let dscp = first.tos >> 2;
     push(attrs, k.dscp_id, int(u64::from(dscp)));
     if let Some(name) = names::dscp_name(dscp) {
-        push(attrs, k.dscp_name, Value::Str(Cow::Borrowed(name)));
+        push(attrs, k.dscp_name, Value::Str(Text::Static(name)));
     }
     let ecn = first.tos & 3;
     push(attrs, k.ecn_id, int(u64::from(ecn)));
     push(
         attrs,
         k.ecn_name,
-        Value::Str(Cow::Borrowed(names::ecn_name(ecn))),
+        Value::Str(Text::Static(names::ecn_name(ecn))),
     );
     if ipv6 {
         push(attrs, k.flow_label, int(u64::from(first.flow_label)));
@@ -177,11 +315,11 @@ fn icmp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecor
     let (t, c) = (first.icmp_type, first.icmp_code);
     push(attrs, k.icmp_type_id, int(u64::from(t)));
     if let Some(name) = names::icmp_type_name(protocol, t) {
-        push(attrs, k.icmp_type_name, Value::Str(Cow::Borrowed(name)));
+        push(attrs, k.icmp_type_name, Value::Str(Text::Static(name)));
     }
     push(attrs, k.icmp_code_id, int(u64::from(c)));
     if let Some(name) = names::icmp_code_name(protocol, t, c) {
-        push(attrs, k.icmp_code_name, Value::Str(Cow::Borrowed(name)));
+        push(attrs, k.icmp_code_name, Value::Str(Text::Static(name)));
     }
 }
 
@@ -196,6 +334,15 @@ fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord
 
 /// Maps one flow record to its span.
 pub fn flow_span(r: &FlowRecord) -> FlowSpan {
+    let mut span = FlowSpan::default();
+    flow_span_into(r, &mut span);
+    span
+}
+
+/// [`flow_span`] into `span`, reusing its memory: mapping many records into
+/// one `FlowSpan` allocates only when a span has more attributes than any
+/// before it.
+pub fn flow_span_into(r: &FlowRecord, span: &mut FlowSpan) {
     let protocol = r.key.protocol;
     let transport = names::transport_name(protocol);
     let network_type = r.network_type();
@@ -205,70 +352,105 @@ pub fn flow_span(r: &FlowRecord) -> FlowSpan {
         FlowRole::Server => SpanKind::Server,
         FlowRole::Internal => SpanKind::Internal,
     };
-    let mut a = Vec::with_capacity(48);
+    let a = &mut span.attributes;
+    a.clear();
+    a.reserve(48);
     push(
-        &mut a,
+        a,
         "flow.community_id",
-        Value::Str(Cow::Owned(r.community_id.to_string())),
+        Value::Str(Text::display(r.community_id)),
     );
     push(
-        &mut a,
+        a,
         "flow.direction",
-        Value::Str(Cow::Borrowed(r.role.direction())),
+        Value::Str(Text::Static(r.role.direction())),
     );
     push(
-        &mut a,
+        a,
         "flow.end_reason",
-        Value::Str(Cow::Borrowed(r.end_reason.as_str())),
+        Value::Str(Text::Static(r.end_reason.as_str())),
     );
     if let Some(state) = r.tcp_state {
         push(
-            &mut a,
+            a,
             "flow.connection.state",
-            Value::Str(Cow::Borrowed(state.as_str())),
+            Value::Str(Text::Static(state.as_str())),
         );
     }
+    push(a, "source.address", Value::Str(Text::ip(r.source)));
+    push(a, "source.port", int(u64::from(r.source_port)));
     push(
-        &mut a,
-        "source.address",
-        Value::Str(Cow::Owned(r.source.to_string())),
-    );
-    push(&mut a, "source.port", int(u64::from(r.source_port)));
-    push(
-        &mut a,
+        a,
         "destination.address",
-        Value::Str(Cow::Owned(r.destination.to_string())),
+        Value::Str(Text::ip(r.destination)),
     );
-    push(
-        &mut a,
-        "destination.port",
-        int(u64::from(r.destination_port)),
-    );
-    push(&mut a, "network.transport", Value::Str(transport.clone()));
-    push(
-        &mut a,
-        "network.type",
-        Value::Str(Cow::Borrowed(network_type)),
-    );
-    counters(&mut a, &FORWARD, &r.forward);
-    counters(&mut a, &REVERSE, &r.reverse);
-    ip_fields(&mut a, &FORWARD, &r.forward, ipv6);
-    ip_fields(&mut a, &REVERSE, &r.reverse, ipv6);
+    push(a, "destination.port", int(u64::from(r.destination_port)));
+    push(a, "network.transport", Value::Str(transport.clone().into()));
+    push(a, "network.type", Value::Str(Text::Static(network_type)));
+    counters(a, &FORWARD, &r.forward);
+    counters(a, &REVERSE, &r.reverse);
+    ip_fields(a, &FORWARD, &r.forward, ipv6);
+    ip_fields(a, &REVERSE, &r.reverse, ipv6);
     if protocol == 1 || protocol == 58 {
-        icmp_fields(&mut a, &FORWARD, &r.forward, protocol);
-        icmp_fields(&mut a, &REVERSE, &r.reverse, protocol);
+        icmp_fields(a, &FORWARD, &r.forward, protocol);
+        icmp_fields(a, &REVERSE, &r.reverse, protocol);
     }
     if protocol == 6 {
-        tcp_fields(&mut a, &FORWARD, &r.forward);
-        tcp_fields(&mut a, &REVERSE, &r.reverse);
+        tcp_fields(a, &FORWARD, &r.forward);
+        tcp_fields(a, &REVERSE, &r.reverse);
     }
-    FlowSpan {
-        trace_id: r.trace_id,
-        span_id: r.span_id,
-        name: format!("flow_{network_type}_{transport}"),
-        kind,
-        start_time_unix_nano: r.start_ns,
-        end_time_unix_nano: r.end_ns,
-        attributes: a,
+    span.trace_id = r.trace_id;
+    span.span_id = r.span_id;
+    span.name.clear();
+    span.name.push_str("flow_");
+    span.name.push_str(network_type);
+    span.name.push('_');
+    span.name.push_str(&transport);
+    span.kind = kind;
+    span.start_time_unix_nano = r.start_ns;
+    span.end_time_unix_nano = r.end_ns;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    proptest! {
+        #[test]
+        fn addresses_read_as_display_writes_them(v4 in any::<u32>(), v6 in any::<u128>(), short in 0u32..0x1_0000) {
+            for addr in [
+                IpAddr::V4(Ipv4Addr::from(v4)),
+                IpAddr::V6(Ipv6Addr::from(v6)),
+                // Mostly zeros (compressed) and IPv4-mapped forms.
+                IpAddr::V6(Ipv6Addr::from(u128::from(short))),
+                IpAddr::V6(Ipv4Addr::from(v4).to_ipv6_mapped()),
+            ] {
+                let text = Text::ip(addr);
+                let inline = matches!(text, Text::Inline { .. });
+                prop_assert!(inline, "{} is not inline", addr);
+                prop_assert_eq!(text.as_str(), addr.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn the_longest_forms_fit_inline() {
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let addr: IpAddr = longest.parse().unwrap();
+        assert_eq!(Text::ip(addr).as_str(), longest);
+        let id = engine::CommunityId([0xff; 20]);
+        let text = Text::display(id);
+        assert!(matches!(text, Text::Inline { .. }));
+        assert_eq!(text.as_str(), id.to_string());
+    }
+
+    #[test]
+    fn text_too_long_to_inline_is_owned_and_whole() {
+        let long = "é".repeat(40);
+        let text = Text::display(&long);
+        assert!(matches!(text, Text::Owned(_)));
+        assert_eq!(text.as_str(), long);
     }
 }

@@ -84,6 +84,16 @@ impl List {
         self.tail = i;
     }
 
+    /// Moves `i`, already in the list, to its back; nothing to do (and no
+    /// neighbour to touch) when it is there already, as for consecutive
+    /// packets of one flow.
+    fn move_to_back(&mut self, links: &mut [Link], i: u32) {
+        if self.tail != i {
+            self.unlink(links, i);
+            self.push_back(links, i);
+        }
+    }
+
     fn unlink(&mut self, links: &mut [Link], i: u32) {
         let Link { prev, next } = links[i as usize];
         if prev == NIL {
@@ -892,8 +902,7 @@ impl FlowTable {
             self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
         } else if class != CLASS_CLOSING {
             // Most recently seen goes last.
-            self.idle_lists[class].unlink(&mut self.idle_links, i);
-            self.idle_lists[class].push_back(&mut self.idle_links, i);
+            self.idle_lists[class].move_to_back(&mut self.idle_links, i);
         }
         if needs_active {
             let f = self.flow_mut(i);

@@ -1,7 +1,22 @@
-//! Live capture on AF_PACKET TPACKET_V3 rings (one ring per worker, fanout).
+//! Live capture on AF_PACKET TPACKET_V3 rings.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout
-//! and exports nothing. The `engine` binary has no live-capture flag until it
-//! lands (issue 5).
-#![forbid(unsafe_code)]
+//! A [`Ring`] is one packet socket on one interface with a block ring
+//! shared with the kernel; several rings in one fanout group
+//! ([`RingConfig::fanout_group`]) split an interface's traffic by a
+//! symmetric flow hash, so that each worker can own one ring and every flow
+//! stays on one worker. [`PacketSender`] writes raw frames to an interface,
+//! for tests and benchmarks that replay captures into a veth pair.
+//!
+//! Work in progress (issue 5): the rings and the sender exist and are tested
+//! on real veth interfaces; the `engine` binary has no live-capture flag yet.
+//!
+//! `unsafe` is confined to the system calls and the shared ring memory,
+//! each block with a `SAFETY:` comment; packets are parsed in safe code.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod ring;
+mod sender;
+
+pub use ring::{Block, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats};
+pub use sender::PacketSender;

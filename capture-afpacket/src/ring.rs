@@ -1,0 +1,658 @@
+//! One AF_PACKET socket with a TPACKET_V3 receive ring.
+//!
+//! The kernel fills fixed-size blocks of a ring shared with this process
+//! (`mmap`), each holding many packets, and marks a block as the user's when
+//! it is full or its timeout expired. [`Ring::next_block`] lends out the
+//! next such block; dropping the [`Block`] hands it back to the kernel. The
+//! packets are parsed from the block with bounds checks, in safe code: the
+//! only `unsafe` is the socket set-up, the mapping, and the block status
+//! word, which the kernel and this process hand back and forth.
+//!
+//! Set-up follows the order the kernel requires: `socket` →
+//! `PACKET_VERSION` → `PACKET_RX_RING` → `mmap` → `bind` → `PACKET_FANOUT`
+//! (a fanout group can only be joined by a bound socket).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Sizes of a ring, and the fanout group it joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes per block: a multiple of the page size, at least 1 MiB so that
+    /// GSO/GRO super-frames (up to 64 KiB) always fit.
+    pub block_size: u32,
+    /// Blocks in the ring.
+    pub block_count: u32,
+    /// A partly filled block is handed over after this long.
+    pub block_timeout: Duration,
+    /// `PACKET_FANOUT_HASH` group to join: sockets of one group on one
+    /// interface share its packets, both directions of a flow on the same
+    /// socket. `None` captures everything on this socket.
+    pub fanout_group: Option<u16>,
+}
+
+impl Default for RingConfig {
+    /// 2 MiB blocks, 32 of them (64 MiB per ring), 10 ms block timeout, no
+    /// fanout.
+    fn default() -> Self {
+        RingConfig {
+            block_size: 2 << 20,
+            block_count: 32,
+            block_timeout: Duration::from_millis(10),
+            fanout_group: None,
+        }
+    }
+}
+
+/// Why a ring could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    /// No interface has this name.
+    #[error("interface {0:?} does not exist")]
+    UnknownInterface(String),
+    /// Opening a packet socket was refused.
+    #[error(
+        "opening a packet socket on {interface:?} was refused: live capture needs CAP_NET_RAW (run as root or grant it with `setcap cap_net_raw+ep`)"
+    )]
+    NoPrivilege {
+        /// The interface asked for.
+        interface: String,
+    },
+    /// The ring's sizes are not usable.
+    #[error("bad ring size: {0}")]
+    BadConfig(String),
+    /// A system call failed.
+    #[error("{call} on {interface:?} failed: {source}")]
+    Sys {
+        /// What was being done.
+        call: &'static str,
+        /// The interface asked for.
+        interface: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Kernel counters of a socket since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Packets the kernel passed to the socket (including dropped ones).
+    pub packets: u64,
+    /// Packets dropped because the ring was full.
+    pub drops: u64,
+    /// Times the ring froze (every block was the user's).
+    pub freezes: u64,
+}
+
+/// An AF_PACKET socket with a TPACKET_V3 receive ring.
+#[derive(Debug)]
+pub struct Ring {
+    fd: OwnedFd,
+    map: NonNull<u8>,
+    map_len: usize,
+    block_size: usize,
+    block_count: usize,
+    /// The block to look at next.
+    current: usize,
+    interface: String,
+    ifindex: u32,
+    stats: RingStats,
+}
+
+// SAFETY: the mapping belongs to this `Ring` alone (it is unmapped on drop
+// and never shared), so moving the ring to another thread moves sole access
+// to it; the kernel side synchronises through the block status words.
+#[allow(unsafe_code)]
+unsafe impl Send for Ring {}
+
+/// The header of a TPACKET_V3 block (`struct tpacket_block_desc`), read by
+/// offset: version, offset_to_priv, then `tpacket_hdr_v1`.
+const BLOCK_STATUS: usize = 8;
+const BLOCK_NUM_PKTS: usize = 12;
+const BLOCK_FIRST_PKT: usize = 16;
+
+/// The length of `struct tpacket3_hdr`, after which (aligned to 16) comes
+/// the `struct sockaddr_ll`.
+const TPACKET3_HDR_LEN: usize = 48;
+
+fn sys_err(call: &'static str, interface: &str) -> RingError {
+    RingError::Sys {
+        call,
+        interface: interface.to_owned(),
+        source: io::Error::last_os_error(),
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_option<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size given, which the
+    // kernel only reads.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Ring {
+    /// Opens a socket on `interface` with a ring as `config` says.
+    ///
+    /// # Errors
+    /// The interface does not exist, the process lacks CAP_NET_RAW, the
+    /// sizes are unusable, or a system call failed (named in the error).
+    #[allow(unsafe_code)]
+    pub fn open(interface: &str, config: &RingConfig) -> Result<Ring, RingError> {
+        let page = 4096u32;
+        if config.block_size < (1 << 20) || !config.block_size.is_multiple_of(page) {
+            return Err(RingError::BadConfig(format!(
+                "block size {} (expected a multiple of 4096 of at least 1 MiB)",
+                config.block_size
+            )));
+        }
+        if config.block_count == 0 {
+            return Err(RingError::BadConfig("0 blocks".into()));
+        }
+        let map_len = usize::try_from(u64::from(config.block_size) * u64::from(config.block_count))
+            .map_err(|_| RingError::BadConfig("ring larger than the address space".into()))?;
+        let name = CString::new(interface)
+            .map_err(|_| RingError::UnknownInterface(interface.to_owned()))?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(RingError::UnknownInterface(interface.to_owned()));
+        }
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain system call; the result is checked.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(protocol),
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => RingError::NoPrivilege {
+                    interface: interface.to_owned(),
+                },
+                _ => RingError::Sys {
+                    call: "socket(AF_PACKET)",
+                    interface: interface.to_owned(),
+                    source: e,
+                },
+            });
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        set_option(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+            .map_err(|_| sys_err("setsockopt(PACKET_VERSION)", interface))?;
+        let frame_size = 2048u32;
+        let req = libc::tpacket_req3 {
+            tp_block_size: config.block_size,
+            tp_block_nr: config.block_count,
+            tp_frame_size: frame_size,
+            tp_frame_nr: config.block_size / frame_size * config.block_count,
+            tp_retire_blk_tov: u32::try_from(config.block_timeout.as_millis())
+                .unwrap_or(u32::MAX)
+                .max(1),
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        set_option(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+            .map_err(|_| sys_err("setsockopt(PACKET_RX_RING)", interface))?;
+        // SAFETY: maps the ring the kernel just allocated for this socket,
+        // at a fresh address; the result is checked.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(sys_err("mmap of the ring", interface));
+        }
+        let Some(map) = NonNull::new(map.cast::<u8>()) else {
+            return Err(sys_err("mmap of the ring", interface));
+        };
+        let mut ring = Ring {
+            fd,
+            map,
+            map_len,
+            block_size: config.block_size as usize,
+            block_count: config.block_count as usize,
+            current: 0,
+            interface: interface.to_owned(),
+            ifindex,
+            stats: RingStats::default(),
+        };
+        ring.bind(protocol)?;
+        if let Some(group) = config.fanout_group {
+            let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_HASH << 16);
+            set_option(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+                .map_err(|_| sys_err("setsockopt(PACKET_FANOUT)", interface))?;
+        }
+        Ok(ring)
+    }
+
+    #[allow(unsafe_code)]
+    fn bind(&mut self, protocol: u16) -> Result<(), RingError> {
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = self.ifindex as i32;
+        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+        let rc = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(sys_err("bind", &self.interface))
+        }
+    }
+
+    /// The interface's name as given.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The interface's index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The status word of block `i`, shared with the kernel.
+    #[allow(unsafe_code)]
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: block `i` lies inside the mapping (i < block_count), its
+        // status word is 4-aligned (blocks start at page multiples, the word
+        // at offset 8), and it lives as long as `self`. The kernel accesses
+        // it only atomically with respect to this protocol: it sets
+        // TP_STATUS_USER with release semantics after filling the block and
+        // reads TP_STATUS_KERNEL after we store it.
+        unsafe {
+            AtomicU32::from_ptr(
+                self.map
+                    .as_ptr()
+                    .add(i * self.block_size + BLOCK_STATUS)
+                    .cast::<u32>(),
+            )
+        }
+    }
+
+    /// The next block the kernel has handed over, if any (without waiting).
+    #[allow(unsafe_code)]
+    pub fn next_block(&mut self) -> Option<Block<'_>> {
+        let i = self.current;
+        if self.status(i).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the block is ours until we store TP_STATUS_KERNEL (in
+        // `Block::drop`): the kernel does not write it meanwhile, so a
+        // shared slice over it is sound for the `Block`'s lifetime, which
+        // borrows `self` mutably. The status word inside it is only touched
+        // again, atomically, after the slice is gone.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(i * self.block_size).cast_const(),
+                self.block_size,
+            )
+        };
+        Some(Block {
+            bytes,
+            ring_status: self.status(i) as *const AtomicU32,
+            current: &mut self.current,
+            block_count: self.block_count,
+        })
+    }
+
+    /// Waits until a block is ready or `timeout` passes; `true` if a block
+    /// is ready.
+    ///
+    /// # Errors
+    /// `poll` failed (not counting interruptions by signals, which return
+    /// `false`), or the interface went away (`ENETDOWN` or `ENXIO`).
+    #[allow(unsafe_code)]
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        if self.status(self.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
+            return Ok(true);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        if pfd.revents & libc::POLLERR != 0 {
+            return Err(self.socket_error());
+        }
+        Ok(self.status(self.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0)
+    }
+
+    #[allow(unsafe_code)]
+    fn socket_error(&self) -> io::Error {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` and `len` are valid for the kernel to write.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 && err != 0 {
+            io::Error::from_raw_os_error(err)
+        } else {
+            io::Error::other("socket error")
+        }
+    }
+
+    /// The kernel's counters since the socket was opened. (The kernel resets
+    /// them on each read; the ring keeps the sums.)
+    ///
+    /// # Errors
+    /// `getsockopt(PACKET_STATISTICS)` failed.
+    #[allow(unsafe_code)]
+    pub fn stats(&mut self) -> io::Result<RingStats> {
+        let mut s = libc::tpacket_stats_v3 {
+            tp_packets: 0,
+            tp_drops: 0,
+            tp_freeze_q_cnt: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `s` and `len` are valid for the kernel to write.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut s as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.stats.packets += u64::from(s.tp_packets);
+        self.stats.drops += u64::from(s.tp_drops);
+        self.stats.freezes += u64::from(s.tp_freeze_q_cnt);
+        Ok(self.stats)
+    }
+}
+
+impl Drop for Ring {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`; no `Block`
+        // borrows it any more (they borrow `self`).
+        unsafe {
+            libc::munmap(self.map.as_ptr().cast(), self.map_len);
+        }
+    }
+}
+
+/// A block of packets lent by the kernel; dropping it hands it back.
+#[derive(Debug)]
+pub struct Block<'a> {
+    bytes: &'a [u8],
+    ring_status: *const AtomicU32,
+    current: &'a mut usize,
+    block_count: usize,
+}
+
+impl Block<'_> {
+    /// The packets in the block, in capture order.
+    pub fn packets(&self) -> Packets<'_> {
+        let b = self.bytes;
+        Packets {
+            block: b,
+            left: u32_at(b, BLOCK_NUM_PKTS).unwrap_or(0),
+            offset: u32_at(b, BLOCK_FIRST_PKT).unwrap_or(0) as usize,
+        }
+    }
+}
+
+impl Drop for Block<'_> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: `ring_status` points into the ring, which outlives this
+        // block (it is borrowed for 'a); see `Ring::status`.
+        let status = unsafe { &*self.ring_status };
+        status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        *self.current = (*self.current + 1) % self.block_count;
+    }
+}
+
+/// How a packet reached the interface (`sll_pkttype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketType {
+    /// Addressed to this host.
+    Host,
+    /// Broadcast.
+    Broadcast,
+    /// Multicast.
+    Multicast,
+    /// Addressed to another host (promiscuous mode).
+    OtherHost,
+    /// Sent by this host.
+    Outgoing,
+    /// Any other value.
+    Other(u8),
+}
+
+impl PacketType {
+    fn from_raw(v: u8) -> PacketType {
+        match v {
+            libc::PACKET_HOST => PacketType::Host,
+            libc::PACKET_BROADCAST => PacketType::Broadcast,
+            libc::PACKET_MULTICAST => PacketType::Multicast,
+            libc::PACKET_OTHERHOST => PacketType::OtherHost,
+            libc::PACKET_OUTGOING => PacketType::Outgoing,
+            other => PacketType::Other(other),
+        }
+    }
+}
+
+/// One captured packet, borrowed from its block.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The frame as captured, from its link-layer header (an 802.1Q tag the
+    /// NIC or driver removed is in `vlan`, not here).
+    pub data: &'a [u8],
+    /// The frame's length on the wire (more than `data` if truncated).
+    pub wire_len: u32,
+    /// The VLAN tag the kernel removed, as (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+    /// Direction and addressing.
+    pub packet_type: PacketType,
+    /// The interface it was captured on.
+    pub ifindex: u32,
+    /// `tp_status` (e.g. `TP_STATUS_CSUMNOTREADY`).
+    pub status: u32,
+}
+
+/// The packets of a [`Block`].
+#[derive(Debug)]
+pub struct Packets<'a> {
+    block: &'a [u8],
+    left: u32,
+    offset: usize,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+impl<'a> Iterator for Packets<'a> {
+    type Item = Packet<'a>;
+
+    fn next(&mut self) -> Option<Packet<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let packet = parse_packet(self.block, self.offset);
+        let next = u32_at(self.block, self.offset).unwrap_or(0) as usize;
+        if packet.is_none() || next == 0 {
+            // A malformed header (which the kernel does not write) ends the
+            // block rather than reading past it.
+            self.left = 0;
+        }
+        self.offset += next;
+        packet
+    }
+}
+
+/// Parses the `tpacket3_hdr` and `sockaddr_ll` at `at`, bounds-checked.
+fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
+    let h = b.get(at..)?;
+    let sec = u64::from(u32_at(h, 4)?);
+    let nsec = u64::from(u32_at(h, 8)?);
+    let snaplen = u32_at(h, 12)? as usize;
+    let wire_len = u32_at(h, 16)?;
+    let status = u32_at(h, 20)?;
+    let mac = usize::from(u16_at(h, 24)?);
+    let vlan_tci = u32_at(h, 32)?;
+    let vlan_tpid = u16_at(h, 36)?;
+    // struct sockaddr_ll follows the header, aligned to 16.
+    let ll = TPACKET3_HDR_LEN.next_multiple_of(16);
+    let ifindex = u32_at(h, ll + 4)?;
+    let pkttype = *h.get(ll + 10)?;
+    let data = h.get(mac..mac.checked_add(snaplen)?)?;
+    let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+        let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+            vlan_tpid
+        } else {
+            0x8100
+        };
+        (tpid, vlan_tci as u16)
+    });
+    Some(Packet {
+        ts_ns: sec * 1_000_000_000 + nsec,
+        data,
+        wire_len,
+        vlan,
+        packet_type: PacketType::from_raw(pkttype),
+        ifindex,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block as the kernel lays it out, with the given frames.
+    fn block(frames: &[(&[u8], u8, Option<u16>)]) -> Vec<u8> {
+        let mut b = vec![0u8; 1 << 16];
+        let first = 48usize;
+        b[BLOCK_NUM_PKTS..BLOCK_NUM_PKTS + 4].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
+        b[BLOCK_FIRST_PKT..BLOCK_FIRST_PKT + 4].copy_from_slice(&(first as u32).to_ne_bytes());
+        let mut at = first;
+        for (i, (data, pkttype, vlan)) in frames.iter().enumerate() {
+            let mac = 80usize;
+            let len = (mac + data.len()).next_multiple_of(16);
+            let next = if i + 1 == frames.len() { 0 } else { len as u32 };
+            let h = &mut b[at..];
+            h[0..4].copy_from_slice(&next.to_ne_bytes());
+            h[4..8].copy_from_slice(&(1_700_000_000u32 + i as u32).to_ne_bytes());
+            h[8..12].copy_from_slice(&5u32.to_ne_bytes());
+            h[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            h[16..20].copy_from_slice(&(data.len() as u32 + 4).to_ne_bytes());
+            let status = if vlan.is_some() {
+                libc::TP_STATUS_VLAN_VALID
+            } else {
+                0
+            };
+            h[20..24].copy_from_slice(&status.to_ne_bytes());
+            h[24..26].copy_from_slice(&(mac as u16).to_ne_bytes());
+            h[32..36].copy_from_slice(&u32::from(vlan.unwrap_or(0)).to_ne_bytes());
+            h[48 + 4..48 + 8].copy_from_slice(&7u32.to_ne_bytes());
+            h[48 + 10] = *pkttype;
+            h[mac..mac + data.len()].copy_from_slice(data);
+            at += len;
+        }
+        b
+    }
+
+    #[test]
+    fn parses_a_kernel_laid_out_block() {
+        let b = block(&[
+            (&[1, 2, 3], libc::PACKET_HOST, None),
+            (&[4; 100], libc::PACKET_OUTGOING, Some(0x2064)),
+        ]);
+        let packets: Vec<Packet<'_>> = Packets {
+            block: &b,
+            left: 2,
+            offset: 48,
+        }
+        .collect();
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[0].data, &[1, 2, 3]);
+        assert_eq!(packets[0].ts_ns, 1_700_000_000_000_000_005);
+        assert_eq!(packets[0].wire_len, 7);
+        assert_eq!(packets[0].packet_type, PacketType::Host);
+        assert_eq!(packets[0].vlan, None);
+        assert_eq!(packets[0].ifindex, 7);
+        assert_eq!(packets[1].data, &[4; 100][..]);
+        assert_eq!(packets[1].packet_type, PacketType::Outgoing);
+        assert_eq!(packets[1].vlan, Some((0x8100, 0x2064)));
+    }
+
+    #[test]
+    fn a_header_pointing_outside_the_block_ends_it() {
+        let mut b = block(&[(&[1, 2, 3], libc::PACKET_HOST, None)]);
+        // snaplen beyond the block.
+        b[48 + 12..48 + 16].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let mut p = Packets {
+            block: &b,
+            left: 5,
+            offset: 48,
+        };
+        assert!(p.next().is_none());
+        assert!(p.next().is_none());
+    }
+}

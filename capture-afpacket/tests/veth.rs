@@ -1,0 +1,263 @@
+//! Rings on a real veth pair, inside a network namespace the test creates
+//! (and deletes afterwards): frames sent into one end by [`PacketSender`]
+//! are captured on the other. Needs root (CAP_NET_ADMIN for the namespace,
+//! CAP_NET_RAW for the sockets) and `ip`; skips with a message otherwise.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig};
+
+/// A namespace holding a veth pair `a` – `b`, deleted (with the pair) on
+/// drop. The calling thread enters it; the test's other threads do not.
+struct VethNs {
+    name: String,
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl VethNs {
+    /// `None` (with a message) where the test cannot run.
+    fn create(tag: &str) -> Option<VethNs> {
+        // SAFETY: geteuid has no preconditions.
+        #[allow(unsafe_code)]
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            eprintln!("skipping: needs root to create a network namespace and veth pair");
+            return None;
+        }
+        if !ip(&["-V"]) {
+            eprintln!("skipping: the `ip` command (iproute2) is missing");
+            return None;
+        }
+        let id = std::process::id();
+        let ns = VethNs {
+            name: format!("fs-afp-{tag}-{id}"),
+            a: format!("fsa{tag}{id}"),
+            b: format!("fsb{tag}{id}"),
+        };
+        assert!(ns.a.len() <= 15, "interface names fit IFNAMSIZ");
+        assert!(ip(&["netns", "add", &ns.name]), "ip netns add {}", ns.name);
+        let n = ns.name.as_str();
+        assert!(ip(&[
+            "-n", n, "link", "add", &ns.a, "type", "veth", "peer", "name", &ns.b
+        ]));
+        assert!(ip(&["-n", n, "link", "set", &ns.a, "up"]));
+        assert!(ip(&["-n", n, "link", "set", &ns.b, "up"]));
+        ns.enter();
+        Some(ns)
+    }
+
+    /// Moves the calling thread into the namespace.
+    #[allow(unsafe_code)]
+    fn enter(&self) {
+        let path = format!("/var/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).expect("namespace file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid namespace descriptor; setns changes only this
+        // thread's network namespace, which the test thread then keeps.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for VethNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair in it.
+        ip(&["netns", "del", &self.name]);
+    }
+}
+
+const SRC_MAC: [u8; 6] = [0x02, 0xf5, 0, 0, 0, 1];
+const DST_MAC: [u8; 6] = [0x02, 0xf5, 0, 0, 0, 2];
+
+/// An Ethernet/IPv4/UDP frame of flow `flow`, in the given direction, with
+/// an optional 802.1Q tag. Only the fields the test looks at are filled.
+fn udp_frame(flow: u16, reply: bool, vlan: Option<u16>) -> Vec<u8> {
+    let (src, dst, sport, dport) = if reply {
+        ([10, 9, 0, 2], [10, 9, 0, 1], 53u16, 40000 + flow)
+    } else {
+        ([10, 9, 0, 1], [10, 9, 0, 2], 40000 + flow, 53u16)
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&DST_MAC);
+    f.extend_from_slice(&SRC_MAC);
+    if let Some(tci) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    let payload = [0u8; 18];
+    let total = (20 + 8 + payload.len()) as u16;
+    f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
+    let l = f.len();
+    f[l - 10..l - 8].copy_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&payload);
+    f
+}
+
+/// A captured frame, the VLAN TCI the kernel reported, and its type.
+type Captured = (Vec<u8>, Option<u16>, PacketType);
+
+/// The test's own frames (by source MAC) captured by each ring until `want`
+/// have arrived in all or 5 s pass.
+fn collect(rings: &mut [Ring], want: usize) -> Vec<Vec<Captured>> {
+    let mut got: Vec<Vec<_>> = rings.iter().map(|_| Vec::new()).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.iter().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
+        for (i, ring) in rings.iter_mut().enumerate() {
+            ring.wait(Duration::from_millis(20)).expect("poll");
+            while let Some(block) = ring.next_block() {
+                for p in block.packets() {
+                    if p.data.get(6..12) == Some(&SRC_MAC[..]) {
+                        got[i].push((p.data.to_vec(), p.vlan.map(|v| v.1), p.packet_type));
+                    }
+                }
+            }
+        }
+    }
+    got
+}
+
+/// Small rings for tests: 1 MiB blocks, 4 of them, 5 ms timeout.
+fn small(fanout_group: Option<u16>) -> RingConfig {
+    RingConfig {
+        block_size: 1 << 20,
+        block_count: 4,
+        block_timeout: Duration::from_millis(5),
+        fanout_group,
+    }
+}
+
+#[test]
+fn frames_sent_into_one_end_are_captured_on_the_other() {
+    let Some(ns) = VethNs::create("c") else {
+        return;
+    };
+    let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let frames: Vec<Vec<u8>> = (0..200).map(|i| udp_frame(i, i % 2 == 1, None)).collect();
+    for f in &frames {
+        sender.send(f).expect("send");
+    }
+    let got = collect(&mut rings, frames.len());
+    let data: Vec<&Vec<u8>> = got[0].iter().map(|(d, _, _)| d).collect();
+    assert_eq!(data.len(), frames.len(), "every frame captured once");
+    assert!(
+        data.iter().zip(&frames).all(|(d, f)| *d == f),
+        "in order, unchanged"
+    );
+    assert!(
+        got[0]
+            .iter()
+            .all(|(_, _, t)| *t == PacketType::OtherHost || *t == PacketType::Host)
+    );
+    let stats = rings[0].stats().expect("stats");
+    assert!(stats.packets >= frames.len() as u64, "{stats:?}");
+    assert_eq!(stats.drops, 0);
+}
+
+#[test]
+fn a_vlan_tag_is_either_in_the_frame_or_reported() {
+    let Some(ns) = VethNs::create("v") else {
+        return;
+    };
+    let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let frame = udp_frame(1, false, Some(0x2064));
+    sender.send(&frame).expect("send");
+    let got = collect(&mut rings, 1);
+    let [(data, vlan, _)] = got[0].as_slice() else {
+        panic!("one frame expected, got {}", got[0].len());
+    };
+    match vlan {
+        // Stripped by the (virtual) NIC: the frame has no tag, the kernel
+        // reports it.
+        Some(tci) => {
+            assert_eq!(*tci, 0x2064);
+            assert_eq!(data[12..14], [0x08, 0x00]);
+        }
+        None => assert_eq!(*data, frame),
+    }
+}
+
+#[test]
+fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
+    let Some(ns) = VethNs::create("f") else {
+        return;
+    };
+    let group = (std::process::id() & 0xffff) as u16;
+    let mut rings = vec![
+        Ring::open(&ns.b, &small(Some(group))).expect("ring 0"),
+        Ring::open(&ns.b, &small(Some(group))).expect("ring 1"),
+    ];
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let flows = 64u16;
+    let mut sent = 0;
+    for round in 0..4 {
+        for flow in 0..flows {
+            sender
+                .send(&udp_frame(flow, round % 2 == 1, None))
+                .expect("send");
+            sent += 1;
+        }
+    }
+    let got = collect(&mut rings, sent);
+    assert_eq!(
+        got.iter().map(Vec::len).sum::<usize>(),
+        sent,
+        "every frame on exactly one ring"
+    );
+    let flow_of = |d: &Vec<u8>| {
+        let sport = u16::from_be_bytes([d[34], d[35]]);
+        let dport = u16::from_be_bytes([d[36], d[37]]);
+        sport.max(dport) - 40000
+    };
+    for flow in 0..flows {
+        let on: Vec<usize> = (0..2)
+            .filter(|&r| got[r].iter().any(|(d, _, _)| flow_of(d) == flow))
+            .collect();
+        assert_eq!(
+            on.len(),
+            1,
+            "flow {flow} (both directions) on one ring, found on {on:?}"
+        );
+    }
+    assert!(
+        got.iter().all(|g| !g.is_empty()),
+        "the group spreads flows: {} / {}",
+        got[0].len(),
+        got[1].len()
+    );
+}
+
+#[test]
+fn an_unknown_interface_is_a_clear_error() {
+    let e = Ring::open("no-such-if0", &RingConfig::default()).unwrap_err();
+    assert_eq!(e.to_string(), "interface \"no-such-if0\" does not exist");
+    let e = Ring::open(
+        "lo",
+        &RingConfig {
+            block_size: 4096,
+            ..RingConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("bad ring size: block size 4096"),
+        "{e}"
+    );
+}

@@ -147,6 +147,70 @@ fn set_option<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<(
     }
 }
 
+/// A new AF_PACKET raw socket for `protocol` (network byte order; 0
+/// receives nothing), and the index of `interface`.
+#[allow(unsafe_code)]
+pub(crate) fn packet_socket(interface: &str, protocol: u16) -> Result<(OwnedFd, u32), RingError> {
+    let name =
+        CString::new(interface).map_err(|_| RingError::UnknownInterface(interface.to_owned()))?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(RingError::UnknownInterface(interface.to_owned()));
+    }
+    // SAFETY: plain system call; the result is checked.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol),
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => RingError::NoPrivilege {
+                interface: interface.to_owned(),
+            },
+            _ => RingError::Sys {
+                call: "socket(AF_PACKET)",
+                interface: interface.to_owned(),
+                source: e,
+            },
+        });
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(raw) }, ifindex))
+}
+
+/// Binds a packet socket to one interface and protocol.
+#[allow(unsafe_code)]
+pub(crate) fn bind_socket(
+    fd: &OwnedFd,
+    ifindex: u32,
+    protocol: u16,
+    interface: &str,
+) -> Result<(), RingError> {
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(sys_err("bind", interface))
+    }
+}
+
 impl Ring {
     /// Opens a socket on `interface` with a ring as `config` says.
     ///
@@ -167,37 +231,8 @@ impl Ring {
         }
         let map_len = usize::try_from(u64::from(config.block_size) * u64::from(config.block_count))
             .map_err(|_| RingError::BadConfig("ring larger than the address space".into()))?;
-        let name = CString::new(interface)
-            .map_err(|_| RingError::UnknownInterface(interface.to_owned()))?;
-        // SAFETY: `name` is a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(RingError::UnknownInterface(interface.to_owned()));
-        }
         let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain system call; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(protocol),
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => RingError::NoPrivilege {
-                    interface: interface.to_owned(),
-                },
-                _ => RingError::Sys {
-                    call: "socket(AF_PACKET)",
-                    interface: interface.to_owned(),
-                    source: e,
-                },
-            });
-        }
-        // SAFETY: `raw` is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (fd, ifindex) = packet_socket(interface, protocol)?;
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         set_option(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(|_| sys_err("setsockopt(PACKET_VERSION)", interface))?;
@@ -233,7 +268,7 @@ impl Ring {
         let Some(map) = NonNull::new(map.cast::<u8>()) else {
             return Err(sys_err("mmap of the ring", interface));
         };
-        let mut ring = Ring {
+        let ring = Ring {
             fd,
             map,
             map_len,
@@ -244,35 +279,13 @@ impl Ring {
             ifindex,
             stats: RingStats::default(),
         };
-        ring.bind(protocol)?;
+        bind_socket(&ring.fd, ifindex, protocol, interface)?;
         if let Some(group) = config.fanout_group {
             let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_HASH << 16);
             set_option(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
                 .map_err(|_| sys_err("setsockopt(PACKET_FANOUT)", interface))?;
         }
         Ok(ring)
-    }
-
-    #[allow(unsafe_code)]
-    fn bind(&mut self, protocol: u16) -> Result<(), RingError> {
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = self.ifindex as i32;
-        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
-        let rc = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(sys_err("bind", &self.interface))
-        }
     }
 
     /// The interface's name as given.

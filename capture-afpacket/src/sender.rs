@@ -1,10 +1,10 @@
 //! Raw frames out of an interface, through a packet socket.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::RingError;
+use crate::ring::{bind_socket, packet_socket};
 
 /// Writes whole link-layer frames to one interface.
 #[derive(Debug)]
@@ -18,52 +18,10 @@ impl PacketSender {
     /// # Errors
     /// As [`Ring::open`](crate::Ring::open): unknown interface, no
     /// CAP_NET_RAW, or a failed system call.
-    #[allow(unsafe_code)]
     pub fn open(interface: &str) -> Result<PacketSender, RingError> {
-        let name = CString::new(interface)
-            .map_err(|_| RingError::UnknownInterface(interface.to_owned()))?;
-        // SAFETY: `name` is a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(RingError::UnknownInterface(interface.to_owned()));
-        }
         // Protocol 0: this socket receives nothing.
-        // SAFETY: plain system call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => RingError::NoPrivilege {
-                    interface: interface.to_owned(),
-                },
-                _ => RingError::Sys {
-                    call: "socket(AF_PACKET)",
-                    interface: interface.to_owned(),
-                    source: e,
-                },
-            });
-        }
-        // SAFETY: `raw` is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(RingError::Sys {
-                call: "bind",
-                interface: interface.to_owned(),
-                source: io::Error::last_os_error(),
-            });
-        }
+        let (fd, ifindex) = packet_socket(interface, 0)?;
+        bind_socket(&fd, ifindex, 0, interface)?;
         Ok(PacketSender { fd })
     }
 

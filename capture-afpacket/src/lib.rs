@@ -18,5 +18,7 @@
 pub mod ring;
 mod sender;
 
-pub use ring::{Block, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats};
+pub use ring::{
+    Block, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats, wait_any,
+};
 pub use sender::PacketSender;

@@ -348,32 +348,14 @@ impl Ring {
     ///
     /// # Errors
     /// `poll` failed (not counting interruptions by signals, which return
-    /// `false`), or the interface went away (`ENETDOWN` or `ENXIO`).
-    #[allow(unsafe_code)]
+    /// `false`), or the socket reported an error (its interface went down or
+    /// away).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
-        if self.status(self.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0 {
-            return Ok(true);
+        match wait_any(std::slice::from_ref(self), timeout)? {
+            Some((_, Some(e))) => Err(e),
+            Some((_, None)) => Ok(true),
+            None => Ok(false),
         }
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | libc::POLLERR,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
-        }
-        if pfd.revents & libc::POLLERR != 0 {
-            return Err(self.socket_error());
-        }
-        Ok(self.status(self.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0)
     }
 
     #[allow(unsafe_code)]
@@ -428,6 +410,51 @@ impl Ring {
         self.stats.freezes += u64::from(s.tp_freeze_q_cnt);
         Ok(self.stats)
     }
+}
+
+/// Waits until one of `rings` has a block ready or `timeout` passes; returns
+/// the index of a ready ring, if any. A ring whose socket reports an error
+/// (its interface went down or away) is returned with the error, so that the
+/// caller can drop it and go on with the others.
+///
+/// # Errors
+/// `poll` itself failed (not counting interruptions by signals).
+#[allow(unsafe_code)]
+pub fn wait_any(
+    rings: &[Ring],
+    timeout: Duration,
+) -> io::Result<Option<(usize, Option<io::Error>)>> {
+    let ready = |rings: &[Ring]| {
+        rings
+            .iter()
+            .position(|r| r.status(r.current).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0)
+    };
+    if let Some(i) = ready(rings) {
+        return Ok(Some((i, None)));
+    }
+    let mut fds: Vec<libc::pollfd> = rings
+        .iter()
+        .map(|r| libc::pollfd {
+            fd: r.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        })
+        .collect();
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `fds` holds `fds.len()` valid pollfd entries.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if let Some(i) = fds.iter().position(|p| p.revents & libc::POLLERR != 0) {
+        return Ok(Some((i, Some(rings[i].socket_error()))));
+    }
+    Ok(ready(rings).map(|i| (i, None)))
 }
 
 impl Drop for Ring {

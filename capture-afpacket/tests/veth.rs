@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig};
+use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig, wait_any};
 
 /// A namespace holding a veth pair `a` – `b`, deleted (with the pair) on
 /// drop. The calling thread enters it; the test's other threads do not.
@@ -118,8 +118,10 @@ fn collect(rings: &mut [Ring], want: usize) -> Vec<Vec<Captured>> {
     let mut got: Vec<Vec<_>> = rings.iter().map(|_| Vec::new()).collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.iter().map(Vec::len).sum::<usize>() < want && Instant::now() < deadline {
+        if let Some((_, error)) = wait_any(rings, Duration::from_millis(20)).expect("poll") {
+            assert!(error.is_none(), "socket error: {error:?}");
+        }
         for (i, ring) in rings.iter_mut().enumerate() {
-            ring.wait(Duration::from_millis(20)).expect("poll");
             while let Some(block) = ring.next_block() {
                 for p in block.packets() {
                     if p.data.get(6..12) == Some(&SRC_MAC[..]) {
@@ -241,6 +243,34 @@ fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
         "the group spreads flows: {} / {}",
         got[0].len(),
         got[1].len()
+    );
+}
+
+#[test]
+fn an_interface_that_goes_away_is_reported_by_wait() {
+    let Some(ns) = VethNs::create("d") else {
+        return;
+    };
+    let mut ring = Ring::open(&ns.b, &small(None)).expect("ring");
+    assert!(!ring.wait(Duration::from_millis(10)).expect("nothing yet"));
+    assert!(
+        ip(&["-n", &ns.name, "link", "del", &ns.a]),
+        "deleting the veth pair"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let error = loop {
+        match ring.wait(Duration::from_millis(50)) {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {}
+            Ok(_) => panic!("no error within 5 s of the interface going away"),
+        }
+    };
+    assert!(
+        matches!(
+            error.raw_os_error(),
+            Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+        ),
+        "{error}"
     );
 }
 

@@ -5,7 +5,8 @@
 //! ([`RingConfig::fanout_group`]) split an interface's traffic by a
 //! symmetric flow hash, so that each worker can own one ring and every flow
 //! stays on one worker. [`PacketSender`] writes raw frames to an interface,
-//! for tests and benchmarks that replay captures into a veth pair.
+//! for tests and benchmarks that replay captures into a veth pair, which
+//! [`testnet`] sets up in a network namespace of its own.
 //!
 //! Work in progress (issue 5): the rings and the sender exist and are tested
 //! on real veth interfaces; the `engine` binary has no live-capture flag yet.
@@ -17,6 +18,7 @@
 
 pub mod ring;
 mod sender;
+pub mod testnet;
 
 pub use ring::{
     Block, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats, wait_any,

@@ -3,75 +3,23 @@
 //! are captured on the other. Needs root (CAP_NET_ADMIN for the namespace,
 //! CAP_NET_RAW for the sockets) and `ip`; skips with a message otherwise.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use capture_afpacket::testnet::{VethNamespace, ip};
 use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig, wait_any};
 
-/// A namespace holding a veth pair `a` – `b`, deleted (with the pair) on
-/// drop. The calling thread enters it; the test's other threads do not.
-struct VethNs {
-    name: String,
-    a: String,
-    b: String,
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-impl VethNs {
-    /// `None` (with a message) where the test cannot run.
-    fn create(tag: &str) -> Option<VethNs> {
-        // SAFETY: geteuid has no preconditions.
-        #[allow(unsafe_code)]
-        let euid = unsafe { libc::geteuid() };
-        if euid != 0 {
-            eprintln!("skipping: needs root to create a network namespace and veth pair");
-            return None;
+/// The namespace with the test thread in it, or `None` (with a message)
+/// where the test cannot run.
+fn veth(tag: &str) -> Option<VethNamespace> {
+    match VethNamespace::create(tag) {
+        Ok(ns) => {
+            ns.enter();
+            Some(ns)
         }
-        if !ip(&["-V"]) {
-            eprintln!("skipping: the `ip` command (iproute2) is missing");
-            return None;
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            None
         }
-        let id = std::process::id();
-        let ns = VethNs {
-            name: format!("fs-afp-{tag}-{id}"),
-            a: format!("fsa{tag}{id}"),
-            b: format!("fsb{tag}{id}"),
-        };
-        assert!(ns.a.len() <= 15, "interface names fit IFNAMSIZ");
-        assert!(ip(&["netns", "add", &ns.name]), "ip netns add {}", ns.name);
-        let n = ns.name.as_str();
-        assert!(ip(&[
-            "-n", n, "link", "add", &ns.a, "type", "veth", "peer", "name", &ns.b
-        ]));
-        assert!(ip(&["-n", n, "link", "set", &ns.a, "up"]));
-        assert!(ip(&["-n", n, "link", "set", &ns.b, "up"]));
-        ns.enter();
-        Some(ns)
-    }
-
-    /// Moves the calling thread into the namespace.
-    #[allow(unsafe_code)]
-    fn enter(&self) {
-        let path = format!("/var/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).expect("namespace file");
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid namespace descriptor; setns changes only this
-        // thread's network namespace, which the test thread then keeps.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-    }
-}
-
-impl Drop for VethNs {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair in it.
-        ip(&["netns", "del", &self.name]);
     }
 }
 
@@ -146,7 +94,7 @@ fn small(fanout_group: Option<u16>) -> RingConfig {
 
 #[test]
 fn frames_sent_into_one_end_are_captured_on_the_other() {
-    let Some(ns) = VethNs::create("c") else {
+    let Some(ns) = veth("c") else {
         return;
     };
     let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
@@ -174,7 +122,7 @@ fn frames_sent_into_one_end_are_captured_on_the_other() {
 
 #[test]
 fn a_vlan_tag_is_either_in_the_frame_or_reported() {
-    let Some(ns) = VethNs::create("v") else {
+    let Some(ns) = veth("v") else {
         return;
     };
     let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
@@ -198,7 +146,7 @@ fn a_vlan_tag_is_either_in_the_frame_or_reported() {
 
 #[test]
 fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
-    let Some(ns) = VethNs::create("f") else {
+    let Some(ns) = veth("f") else {
         return;
     };
     let group = (std::process::id() & 0xffff) as u16;
@@ -248,7 +196,7 @@ fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
 
 #[test]
 fn an_interface_that_goes_away_is_reported_by_wait() {
-    let Some(ns) = VethNs::create("d") else {
+    let Some(ns) = veth("d") else {
         return;
     };
     let mut ring = Ring::open(&ns.b, &small(None)).expect("ring");

@@ -548,6 +548,22 @@ pub struct Packet<'a> {
     pub ifindex: u32,
     /// `tp_status` (e.g. `TP_STATUS_CSUMNOTREADY`).
     pub status: u32,
+    /// The interface's hardware type (`sll_hatype`, an `ARPHRD_*` value).
+    pub hatype: u16,
+}
+
+impl Packet<'_> {
+    /// The pcap link type (`LINKTYPE_*`) of `data`: Ethernet for Ethernet
+    /// and loopback interfaces (and veth), raw IP for interfaces without a
+    /// link-layer header (tun, WireGuard), 0 for anything else, which the
+    /// decoder counts as an unsupported link type.
+    pub fn link_type(&self) -> u32 {
+        match self.hatype {
+            libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => 1,
+            libc::ARPHRD_NONE => 101,
+            _ => 0,
+        }
+    }
 }
 
 /// The packets of a [`Block`].
@@ -600,6 +616,7 @@ fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
     // struct sockaddr_ll follows the header, aligned to 16.
     let ll = TPACKET3_HDR_LEN.next_multiple_of(16);
     let ifindex = u32_at(h, ll + 4)?;
+    let hatype = u16_at(h, ll + 8)?;
     let pkttype = *h.get(ll + 10)?;
     let data = h.get(mac..mac.checked_add(snaplen)?)?;
     let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
@@ -618,6 +635,7 @@ fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
         packet_type: PacketType::from_raw(pkttype),
         ifindex,
         status,
+        hatype,
     })
 }
 
@@ -651,6 +669,7 @@ mod tests {
             h[24..26].copy_from_slice(&(mac as u16).to_ne_bytes());
             h[32..36].copy_from_slice(&u32::from(vlan.unwrap_or(0)).to_ne_bytes());
             h[48 + 4..48 + 8].copy_from_slice(&7u32.to_ne_bytes());
+            h[48 + 8..48 + 10].copy_from_slice(&libc::ARPHRD_ETHER.to_ne_bytes());
             h[48 + 10] = *pkttype;
             h[mac..mac + data.len()].copy_from_slice(data);
             at += len;
@@ -677,6 +696,7 @@ mod tests {
         assert_eq!(packets[0].packet_type, PacketType::Host);
         assert_eq!(packets[0].vlan, None);
         assert_eq!(packets[0].ifindex, 7);
+        assert_eq!(packets[0].link_type(), 1);
         assert_eq!(packets[1].data, &[4; 100][..]);
         assert_eq!(packets[1].packet_type, PacketType::Outgoing);
         assert_eq!(packets[1].vlan, Some((0x8100, 0x2064)));

@@ -199,6 +199,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Moves the capture clock forward to `clock_ns` (it never goes back)
+    /// without a packet: live capture advances it with the wall clock, so
+    /// that flows time out while no packet arrives. It reaches the workers
+    /// with the next batches, or at once with [`sync`](Self::sync).
+    pub fn advance_clock(&mut self, clock_ns: u64) {
+        self.clock_ns = self.clock_ns.max(clock_ns);
+    }
+
     /// Sends every worker its pending packets and the current clock now,
     /// instead of when batches fill. Call it before the input may stall
     /// (a pipe with nothing ready), so that records already due are released

@@ -1,9 +1,10 @@
-//! The `engine` binary: reads a capture and emits one flow span per flow
-//! record, as OTLP JSON and/or over OTLP to a collector. Flags, wiring and
-//! exit codes only; the work is in the `engine`, `capture_pcap` and
-//! `exporter` crates.
+//! The `engine` binary: reads a capture file or captures live, and emits
+//! one flow span per flow record, as OTLP JSON and/or over OTLP to a
+//! collector. Flags, wiring and exit codes only; the work is in the
+//! `engine`, `capture_pcap`, `capture_afpacket` and `exporter` crates.
 #![forbid(unsafe_code)]
 
+mod live;
 mod output;
 mod stdin;
 mod summary;
@@ -30,8 +31,8 @@ use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
 use exporter::{Encodings, RequestEncoder, encode_spans};
 
+use crate::live::{Live, LiveEnd};
 use crate::output::OtlpSink;
-
 use crate::summary::{DecodeCounters, Summary};
 
 const AFTER_HELP: &str = "\
@@ -46,8 +47,12 @@ Capture files are never dropped from: reading waits while the collector is away.
 end of input or SIGINT/SIGTERM the queue is flushed for up to --shutdown-timeout; a
 second signal stops waiting. Spans not delivered are counted and reported.
 
+Live capture (-i, needs CAP_NET_RAW) runs until SIGINT or SIGTERM, which flush every open
+flow (forced_end) and exit 0; with OTLP export it drops spans beyond --queue-size rather
+than stall.
+
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
-flows from the records before it were written); 2 bad flags, settings or environment,
+flows from the records before it were written), or every live interface went away; 2 bad flags, settings or environment,
 or the input or output could not be opened, or the input is not a capture; 3 some spans
 were not delivered to the collector (takes precedence over 1 and 130); 130 interrupted
 by SIGINT or SIGTERM (open flows were flushed as forced_end).
@@ -58,15 +63,17 @@ Examples:
   engine --pcap trace.pcap --otlp-endpoint http://localhost:4317
   OTEL_EXPORTER_OTLP_ENDPOINT=https://otel:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
     OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer%20TOKEN' engine --pcap trace.pcap
-  tcpdump -w - -i eth0 | engine --pcap -";
+  tcpdump -w - -i eth0 | engine --pcap -
+  engine -i eth0 -o spans.json                  # live, until Ctrl-C";
 
 /// Capture files in, OpenTelemetry flow spans out (OTLP JSON, OTLP/gRPC, OTLP/HTTP).
 #[derive(Debug, Parser)]
 #[command(
     name = "engine",
     version,
-    about = "Capture files in, one OpenTelemetry span per flow record out: OTLP JSON, or OTLP/gRPC and OTLP/HTTP to a collector.",
-    after_help = AFTER_HELP
+    about = "Capture files or live interfaces in, one OpenTelemetry span per flow record out: OTLP JSON, or OTLP/gRPC and OTLP/HTTP to a collector.",
+    after_help = AFTER_HELP,
+    group(clap::ArgGroup::new("input").required(true).args(["pcap", "interfaces"]))
 )]
 struct Args {
     /// Capture file to read (pcap or pcapng, any byte order); `-` reads standard input.
@@ -74,7 +81,33 @@ struct Args {
     /// truncate it during the run, pipe it in instead (`--pcap - < FILE`), since
     /// truncating a mapped file kills the reader (SIGBUS).
     #[arg(long, value_name = "FILE")]
-    pcap: PathBuf,
+    pcap: Option<PathBuf>,
+
+    /// Capture live on this interface (repeatable) until SIGINT or SIGTERM, which flush
+    /// every open flow (`forced_end`) and exit 0. Needs CAP_NET_RAW.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        help_heading = "Live capture"
+    )]
+    interfaces: Vec<String>,
+
+    /// Live capture backend.
+    #[arg(long, value_enum, default_value_t = Backend::Afpacket, help_heading = "Live capture")]
+    backend: Backend,
+
+    /// Bytes per ring block (a multiple of 4096, at least 1 MiB so that offloaded
+    /// super-frames fit). Each interface has one ring per worker.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, value_parser = parse_block_size,
+          help_heading = "Live capture")]
+    ring_block_size: u32,
+
+    /// Blocks per ring.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536),
+          help_heading = "Live capture")]
+    ring_blocks: u32,
 
     /// Write OTLP JSON to FILE (`-` for standard output). Without it, JSON goes to
     /// standard output unless spans are exported over OTLP.
@@ -187,6 +220,13 @@ struct Args {
     quiet: bool,
 }
 
+/// Where live packets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// AF_PACKET TPACKET_V3 rings, one per worker, in a fanout group.
+    Afpacket,
+}
+
 fn default_workers() -> u16 {
     thread::available_parallelism()
         .map(|n| u16::try_from(n.get()).unwrap_or(u16::MAX))
@@ -203,6 +243,15 @@ fn parse_secs(s: &str) -> Result<u64, String> {
         ));
     }
     Ok((v * 1e9).round() as u64)
+}
+
+fn parse_block_size(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(v) if v >= 1 << 20 && v.is_multiple_of(4096) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a ring block size (expected bytes: a multiple of 4096, from 1048576 to 4294963200)"
+        )),
+    }
 }
 
 fn parse_positive_secs(s: &str) -> Result<u64, String> {
@@ -298,6 +347,7 @@ fn start_export(
     config: &OtlpConfig,
     args: &Args,
     resource: &Resource,
+    live: bool,
 ) -> anyhow::Result<(OtlpSink, String)> {
     let target = format!("{} ({})", config.url, config.protocol.name());
     match exporter::otlp::probe(config, config.timeout.min(Duration::from_secs(3)))
@@ -313,7 +363,13 @@ fn start_export(
     let options = ExportOptions {
         queue_requests: usize::try_from(args.queue_size.div_ceil(args.batch_size.into()))
             .unwrap_or(usize::MAX),
-        policy: QueuePolicy::Block,
+        // A file waits for the collector; live traffic cannot, so spans
+        // beyond the queue are dropped (and counted).
+        policy: if live {
+            QueuePolicy::DropWhenFull
+        } else {
+            QueuePolicy::Block
+        },
         concurrency: usize::from(args.otlp_concurrency),
     };
     let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
@@ -395,14 +451,24 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut reader = if args.pcap.as_os_str() == "-" {
-        let source = stdin::InterruptibleStdin::new(Arc::clone(&stop))
-            .context("starting the standard input thread")?;
-        CaptureReader::new(Box::new(source), "-".into())
-    } else {
-        CaptureReader::open(&args.pcap)
-    }
-    .map_err(|e| anyhow!(e))?;
+    let mut source = match &args.pcap {
+        Some(path) if path.as_os_str() == "-" => {
+            let input = stdin::InterruptibleStdin::new(Arc::clone(&stop))
+                .context("starting the standard input thread")?;
+            Source::File(CaptureReader::new(Box::new(input), "-".into()).map_err(|e| anyhow!(e))?)
+        }
+        Some(path) => Source::File(CaptureReader::open(path).map_err(|e| anyhow!(e))?),
+        None => {
+            let Backend::Afpacket = args.backend;
+            Source::Live(Live::open(
+                &args.interfaces,
+                usize::from(args.workers),
+                args.ring_block_size,
+                args.ring_blocks,
+            )?)
+        }
+    };
+    let live = matches!(source, Source::Live(_));
     let json = if args.output.is_some() || otlp.is_none() {
         Some(OtlpJsonWriter::new(
             open_output(args.output.as_ref())?,
@@ -414,7 +480,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     let (sink, target) = match &otlp {
         Some(config) => {
-            let (sink, target) = start_export(config, args, &resource)?;
+            let (sink, target) = start_export(config, args, &resource, live)?;
             (Some(sink), Some(target))
         }
         None => (None, None),
@@ -453,48 +519,32 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(args.quiet, export_status);
     let mut decode_counters = DecodeCounters::default();
     let mut damaged = None;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
+    let mut all_interfaces_gone = false;
+    match &mut source {
+        Source::File(reader) => {
+            damaged = read_file(
+                reader,
+                &mut pipeline,
+                &stop,
+                &mut decode_counters,
+                &mut progress,
+            );
         }
-        let frame = match reader.next_frame_or_idle() {
-            Ok(Next::Frame(f)) => f,
-            Ok(Next::Idle) => {
-                // The input (a pipe) may stall here: release what is due.
-                if pipeline.sync().is_err() {
-                    break;
-                }
-                continue;
-            }
-            Ok(Next::End) => break,
-            Err(e) => {
-                // A signal ends standard input early; a record cut short by
-                // that is not damage.
-                if !stop.load(Ordering::Relaxed) {
-                    damaged = Some(e);
-                }
-                break;
-            }
-        };
-        let ts = frame.ts_ns;
-        decode_counters.frames += 1;
-        match decode(LinkType(frame.link_type), frame.data) {
-            Decoded::Ip(p) => {
-                decode_counters.decoded += 1;
-                // On error the output thread has stopped; its own error is
-                // reported below.
-                if pipeline.push(p, ts).is_err() {
-                    break;
-                }
-            }
-            Decoded::Skipped(reason) => decode_counters.skip(reason, frame.link_type),
-            Decoded::Malformed(e) => decode_counters.malformed(e),
-        }
-        if decode_counters.frames % 65_536 == 0 {
-            progress.tick(&reader, &decode_counters);
+        Source::Live(capture) => {
+            let name = capture.name();
+            eprintln!(
+                "engine: capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
+                name.trim_start_matches("live capture on "),
+                usize::from(args.workers) * capture.stats().len()
+            );
+            let end = capture.run(&mut pipeline, &stop, &mut decode_counters, |d, bytes| {
+                progress.tick(&name, d, bytes);
+            });
+            all_interfaces_gone = matches!(end, LiveEnd::NoInterfaceLeft);
         }
     }
-    let interrupted = stop.load(Ordering::Relaxed);
+    // A live capture ends by a signal: that is its normal end.
+    let interrupted = !live && stop.load(Ordering::Relaxed);
     let table = pipeline.finish();
     let written = writer
         .join()
@@ -520,11 +570,22 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
     let spans = written.spans;
     let table = table.map_err(|e| anyhow!(e))?;
+    let (name, bytes, reader_stats, live_stats) = match &mut source {
+        Source::File(reader) => (
+            reader.path().to_owned(),
+            reader.stats().bytes,
+            Some(reader.stats().clone()),
+            Vec::new(),
+        ),
+        Source::Live(capture) => (capture.name(), capture.bytes, None, capture.stats()),
+    };
     if !args.quiet {
         let summary = Summary {
-            path: reader.path(),
+            path: &name,
+            bytes,
             elapsed: started.elapsed(),
-            reader: reader.stats(),
+            reader: reader_stats.as_ref(),
+            live: &live_stats,
             decode: &decode_counters,
             table: &table,
             spans,
@@ -532,8 +593,11 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         };
         eprint!("{summary}");
     }
-    if let Some(first) = &reader.stats().first_problem {
+    if let Some(first) = reader_stats.as_ref().and_then(|r| r.first_problem.as_ref()) {
         eprintln!("engine: warning: {first}");
+    }
+    if all_interfaces_gone {
+        eprintln!("engine: error: every interface went away; open flows were flushed");
     }
     if let Some(e) = &damaged {
         eprintln!("engine: error: {e}; flows from the records before it were written");
@@ -554,11 +618,69 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         Outcome::SpansLost
     } else if interrupted {
         Outcome::Interrupted
-    } else if damaged.is_some() {
+    } else if damaged.is_some() || all_interfaces_gone {
         Outcome::DamagedInput
     } else {
         Outcome::Complete
     })
+}
+
+/// Where packets come from.
+enum Source {
+    /// A capture file or standard input.
+    File(CaptureReader),
+    /// Live capture.
+    Live(Live),
+}
+
+/// Reads `reader` to its end (or until `stop`) into `pipeline`; returns the
+/// error that ended it early, if the capture is damaged.
+fn read_file(
+    reader: &mut CaptureReader,
+    pipeline: &mut Pipeline,
+    stop: &AtomicBool,
+    decode_counters: &mut DecodeCounters,
+    progress: &mut Progress,
+) -> Option<capture_pcap::CaptureError> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let frame = match reader.next_frame_or_idle() {
+            Ok(Next::Frame(f)) => f,
+            Ok(Next::Idle) => {
+                // The input (a pipe) may stall here: release what is due.
+                if pipeline.sync().is_err() {
+                    return None;
+                }
+                continue;
+            }
+            Ok(Next::End) => return None,
+            Err(e) => {
+                // A signal ends standard input early; a record cut short by
+                // that is not damage.
+                return (!stop.load(Ordering::Relaxed)).then_some(e);
+            }
+        };
+        let ts = frame.ts_ns;
+        decode_counters.frames += 1;
+        match decode(LinkType(frame.link_type), frame.data) {
+            Decoded::Ip(p) => {
+                decode_counters.decoded += 1;
+                // On error the output thread has stopped; its own error is
+                // reported by the caller.
+                if pipeline.push(p, ts).is_err() {
+                    return None;
+                }
+            }
+            Decoded::Skipped(reason) => decode_counters.skip(reason, frame.link_type),
+            Decoded::Malformed(e) => decode_counters.malformed(e),
+        }
+        if decode_counters.frames.is_multiple_of(65_536) {
+            let (path, bytes) = (reader.path().to_owned(), reader.stats().bytes);
+            progress.tick(&path, decode_counters, bytes);
+        }
+    }
 }
 
 /// A progress line on standard error for long runs: rewritten in place on a
@@ -585,7 +707,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, reader: &CaptureReader, d: &DecodeCounters) {
+    fn tick(&mut self, input: &str, d: &DecodeCounters, bytes: u64) {
         if !self.enabled {
             return;
         }
@@ -603,10 +725,9 @@ impl Progress {
         self.last = now;
         let secs = now.duration_since(self.started).as_secs_f64();
         let mut line = format!(
-            "engine: {}: {} packets, {:.1} MB read in {:.0} s ({:.0} packets/s)",
-            reader.path(),
+            "engine: {input}: {} packets, {:.1} MB read in {:.0} s ({:.0} packets/s)",
             d.frames,
-            reader.stats().bytes as f64 / 1e6,
+            bytes as f64 / 1e6,
             secs,
             d.frames as f64 / secs
         );

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use capture_afpacket::RingStats;
 use capture_pcap::ReaderStats;
 use engine::{DecodeError, EndReason, SkipReason, TableStats};
 use exporter::otlp::ExportReport;
@@ -38,9 +39,15 @@ impl DecodeCounters {
 
 /// The end-of-run summary.
 pub struct Summary<'a> {
+    /// The file, or `live capture on …`.
     pub path: &'a str,
+    /// Bytes read (file) or on the wire (live).
+    pub bytes: u64,
     pub elapsed: Duration,
-    pub reader: &'a ReaderStats,
+    /// The file reader's counters (file input only).
+    pub reader: Option<&'a ReaderStats>,
+    /// Each interface's kernel counters (live capture only).
+    pub live: &'a [(String, RingStats)],
     pub decode: &'a DecodeCounters,
     pub table: &'a TableStats,
     pub spans: u64,
@@ -66,8 +73,15 @@ impl fmt::Display for Summary<'_> {
         writeln!(
             f,
             "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
-            self.path, d.frames, self.reader.bytes, secs
+            self.path, d.frames, self.bytes, secs
         )?;
+        for (interface, r) in self.live {
+            writeln!(
+                f,
+                "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times",
+                r.packets, r.drops, r.freezes
+            )?;
+        }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
         write!(f, "  packets skipped:")?;
         reasons(f, &d.skipped)?;
@@ -82,13 +96,13 @@ impl fmt::Display for Summary<'_> {
         write!(f, "  packets malformed:")?;
         reasons(f, &d.malformed)?;
         writeln!(f)?;
-        writeln!(
-            f,
-            "  capture problems: unknown_interface={} bad_packet_block={} simple_packet_blocks_without_timestamp={}",
-            self.reader.unknown_interface,
-            self.reader.bad_packet_block,
-            self.reader.simple_packet_blocks
-        )?;
+        if let Some(reader) = self.reader {
+            writeln!(
+                f,
+                "  capture problems: unknown_interface={} bad_packet_block={} simple_packet_blocks_without_timestamp={}",
+                reader.unknown_interface, reader.bad_packet_block, reader.simple_packet_blocks
+            )?;
+        }
         writeln!(
             f,
             "  fragments without their first fragment: {}",

@@ -1,0 +1,199 @@
+//! Live capture: `engine -i IFACE` on AF_PACKET TPACKET_V3 rings.
+//!
+//! Each interface gets one ring per flow worker, joined in a
+//! `PACKET_FANOUT_HASH` group, so the kernel spreads the work of filling
+//! rings. One capture thread drains every ring, decodes each frame and hands
+//! it to the pipeline, which shards packets by their addresses exactly as in
+//! pcap mode (so that the fragments of a datagram meet on one worker). The
+//! capture clock follows the wall clock, so flows time out and active
+//! timeouts fire while no packet arrives.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use capture_afpacket::{Ring, RingConfig, RingError, RingStats, wait_any};
+use engine::{Decoded, LinkType, Pipeline, decode};
+
+use crate::summary::DecodeCounters;
+
+/// The rings of every interface being captured.
+pub struct Live {
+    rings: Vec<Ring>,
+    /// Interfaces asked for, in order, with the sum of their rings' kernel
+    /// counters (kept when an interface goes away).
+    interfaces: Vec<(String, RingStats)>,
+    /// Bytes on the wire of the frames read.
+    pub bytes: u64,
+}
+
+/// How a live capture ended.
+pub enum LiveEnd {
+    /// Stopped by a signal.
+    Stopped,
+    /// Every interface went away.
+    NoInterfaceLeft,
+}
+
+impl Live {
+    /// Opens `workers` rings on each interface. An interface that does not
+    /// exist or cannot be opened is a warning, and the others are captured;
+    /// missing privileges, or no interface at all, is an error.
+    ///
+    /// # Errors
+    /// No CAP_NET_RAW, or none of the interfaces could be opened.
+    pub fn open(
+        interfaces: &[String],
+        workers: usize,
+        block_size: u32,
+        block_count: u32,
+    ) -> anyhow::Result<Live> {
+        let mut live = Live {
+            rings: Vec::new(),
+            interfaces: Vec::new(),
+            bytes: 0,
+        };
+        let base = std::process::id() as u16;
+        for (k, interface) in interfaces.iter().enumerate() {
+            let config = RingConfig {
+                block_size,
+                block_count,
+                // Fanout group ids are per network namespace: one per
+                // interface of this process.
+                fanout_group: Some(base.wrapping_add(k as u16)),
+                ..RingConfig::default()
+            };
+            let mut opened = Vec::new();
+            let mut failed = None;
+            for _ in 0..workers {
+                match Ring::open(interface, &config) {
+                    Ok(r) => opened.push(r),
+                    Err(e @ (RingError::NoPrivilege { .. } | RingError::BadConfig(_))) => {
+                        return Err(anyhow::anyhow!(e));
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => eprintln!("engine: warning: not capturing on {interface:?}: {e}"),
+                None => {
+                    live.rings.extend(opened);
+                    live.interfaces
+                        .push((interface.clone(), RingStats::default()));
+                }
+            }
+        }
+        if live.rings.is_empty() {
+            return Err(anyhow::anyhow!(
+                "no interface to capture on (-i): every one given failed to open"
+            ));
+        }
+        Ok(live)
+    }
+
+    /// What the summary calls this input.
+    pub fn name(&self) -> String {
+        let names: Vec<&str> = self.interfaces.iter().map(|(n, _)| n.as_str()).collect();
+        format!("live capture on {}", names.join(", "))
+    }
+
+    /// The interfaces captured, each with its kernel counters since the
+    /// start: packets the kernel passed, drops (ring full) and ring freezes.
+    pub fn stats(&mut self) -> Vec<(String, RingStats)> {
+        let mut all = self.interfaces.clone();
+        for ring in &mut self.rings {
+            add_stats(&mut all, ring);
+        }
+        all
+    }
+
+    /// Closes the rings of `interface` (gone away), keeping their counters.
+    fn retire(&mut self, interface: &str) {
+        let (gone, keep): (Vec<Ring>, Vec<Ring>) = std::mem::take(&mut self.rings)
+            .into_iter()
+            .partition(|r| r.interface() == interface);
+        self.rings = keep;
+        for mut ring in gone {
+            add_stats(&mut self.interfaces, &mut ring);
+        }
+    }
+
+    /// Captures until `stop` is set or every interface is gone, pushing
+    /// every decoded packet into `pipeline`.
+    pub fn run(
+        &mut self,
+        pipeline: &mut Pipeline,
+        stop: &AtomicBool,
+        counters: &mut DecodeCounters,
+        mut progress: impl FnMut(&DecodeCounters, u64),
+    ) -> LiveEnd {
+        let mut last_tick = Instant::now();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return LiveEnd::Stopped;
+            }
+            match wait_any(&self.rings, Duration::from_millis(100)) {
+                Ok(Some((i, Some(e)))) => {
+                    let name = self.rings[i].interface().to_owned();
+                    eprintln!("engine: warning: capture on {name:?} stopped: {e}");
+                    self.retire(&name);
+                    if self.rings.is_empty() {
+                        return LiveEnd::NoInterfaceLeft;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("engine: warning: waiting for packets failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            for ring in &mut self.rings {
+                while let Some(block) = ring.next_block() {
+                    for p in block.packets() {
+                        counters.frames += 1;
+                        self.bytes += u64::from(p.wire_len);
+                        let link_type = p.link_type();
+                        match decode(LinkType(link_type), p.data) {
+                            Decoded::Ip(packet) => {
+                                counters.decoded += 1;
+                                if pipeline.push(packet, p.ts_ns).is_err() {
+                                    // The output side stopped; it reports why.
+                                    return LiveEnd::Stopped;
+                                }
+                            }
+                            Decoded::Skipped(reason) => counters.skip(reason, link_type),
+                            Decoded::Malformed(e) => counters.malformed(e),
+                        }
+                    }
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_millis(100) {
+                last_tick = Instant::now();
+                pipeline.advance_clock(wall_clock_ns());
+                if pipeline.sync().is_err() {
+                    return LiveEnd::Stopped;
+                }
+                progress(counters, self.bytes);
+            }
+        }
+    }
+}
+
+/// Adds `ring`'s counters since it was opened to its interface's in `all`.
+fn add_stats(all: &mut [(String, RingStats)], ring: &mut Ring) {
+    let Ok(s) = ring.stats() else { return };
+    if let Some((_, total)) = all.iter_mut().find(|(n, _)| n == ring.interface()) {
+        total.packets += s.packets;
+        total.drops += s.drops;
+        total.freezes += s.freezes;
+    }
+}
+
+/// Now, in nanoseconds since the Unix epoch (the kernel's packet clock).
+pub fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -72,10 +72,19 @@ impl VethNamespace {
     ///
     /// # Panics
     /// The namespace cannot be entered.
-    #[allow(unsafe_code)]
     pub fn enter(&self) {
+        VethNamespace::enter_named(&self.name);
+    }
+
+    /// Moves the calling thread (only) into the namespace called `name`
+    /// (for a thread that does not hold the `VethNamespace`).
+    ///
+    /// # Panics
+    /// The namespace cannot be entered.
+    #[allow(unsafe_code)]
+    pub fn enter_named(name: &str) {
         use std::os::fd::AsRawFd;
-        let path = format!("/var/run/netns/{}", self.name);
+        let path = format!("/var/run/netns/{name}");
         let file = std::fs::File::open(&path).expect("namespace file");
         // SAFETY: a valid namespace descriptor; setns changes only the
         // calling thread's network namespace.

@@ -80,29 +80,8 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
 
     // engine -i on end b, inside the namespace.
     let live_json = dir.join("live.json");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_engine")])
-        .args(["-i", &ns.b, "--workers", "2", "-o"])
-        .arg(&live_json)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting engine -i");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("engine -i says it is capturing");
-    assert!(first.starts_with("engine: capturing on "), "{first}");
+    let out = live_json.to_str().expect("path");
+    let (mut child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2", "-o", out]);
 
     ns.enter();
     let sender = PacketSender::open(&ns.a).expect("sender");
@@ -158,4 +137,104 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `engine ARGS` inside namespace `ns` with stderr piped; returns the
+/// child, a receiver of its stderr lines, and a handle that yields all of
+/// stderr at the end. Waits for the line saying it is capturing.
+fn start_in(
+    ns: &VethNamespace,
+    args: &[&str],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_engine")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting engine -i");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("engine -i says it is capturing");
+    assert!(first.starts_with("engine: capturing on "), "{first}");
+    (child, reader)
+}
+
+#[test]
+fn an_interface_that_goes_away_ends_the_run_with_status_1() {
+    let ns = match VethNamespace::create("g") {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let (mut child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2"]);
+    assert!(capture_afpacket::testnet::ip(&[
+        "-n", &ns.name, "link", "del", &ns.a
+    ]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("engine -i still running 10 s after its interface went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = reader.join().expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("engine: warning: capture on {:?} stopped: ", ns.b)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("engine: error: every interface went away; open flows were flushed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_privileges_and_unknown_interfaces_are_one_line_errors() {
+    let unknown = engine(&["-i", "no-such-if0"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "engine: warning: not capturing on \"no-such-if0\": interface \"no-such-if0\" does not exist\n\
+         engine: error: no interface to capture on (-i): every one given failed to open\n"
+    );
+    // Without CAP_NET_RAW: as root, drop it from the bounding set first.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"])
+            .arg(env!("CARGO_BIN_EXE_engine"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+    };
+    let out = cmd.args(["-i", "lo"]).output().expect("running engine");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "engine: error: opening a packet socket on \"lo\" was refused: live capture needs CAP_NET_RAW \
+         (run as root or grant it with `setcap cap_net_raw+ep`)\n"
+    );
 }

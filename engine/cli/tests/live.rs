@@ -33,15 +33,17 @@ fn timeless(span: &serde_json::Value) -> String {
     format!("{} {} {:?}", span["name"], span["kind"], attrs)
 }
 
+/// A namespace with a veth pair, or `None` (with a message) where the test
+/// cannot run.
+fn namespace(tag: &str) -> Option<VethNamespace> {
+    VethNamespace::create(tag)
+        .map_err(|why| eprintln!("skipping: {why}"))
+        .ok()
+}
+
 #[test]
 fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
-    let ns = match VethNamespace::create("l") {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
+    let Some(ns) = namespace("l") else { return };
     // The frames to send: every Ethernet frame of the fixtures, in order,
     // except the fragments fixture (the kernel's fanout hash may put a
     // datagram's fragments on different rings, which reorders them), frames
@@ -174,13 +176,7 @@ fn start_in(
 
 #[test]
 fn an_interface_that_goes_away_ends_the_run_with_status_1() {
-    let ns = match VethNamespace::create("g") {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
+    let Some(ns) = namespace("g") else { return };
     let (mut child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2"]);
     assert!(capture_afpacket::testnet::ip(&[
         "-n", &ns.name, "link", "del", &ns.a

@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
                     json: true,
                     proto: false,
                 },
+                &exporter::span::InterfaceNames::default(),
             );
             black_box(spans.len())
         })
@@ -108,6 +109,7 @@ fn udp_packet(n: u32) -> PacketRepr {
         tos: 0,
         flow_label: 0,
         fragment: Fragment::Whole,
+        ifindex: 0,
     }
 }
 

@@ -110,6 +110,9 @@ pub struct PacketRepr {
     pub flow_label: u32,
     /// Fragment position.
     pub fragment: Fragment,
+    /// Index of the interface the packet was captured on (live capture);
+    /// 0 when unknown, as for capture files.
+    pub ifindex: u32,
 }
 
 impl PacketRepr {
@@ -432,6 +435,7 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         tos: f[at + 1],
         flow_label: 0,
         fragment,
+        ifindex: 0,
     };
     if repr.has_transport_header() {
         let mut l4 = at + header_len;
@@ -523,6 +527,7 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         tos,
         flow_label,
         fragment,
+        ifindex: 0,
     };
     if repr.has_transport_header() {
         transport(f, l4, end, &mut repr)?;

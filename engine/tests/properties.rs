@@ -104,6 +104,7 @@ mod strategies {
                     tos: 0,
                     flow_label: 0,
                     fragment: Fragment::Whole,
+                    ifindex: 0,
                 }
             })
     }

@@ -77,13 +77,20 @@ impl EncodedSpan {
 
 /// Maps each record to its span and encodes them all, as asked, into one
 /// buffer: one allocation for the lot instead of one per span.
-pub fn encode_spans(records: &[engine::FlowRecord], encodings: Encodings) -> Vec<EncodedSpan> {
+///
+/// `interfaces` names the interfaces of a live capture
+/// (`network.interface.name`); empty for capture files.
+pub fn encode_spans(
+    records: &[engine::FlowRecord],
+    encodings: Encodings,
+    interfaces: &span::InterfaceNames,
+) -> Vec<EncodedSpan> {
     let mut buf = Vec::with_capacity(records.len() * 2048);
     let mut ranges = Vec::with_capacity(records.len());
     let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("under 4 GiB of spans per message");
     let mut span = span::FlowSpan::default();
     for r in records {
-        span::flow_span_into(r, &mut span);
+        span::flow_span_into(r, interfaces, &mut span);
         let start = offset(&buf);
         if encodings.json {
             json::write_span(&mut buf, &span);

@@ -332,17 +332,37 @@ fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord
     );
 }
 
+/// The names of the interfaces a live capture runs on, by index: what
+/// `network.interface.name` says for a record's `interface_index`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceNames(Vec<(u32, String)>);
+
+impl InterfaceNames {
+    /// Names by index.
+    pub fn new(names: Vec<(u32, String)>) -> InterfaceNames {
+        InterfaceNames(names)
+    }
+
+    /// The name of interface `index`, if known.
+    pub fn get(&self, index: u32) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, n)| n.as_str())
+    }
+}
+
 /// Maps one flow record to its span.
 pub fn flow_span(r: &FlowRecord) -> FlowSpan {
     let mut span = FlowSpan::default();
-    flow_span_into(r, &mut span);
+    flow_span_into(r, &InterfaceNames::default(), &mut span);
     span
 }
 
 /// [`flow_span`] into `span`, reusing its memory: mapping many records into
 /// one `FlowSpan` allocates only when a span has more attributes than any
-/// before it.
-pub fn flow_span_into(r: &FlowRecord, span: &mut FlowSpan) {
+/// before it. `interfaces` names the interfaces of live capture.
+pub fn flow_span_into(r: &FlowRecord, interfaces: &InterfaceNames, span: &mut FlowSpan) {
     let protocol = r.key.protocol;
     let transport = names::transport_name(protocol);
     let network_type = r.network_type();
@@ -387,6 +407,12 @@ pub fn flow_span_into(r: &FlowRecord, span: &mut FlowSpan) {
     push(a, "destination.port", int(u64::from(r.destination_port)));
     push(a, "network.transport", Value::Str(transport.clone().into()));
     push(a, "network.type", Value::Str(Text::Static(network_type)));
+    if let Some(index) = r.interface_index {
+        push(a, "network.interface.index", int(u64::from(index)));
+        if let Some(name) = interfaces.get(index) {
+            push(a, "network.interface.name", Value::Str(Text::display(name)));
+        }
+    }
     counters(a, &FORWARD, &r.forward);
     counters(a, &REVERSE, &r.reverse);
     ip_fields(a, &FORWARD, &r.forward, ipv6);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capture_afpacket::{Ring, RingConfig, RingError, RingStats, wait_any};
 use engine::{Decoded, LinkType, Pipeline, decode};
+use exporter::span::InterfaceNames;
 
 use crate::summary::DecodeCounters;
 
@@ -93,6 +94,17 @@ impl Live {
         Ok(live)
     }
 
+    /// The captured interfaces' names by index, for `network.interface.name`.
+    pub fn interface_names(&self) -> InterfaceNames {
+        let mut names: Vec<(u32, String)> = self
+            .rings
+            .iter()
+            .map(|r| (r.ifindex(), r.interface().to_owned()))
+            .collect();
+        names.dedup();
+        InterfaceNames::new(names)
+    }
+
     /// What the summary calls this input.
     pub fn name(&self) -> String {
         let names: Vec<&str> = self.interfaces.iter().map(|(n, _)| n.as_str()).collect();
@@ -156,8 +168,9 @@ impl Live {
                         self.bytes += u64::from(p.wire_len);
                         let link_type = p.link_type();
                         match decode(LinkType(link_type), p.data) {
-                            Decoded::Ip(packet) => {
+                            Decoded::Ip(mut packet) => {
                                 counters.decoded += 1;
+                                packet.ifindex = p.ifindex;
                                 if pipeline.push(packet, p.ts_ns).is_err() {
                                     // The output side stopped; it reports why.
                                     return LiveEnd::Stopped;

@@ -29,6 +29,7 @@ use exporter::otlp::{
 };
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
+use exporter::span::InterfaceNames;
 use exporter::{Encodings, RequestEncoder, encode_spans};
 
 use crate::live::{Live, LiveEnd};
@@ -469,6 +470,10 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     let live = matches!(source, Source::Live(_));
+    let interfaces = match &source {
+        Source::Live(capture) => capture.interface_names(),
+        Source::File(_) => InterfaceNames::default(),
+    };
     let json = if args.output.is_some() || otlp.is_none() {
         Some(OtlpJsonWriter::new(
             open_output(args.output.as_ref())?,
@@ -508,7 +513,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             workers: usize::from(args.workers),
             flow,
         },
-        move |records| encode_spans(&records, encodings),
+        move |records| encode_spans(&records, encodings, &interfaces),
     );
     let writer = thread::Builder::new()
         .name("output".into())

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -20,17 +19,27 @@ use capture_pcap::CaptureReader;
 use common::{engine, root, spans};
 
 /// A span without what depends on when its packets were seen (times, and
-/// the ids derived from the first packet's time): its name, kind and every
-/// attribute.
+/// the ids derived from the first packet's time) or where (the live-only
+/// `network.interface.*`): its name, kind and every other attribute.
 fn timeless(span: &serde_json::Value) -> String {
-    let mut attrs: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for a in span["attributes"].as_array().expect("attributes") {
-        attrs.insert(
-            a["key"].as_str().expect("key").to_owned(),
-            a["value"].clone(),
-        );
-    }
+    let mut attrs = common::attrs(span);
+    attrs.retain(|k, _| !k.starts_with("network.interface."));
     format!("{} {} {:?}", span["name"], span["kind"], attrs)
+}
+
+/// A span's `network.interface.index` and `.name`, if present.
+fn interface(span: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let attrs = common::attrs(span);
+    let get = |k: &str, field: &str| {
+        attrs
+            .get(k)
+            .and_then(|v| v[field].as_str())
+            .map(str::to_owned)
+    };
+    (
+        get("network.interface.index", "intValue"),
+        get("network.interface.name", "stringValue"),
+    )
 }
 
 /// A namespace with a veth pair, or `None` (with a message) where the test
@@ -113,6 +122,23 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     );
 
     let live = std::fs::read(&live_json).expect("live output");
+    // Live spans say where they were captured; pcap spans cannot.
+    let ifindex = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", ns.b))
+        .ok()
+        .map(|s| s.trim().to_owned());
+    for span in spans(&live) {
+        let (index, name) = interface(&span);
+        assert_eq!(name.as_deref(), Some(ns.b.as_str()), "{span}");
+        assert!(index.as_deref().is_some_and(|i| i != "0"), "{span}");
+        if let Some(want) = &ifindex {
+            assert_eq!(index.as_ref(), Some(want), "{span}");
+        }
+    }
+    assert!(
+        spans(&from_pcap.stdout)
+            .iter()
+            .all(|s| interface(s) == (None, None))
+    );
     let mut want: Vec<String> = spans(&from_pcap.stdout).iter().map(timeless).collect();
     let mut got: Vec<String> = spans(&live).iter().map(timeless).collect();
     want.sort();

@@ -164,6 +164,9 @@ pub struct FlowRecord {
     pub span_id: [u8; 8],
     /// Capture time at which the record became due: the order of output.
     pub export_clock_ns: u64,
+    /// Index of the interface the flow's first packet was captured on
+    /// (live capture only).
+    pub interface_index: Option<u32>,
 }
 
 impl FlowRecord {

@@ -165,6 +165,8 @@ struct Flow {
     in_active: bool,
     /// Handshake ACK from the initiator after the SYN/ACK.
     tcp_established: bool,
+    /// Interface of the flow's first packet (0: unknown).
+    ifindex: u32,
 }
 
 impl Flow {
@@ -833,6 +835,7 @@ impl FlowTable {
             initiator_is_a,
             in_active: false,
             tcp_established: false,
+            ifindex: p.ifindex,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -1043,6 +1046,7 @@ fn make_record(
         trace_id,
         span_id,
         export_clock_ns,
+        interface_index: (f.ifindex != 0).then_some(f.ifindex),
     }
 }
 
@@ -1129,6 +1133,7 @@ mod tests {
             tos: 0,
             flow_label: 0,
             fragment: Fragment::Whole,
+            ifindex: 0,
         }
     }
 

@@ -8,8 +8,8 @@
 //! for tests and benchmarks that replay captures into a veth pair, which
 //! [`testnet`] sets up in a network namespace of its own.
 //!
-//! Work in progress (issue 5): the rings and the sender exist and are tested
-//! on real veth interfaces; the `engine` binary has no live-capture flag yet.
+//! The `engine` binary's `-i` uses these rings (its `live` module); the
+//! crate's tests and `engine`'s live tests run them on real veth pairs.
 //!
 //! `unsafe` is confined to the system calls and the shared ring memory,
 //! each block with a `SAFETY:` comment; packets are parsed in safe code.

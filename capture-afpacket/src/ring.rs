@@ -35,6 +35,21 @@ pub struct RingConfig {
     pub fanout_group: Option<u16>,
 }
 
+impl RingConfig {
+    /// Checks a block size: a multiple of the page size (4096), at least
+    /// 1 MiB so that GSO/GRO super-frames (up to 64 KiB) always fit.
+    ///
+    /// # Errors
+    /// What a usable size is, to show after the offending value.
+    pub fn check_block_size(bytes: u32) -> Result<(), String> {
+        if bytes >= 1 << 20 && bytes.is_multiple_of(4096) {
+            Ok(())
+        } else {
+            Err("expected a multiple of 4096 of at least 1 MiB (1048576)".into())
+        }
+    }
+}
+
 impl Default for RingConfig {
     /// 2 MiB blocks, 32 of them (64 MiB per ring), 10 ms block timeout, no
     /// fanout.
@@ -219,10 +234,9 @@ impl Ring {
     /// sizes are unusable, or a system call failed (named in the error).
     #[allow(unsafe_code)]
     pub fn open(interface: &str, config: &RingConfig) -> Result<Ring, RingError> {
-        let page = 4096u32;
-        if config.block_size < (1 << 20) || !config.block_size.is_multiple_of(page) {
+        if let Err(expected) = RingConfig::check_block_size(config.block_size) {
             return Err(RingError::BadConfig(format!(
-                "block size {} (expected a multiple of 4096 of at least 1 MiB)",
+                "block size {} ({expected})",
                 config.block_size
             )));
         }

@@ -105,10 +105,20 @@ impl Live {
         InterfaceNames::new(names)
     }
 
-    /// What the summary calls this input.
-    pub fn name(&self) -> String {
+    /// The interfaces captured, comma-separated.
+    pub fn interface_list(&self) -> String {
         let names: Vec<&str> = self.interfaces.iter().map(|(n, _)| n.as_str()).collect();
-        format!("live capture on {}", names.join(", "))
+        names.join(", ")
+    }
+
+    /// What the summary and progress line call this input.
+    pub fn name(&self) -> String {
+        format!("live capture on {}", self.interface_list())
+    }
+
+    /// Rings still open.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
     }
 
     /// The interfaces captured, each with its kernel counters since the

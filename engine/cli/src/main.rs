@@ -247,12 +247,12 @@ fn parse_secs(s: &str) -> Result<u64, String> {
 }
 
 fn parse_block_size(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(v) if v >= 1 << 20 && v.is_multiple_of(4096) => Ok(v),
-        _ => Err(format!(
-            "{s:?} is not a ring block size (expected bytes: a multiple of 4096, from 1048576 to 4294963200)"
-        )),
-    }
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    capture_afpacket::RingConfig::check_block_size(v)
+        .map_err(|expected| format!("{v}: {expected}"))?;
+    Ok(v)
 }
 
 fn parse_positive_secs(s: &str) -> Result<u64, String> {
@@ -539,8 +539,8 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             let name = capture.name();
             eprintln!(
                 "engine: capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
-                name.trim_start_matches("live capture on "),
-                usize::from(args.workers) * capture.stats().len()
+                capture.interface_list(),
+                capture.ring_count()
             );
             let end = capture.run(&mut pipeline, &stop, &mut decode_counters, |d, bytes| {
                 progress.tick(&name, d, bytes);

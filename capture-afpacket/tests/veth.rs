@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use capture_afpacket::testnet::{VethNamespace, ip};
+use capture_afpacket::testnet::{SRC_MAC, VethNamespace, ip, udp_frame};
 use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig, wait_any};
 
 /// The namespace with the test thread in it, or `None` (with a message)
@@ -21,40 +21,6 @@ fn veth(tag: &str) -> Option<VethNamespace> {
             None
         }
     }
-}
-
-const SRC_MAC: [u8; 6] = [0x02, 0xf5, 0, 0, 0, 1];
-const DST_MAC: [u8; 6] = [0x02, 0xf5, 0, 0, 0, 2];
-
-/// An Ethernet/IPv4/UDP frame of flow `flow`, in the given direction, with
-/// an optional 802.1Q tag. Only the fields the test looks at are filled.
-fn udp_frame(flow: u16, reply: bool, vlan: Option<u16>) -> Vec<u8> {
-    let (src, dst, sport, dport) = if reply {
-        ([10, 9, 0, 2], [10, 9, 0, 1], 53u16, 40000 + flow)
-    } else {
-        ([10, 9, 0, 1], [10, 9, 0, 2], 40000 + flow, 53u16)
-    };
-    let mut f = Vec::new();
-    f.extend_from_slice(&DST_MAC);
-    f.extend_from_slice(&SRC_MAC);
-    if let Some(tci) = vlan {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&tci.to_be_bytes());
-    }
-    f.extend_from_slice(&[0x08, 0x00]);
-    let payload = [0u8; 18];
-    let total = (20 + 8 + payload.len()) as u16;
-    f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
-    let l = f.len();
-    f[l - 10..l - 8].copy_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(&payload);
-    f
 }
 
 /// A captured frame, the VLAN TCI the kernel reported, and its type.

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use capture_afpacket::PacketSender;
-use capture_afpacket::testnet::VethNamespace;
+use capture_afpacket::testnet::{VethNamespace, udp_frame};
 use capture_pcap::CaptureReader;
 use common::{engine, root, spans};
 
@@ -92,7 +92,7 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     // engine -i on end b, inside the namespace.
     let live_json = dir.join("live.json");
     let out = live_json.to_str().expect("path");
-    let (mut child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2", "-o", out]);
+    let (child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2", "-o", out]);
 
     ns.enter();
     let sender = PacketSender::open(&ns.a).expect("sender");
@@ -101,17 +101,7 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     }
     // Blocks are handed over within 10 ms; leave ample time.
     std::thread::sleep(Duration::from_millis(500));
-    let pid = child.id().to_string();
-    // `ip netns exec` runs the engine in its own process (exec): signal it.
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let status = child.wait().expect("engine -i exits");
-    let stderr = reader.join().expect("stderr reader");
+    let (status, stderr) = interrupt(child, reader);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -200,6 +190,24 @@ fn start_in(
     (child, reader)
 }
 
+/// Sends SIGINT to `engine -i` and waits for it; its exit status and stderr.
+fn interrupt(
+    mut child: std::process::Child,
+    reader: std::thread::JoinHandle<String>,
+) -> (std::process::ExitStatus, String) {
+    // `ip netns exec` runs the engine in its own process (exec): signal it.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("engine -i exits");
+    (status, reader.join().expect("stderr reader"))
+}
+
 #[test]
 fn an_interface_that_goes_away_ends_the_run_with_status_1() {
     let Some(ns) = namespace("g") else { return };
@@ -259,4 +267,55 @@ fn missing_privileges_and_unknown_interfaces_are_one_line_errors() {
         "engine: error: opening a packet socket on \"lo\" was refused: live capture needs CAP_NET_RAW \
          (run as root or grant it with `setcap cap_net_raw+ep`)\n"
     );
+}
+
+#[test]
+fn flows_time_out_by_the_wall_clock_while_capturing() {
+    let Some(ns) = namespace("t") else { return };
+    let dir = std::env::temp_dir().join(format!("flowspan-live-t-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("live.json");
+    let out = json.to_str().expect("path");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--idle-timeout",
+            "0.3",
+            "--active-timeout",
+            "0.4",
+            "-o",
+            out,
+        ],
+    );
+    ns.enter();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    // Flow 1: one packet, then silence: it must end by the idle timeout
+    // while the capture runs, not by the flush at SIGINT.
+    sender.send(&udp_frame(1, false, None)).expect("send");
+    // Flow 2: a packet every 100 ms for 1.3 s: active-timeout records.
+    for _ in 0..13 {
+        sender.send(&udp_frame(2, false, None)).expect("send");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let spans = spans(&std::fs::read(&json).expect("live output"));
+    let reasons = |port: &str| -> Vec<String> {
+        spans
+            .iter()
+            .filter(|s| common::attrs(s)["source.port"]["intValue"] == port)
+            .map(|s| common::s(s, "flow.end_reason"))
+            .collect()
+    };
+    assert_eq!(reasons("40001"), ["idle_timeout"], "{stderr}");
+    let flow2 = reasons("40002");
+    assert!(
+        flow2.iter().filter(|r| *r == "active_timeout").count() >= 2
+            && flow2.last().map(String::as_str) == Some("idle_timeout"),
+        "flow 2 ends: {flow2:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,9 @@
 //! Live capture: `engine -i IFACE` on AF_PACKET TPACKET_V3 rings.
 //!
 //! Each interface gets one ring per flow worker, joined in a
-//! `PACKET_FANOUT_HASH` group, so the kernel spreads the work of filling
-//! rings. One capture thread drains every ring, decodes each frame and hands
+//! `PACKET_FANOUT_HASH` group that splits the traffic among them by flow
+//! (ready for a capture thread per ring; today one thread drains them all).
+//! The capture thread drains every ring, decodes each frame and hands
 //! it to the pipeline, which shards packets by their addresses exactly as in
 //! pcap mode (so that the fragments of a datagram meet on one worker). The
 //! capture clock follows the wall clock, so flows time out and active

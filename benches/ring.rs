@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use capture_afpacket::testnet::VethNamespace;
+use capture_afpacket::testnet::{VethPair, enter_namespace};
 use capture_afpacket::{PacketSender, Ring, RingConfig};
 use engine::{Decoded, LinkType, decode};
 
@@ -78,20 +78,23 @@ fn main() -> ExitCode {
             }
         }
     }
-    let ns = match VethNamespace::create("rb") {
+    let ns = match VethPair::create("rb") {
         Ok(ns) => ns,
         Err(why) => {
             eprintln!("ring-bench: {why}");
             return ExitCode::from(2);
         }
     };
-    ns.enter();
     let config = RingConfig {
         block_size: 4 << 20,
         block_count: 256,
         ..RingConfig::default()
     };
-    let open = |name: &str| Ring::open(name, &config).expect("opening the ring");
+    let open = |name: &str| {
+        ns.enter_right();
+        Ring::open(name, &config).expect("opening the ring")
+    };
+    ns.enter_left();
     let sender = PacketSender::open(&ns.a).expect("opening the sender");
     println!(
         "{} frames from {path} (mean {:.0} bytes)",
@@ -124,10 +127,10 @@ fn main() -> ExitCode {
     let done_tx = Arc::clone(&done);
     let send_frames = frames.clone();
     let a = ns.a.clone();
-    let name = ns.name.clone();
+    let name = ns.left.clone();
     let tx = std::thread::spawn(move || {
-        // A new thread starts in the root namespace: enter the pair's.
-        VethNamespace::enter_named(&name);
+        // A new thread starts in the root namespace: enter the sender's.
+        enter_namespace(&name);
         let sender = PacketSender::open(&a).expect("opening the sender");
         let started = Instant::now();
         for f in &send_frames {

@@ -6,7 +6,7 @@
 //! symmetric flow hash, so that each worker can own one ring and every flow
 //! stays on one worker. [`PacketSender`] writes raw frames to an interface,
 //! for tests and benchmarks that replay captures into a veth pair, which
-//! [`testnet`] sets up in a network namespace of its own.
+//! [`testnet`] sets up between two network namespaces of its own.
 //!
 //! The `engine` binary's `-i` uses these rings (its `live` module); the
 //! crate's tests and `engine`'s live tests run them on real veth pairs.

@@ -1,20 +1,40 @@
-//! A veth pair in a network namespace of its own, for the tests and
-//! benchmarks of live capture: frames sent into one end arrive on the
-//! other, and nothing else is on the wire (IPv6 is off in the namespace, so
-//! the kernel sends no neighbour or router solicitations). Needs root and
-//! `ip` (iproute2).
+//! A veth pair joining two network namespaces of its own, for the tests and
+//! benchmarks of live capture: frames sent into end `a` (namespace `left`)
+//! arrive on end `b` (namespace `right`), and nothing else is on the wire
+//! (IPv6 is off in both namespaces, so the kernel sends no neighbour or
+//! router solicitations). Offloads are off unless asked for, so that every
+//! frame on the wire is one packet to the capture. Needs root, `ip`
+//! (iproute2) and, for the offloads, `ethtool`.
 
 use std::process::Command;
 
-/// A namespace holding a veth pair `a` – `b`, both up; deleted with the
-/// pair on drop.
+/// How [`VethPair::create_with`] sets up the pair.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup {
+    /// Leave the kernel's segmentation and checksum offloads on (veth has
+    /// TSO/GSO on by default), so that TCP sends super-frames.
+    pub offloads: bool,
+    /// Give `a` the address [`LEFT_IP`] and `b` [`RIGHT_IP`] (a /24), so
+    /// that sockets in the two namespaces can talk.
+    pub addresses: bool,
+}
+
+/// The address of end `a` with [`Setup::addresses`].
+pub const LEFT_IP: &str = "10.77.0.1";
+/// The address of end `b` with [`Setup::addresses`].
+pub const RIGHT_IP: &str = "10.77.0.2";
+
+/// Two namespaces `left` and `right` joined by the veth pair `a` – `b`, both
+/// ends up; the namespaces (and so the pair) are deleted on drop.
 #[derive(Debug)]
-pub struct VethNamespace {
-    /// The namespace's name (for `ip netns exec`).
-    pub name: String,
-    /// One end.
+pub struct VethPair {
+    /// The namespace holding `a` (for `ip netns exec`).
+    pub left: String,
+    /// The namespace holding `b`.
+    pub right: String,
+    /// The end in `left`.
     pub a: String,
-    /// The other end.
+    /// The end in `right`.
     pub b: String,
 }
 
@@ -26,77 +46,139 @@ pub fn ip(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-impl VethNamespace {
-    /// Creates the namespace and pair, named after `tag` and the process
-    /// id. `Err` says why it cannot be done here (not root, no `ip`), for a
-    /// test to print when it skips.
+/// Runs `sh -c script` inside namespace `ns`; whether it succeeded.
+fn ns_sh(ns: &str, script: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", script])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl VethPair {
+    /// [`VethPair::create_with`] with offloads off and no addresses.
+    ///
+    /// # Errors
+    /// See [`VethPair::create_with`].
+    pub fn create(tag: &str) -> Result<VethPair, String> {
+        VethPair::create_with(tag, Setup::default())
+    }
+
+    /// Creates the namespaces and the pair, named after `tag` and the
+    /// process id. `Err` says why it cannot be done here (not root, no `ip`
+    /// or `ethtool`), for a test to print when it skips.
     ///
     /// # Panics
-    /// A step failed although the process is root and has `ip`.
+    /// A step failed although the process is root and has the tools.
     #[allow(unsafe_code)]
-    pub fn create(tag: &str) -> Result<VethNamespace, String> {
+    pub fn create_with(tag: &str, setup: Setup) -> Result<VethPair, String> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            return Err("needs root to create a network namespace and veth pair".into());
+            return Err("needs root to create network namespaces and a veth pair".into());
         }
         if !ip(&["-V"]) {
             return Err("the `ip` command (iproute2) is missing".into());
         }
+        let has_ethtool = Command::new("ethtool")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !setup.offloads && !has_ethtool {
+            return Err("the `ethtool` command is missing (needed to turn offloads off)".into());
+        }
         let id = std::process::id();
-        let ns = VethNamespace {
-            name: format!("fs-{tag}-{id}"),
+        let pair = VethPair {
+            left: format!("fs-{tag}-{id}-l"),
+            right: format!("fs-{tag}-{id}-r"),
             a: format!("fsa{tag}{id}"),
             b: format!("fsb{tag}{id}"),
         };
-        assert!(ns.a.len() <= 15, "interface names fit IFNAMSIZ: {}", ns.a);
-        assert!(ip(&["netns", "add", &ns.name]), "ip netns add {}", ns.name);
-        let n = ns.name.as_str();
-        let ipv6_off = Command::new("ip")
-            .args(["netns", "exec", n, "sh", "-c"])
-            .arg(
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && \
-                 echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            )
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ipv6_off, "turning IPv6 off in {n}");
+        assert!(
+            pair.a.len() <= 15,
+            "interface names fit IFNAMSIZ: {}",
+            pair.a
+        );
+        for ns in [&pair.left, &pair.right] {
+            assert!(ip(&["netns", "add", ns]), "ip netns add {ns}");
+            assert!(
+                ns_sh(
+                    ns,
+                    "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && \
+                     echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 && \
+                     ip link set lo up"
+                ),
+                "turning IPv6 off in {ns}"
+            );
+        }
+        let (l, r) = (pair.left.as_str(), pair.right.as_str());
         assert!(ip(&[
-            "-n", n, "link", "add", &ns.a, "type", "veth", "peer", "name", &ns.b
+            "-n", l, "link", "add", &pair.a, "type", "veth", "peer", "name", &pair.b, "netns", r
         ]));
-        assert!(ip(&["-n", n, "link", "set", &ns.a, "up"]));
-        assert!(ip(&["-n", n, "link", "set", &ns.b, "up"]));
-        Ok(ns)
+        for (ns, dev, addr) in [(l, &pair.a, LEFT_IP), (r, &pair.b, RIGHT_IP)] {
+            if !setup.offloads {
+                assert!(
+                    ns_sh(
+                        ns,
+                        &format!("ethtool -K {dev} rx off tx off sg off tso off gso off gro off")
+                    ),
+                    "ethtool -K {dev}: turning offloads off"
+                );
+            }
+            if setup.addresses {
+                assert!(ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    dev
+                ]));
+            }
+            assert!(ip(&["-n", ns, "link", "set", dev, "up"]));
+        }
+        Ok(pair)
     }
 
-    /// Moves the calling thread (only) into the namespace.
+    /// Moves the calling thread (only) into `left`, where `a` is.
     ///
     /// # Panics
     /// The namespace cannot be entered.
-    pub fn enter(&self) {
-        VethNamespace::enter_named(&self.name);
+    pub fn enter_left(&self) {
+        enter_namespace(&self.left);
     }
 
-    /// Moves the calling thread (only) into the namespace called `name`
-    /// (for a thread that does not hold the `VethNamespace`).
+    /// Moves the calling thread (only) into `right`, where `b` is.
     ///
     /// # Panics
     /// The namespace cannot be entered.
-    #[allow(unsafe_code)]
-    pub fn enter_named(name: &str) {
-        use std::os::fd::AsRawFd;
-        let path = format!("/var/run/netns/{name}");
-        let file = std::fs::File::open(&path).expect("namespace file");
-        // SAFETY: a valid namespace descriptor; setns changes only the
-        // calling thread's network namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    pub fn enter_right(&self) {
+        enter_namespace(&self.right);
     }
 }
 
-impl Drop for VethNamespace {
+/// Moves the calling thread (only) into the network namespace called `name`
+/// (for a thread that does not hold the [`VethPair`]). Sockets opened before
+/// stay in the namespace they were opened in.
+///
+/// # Panics
+/// The namespace cannot be entered.
+#[allow(unsafe_code)]
+pub fn enter_namespace(name: &str) {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{name}");
+    let file = std::fs::File::open(&path).expect("namespace file");
+    // SAFETY: a valid namespace descriptor; setns changes only the calling
+    // thread's network namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+impl Drop for VethPair {
     fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair in it.
-        ip(&["netns", "del", &self.name]);
+        // Deleting a namespace deletes the veth end in it, and with it the
+        // pair.
+        ip(&["netns", "del", &self.left]);
+        ip(&["netns", "del", &self.right]);
     }
 }
 

@@ -1,21 +1,17 @@
-//! Rings on a real veth pair, inside a network namespace the test creates
-//! (and deletes afterwards): frames sent into one end by [`PacketSender`]
-//! are captured on the other. Needs root (CAP_NET_ADMIN for the namespace,
+//! Rings on a real veth pair between two network namespaces the test
+//! creates (and deletes afterwards): frames sent into one end by
+//! [`PacketSender`] are captured on the other. Needs root (CAP_NET_ADMIN for the namespace,
 //! CAP_NET_RAW for the sockets) and `ip`; skips with a message otherwise.
 
 use std::time::{Duration, Instant};
 
-use capture_afpacket::testnet::{SRC_MAC, VethNamespace, ip, udp_frame};
+use capture_afpacket::testnet::{SRC_MAC, VethPair, ip, udp_frame};
 use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig, wait_any};
 
-/// The namespace with the test thread in it, or `None` (with a message)
-/// where the test cannot run.
-fn veth(tag: &str) -> Option<VethNamespace> {
-    match VethNamespace::create(tag) {
-        Ok(ns) => {
-            ns.enter();
-            Some(ns)
-        }
+/// The veth pair, or `None` (with a message) where the test cannot run.
+fn veth(tag: &str) -> Option<VethPair> {
+    match VethPair::create(tag) {
+        Ok(ns) => Some(ns),
         Err(why) => {
             eprintln!("skipping: {why}");
             None
@@ -63,7 +59,9 @@ fn frames_sent_into_one_end_are_captured_on_the_other() {
     let Some(ns) = veth("c") else {
         return;
     };
+    ns.enter_right();
     let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
+    ns.enter_left();
     let sender = PacketSender::open(&ns.a).expect("sender");
     let frames: Vec<Vec<u8>> = (0..200).map(|i| udp_frame(i, i % 2 == 1, None)).collect();
     for f in &frames {
@@ -91,7 +89,9 @@ fn a_vlan_tag_is_either_in_the_frame_or_reported() {
     let Some(ns) = veth("v") else {
         return;
     };
+    ns.enter_right();
     let mut rings = vec![Ring::open(&ns.b, &small(None)).expect("ring")];
+    ns.enter_left();
     let sender = PacketSender::open(&ns.a).expect("sender");
     let frame = udp_frame(1, false, Some(0x2064));
     sender.send(&frame).expect("send");
@@ -116,10 +116,12 @@ fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
         return;
     };
     let group = (std::process::id() & 0xffff) as u16;
+    ns.enter_right();
     let mut rings = vec![
         Ring::open(&ns.b, &small(Some(group))).expect("ring 0"),
         Ring::open(&ns.b, &small(Some(group))).expect("ring 1"),
     ];
+    ns.enter_left();
     let sender = PacketSender::open(&ns.a).expect("sender");
     let flows = 64u16;
     let mut sent = 0;
@@ -165,10 +167,11 @@ fn an_interface_that_goes_away_is_reported_by_wait() {
     let Some(ns) = veth("d") else {
         return;
     };
+    ns.enter_right();
     let mut ring = Ring::open(&ns.b, &small(None)).expect("ring");
     assert!(!ring.wait(Duration::from_millis(10)).expect("nothing yet"));
     assert!(
-        ip(&["-n", &ns.name, "link", "del", &ns.a]),
+        ip(&["-n", &ns.left, "link", "del", &ns.a]),
         "deleting the veth pair"
     );
     let deadline = Instant::now() + Duration::from_secs(5);

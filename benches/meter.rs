@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         PipelineConfig {
             workers,
             flow: FlowConfig::default(),
+            host: None,
         },
         |records: Vec<engine::FlowRecord>| vec![(); records.len()],
     );

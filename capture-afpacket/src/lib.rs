@@ -8,6 +8,9 @@
 //! for tests and benchmarks that replay captures into a veth pair, which
 //! [`testnet`] sets up between two network namespaces of its own.
 //!
+//! [`netlink`] asks the kernel for the host's addresses and listening
+//! sockets, which tell the span kind of live flows.
+//!
 //! The `engine` binary's `-i` uses these rings (its `live` module); the
 //! crate's tests and `engine`'s live tests run them on real veth pairs.
 //!
@@ -16,6 +19,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod netlink;
 pub mod ring;
 mod sender;
 pub mod testnet;

@@ -218,3 +218,82 @@ pub fn udp_frame(flow: u16, reply: bool, vlan: Option<u16>) -> Vec<u8> {
     f.extend_from_slice(&payload);
     f
 }
+
+/// The 16-bit ones' complement sum of `bytes` (the IP and ICMP checksum).
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet/IPv4/ICMP echo request from `src` to `dst` with identifier
+/// `id`, with valid checksums, so that the receiving host answers it.
+pub fn icmp_echo_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0];
+    icmp.extend_from_slice(&id.to_be_bytes());
+    icmp.extend_from_slice(&1u16.to_be_bytes()); // sequence
+    icmp.extend_from_slice(&[0x5a; 32]);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let total = (20 + icmp.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, 1, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + ip.len() + icmp.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// The MAC address of interface `dev` in namespace `ns`.
+///
+/// # Panics
+/// `ip` cannot tell it.
+pub fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", dev])
+        .output()
+        .expect("running ip link show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no link/ether in {text:?}"));
+    let mut bytes = [0u8; 6];
+    for (b, hex) in bytes.iter_mut().zip(mac.split(':')) {
+        *b = u8::from_str_radix(hex, 16).expect("hex MAC");
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_of_the_echo_frame_verify() {
+        let f = icmp_echo_frame(SRC_MAC, DST_MAC, [10, 0, 0, 1], [10, 0, 0, 2], 7);
+        assert_eq!(checksum(&f[14..34]), 0, "IP header");
+        assert_eq!(checksum(&f[34..]), 0, "ICMP message");
+        assert_eq!(checksum(&[0xff]), !0xff00);
+    }
+}

@@ -36,6 +36,7 @@ pub use community_id::CommunityId;
 pub use decode::{Decoded, Fragment, LinkType, PacketRepr, SkipReason, decode};
 pub use error::{DecodeError, DecodeErrorKind, Layer};
 pub use flow::config::{FlowConfig, IpNet, Timeouts};
+pub use flow::host::{HostSockets, HostView, Listener};
 pub use flow::key::FlowKey;
 pub use flow::record::{DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState};
 pub use flow::table::{FlowTable, TableStats};

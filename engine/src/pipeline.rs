@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::decode::PacketRepr;
 use crate::flow::config::FlowConfig;
+use crate::flow::host::HostView;
 use crate::flow::key::FlowKey;
 use crate::flow::record::FlowRecord;
 use crate::flow::table::{FlowTable, TableStats};
@@ -53,6 +54,10 @@ pub struct PipelineConfig {
     /// Flow metering settings, the same for every worker. `max_flows` is
     /// divided among the workers.
     pub flow: FlowConfig,
+    /// The observing host's addresses and listening sockets, kept current
+    /// by the capture side (live capture); workers take a new snapshot
+    /// between batches.
+    pub host: Option<HostView>,
 }
 
 /// A packet, its timestamp and the capture clock when it arrived.
@@ -151,10 +156,11 @@ impl Pipeline {
             merge_rings.push(merge_rx);
             let table = FlowTable::new(flow.clone());
             let map = map.clone();
+            let host = config.host.clone();
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
-                    .spawn(move || run_worker(table, rx, ret_tx, merge_tx, map))
+                    .spawn(move || run_worker(table, host, rx, ret_tx, merge_tx, map))
                     .expect("spawning a worker thread"),
             );
         }
@@ -285,6 +291,7 @@ fn shard(p: &PacketRepr, n: usize) -> usize {
 
 fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     mut table: FlowTable,
+    host: Option<HostView>,
     mut rx: ring::Receiver<WorkerMsg>,
     mut returns: ring::Sender<Vec<Observation>>,
     mut merge: ring::Sender<MergeMsg<T>>,
@@ -297,7 +304,11 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
         assert_eq!(items.len(), keys.len(), "map returns one item per record");
         keys.into_iter().zip(items).collect()
     };
+    let mut host_seen = 0;
     while let Some(msg) = rx.recv() {
+        if let Some(next) = host.as_ref().and_then(|h| h.changed(&mut host_seen)) {
+            table.set_host(Some(next));
+        }
         match msg {
             WorkerMsg::Batch(mut batch, watermark) => {
                 table.observe_batch(&batch, &mut out);

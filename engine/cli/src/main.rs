@@ -4,6 +4,7 @@
 //! `engine`, `capture_pcap`, `capture_afpacket` and `exporter` crates.
 #![forbid(unsafe_code)]
 
+mod host;
 mod live;
 mod output;
 mod stdin;
@@ -110,6 +111,13 @@ struct Args {
           help_heading = "Live capture")]
     ring_blocks: u32,
 
+    /// How often to ask the kernel again for the host's addresses and listening
+    /// sockets, which make flows the host answers SERVER spans and flows it opens
+    /// CLIENT spans (decimals allowed).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+          help_heading = "Live capture")]
+    host_refresh: u64,
+
     /// Write OTLP JSON to FILE (`-` for standard output). Without it, JSON goes to
     /// standard output unless spans are exported over OTLP.
     #[arg(short, long, value_name = "FILE")]
@@ -138,7 +146,9 @@ struct Args {
     community_id_seed: u16,
 
     /// Network of the observing host (repeatable): flows that such an address
-    /// answered become SERVER spans with flow.direction `reverse`.
+    /// answered become SERVER spans with flow.direction `reverse`. Live capture
+    /// learns the host's own addresses and listening sockets from the kernel and
+    /// takes these networks as local too.
     #[arg(long = "local-net", value_name = "CIDR")]
     local_nets: Vec<IpNet>,
 
@@ -508,10 +518,29 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             .as_ref()
             .is_some_and(|c| c.protocol != Protocol::HttpJson),
     };
+    // Live: the host's addresses and listening sockets, kept current.
+    let (host, _refresher) = if live {
+        match host::Refresher::start(
+            args.local_nets.clone(),
+            Duration::from_nanos(args.host_refresh),
+        ) {
+            Ok((view, refresher)) => (Some(view), Some(refresher)),
+            Err(e) => {
+                eprintln!(
+                    "engine: warning: cannot learn the host's addresses and listening sockets \
+                     ({e:#}); span kinds follow the port rules and --local-net only"
+                );
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
     let (mut pipeline, records) = Pipeline::start_mapped(
         PipelineConfig {
             workers: usize::from(args.workers),
             flow,
+            host,
         },
         move |records| encode_spans(&records, encodings, &interfaces),
     );

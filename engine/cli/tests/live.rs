@@ -320,3 +320,144 @@ fn flows_time_out_by_the_wall_clock_while_capturing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `f` on a new thread inside namespace `ns` and returns its handle.
+fn in_namespace<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        capture_afpacket::testnet::enter_namespace(&ns);
+        f()
+    })
+}
+
+/// Accepts one connection on `listener` and reads it to the end.
+fn serve_one(listener: std::net::TcpListener) {
+    use std::io::Read;
+    let (mut conn, _) = listener.accept().expect("accept");
+    let mut sink = Vec::new();
+    conn.read_to_end(&mut sink).expect("read");
+}
+
+/// Connects to `to`, writes a little and closes.
+fn connect_and_say_hello(to: &str) {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(to).expect("connect");
+    c.write_all(b"hello").expect("write");
+}
+
+#[test]
+fn flows_the_host_answers_are_server_spans_and_flows_it_opens_client_spans() {
+    use capture_afpacket::testnet::{LEFT_IP, RIGHT_IP, Setup, icmp_echo_frame, mac_of};
+    let setup = Setup {
+        addresses: true,
+        ..Setup::default()
+    };
+    let ns = match VethPair::create_with("k", setup) {
+        Ok(ns) => ns,
+        Err(why) => return eprintln!("skipping: {why}"),
+    };
+    let dir = std::env::temp_dir().join(format!("flowspan-live-k-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("live.json");
+    // The engine's host (namespace `right`, address RIGHT_IP) listens on
+    // TCP 8000 from the start; the peer (`left`) on TCP 9000.
+    ns.enter_right();
+    let early = std::net::TcpListener::bind((RIGHT_IP, 8000)).expect("bind 8000");
+    ns.enter_left();
+    let peer = std::net::TcpListener::bind((LEFT_IP, 9000)).expect("bind 9000");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--host-refresh",
+            "0.2",
+            "-o",
+            json.to_str().expect("path"),
+        ],
+    );
+
+    // The peer connects to the host's listener: SERVER.
+    let server = in_namespace(&ns.right, move || serve_one(early));
+    connect_and_say_hello(&format!("{RIGHT_IP}:8000"));
+    server.join().expect("server 8000");
+    // The host connects to the peer's: CLIENT.
+    let server = std::thread::spawn(move || serve_one(peer));
+    in_namespace(&ns.right, || {
+        connect_and_say_hello(&format!("{LEFT_IP}:9000"))
+    })
+    .join()
+    .expect("client to 9000");
+    server.join().expect("server 9000");
+    // A listener opened during the capture, on a port no port rule knows,
+    // is learnt at the next refresh: SERVER.
+    let late = in_namespace(&ns.right, || {
+        std::net::TcpListener::bind((RIGHT_IP, 47000)).expect("bind 47000")
+    })
+    .join()
+    .expect("bind");
+    std::thread::sleep(Duration::from_millis(600));
+    let server = in_namespace(&ns.right, move || serve_one(late));
+    connect_and_say_hello(&format!("{RIGHT_IP}:47000"));
+    server.join().expect("server 47000");
+    // The peer pings the host, which answers: SERVER.
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let ip4 = |s: &str| s.parse::<std::net::Ipv4Addr>().expect("IPv4").octets();
+    sender
+        .send(&icmp_echo_frame(
+            mac_of(&ns.left, &ns.a),
+            mac_of(&ns.right, &ns.b),
+            ip4(LEFT_IP),
+            ip4(RIGHT_IP),
+            0x4242,
+        ))
+        .expect("send echo request");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let spans = spans(&std::fs::read(&json).expect("live output"));
+    let kind_of = |protocol: &str, port: &str| -> (String, String, String) {
+        let span = spans
+            .iter()
+            .find(|s| {
+                let a = common::attrs(s);
+                a["network.transport"]["stringValue"] == protocol
+                    && (a.get("destination.port").map(|v| v["intValue"].clone())
+                        == Some(port.into()))
+            })
+            .unwrap_or_else(|| panic!("no {protocol} span to port {port} in {spans:#?}"));
+        (
+            span["kind"].to_string(),
+            common::s(span, "flow.direction"),
+            common::s(span, "source.address"),
+        )
+    };
+    let server = ("2".to_owned(), "reverse".to_owned(), LEFT_IP.to_owned());
+    let client = ("3".to_owned(), "forward".to_owned(), RIGHT_IP.to_owned());
+    assert_eq!(kind_of("tcp", "8000"), server);
+    assert_eq!(kind_of("tcp", "9000"), client);
+    assert_eq!(
+        kind_of("tcp", "47000"),
+        server,
+        "a listener learnt while running"
+    );
+    let echo = spans
+        .iter()
+        .find(|s| common::s(s, "network.transport") == "icmp")
+        .unwrap_or_else(|| panic!("no ICMP span in {spans:#?}"));
+    assert_eq!(
+        (echo["kind"].to_string(), common::s(echo, "flow.direction")),
+        ("2".to_owned(), "reverse".to_owned()),
+        "{echo}"
+    );
+    assert_eq!(
+        common::i(echo, "flow.reverse.packets.delta"),
+        1,
+        "the host answered"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

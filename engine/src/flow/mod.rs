@@ -1,6 +1,7 @@
 //! Biflows: keys, settings, the per-worker table and the records it emits.
 
 pub mod config;
+pub mod host;
 mod index;
 pub mod key;
 pub mod record;

@@ -12,6 +12,7 @@
 //! the active timeout in record-start order. Expiring is popping heads.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use std::hash::BuildHasher;
 
@@ -23,6 +24,7 @@ use sha1::{Digest, Sha1};
 use crate::community_id::{IcmpRole, icmp_role};
 use crate::decode::{Fragment, PacketRepr};
 use crate::flow::config::FlowConfig;
+use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
 use crate::flow::record::{
     DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState,
@@ -49,6 +51,8 @@ enum Evidence {
     Protocol,
     /// The port heuristic (see [`service_port_side`]).
     Ports,
+    /// A local socket listens on the responder's port (live capture).
+    Listening,
     /// Neither: the sender of the first packet.
     None,
 }
@@ -376,6 +380,9 @@ pub struct FlowTable {
     last_fragment_purge: u64,
     stats: TableStats,
     id_scratch: Vec<u8>,
+    /// The observing host's addresses and listening sockets (live
+    /// capture), for span kinds.
+    host: Option<Arc<HostSockets>>,
 }
 
 impl FlowTable {
@@ -403,7 +410,15 @@ impl FlowTable {
             last_fragment_purge: 0,
             stats: TableStats::default(),
             id_scratch: Vec::with_capacity(64),
+            host: None,
         }
+    }
+
+    /// Judges new flows' span kinds by `host`'s addresses and listening
+    /// sockets from now on (flows already open keep theirs). Without it,
+    /// `--local-net` is the only knowledge of the host.
+    pub fn set_host(&mut self, host: Option<Arc<HostSockets>>) {
+        self.host = host;
     }
 
     /// Number of open flows.
@@ -799,15 +814,43 @@ impl FlowTable {
         ts_ns: u64,
         clock_ns: u64,
     ) -> u32 {
-        let (sender_is_initiator, evidence) = initiator_of_first_packet(p);
-        let initiator_is_a = from_a == sender_is_initiator;
-        let (initiator, responder) = if initiator_is_a {
-            (key.a, key.b)
+        let (sender_is_initiator, mut evidence) = initiator_of_first_packet(p);
+        let mut initiator_is_a = from_a == sender_is_initiator;
+        if let Some(host) = self.host.as_deref()
+            && has_ports(key.protocol)
+            && (evidence == Evidence::None || (evidence == Evidence::Ports && key.protocol == 6))
+        {
+            // A local listening socket on one side makes that side the
+            // responder. A TCP socket in LISTEN state is better evidence
+            // than the port heuristic; an unconnected UDP socket may be a
+            // client's, so it only decides where nothing else does.
+            let a_listens = host.listens(key.protocol, key.a, key.a_port);
+            let b_listens = host.listens(key.protocol, key.b, key.b_port);
+            if a_listens != b_listens {
+                initiator_is_a = b_listens;
+                evidence = Evidence::Listening;
+            }
+        }
+        let ((initiator, _), (responder, responder_port)) = if initiator_is_a {
+            ((key.a, key.a_port), (key.b, key.b_port))
         } else {
-            (key.b, key.a)
+            ((key.b, key.b_port), (key.a, key.a_port))
         };
-        let role = match evidence {
-            Evidence::None => FlowRole::Internal,
+        let role = match (evidence, self.host.as_deref()) {
+            (Evidence::None, _) => FlowRole::Internal,
+            // Live: the host opened it, or answers it on a listening socket
+            // (for protocols without ports: answers it at all, as the
+            // kernel answers an echo request).
+            (_, Some(host)) if host.is_local(initiator) => FlowRole::Client,
+            (_, Some(host))
+                if (has_ports(key.protocol)
+                    && host.listens(key.protocol, responder, responder_port))
+                    || (!has_ports(key.protocol) && host.is_local(responder)) =>
+            {
+                FlowRole::Server
+            }
+            (_, Some(_)) => FlowRole::Client,
+            // Capture files: `--local-net` stands in for the host.
             _ if self.config.is_local(responder) && !self.config.is_local(initiator) => {
                 FlowRole::Server
             }
@@ -1075,6 +1118,12 @@ fn initiator_of_first_packet(p: &PacketRepr) -> (bool, Evidence) {
     (true, Evidence::None)
 }
 
+/// Whether `protocol`'s flows are told apart by ports (TCP, UDP, SCTP,
+/// UDP-Lite).
+fn has_ports(protocol: u8) -> bool {
+    matches!(protocol, 6 | 17 | 132 | 136)
+}
+
 /// Well-known service ports at or above 1024.
 const REGISTERED_SERVICES: [u16; 24] = [
     1433, 1521, 1883, 2049, 2181, 2375, 2376, 2379, 3000, 3306, 3389, 4317, 4318, 5432, 5672, 6379,
@@ -1308,6 +1357,122 @@ mod tests {
         assert_eq!(out[0].role, FlowRole::Server);
         assert_eq!(out[1].role, FlowRole::Client);
         assert_eq!(out[0].source, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    /// A host with address 10.0.0.2, TCP listening on 10.0.0.2:45000 and
+    /// on every address at 22, UDP bound to 10.0.0.2:41000.
+    fn host_table() -> FlowTable {
+        use crate::flow::host::{ANY_V4, Listener};
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let host = HostSockets::new(
+            [ip("10.0.0.2")],
+            &[],
+            [
+                Listener {
+                    protocol: 6,
+                    address: ip("10.0.0.2"),
+                    port: 45000,
+                },
+                Listener {
+                    protocol: 6,
+                    address: ANY_V4,
+                    port: 22,
+                },
+                Listener {
+                    protocol: 17,
+                    address: ip("10.0.0.2"),
+                    port: 41000,
+                },
+            ],
+        );
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.set_host(Some(Arc::new(host)));
+        t
+    }
+
+    #[test]
+    fn the_host_answering_on_a_listening_socket_makes_server_role() {
+        let mut t = host_table();
+        let udp = |src, sp, dst, dp| {
+            let mut p = tcp(src, sp, dst, dp, 0);
+            p.protocol = 17;
+            p
+        };
+        let out = run(
+            &mut t,
+            &[
+                // An inbound SYN to a listening port.
+                (S, tcp("10.0.0.1", 50000, "10.0.0.2", 22, SYN)),
+                // Mid-stream, the server speaking first, no port rule: the
+                // listening socket says who answers.
+                (S, tcp("10.0.0.2", 45000, "10.0.0.1", 46000, ACK)),
+                // The host connects out: CLIENT even to a port that it
+                // listens on elsewhere.
+                (S, tcp("10.0.0.2", 51000, "10.0.0.9", 22, SYN)),
+                // An inbound SYN to a port nobody listens on (a scan).
+                (S, tcp("10.0.0.1", 50001, "10.0.0.2", 23, SYN)),
+                // UDP to a bound socket, the reply seen first.
+                (S, udp("10.0.0.2", 41000, "10.0.0.7", 42000)),
+                // Transit traffic: neither side is the host.
+                (S, tcp("10.0.0.5", 50000, "10.0.0.6", 22, SYN)),
+            ],
+        );
+        let by_port = |port: u16| {
+            out.iter()
+                .find(|r| r.source_port == port || r.destination_port == port)
+                .map(|r| (r.role, r.source_port))
+                .unwrap()
+        };
+        assert_eq!(by_port(50000), (FlowRole::Server, 50000));
+        assert_eq!(by_port(46000), (FlowRole::Server, 46000));
+        assert_eq!(by_port(51000), (FlowRole::Client, 51000));
+        assert_eq!(by_port(50001), (FlowRole::Client, 50001));
+        assert_eq!(by_port(42000), (FlowRole::Server, 42000));
+        let transit = out
+            .iter()
+            .find(|r| r.source.to_string() == "10.0.0.5")
+            .unwrap();
+        assert_eq!(transit.role, FlowRole::Client);
+    }
+
+    #[test]
+    fn the_host_answering_a_ping_makes_server_role_and_its_own_ping_client() {
+        let mut t = host_table();
+        let icmp = |src: &str, dst: &str, ty: u8| {
+            let mut p = tcp(src, 0, dst, 0, 0);
+            p.protocol = 1;
+            p.icmp_type = ty;
+            p.src_port = 7; // the echo identifier
+            p
+        };
+        let out = run(
+            &mut t,
+            &[
+                (S, icmp("10.0.0.1", "10.0.0.2", 8)),
+                (S, icmp("10.0.0.2", "10.0.0.1", 0)),
+                (2 * S, icmp("10.0.0.2", "10.0.0.3", 8)),
+            ],
+        );
+        let from = |src: &str| {
+            out.iter()
+                .find(|r| r.source.to_string() == src)
+                .unwrap()
+                .role
+        };
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(from("10.0.0.1"), FlowRole::Server);
+        assert_eq!(from("10.0.0.2"), FlowRole::Client);
+    }
+
+    #[test]
+    fn an_unconnected_udp_socket_does_not_overrule_the_port_rule() {
+        // A resolver's unconnected socket on 10.0.0.2:41000 asks port 53:
+        // the port rule makes the host the initiator, so CLIENT.
+        let mut t = host_table();
+        let mut p = tcp("10.0.0.2", 41000, "10.0.0.53", 53, 0);
+        p.protocol = 17;
+        let out = run(&mut t, &[(S, p)]);
+        assert_eq!((out[0].role, out[0].source_port), (FlowRole::Client, 41000));
     }
 
     #[test]

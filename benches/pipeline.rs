@@ -110,6 +110,10 @@ fn udp_packet(n: u32) -> PacketRepr {
         flow_label: 0,
         fragment: Fragment::Whole,
         ifindex: 0,
+        headers: 0,
+        segments: 1,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
     }
 }
 

@@ -25,6 +25,7 @@ mod sender;
 pub mod testnet;
 
 pub use ring::{
-    Block, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats, wait_any,
+    Block, Gso, GsoKind, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats,
+    wait_any,
 };
 pub use sender::PacketSender;

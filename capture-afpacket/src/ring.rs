@@ -33,6 +33,10 @@ pub struct RingConfig {
     /// interface share its packets, both directions of a flow on the same
     /// socket. `None` captures everything on this socket.
     pub fanout_group: Option<u16>,
+    /// Ask the kernel for a `virtio_net_hdr` before each frame
+    /// (`PACKET_VNET_HDR`), which gives the segment size of GSO/GRO
+    /// super-frames ([`Packet::gso`]).
+    pub gso_header: bool,
 }
 
 impl RingConfig {
@@ -52,13 +56,14 @@ impl RingConfig {
 
 impl Default for RingConfig {
     /// 2 MiB blocks, 32 of them (64 MiB per ring), 10 ms block timeout, no
-    /// fanout.
+    /// fanout, GSO header on.
     fn default() -> Self {
         RingConfig {
             block_size: 2 << 20,
             block_count: 32,
             block_timeout: Duration::from_millis(10),
             fanout_group: None,
+            gso_header: true,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct Ring {
     interface: String,
     ifindex: u32,
     stats: RingStats,
+    /// Frames are preceded by a `virtio_net_hdr`.
+    gso_header: bool,
 }
 
 // SAFETY: the mapping belongs to this `Ring` alone (it is unmapped on drop
@@ -250,6 +257,12 @@ impl Ring {
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         set_option(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(|_| sys_err("setsockopt(PACKET_VERSION)", interface))?;
+        if config.gso_header {
+            // Must come before the ring exists.
+            let on: libc::c_int = 1;
+            set_option(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &on)
+                .map_err(|_| sys_err("setsockopt(PACKET_VNET_HDR)", interface))?;
+        }
         let frame_size = 2048u32;
         let req = libc::tpacket_req3 {
             tp_block_size: config.block_size,
@@ -292,6 +305,7 @@ impl Ring {
             interface: interface.to_owned(),
             ifindex,
             stats: RingStats::default(),
+            gso_header: config.gso_header,
         };
         bind_socket(&ring.fd, ifindex, protocol, interface)?;
         if let Some(group) = config.fanout_group {
@@ -351,6 +365,7 @@ impl Ring {
         };
         Some(Block {
             bytes,
+            gso_header: self.gso_header,
             ring_status: self.status(i) as *const AtomicU32,
             current: &mut self.current,
             block_count: self.block_count,
@@ -486,6 +501,7 @@ impl Drop for Ring {
 #[derive(Debug)]
 pub struct Block<'a> {
     bytes: &'a [u8],
+    gso_header: bool,
     ring_status: *const AtomicU32,
     current: &'a mut usize,
     block_count: usize,
@@ -499,6 +515,7 @@ impl Block<'_> {
             block: b,
             left: u32_at(b, BLOCK_NUM_PKTS).unwrap_or(0),
             offset: u32_at(b, BLOCK_FIRST_PKT).unwrap_or(0) as usize,
+            gso_header: self.gso_header,
         }
     }
 }
@@ -564,6 +581,9 @@ pub struct Packet<'a> {
     pub status: u32,
     /// The interface's hardware type (`sll_hatype`, an `ARPHRD_*` value).
     pub hatype: u16,
+    /// For a GSO/GRO super-frame, its segmentation (with
+    /// [`RingConfig::gso_header`]); `None` for a frame as on the wire.
+    pub gso: Option<Gso>,
 }
 
 impl Packet<'_> {
@@ -586,6 +606,7 @@ pub struct Packets<'a> {
     block: &'a [u8],
     left: u32,
     offset: usize,
+    gso_header: bool,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -604,7 +625,7 @@ impl<'a> Iterator for Packets<'a> {
             return None;
         }
         self.left -= 1;
-        let packet = parse_packet(self.block, self.offset);
+        let packet = parse_packet(self.block, self.offset, self.gso_header);
         let next = u32_at(self.block, self.offset).unwrap_or(0) as usize;
         if packet.is_none() || next == 0 {
             // A malformed header (which the kernel does not write) ends the
@@ -616,8 +637,9 @@ impl<'a> Iterator for Packets<'a> {
     }
 }
 
-/// Parses the `tpacket3_hdr` and `sockaddr_ll` at `at`, bounds-checked.
-fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
+/// Parses the `tpacket3_hdr` and `sockaddr_ll` at `at`, and the
+/// `virtio_net_hdr` just before the frame if `gso_header`, bounds-checked.
+fn parse_packet(b: &[u8], at: usize, gso_header: bool) -> Option<Packet<'_>> {
     let h = b.get(at..)?;
     let sec = u64::from(u32_at(h, 4)?);
     let nsec = u64::from(u32_at(h, 8)?);
@@ -641,6 +663,24 @@ fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
         };
         (tpid, vlan_tci as u16)
     });
+    // struct virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start,
+    // csum_offset; in host byte order (the kernel writes it little-endian
+    // on little-endian hosts and native otherwise).
+    let gso = if gso_header {
+        let v = h.get(mac.checked_sub(VIRTIO_NET_HDR_LEN)?..mac)?;
+        let kind = v[1] & !VIRTIO_NET_HDR_GSO_ECN;
+        let size = u16::from_ne_bytes([v[4], v[5]]);
+        (kind != VIRTIO_NET_HDR_GSO_NONE).then_some(Gso {
+            kind: match kind {
+                VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_TCPV6 => GsoKind::Tcp,
+                VIRTIO_NET_HDR_GSO_UDP_L4 => GsoKind::Udp,
+                other => GsoKind::Other(other),
+            },
+            segment_size: size,
+        })
+    } else {
+        None
+    };
     Some(Packet {
         ts_ns: sec * 1_000_000_000 + nsec,
         data,
@@ -650,7 +690,36 @@ fn parse_packet(b: &[u8], at: usize) -> Option<Packet<'_>> {
         ifindex,
         status,
         hatype,
+        gso,
     })
+}
+
+const VIRTIO_NET_HDR_LEN: usize = 10;
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// What the kernel says of a GSO/GRO super-frame: one frame standing for
+/// several on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    /// Which transport is segmented.
+    pub kind: GsoKind,
+    /// Payload bytes per segment (the MSS for TCP).
+    pub segment_size: u16,
+}
+
+/// The transport a [`Gso`] super-frame segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GsoKind {
+    /// TCP over IPv4 or IPv6.
+    Tcp,
+    /// UDP (`UDP_SEGMENT`, UDP GRO).
+    Udp,
+    /// Another `VIRTIO_NET_HDR_GSO_*` type.
+    Other(u8),
 }
 
 #[cfg(test)]
@@ -692,6 +761,39 @@ mod tests {
     }
 
     #[test]
+    fn the_virtio_header_before_a_frame_gives_its_segmentation() {
+        let mut b = block(&[(&[9; 60], libc::PACKET_HOST, None)]);
+        // The first packet's header is at 48, its frame at 48 + 80; the
+        // virtio_net_hdr takes the 10 bytes before the frame.
+        let v = 48 + 80 - 10;
+        b[v + 1] = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+        b[v + 4..v + 6].copy_from_slice(&1448u16.to_ne_bytes());
+        let packets = |b: &[u8], gso_header| {
+            Packets {
+                block: b,
+                left: 1,
+                offset: 48,
+                gso_header,
+            }
+            .map(|p| p.gso)
+            .collect::<Vec<_>>()
+        };
+        let tcp = Gso {
+            kind: GsoKind::Tcp,
+            segment_size: 1448,
+        };
+        assert_eq!(packets(&b, true), [Some(tcp)]);
+        assert_eq!(packets(&b, false), [None], "no header asked for");
+        b[v + 1] = VIRTIO_NET_HDR_GSO_NONE;
+        assert_eq!(packets(&b, true), [None], "a frame as on the wire");
+        b[v + 1] = 3; // VIRTIO_NET_HDR_GSO_UDP (UFO)
+        assert_eq!(
+            packets(&b, true)[0].map(|g| g.kind),
+            Some(GsoKind::Other(3))
+        );
+    }
+
+    #[test]
     fn parses_a_kernel_laid_out_block() {
         let b = block(&[
             (&[1, 2, 3], libc::PACKET_HOST, None),
@@ -701,6 +803,7 @@ mod tests {
             block: &b,
             left: 2,
             offset: 48,
+            gso_header: false,
         }
         .collect();
         assert_eq!(packets.len(), 2);
@@ -725,6 +828,7 @@ mod tests {
             block: &b,
             left: 5,
             offset: 48,
+            gso_header: false,
         };
         assert!(p.next().is_none());
         assert!(p.next().is_none());

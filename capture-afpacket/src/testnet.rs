@@ -285,9 +285,52 @@ pub fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
     bytes
 }
 
+/// TCP payload bytes `stream` has sent so far, retransmissions included
+/// (`tcpi_bytes_sent` of `TCP_INFO`, Linux 4.19 and later).
+///
+/// # Panics
+/// The kernel does not report it.
+#[allow(unsafe_code)]
+pub fn tcp_bytes_sent(stream: &std::net::TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    /// `tcpi_bytes_sent`'s offset in `struct tcp_info`.
+    const BYTES_SENT: usize = 200;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` is valid for writes of `len` bytes, and `len` is a
+    // valid socklen_t the kernel updates to the length it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    assert!(len as usize >= BYTES_SENT + 8, "tcp_info of {len} bytes");
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&info[BYTES_SENT..BYTES_SENT + 8]);
+    u64::from_ne_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_bytes_sent_counts_what_was_written() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().expect("accept");
+        client.write_all(&[1; 1000]).expect("write");
+        let mut got = [0u8; 1000];
+        server.read_exact(&mut got).expect("read");
+        assert_eq!(tcp_bytes_sent(&client), 1000);
+        assert_eq!(tcp_bytes_sent(&server), 0);
+    }
 
     #[test]
     fn checksums_of_the_echo_frame_verify() {

@@ -51,6 +51,7 @@ fn small(fanout_group: Option<u16>) -> RingConfig {
         block_count: 4,
         block_timeout: Duration::from_millis(5),
         fanout_group,
+        ..RingConfig::default()
     }
 }
 

@@ -113,12 +113,54 @@ pub struct PacketRepr {
     /// Index of the interface the packet was captured on (live capture);
     /// 0 when unknown, as for capture files.
     pub ifindex: u32,
+    /// Bytes of IP header (with extension headers) and TCP or UDP header:
+    /// what every segment of a GSO/GRO super-frame repeats. 0 for other
+    /// transports and for fragments without a transport header.
+    pub headers: u16,
+    /// Packets on the wire this packet stands for: 1, or the segments of a
+    /// super-frame after [`PacketRepr::count_segments`].
+    pub segments: u16,
+    /// Ethernet source address (zero without an Ethernet header).
+    pub src_mac: [u8; 6],
+    /// Ethernet destination address (zero without an Ethernet header).
+    pub dst_mac: [u8; 6],
 }
 
 impl PacketRepr {
     /// Whether the protocol carries ports or ICMP type/code in the flow key.
     pub fn has_transport_header(&self) -> bool {
         !matches!(self.fragment, Fragment::Later { .. })
+    }
+
+    /// Counts this TCP or UDP super-frame (GSO on send, GRO on receive) as
+    /// the segments the wire carries: `segment_size` payload bytes each,
+    /// the last one the rest, every one with its own copy of the IP and
+    /// transport headers, which [`ip_bytes`](Self::ip_bytes) then includes.
+    /// Returns the number of segments, or `None` (and changes nothing) for
+    /// a packet that cannot be one (no TCP or UDP header, or no payload
+    /// beyond one segment).
+    pub fn count_segments(&mut self, segment_size: u16) -> Option<u16> {
+        if self.headers == 0 || segment_size == 0 || !matches!(self.protocol, 6 | 17) {
+            return None;
+        }
+        let payload = self.ip_bytes.checked_sub(u32::from(self.headers))?;
+        let segments = payload.div_ceil(u32::from(segment_size));
+        if segments <= 1 {
+            return None;
+        }
+        let segments = u16::try_from(segments).ok()?;
+        self.segments = segments;
+        self.ip_bytes += u32::from(segments - 1) * u32::from(self.headers);
+        Some(segments)
+    }
+
+    /// Adds the `ip_header` bytes before the transport header to a TCP or
+    /// UDP header length found by the transport decoder.
+    fn add_headers(&mut self, ip_header: usize) {
+        if self.headers != 0 {
+            let total = usize::from(self.headers) + ip_header;
+            self.headers = u16::try_from(total).unwrap_or(0);
+        }
     }
 }
 
@@ -223,7 +265,13 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
         IpVersion::V6 => ipv6(frame, offset),
     };
     match result {
-        Ok(p) => Decoded::Ip(p),
+        Ok(mut p) => {
+            if link == LinkType::ETHERNET && frame.len() >= 12 {
+                p.dst_mac.copy_from_slice(&frame[0..6]);
+                p.src_mac.copy_from_slice(&frame[6..12]);
+            }
+            Decoded::Ip(p)
+        }
         Err(e) => Decoded::Malformed(e),
     }
 }
@@ -436,6 +484,10 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         flow_label: 0,
         fragment,
         ifindex: 0,
+        headers: 0,
+        segments: 1,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
     };
     if repr.has_transport_header() {
         let mut l4 = at + header_len;
@@ -448,6 +500,7 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
             l4 += len;
         }
         transport(f, l4, end, &mut repr)?;
+        repr.add_headers(l4 - at);
     }
     Ok(repr)
 }
@@ -528,9 +581,14 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         flow_label,
         fragment,
         ifindex: 0,
+        headers: 0,
+        segments: 1,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
     };
     if repr.has_transport_header() {
         transport(f, l4, end, &mut repr)?;
+        repr.add_headers(l4 - at);
     }
     Ok(repr)
 }
@@ -543,11 +601,13 @@ fn transport(f: &[u8], at: usize, end: usize, repr: &mut PacketRepr) -> Result<(
             repr.src_port = be16(f, at);
             repr.dst_port = be16(f, at + 2);
             repr.tcp_flags = (u16::from(f[at + 12] & 0x01) << 8) | u16::from(f[at + 13]);
+            repr.headers = u16::from(f[at + 12] >> 4) * 4;
         }
         17 => {
             need(Layer::Udp, at, 4, end)?;
             repr.src_port = be16(f, at);
             repr.dst_port = be16(f, at + 2);
+            repr.headers = 8;
         }
         132 => {
             need(Layer::Sctp, at, 12, end)?;
@@ -584,6 +644,28 @@ mod tests {
         0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
         0, // tcp
     ];
+
+    #[test]
+    fn a_super_frame_counts_as_its_segments() {
+        let Decoded::Ip(mut p) = decode(LinkType::ETHERNET, &ETH_IPV4_TCP_SYN) else {
+            panic!("not decoded");
+        };
+        assert_eq!(p.headers, 40, "IPv4 20 + TCP 20");
+        assert_eq!(p.src_mac, [0x02, 0, 0, 0, 0, 1]);
+        assert_eq!(p.dst_mac, [0x02, 0, 0, 0, 0, 2]);
+        assert_eq!(p.count_segments(1448), None, "no payload");
+        // As GRO would leave it: 4000 payload bytes in one 4040-byte packet.
+        p.ip_bytes = 4040;
+        assert_eq!(p.count_segments(1448), Some(3));
+        assert_eq!((p.segments, p.ip_bytes), (3, 4040 + 2 * 40));
+        let mut small = p;
+        small.ip_bytes = 1000;
+        small.segments = 1;
+        assert_eq!(small.count_segments(1448), None, "fits one segment");
+        let mut icmp = p;
+        icmp.protocol = 1;
+        assert_eq!(icmp.count_segments(1448), None);
+    }
 
     #[test]
     fn parse_ethernet_ipv4_tcp() {

@@ -105,6 +105,10 @@ mod strategies {
                     flow_label: 0,
                     fragment: Fragment::Whole,
                     ifindex: 0,
+                    headers: 0,
+                    segments: 1,
+                    src_mac: [0; 6],
+                    dst_mac: [0; 6],
                 }
             })
     }

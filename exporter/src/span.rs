@@ -93,6 +93,21 @@ impl Text {
         }
     }
 
+    /// A MAC address as the spec writes it: lowercase hex pairs joined by
+    /// colons.
+    fn mac(mac: [u8; 6]) -> Text {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0u8; INLINE];
+        for (i, b) in mac.into_iter().enumerate() {
+            bytes[i * 3] = HEX[usize::from(b >> 4)];
+            bytes[i * 3 + 1] = HEX[usize::from(b & 15)];
+            if i < 5 {
+                bytes[i * 3 + 2] = b':';
+            }
+        }
+        Text::Inline { len: 17, bytes }
+    }
+
     /// An IP address in its standard text form (IPv4 without the general
     /// formatting machinery, which is slow).
     fn ip(addr: IpAddr) -> Text {
@@ -413,6 +428,9 @@ pub fn flow_span_into(r: &FlowRecord, interfaces: &InterfaceNames, span: &mut Fl
             push(a, "network.interface.name", Value::Str(Text::display(name)));
         }
     }
+    if let Some(mac) = r.interface_mac {
+        push(a, "network.interface.mac", Value::Str(Text::mac(mac)));
+    }
     counters(a, &FORWARD, &r.forward);
     counters(a, &REVERSE, &r.reverse);
     ip_fields(a, &FORWARD, &r.forward, ipv6);
@@ -459,6 +477,14 @@ mod tests {
                 prop_assert_eq!(text.as_str(), addr.to_string());
             }
         }
+    }
+
+    #[test]
+    fn macs_are_lowercase_colon_separated_hex() {
+        let mac = [0x02, 0xf5, 0x0a, 0xb0, 0x00, 0xff];
+        assert_eq!(Text::mac(mac).as_str(), "02:f5:0a:b0:00:ff");
+        let via_format = mac.map(|b| format!("{b:02x}")).join(":");
+        assert_eq!(Text::mac(mac).as_str(), via_format);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use capture_afpacket::{Ring, RingConfig, RingError, RingStats, wait_any};
-use engine::{Decoded, LinkType, Pipeline, decode};
+use capture_afpacket::{Gso, GsoKind, Ring, RingConfig, RingError, RingStats, wait_any};
+use engine::{Decoded, LinkType, PacketRepr, Pipeline, decode};
 use exporter::span::InterfaceNames;
 
 use crate::summary::DecodeCounters;
@@ -182,6 +182,9 @@ impl Live {
                             Decoded::Ip(mut packet) => {
                                 counters.decoded += 1;
                                 packet.ifindex = p.ifindex;
+                                if let Some(gso) = p.gso {
+                                    count_segments(&mut packet, gso, counters);
+                                }
                                 if pipeline.push(packet, p.ts_ns).is_err() {
                                     // The output side stopped; it reports why.
                                     return LiveEnd::Stopped;
@@ -202,6 +205,25 @@ impl Live {
                 progress(counters, self.bytes);
             }
         }
+    }
+}
+
+/// Counts a super-frame as the segments the wire carries, where the GSO
+/// type agrees with the transport the decoder found.
+fn count_segments(packet: &mut PacketRepr, gso: Gso, counters: &mut DecodeCounters) {
+    let agrees = matches!(
+        (gso.kind, packet.protocol),
+        (GsoKind::Tcp, 6) | (GsoKind::Udp, 17)
+    );
+    match agrees
+        .then(|| packet.count_segments(gso.segment_size))
+        .flatten()
+    {
+        Some(segments) => {
+            counters.super_frames += 1;
+            counters.segments += u64::from(segments);
+        }
+        None => counters.super_frames_unsplit += 1,
     }
 }
 

@@ -22,6 +22,13 @@ pub struct DecodeCounters {
     pub malformed: BTreeMap<&'static str, u64>,
     /// Frames per unsupported link type.
     pub unsupported_link_types: BTreeMap<u32, u64>,
+    /// GSO/GRO super-frames (live capture) counted as their wire segments.
+    pub super_frames: u64,
+    /// The wire segments those super-frames stand for.
+    pub segments: u64,
+    /// Super-frames counted as one packet: their GSO type is not the TCP or
+    /// UDP the decoder found (e.g. a tunnel), or they hold one segment.
+    pub super_frames_unsplit: u64,
 }
 
 impl DecodeCounters {
@@ -83,6 +90,13 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
+        if !self.live.is_empty() {
+            writeln!(
+                f,
+                "  super-frames (GSO/GRO): {} counted as {} wire segments, {} counted as one packet",
+                d.super_frames, d.segments, d.super_frames_unsplit
+            )?;
+        }
         write!(f, "  packets skipped:")?;
         reasons(f, &d.skipped)?;
         writeln!(f)?;

@@ -167,6 +167,9 @@ pub struct FlowRecord {
     /// Index of the interface the flow's first packet was captured on
     /// (live capture only).
     pub interface_index: Option<u32>,
+    /// The initiator's (`source.*`) Ethernet address, from the flow's first
+    /// packet (live capture on an Ethernet interface only).
+    pub interface_mac: Option<[u8; 6]>,
 }
 
 impl FlowRecord {

@@ -3,8 +3,8 @@
 //! A [`Ring`] is one packet socket on one interface with a block ring
 //! shared with the kernel; several rings in one fanout group
 //! ([`RingConfig::fanout_group`]) split an interface's traffic by a
-//! symmetric flow hash, so that each worker can own one ring and every flow
-//! stays on one worker. [`PacketSender`] writes raw frames to an interface,
+//! symmetric hash of the two IP addresses, so that each worker can own one
+//! ring and every flow, fragments included, stays on one ring in order. [`PacketSender`] writes raw frames to an interface,
 //! for tests and benchmarks that replay captures into a veth pair, which
 //! [`testnet`] sets up between two network namespaces of its own.
 //!

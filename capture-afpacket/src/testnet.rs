@@ -191,10 +191,16 @@ pub const DST_MAC: [u8; 6] = [0x02, 0xf5, 0, 0, 0, 2];
 /// 10.9.0.2:53, or the reply), with an optional 802.1Q tag and 18 bytes of
 /// zero payload; the checksums are left 0.
 pub fn udp_frame(flow: u16, reply: bool, vlan: Option<u16>) -> Vec<u8> {
+    udp_frame_from([10, 9, 0, 1], flow, reply, vlan)
+}
+
+/// [`udp_frame`] with the client at `client` instead of 10.9.0.1.
+pub fn udp_frame_from(client: [u8; 4], flow: u16, reply: bool, vlan: Option<u16>) -> Vec<u8> {
+    let server = [10, 9, 0, 2];
     let (src, dst, sport, dport) = if reply {
-        ([10, 9, 0, 2], [10, 9, 0, 1], 53u16, 40000 + flow)
+        (server, client, 53u16, 40000 + flow)
     } else {
-        ([10, 9, 0, 1], [10, 9, 0, 2], 40000 + flow, 53u16)
+        (client, server, 40000 + flow, 53u16)
     };
     let mut f = Vec::new();
     f.extend_from_slice(&DST_MAC);

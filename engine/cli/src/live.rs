@@ -1,13 +1,15 @@
 //! Live capture: `engine -i IFACE` on AF_PACKET TPACKET_V3 rings.
 //!
-//! Each interface gets one ring per flow worker, joined in a
-//! `PACKET_FANOUT_HASH` group that splits the traffic among them by flow
-//! (ready for a capture thread per ring; today one thread drains them all).
-//! The capture thread drains every ring, decodes each frame and hands
-//! it to the pipeline, which shards packets by their addresses exactly as in
-//! pcap mode (so that the fragments of a datagram meet on one worker). The
-//! capture clock follows the wall clock, so flows time out and active
-//! timeouts fire while no packet arrives.
+//! Each interface gets one ring per flow worker, joined in a fanout group
+//! whose program splits the traffic among them by the pair of IP addresses
+//! (so a flow, fragments included, stays on one ring in arrival order;
+//! ready for a capture thread per ring, while today one thread drains them
+//! all). The capture thread decodes each frame, counts a GSO/GRO
+//! super-frame as its wire segments, and hands it to the pipeline, which
+//! shards packets by their addresses exactly as in pcap mode. The capture
+//! clock follows the wall clock, so flows time out and active timeouts
+//! fire while no packet arrives. A second thread keeps the host's
+//! addresses and listening sockets current for span kinds (`host`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

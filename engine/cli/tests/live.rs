@@ -55,15 +55,10 @@ fn namespace(tag: &str) -> Option<VethPair> {
 fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     let Some(ns) = namespace("l") else { return };
     // The frames to send: every Ethernet frame of the fixtures, in order,
-    // except the fragments fixture (the kernel's fanout hash may put a
-    // datagram's fragments on different rings, which reorders them), frames
-    // the wire cannot carry, and VLAN frames cut inside their tag (the
-    // receiving kernel drops those before any socket sees them).
+    // except frames the wire cannot carry and VLAN frames cut inside their
+    // tag (the receiving kernel drops those before any socket sees them).
     let mut frames: Vec<Vec<u8>> = Vec::new();
     for f in flowspan_testdata::fixtures() {
-        if f.name == "fragments.pcap" {
-            continue;
-        }
         let path = root().join("testdata/pcap").join(f.name);
         let mut r = CaptureReader::open(&path).expect("fixture");
         while let Some(frame) = r.next_frame().expect("fixture reads") {

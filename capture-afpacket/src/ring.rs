@@ -149,7 +149,7 @@ const BLOCK_FIRST_PKT: usize = 16;
 /// the `struct sockaddr_ll`.
 const TPACKET3_HDR_LEN: usize = 48;
 
-fn sys_err(call: &'static str, interface: &str) -> RingError {
+pub(crate) fn sys_err(call: &'static str, interface: &str) -> RingError {
     RingError::Sys {
         call,
         interface: interface.to_owned(),
@@ -231,7 +231,7 @@ const FOLD: usize = 30;
 const RET_ZERO: usize = 37;
 
 #[allow(unsafe_code)]
-fn set_option<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+pub(crate) fn set_option<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of the size given, which the
     // kernel only reads.
     let rc = unsafe {

@@ -111,19 +111,25 @@ fn a_vlan_tag_is_either_in_the_frame_or_reported() {
     }
 }
 
+/// Two rings in one fanout group on `b`, and a sender on `a`.
+fn fanout_pair(ns: &VethPair) -> (Vec<Ring>, PacketSender) {
+    // Group ids are per network namespace, and each test has its own.
+    let group = (std::process::id() & 0xffff) as u16;
+    ns.enter_right();
+    let rings = vec![
+        Ring::open(&ns.b, &small(Some(group))).expect("ring 0"),
+        Ring::open(&ns.b, &small(Some(group))).expect("ring 1"),
+    ];
+    ns.enter_left();
+    (rings, PacketSender::open(&ns.a).expect("sender"))
+}
+
 #[test]
 fn a_fanout_group_keeps_both_directions_of_a_flow_on_one_ring() {
     let Some(ns) = veth("f") else {
         return;
     };
-    let group = (std::process::id() & 0xffff) as u16;
-    ns.enter_right();
-    let mut rings = vec![
-        Ring::open(&ns.b, &small(Some(group))).expect("ring 0"),
-        Ring::open(&ns.b, &small(Some(group))).expect("ring 1"),
-    ];
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
+    let (mut rings, sender) = fanout_pair(&ns);
     let flows = 64u16;
     let mut sent = 0;
     for round in 0..4 {
@@ -188,14 +194,7 @@ fn a_fanout_group_keeps_a_flows_whole_and_fragmented_packets_on_one_ring_in_orde
     let Some(ns) = veth("p") else {
         return;
     };
-    let group = (std::process::id() & 0xffff) as u16 ^ 0x5a5a;
-    ns.enter_right();
-    let mut rings = vec![
-        Ring::open(&ns.b, &small(Some(group))).expect("ring 0"),
-        Ring::open(&ns.b, &small(Some(group))).expect("ring 1"),
-    ];
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
+    let (mut rings, sender) = fanout_pair(&ns);
     let hosts = 32u8;
     for h in 0..hosts {
         let client = [10, 9, 2, h];

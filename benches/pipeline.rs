@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, Fragment, LinkType, PacketRepr, decode};
+use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, PacketRepr, decode};
 use exporter::json::OtlpJsonWriter;
 use exporter::resource::Resource;
 use flowspan_benches::fixture_frames;
@@ -95,25 +95,15 @@ fn bench(c: &mut Criterion) {
 fn udp_packet(n: u32) -> PacketRepr {
     let [_, b, c, d] = n.to_be_bytes();
     PacketRepr {
-        src: std::net::IpAddr::from([10, b, c, d]),
-        dst: std::net::IpAddr::from([172, 16, 0, (n % 251) as u8]),
-        protocol: 17,
         src_port: 1024 + (n % 60_000) as u16,
         dst_port: 53,
-        icmp_type: 0,
-        icmp_code: 0,
-        tcp_flags: 0,
-        sctp_chunk: 0,
         ip_bytes: 80,
         ttl: 64,
-        tos: 0,
-        flow_label: 0,
-        fragment: Fragment::Whole,
-        ifindex: 0,
-        headers: 0,
-        segments: 1,
-        src_mac: [0; 6],
-        dst_mac: [0; 6],
+        ..PacketRepr::new(
+            std::net::IpAddr::from([10, b, c, d]),
+            std::net::IpAddr::from([172, 16, 0, (n % 251) as u8]),
+            17,
+        )
     }
 }
 

@@ -127,6 +127,33 @@ pub struct PacketRepr {
 }
 
 impl PacketRepr {
+    /// A packet of `protocol` from `src` to `dst` with every other field
+    /// empty: no ports, flags or MACs, 0 bytes, one segment, not a fragment.
+    /// Set the rest with struct update syntax.
+    pub fn new(src: IpAddr, dst: IpAddr, protocol: u8) -> PacketRepr {
+        PacketRepr {
+            src,
+            dst,
+            protocol,
+            src_port: 0,
+            dst_port: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            tcp_flags: 0,
+            sctp_chunk: 0,
+            ip_bytes: 0,
+            ttl: 0,
+            tos: 0,
+            flow_label: 0,
+            fragment: Fragment::Whole,
+            ifindex: 0,
+            headers: 0,
+            segments: 1,
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+        }
+    }
+
     /// Whether the protocol carries ports or ICMP type/code in the flow key.
     pub fn has_transport_header(&self) -> bool {
         !matches!(self.fragment, Fragment::Later { .. })
@@ -469,25 +496,11 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
     let src = Ipv4Addr::new(f[at + 12], f[at + 13], f[at + 14], f[at + 15]);
     let dst = Ipv4Addr::new(f[at + 16], f[at + 17], f[at + 18], f[at + 19]);
     let mut repr = PacketRepr {
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
-        protocol: f[at + 9],
-        src_port: 0,
-        dst_port: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        tcp_flags: 0,
-        sctp_chunk: 0,
         ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
         ttl: f[at + 8],
         tos: f[at + 1],
-        flow_label: 0,
         fragment,
-        ifindex: 0,
-        headers: 0,
-        segments: 1,
-        src_mac: [0; 6],
-        dst_mac: [0; 6],
+        ..PacketRepr::new(IpAddr::V4(src), IpAddr::V4(dst), f[at + 9])
     };
     if repr.has_transport_header() {
         let mut l4 = at + header_len;
@@ -566,25 +579,16 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         }
     }
     let mut repr = PacketRepr {
-        src: IpAddr::V6(Ipv6Addr::from(src)),
-        dst: IpAddr::V6(Ipv6Addr::from(dst)),
-        protocol: next,
-        src_port: 0,
-        dst_port: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        tcp_flags: 0,
-        sctp_chunk: 0,
         ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
         ttl: f[at + 7],
         tos,
         flow_label,
         fragment,
-        ifindex: 0,
-        headers: 0,
-        segments: 1,
-        src_mac: [0; 6],
-        dst_mac: [0; 6],
+        ..PacketRepr::new(
+            IpAddr::V6(Ipv6Addr::from(src)),
+            IpAddr::V6(Ipv6Addr::from(dst)),
+            next,
+        )
     };
     if repr.has_transport_header() {
         transport(f, l4, end, &mut repr)?;

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use engine::{
-    DecodeErrorKind, Decoded, FlowConfig, FlowRecord, FlowTable, Fragment, LinkType, PacketRepr,
-    Pipeline, PipelineConfig, Timeouts, decode,
+    DecodeErrorKind, Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, PacketRepr, Pipeline,
+    PipelineConfig, Timeouts, decode,
 };
 use proptest::prelude::*;
 
@@ -82,9 +82,6 @@ mod strategies {
         )
             .prop_map(|(src, dst, protocol, sp, dp, flags, icmp_type, ip_bytes)| {
                 PacketRepr {
-                    src,
-                    dst,
-                    protocol,
                     src_port: if protocol == 6 || protocol == 17 {
                         40000 + sp
                     } else {
@@ -96,19 +93,10 @@ mod strategies {
                         0
                     },
                     icmp_type: if protocol == 1 { icmp_type } else { 0 },
-                    icmp_code: 0,
                     tcp_flags: if protocol == 6 { flags & 0x1ff } else { 0 },
-                    sctp_chunk: 0,
                     ip_bytes,
                     ttl: 64,
-                    tos: 0,
-                    flow_label: 0,
-                    fragment: Fragment::Whole,
-                    ifindex: 0,
-                    headers: 0,
-                    segments: 1,
-                    src_mac: [0; 6],
-                    dst_mac: [0; 6],
+                    ..PacketRepr::new(src, dst, protocol)
                 }
             })
     }

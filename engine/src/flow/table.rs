@@ -1177,25 +1177,12 @@ mod tests {
 
     fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u16) -> PacketRepr {
         PacketRepr {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            protocol: 6,
             src_port: sp,
             dst_port: dp,
-            icmp_type: 0,
-            icmp_code: 0,
             tcp_flags: flags,
-            sctp_chunk: 0,
             ip_bytes: 60,
             ttl: 64,
-            tos: 0,
-            flow_label: 0,
-            fragment: Fragment::Whole,
-            ifindex: 0,
-            headers: 0,
-            segments: 1,
-            src_mac: [0; 6],
-            dst_mac: [0; 6],
+            ..PacketRepr::new(src.parse().unwrap(), dst.parse().unwrap(), 6)
         }
     }
 

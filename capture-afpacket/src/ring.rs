@@ -22,7 +22,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -229,6 +229,41 @@ pub const FANOUT_BY_ADDRESSES: [libc::sock_filter; 38] = {
 const FOLD: usize = 30;
 /// Where it returns 0.
 const RET_ZERO: usize = 37;
+
+/// Types the kernel may fill with any bytes: plain integers and structs of
+/// them, as socket options return.
+pub(crate) trait OptionValue: Copy {}
+impl OptionValue for libc::c_int {}
+impl OptionValue for libc::tpacket_stats_v3 {}
+impl<const N: usize> OptionValue for [u8; N] {}
+
+/// Reads socket option `name` at `level` into `value`; returns how many
+/// bytes the kernel wrote.
+#[allow(unsafe_code)]
+pub(crate) fn get_option<T: OptionValue>(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+    value: &mut T,
+) -> io::Result<usize> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is valid for writes of `len` bytes, and every byte
+    // pattern is a valid `T` (`OptionValue`); `len` is updated in place.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(len as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 #[allow(unsafe_code)]
 pub(crate) fn set_option<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
@@ -475,24 +510,11 @@ impl Ring {
         }
     }
 
-    #[allow(unsafe_code)]
     fn socket_error(&self) -> io::Error {
         let mut err: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` and `len` are valid for the kernel to write.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 && err != 0 {
-            io::Error::from_raw_os_error(err)
-        } else {
-            io::Error::other("socket error")
+        match get_option(self.fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR, &mut err) {
+            Ok(_) if err != 0 => io::Error::from_raw_os_error(err),
+            _ => io::Error::other("socket error"),
         }
     }
 
@@ -501,27 +523,18 @@ impl Ring {
     ///
     /// # Errors
     /// `getsockopt(PACKET_STATISTICS)` failed.
-    #[allow(unsafe_code)]
     pub fn stats(&mut self) -> io::Result<RingStats> {
         let mut s = libc::tpacket_stats_v3 {
             tp_packets: 0,
             tp_drops: 0,
             tp_freeze_q_cnt: 0,
         };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-        // SAFETY: `s` and `len` are valid for the kernel to write.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut s as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        get_option(
+            self.fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut s,
+        )?;
         self.stats.packets += u64::from(s.tp_packets);
         self.stats.drops += u64::from(s.tp_drops);
         self.stats.freezes += u64::from(s.tp_freeze_q_cnt);

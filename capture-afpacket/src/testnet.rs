@@ -296,26 +296,14 @@ pub fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
 ///
 /// # Panics
 /// The kernel does not report it.
-#[allow(unsafe_code)]
 pub fn tcp_bytes_sent(stream: &std::net::TcpStream) -> u64 {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     /// `tcpi_bytes_sent`'s offset in `struct tcp_info`.
     const BYTES_SENT: usize = 200;
     let mut info = [0u8; 256];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: `info` is valid for writes of `len` bytes, and `len` is a
-    // valid socklen_t the kernel updates to the length it wrote.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    assert!(len as usize >= BYTES_SENT + 8, "tcp_info of {len} bytes");
+    let len = crate::ring::get_option(stream.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)
+        .unwrap_or_else(|e| panic!("TCP_INFO: {e}"));
+    assert!(len >= BYTES_SENT + 8, "tcp_info of {len} bytes");
     let mut b = [0u8; 8];
     b.copy_from_slice(&info[BYTES_SENT..BYTES_SENT + 8]);
     u64::from_ne_bytes(b)

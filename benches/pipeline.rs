@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
                     json: true,
                     proto: false,
                 },
-                &exporter::span::InterfaceNames::default(),
+                &exporter::span::Mapping::default(),
             );
             black_box(spans.len())
         })
@@ -148,7 +148,7 @@ fn flow_table_sizes(c: &mut Criterion) {
         // meter them), in batches of 512.
         let batches: Vec<Vec<(PacketRepr, u64, u64)>> = hits
             .chunks(512)
-            .map(|c| c.iter().map(|p| (*p, 2 * S, 2 * S)).collect())
+            .map(|c| c.iter().map(|p| (p.clone(), 2 * S, 2 * S)).collect())
             .collect();
         g.bench_function("hit_batch", |b| {
             b.iter(|| {

@@ -17,8 +17,13 @@
 //! its wire size.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 use crate::error::{DecodeError, DecodeErrorKind, Layer};
+
+mod tunnel;
+
+pub use tunnel::{Encap, IpIpHeader, TunnelHeader, TunnelKind, TunnelPorts, UdpTunnel};
 
 /// A pcap / pcapng link-layer type (`LINKTYPE_*` from the tcpdump registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,7 +85,7 @@ pub enum Fragment {
 }
 
 /// What a flow needs from one IP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketRepr {
     /// Source address.
     pub src: IpAddr,
@@ -124,6 +129,38 @@ pub struct PacketRepr {
     pub src_mac: [u8; 6],
     /// Ethernet destination address (zero without an Ethernet header).
     pub dst_mac: [u8; 6],
+    /// Tunnels, IPsec and WireGuard identifiers, and tunnel header errors:
+    /// absent for most packets, which so stay small.
+    pub extra: Option<Box<PacketExtra>>,
+}
+
+/// The rarer parts of a packet, kept out of line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketExtra {
+    /// IPsec and WireGuard identifiers in this packet's own headers.
+    pub ipsec: Ipsec,
+    /// The tunnels this packet was found in (empty if none).
+    pub encap: Encap,
+    /// A tunnel header (or the packet inside it) that could not be decoded:
+    /// the packet is then the flow of the tunnel that carried it.
+    pub tunnel_error: Option<DecodeError>,
+}
+
+/// IPsec SPIs and WireGuard indices from one packet; 0 when absent (SPI 0
+/// is reserved and never sent; a WireGuard index of 0 is read as absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ipsec {
+    /// SPI of an Authentication Header.
+    pub ah_spi: u32,
+    /// SPI of an Encapsulating Security Payload header (IP protocol 50, or
+    /// ESP in UDP on port 4500).
+    pub esp_spi: u32,
+    /// WireGuard: the index the sender of this packet chose (handshake
+    /// initiation and response).
+    pub wg_sender: u32,
+    /// WireGuard: the index the receiver of this packet chose (handshake
+    /// response, cookie reply, transport data).
+    pub wg_receiver: u32,
 }
 
 impl PacketRepr {
@@ -151,7 +188,32 @@ impl PacketRepr {
             segments: 1,
             src_mac: [0; 6],
             dst_mac: [0; 6],
+            extra: None,
         }
+    }
+
+    /// [`Encap::fingerprint`] of the packet's tunnels; 0 when not tunnelled.
+    #[inline]
+    pub fn tunnel_fingerprint(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |x| x.encap.fingerprint)
+    }
+
+    /// The packet's tunnels, if it was tunnelled.
+    pub fn encap(&self) -> Option<&Encap> {
+        self.extra
+            .as_ref()
+            .map(|x| &x.encap)
+            .filter(|e| e.is_tunnelled())
+    }
+
+    /// The tunnel header error, if any.
+    pub fn tunnel_error(&self) -> Option<DecodeError> {
+        self.extra.as_ref().and_then(|x| x.tunnel_error)
+    }
+
+    /// The out-of-line part, made on first use.
+    pub fn extra_mut(&mut self) -> &mut PacketExtra {
+        self.extra.get_or_insert_with(Default::default)
     }
 
     /// Whether the protocol carries ports or ICMP type/code in the flow key.
@@ -232,7 +294,7 @@ impl SkipReason {
 }
 
 /// The outcome of decoding one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// An IP packet that belongs to a flow.
     Ip(PacketRepr),
@@ -279,27 +341,218 @@ fn need(layer: Layer, at: usize, need: usize, end: usize) -> Result<(), DecodeEr
     }
 }
 
-/// Decodes one frame of the given link type.
+/// Decodes one frame of the given link type with the default
+/// [`Decoder`] (IANA tunnel ports).
 pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
-    let located = match link_layer(link, frame) {
-        Ok(l) => l,
-        Err(Stop::Skip(r)) => return Decoded::Skipped(r),
-        Err(Stop::Err(e)) => return Decoded::Malformed(e),
-    };
-    let (offset, version) = located;
-    let result = match version {
-        IpVersion::V4 => ipv4(frame, offset),
-        IpVersion::V6 => ipv6(frame, offset),
-    };
-    match result {
-        Ok(mut p) => {
-            if link == LinkType::ETHERNET && frame.len() >= 12 {
-                p.dst_mac.copy_from_slice(&frame[0..6]);
-                p.src_mac.copy_from_slice(&frame[6..12]);
+    static DEFAULT: LazyLock<Decoder> = LazyLock::new(Decoder::default);
+    DEFAULT.decode(link, frame)
+}
+
+/// Most encapsulation layers peeled off one packet; a packet nested deeper
+/// is the flow of its fourth inner packet.
+const MAX_TUNNELS: usize = 4;
+
+/// UDP port of WireGuard (its default; WireGuard has no assigned port).
+const WIREGUARD_PORT: u16 = 51820;
+/// UDP port of IKE NAT traversal, which also carries ESP (RFC 3948).
+const NAT_T_PORT: u16 = 4500;
+
+/// Decodes frames, looking into tunnels on the configured UDP ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoder {
+    /// UDP ports that carry tunnels.
+    pub tunnel_ports: TunnelPorts,
+}
+
+impl Decoder {
+    /// Decodes one frame of the given link type. A tunnelled packet
+    /// becomes the packet inside, its tunnels described in
+    /// [`PacketRepr::encap`].
+    pub fn decode(&self, link: LinkType, frame: &[u8]) -> Decoded {
+        let (offset, version) = match link_layer(link, frame) {
+            Ok(l) => l,
+            Err(Stop::Skip(r)) => return Decoded::Skipped(r),
+            Err(Stop::Err(e)) => return Decoded::Malformed(e),
+        };
+        match ip(frame, offset, version) {
+            Ok((mut p, l4, end)) => {
+                if link == LinkType::ETHERNET && frame.len() >= 12 {
+                    p.dst_mac.copy_from_slice(&frame[0..6]);
+                    p.src_mac.copy_from_slice(&frame[6..12]);
+                }
+                let (mut p, l4, end) = self.decapsulate(frame, p, offset, l4, end);
+                ipsec_ids(frame, &mut p, l4, end);
+                Decoded::Ip(p)
             }
-            Decoded::Ip(p)
+            Err(e) => Decoded::Malformed(e),
         }
-        Err(e) => Decoded::Malformed(e),
+    }
+
+    /// Peels tunnels off `outer` (its IP header at `at`, transport header at
+    /// `l4`, datagram ending at `end`) and returns the innermost packet
+    /// with its transport offset and end.
+    fn decapsulate(
+        &self,
+        f: &[u8],
+        outer: PacketRepr,
+        at: usize,
+        l4: usize,
+        end: usize,
+    ) -> (PacketRepr, usize, usize) {
+        let outer_bytes = outer.ip_bytes;
+        let outer_mac = outer.src_mac;
+        let outer_ah_spi = outer.extra.as_ref().map_or(0, |x| x.ipsec.ah_spi);
+        let (mut cur, mut cur_at, mut cur_l4, mut cur_end) = (outer, at, l4, end);
+        let mut encap = Encap::default();
+        let mut fingerprint = 0u64;
+        let mut first_ipip_header = 0u32;
+        for _ in 0..MAX_TUNNELS {
+            // A fragment's tunnel header is in its first fragment only: a
+            // fragmented outer packet is counted as it is.
+            if cur.fragment != Fragment::Whole {
+                break;
+            }
+            let found = match tunnel::find(
+                &self.tunnel_ports,
+                f,
+                cur.protocol,
+                cur.src_port,
+                cur.dst_port,
+                cur_l4,
+                cur_end,
+            ) {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                Err(e) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            // Nothing inside may reach past the outer datagram.
+            let inner_frame = &f[..cur_end];
+            let located = match found.payload {
+                tunnel::Payload::Ip(i, v) => Ok((i, v, None)),
+                tunnel::Payload::Ethernet(i) => {
+                    ethernet(inner_frame, i, 0).map(|(ip_at, v)| (ip_at, v, Some(i)))
+                }
+                tunnel::Payload::Ppp(i) => ppp(inner_frame, i).map(|(i, v)| (i, v, None)),
+            };
+            let (ip_at, version, ethernet_at) = match located {
+                Ok(l) => l,
+                // Not IP inside (ARP, LLDP, …): the tunnel's own flow.
+                Err(Stop::Skip(_)) => break,
+                Err(Stop::Err(e)) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            let (mut inner, inner_l4, inner_end) = match ip(inner_frame, ip_at, version) {
+                Ok(d) => d,
+                Err(e) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            match found.kind {
+                None => {
+                    if encap.ipip.is_none() {
+                        encap.ipip = Some(IpIpHeader {
+                            src: cur.src,
+                            dst: cur.dst,
+                            protocol: cur.protocol,
+                        });
+                        first_ipip_header = u32::try_from(cur_l4 - cur_at).unwrap_or(0);
+                    }
+                }
+                Some(kind) => {
+                    if encap.tunnel.is_none() {
+                        encap.tunnel = Some(TunnelHeader {
+                            kind,
+                            id: found.id,
+                            src: cur.src,
+                            dst: cur.dst,
+                            src_port: if cur.protocol == 17 { cur.src_port } else { 0 },
+                            dst_port: if cur.protocol == 17 { cur.dst_port } else { 0 },
+                            transport: cur.protocol,
+                            src_mac: outer_mac,
+                        });
+                    }
+                }
+            }
+            let shared_id = found.id.filter(|_| found.id_shared);
+            fingerprint = tunnel::fold(fingerprint, found.kind, shared_id, cur.src, cur.dst);
+            match ethernet_at {
+                Some(e) => {
+                    inner.dst_mac.copy_from_slice(&f[e..e + 6]);
+                    inner.src_mac.copy_from_slice(&f[e + 6..e + 12]);
+                }
+                None => {
+                    inner.src_mac = cur.src_mac;
+                    inner.dst_mac = cur.dst_mac;
+                }
+            }
+            inner.ifindex = cur.ifindex;
+            (cur, cur_at, cur_l4, cur_end) = (inner, ip_at, inner_l4, inner_end);
+        }
+        if fingerprint != 0 {
+            let overhead = outer_bytes.saturating_sub(cur.ip_bytes);
+            encap.ipip_bytes = match (encap.ipip, encap.tunnel) {
+                (None, _) => 0,
+                (Some(_), None) => overhead,
+                (Some(_), Some(_)) => first_ipip_header.min(overhead),
+            };
+            encap.tunnel_bytes = overhead - encap.ipip_bytes;
+            encap.fingerprint = fingerprint;
+            encap.outer_ah_spi = outer_ah_spi;
+            cur.extra_mut().encap = encap;
+        }
+        (cur, cur_l4, cur_end)
+    }
+}
+
+/// Reads the ESP SPI (IP protocol 50, or ESP in UDP on port 4500) and the
+/// WireGuard indices (UDP port 51820) of a packet whose transport header
+/// is at `l4`. Headers too short to hold them leave them absent.
+fn ipsec_ids(f: &[u8], p: &mut PacketRepr, l4: usize, end: usize) {
+    if !p.has_transport_header() {
+        return;
+    }
+    let end = end.min(f.len());
+    let u32_at = |at: usize| (at + 4 <= end).then(|| be32(f, at));
+    match p.protocol {
+        50 => {
+            if let Some(spi) = u32_at(l4) {
+                p.extra_mut().ipsec.esp_spi = spi;
+            }
+        }
+        17 if p.src_port == NAT_T_PORT || p.dst_port == NAT_T_PORT => {
+            // A zero "SPI" is the non-ESP marker of IKE; 0xff is a keepalive.
+            if let Some(spi) = u32_at(l4 + 8)
+                && end >= l4 + 16
+            {
+                p.extra_mut().ipsec.esp_spi = spi;
+            }
+        }
+        17 if p.src_port == WIREGUARD_PORT || p.dst_port == WIREGUARD_PORT => {
+            let at = l4 + 8;
+            let len = end.saturating_sub(at);
+            // Message type, then three reserved zero bytes.
+            let Some(head) = u32_at(at) else { return };
+            let (sender, receiver) = match (head, len) {
+                (0x0100_0000, 148) => (u32_at(at + 4), None),
+                (0x0200_0000, 92) => (u32_at(at + 4), u32_at(at + 8)),
+                (0x0300_0000, 64) => (None, u32_at(at + 4)),
+                (0x0400_0000, n) if n >= 32 && n % 16 == 0 => (None, u32_at(at + 4)),
+                _ => (None, None),
+            };
+            if sender.is_some() || receiver.is_some() {
+                // Indices are little-endian on the wire.
+                let ipsec = &mut p.extra_mut().ipsec;
+                ipsec.wg_sender = sender.map_or(0, u32::swap_bytes);
+                ipsec.wg_receiver = receiver.map_or(0, u32::swap_bytes);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -450,7 +703,19 @@ fn ppp(f: &[u8], mut at: usize) -> Step<(usize, IpVersion)> {
     }
 }
 
-fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
+/// An IP header at `at` decoded: the packet, where its transport header
+/// starts and where its datagram ends in the frame.
+type IpDecoded = (PacketRepr, usize, usize);
+
+#[inline]
+fn ip(f: &[u8], at: usize, version: IpVersion) -> Result<IpDecoded, DecodeError> {
+    match version {
+        IpVersion::V4 => ipv4(f, at),
+        IpVersion::V6 => ipv6(f, at),
+    }
+}
+
+fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     need(Layer::Ipv4, at, 20, f.len())?;
     if f[at] >> 4 != 4 {
         return Err(DecodeError::new(
@@ -502,23 +767,24 @@ fn ipv4(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
         fragment,
         ..PacketRepr::new(IpAddr::V4(src), IpAddr::V4(dst), f[at + 9])
     };
+    let mut l4 = at + header_len;
     if repr.has_transport_header() {
-        let mut l4 = at + header_len;
-        // Authentication Header in transport mode: skip to what it protects.
+        // Authentication Header: skip to what it protects.
         if repr.protocol == 51 {
-            need(Layer::Ipv6Ext, l4, 2, end)?;
+            need(Layer::Ipv6Ext, l4, 12, end)?;
             let len = (usize::from(f[l4 + 1]) + 2) * 4;
             need(Layer::Ipv6Ext, l4, len, end)?;
             repr.protocol = f[l4];
+            repr.extra_mut().ipsec.ah_spi = be32(f, l4 + 4);
             l4 += len;
         }
         transport(f, l4, end, &mut repr)?;
         repr.add_headers(l4 - at);
     }
-    Ok(repr)
+    Ok((repr, l4, end))
 }
 
-fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
+fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     need(Layer::Ipv6, at, 40, f.len())?;
     if f[at] >> 4 != 6 {
         return Err(DecodeError::new(
@@ -543,6 +809,7 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&f[at + 24..at + 40]);
     let mut fragment = Fragment::Whole;
+    let mut ah_spi = 0;
     let mut l4 = at + 40;
     loop {
         match next {
@@ -569,10 +836,13 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
                 // Offset 0 without M is an atomic fragment (RFC 6946): whole.
             }
             51 => {
-                need(Layer::Ipv6Ext, l4, 2, end)?;
+                need(Layer::Ipv6Ext, l4, 12, end)?;
                 let len = (usize::from(f[l4 + 1]) + 2) * 4;
                 need(Layer::Ipv6Ext, l4, len, end)?;
                 next = f[l4];
+                if ah_spi == 0 {
+                    ah_spi = be32(f, l4 + 4);
+                }
                 l4 += len;
             }
             _ => break,
@@ -590,11 +860,14 @@ fn ipv6(f: &[u8], at: usize) -> Result<PacketRepr, DecodeError> {
             next,
         )
     };
+    if ah_spi != 0 {
+        repr.extra_mut().ipsec.ah_spi = ah_spi;
+    }
     if repr.has_transport_header() {
         transport(f, l4, end, &mut repr)?;
         repr.add_headers(l4 - at);
     }
-    Ok(repr)
+    Ok((repr, l4, end))
 }
 
 fn transport(f: &[u8], at: usize, end: usize, repr: &mut PacketRepr) -> Result<(), DecodeError> {
@@ -662,7 +935,7 @@ mod tests {
         p.ip_bytes = 4040;
         assert_eq!(p.count_segments(1448), Some(3));
         assert_eq!((p.segments, p.ip_bytes), (3, 4040 + 2 * 40));
-        let mut small = p;
+        let mut small = p.clone();
         small.ip_bytes = 1000;
         small.segments = 1;
         assert_eq!(small.count_segments(1448), None, "fits one segment");

@@ -22,6 +22,11 @@ pub enum Layer {
     Sctp,
     Icmp,
     Icmpv6,
+    Gre,
+    Erspan,
+    Vxlan,
+    Geneve,
+    Gtp,
 }
 
 impl Layer {
@@ -44,6 +49,11 @@ impl Layer {
             Layer::Sctp => "sctp",
             Layer::Icmp => "icmp",
             Layer::Icmpv6 => "icmpv6",
+            Layer::Gre => "gre",
+            Layer::Erspan => "erspan",
+            Layer::Vxlan => "vxlan",
+            Layer::Geneve => "geneve",
+            Layer::Gtp => "gtp",
         }
     }
 }
@@ -64,6 +74,8 @@ pub enum DecodeErrorKind {
     BadHeaderLength,
     /// The IPv4 total length is smaller than its own header.
     BadTotalLength,
+    /// A tunnel header with a version or flags it cannot have.
+    BadTunnelHeader,
 }
 
 /// Where and why decoding of a frame stopped.
@@ -116,6 +128,7 @@ impl DecodeError {
             (Ipv4, BadVersion) => "ipv4_bad_version",
             (Ipv4, BadHeaderLength) => "ipv4_bad_header_length",
             (Ipv4, BadTotalLength) => "ipv4_bad_total_length",
+            (Ipv4, BadTunnelHeader) => "ipv4_bad_header",
             (Ipv6, BadVersion) => "ipv6_bad_version",
             (Ipv6, _) => "ipv6_truncated",
             (Ipv6Ext, _) => "ipv6_ext_truncated",
@@ -125,6 +138,16 @@ impl DecodeError {
             (Sctp, _) => "sctp_truncated",
             (Icmp, _) => "icmp_truncated",
             (Icmpv6, _) => "icmpv6_truncated",
+            (Gre, BadTunnelHeader) => "gre_bad_header",
+            (Gre, _) => "gre_truncated",
+            (Erspan, BadTunnelHeader) => "erspan_bad_header",
+            (Erspan, _) => "erspan_truncated",
+            (Vxlan, BadTunnelHeader) => "vxlan_bad_header",
+            (Vxlan, _) => "vxlan_truncated",
+            (Geneve, BadTunnelHeader) => "geneve_bad_header",
+            (Geneve, _) => "geneve_truncated",
+            (Gtp, BadTunnelHeader) => "gtp_bad_header",
+            (Gtp, _) => "gtp_truncated",
         }
     }
 }
@@ -157,6 +180,11 @@ impl fmt::Display for DecodeError {
             DecodeErrorKind::BadTotalLength => write!(
                 f,
                 "{layer} header at byte {} has a total length below its header length",
+                self.offset
+            ),
+            DecodeErrorKind::BadTunnelHeader => write!(
+                f,
+                "{layer} header at byte {} has a version or flags that protocol does not have",
                 self.offset
             ),
         }

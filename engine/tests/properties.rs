@@ -219,7 +219,7 @@ proptest! {
             .iter()
             .map(|(ts, p)| {
                 clock = clock.max(*ts);
-                (*p, *ts, clock)
+                (p.clone(), *ts, clock)
             })
             .collect();
         let mut t = FlowTable::new(cfg.clone());
@@ -238,7 +238,7 @@ proptest! {
             let (mut p, rx) = Pipeline::start(PipelineConfig { workers: n, flow: short_timeouts(), host: None });
             let collector = std::thread::spawn(move || rx.into_iter().flatten().collect::<Vec<_>>());
             for (ts, pkt) in &trace {
-                p.push(*pkt, *ts).expect("consumer alive");
+                p.push(pkt.clone(), *ts).expect("consumer alive");
             }
             p.finish().expect("finished");
             collector.join().expect("collector")

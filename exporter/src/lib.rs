@@ -78,19 +78,19 @@ impl EncodedSpan {
 /// Maps each record to its span and encodes them all, as asked, into one
 /// buffer: one allocation for the lot instead of one per span.
 ///
-/// `interfaces` names the interfaces of a live capture
-/// (`network.interface.name`); empty for capture files.
+/// `mapping` names the interfaces of a live capture
+/// (`network.interface.name`) and says which opt-in attributes to write.
 pub fn encode_spans(
     records: &[engine::FlowRecord],
     encodings: Encodings,
-    interfaces: &span::InterfaceNames,
+    mapping: &span::Mapping,
 ) -> Vec<EncodedSpan> {
     let mut buf = Vec::with_capacity(records.len() * 2048);
     let mut ranges = Vec::with_capacity(records.len());
     let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("under 4 GiB of spans per message");
     let mut span = span::FlowSpan::default();
     for r in records {
-        span::flow_span_into(r, interfaces, &mut span);
+        span::flow_span_into(r, mapping, &mut span);
         let start = offset(&buf);
         if encodings.json {
             json::write_span(&mut buf, &span);

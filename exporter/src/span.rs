@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use engine::flow::record::{EncapRecord, OverheadBytes};
 use engine::names;
 use engine::{DirectionRecord, FlowRecord, FlowRole};
 
@@ -347,6 +348,94 @@ fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord
     );
 }
 
+/// `tunnel.*`, `ipip.*` and `flow.ipsec.*`. Byte counters and the tunnel's
+/// MAC (conditionally required and recommended) are always written when
+/// there is a tunnel; the rest only when opted in.
+fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
+    fn bytes(a: &mut Vec<Attribute>, keys: [&'static str; 4], b: &OverheadBytes) {
+        push(a, keys[0], int(b.delta));
+        push(a, keys[1], int(b.total));
+        push(a, keys[2], int(b.reverse_delta));
+        push(a, keys[3], int(b.reverse_total));
+    }
+    fn ip_type(addr: IpAddr) -> Value {
+        Value::Str(Text::Static(if addr.is_ipv4() { "ipv4" } else { "ipv6" }))
+    }
+    if let Some(t) = &e.tunnel {
+        if opt_in.tunnel {
+            push(a, "tunnel.type", Value::Str(Text::Static(t.kind.as_str())));
+            if let Some(id) = t.id {
+                push(a, "tunnel.id", Value::Str(Text::display(id)));
+            }
+            push(a, "tunnel.source.address", Value::Str(Text::ip(t.src)));
+            push(a, "tunnel.destination.address", Value::Str(Text::ip(t.dst)));
+            if t.transport == 17 {
+                push(a, "tunnel.source.port", int(u64::from(t.src_port)));
+                push(a, "tunnel.destination.port", int(u64::from(t.dst_port)));
+            }
+            push(a, "tunnel.network.type", ip_type(t.src));
+            push(
+                a,
+                "tunnel.network.transport",
+                Value::Str(names::transport_name(t.transport).into()),
+            );
+        }
+        if t.src_mac != [0; 6] {
+            push(
+                a,
+                "tunnel.network.interface.mac",
+                Value::Str(Text::mac(t.src_mac)),
+            );
+        }
+        bytes(
+            a,
+            [
+                "tunnel.bytes.delta",
+                "tunnel.bytes.total",
+                "tunnel.reverse.bytes.delta",
+                "tunnel.reverse.bytes.total",
+            ],
+            &e.tunnel_bytes,
+        );
+    }
+    if let Some(t) = &e.ipip {
+        if opt_in.tunnel {
+            push(a, "ipip.network.type", ip_type(t.src));
+            push(
+                a,
+                "ipip.network.transport",
+                Value::Str(names::transport_name(t.protocol).into()),
+            );
+            push(a, "ipip.source.address", Value::Str(Text::ip(t.src)));
+            push(a, "ipip.destination.address", Value::Str(Text::ip(t.dst)));
+        }
+        bytes(
+            a,
+            [
+                "ipip.bytes.delta",
+                "ipip.bytes.total",
+                "ipip.reverse.bytes.delta",
+                "ipip.reverse.bytes.total",
+            ],
+            &e.ipip_bytes,
+        );
+    }
+    if opt_in.ipsec {
+        let ids = [
+            ("tunnel.ipsec.ah.spi", e.tunnel_ah_spi),
+            ("flow.ipsec.ah.spi", e.ah_spi),
+            ("flow.ipsec.esp.spi", e.esp_spi),
+            ("flow.ipsec.sender_index", e.wg_sender_index),
+            ("flow.ipsec.receiver_index", e.wg_receiver_index),
+        ];
+        for (key, v) in ids {
+            if let Some(v) = v {
+                push(a, key, int(u64::from(v)));
+            }
+        }
+    }
+}
+
 /// The names of the interfaces a live capture runs on, by index: what
 /// `network.interface.name` says for a record's `interface_index`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -367,17 +456,39 @@ impl InterfaceNames {
     }
 }
 
-/// Maps one flow record to its span.
+/// Groups of the specification's opt-in attributes (marked ○), which are
+/// written only when asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptIn {
+    /// `tunnel.type`, `tunnel.id`, the tunnel's and the IP-in-IP header's
+    /// addresses, ports, `network.type` and `network.transport`.
+    pub tunnel: bool,
+    /// `flow.ipsec.*` (AH and ESP SPIs, WireGuard indices) and
+    /// `tunnel.ipsec.ah.spi`.
+    pub ipsec: bool,
+}
+
+/// What mapping needs beside the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mapping {
+    /// Names of the interfaces of live capture.
+    pub interfaces: InterfaceNames,
+    /// Opt-in attribute groups to write.
+    pub opt_in: OptIn,
+}
+
+/// Maps one flow record to its span, without opt-in attributes.
 pub fn flow_span(r: &FlowRecord) -> FlowSpan {
     let mut span = FlowSpan::default();
-    flow_span_into(r, &InterfaceNames::default(), &mut span);
+    flow_span_into(r, &Mapping::default(), &mut span);
     span
 }
 
 /// [`flow_span`] into `span`, reusing its memory: mapping many records into
 /// one `FlowSpan` allocates only when a span has more attributes than any
-/// before it. `interfaces` names the interfaces of live capture.
-pub fn flow_span_into(r: &FlowRecord, interfaces: &InterfaceNames, span: &mut FlowSpan) {
+/// before it.
+pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
+    let interfaces = &mapping.interfaces;
     let protocol = r.key.protocol;
     let transport = names::transport_name(protocol);
     let network_type = r.network_type();
@@ -442,6 +553,9 @@ pub fn flow_span_into(r: &FlowRecord, interfaces: &InterfaceNames, span: &mut Fl
     if protocol == 6 {
         tcp_fields(a, &FORWARD, &r.forward);
         tcp_fields(a, &REVERSE, &r.reverse);
+    }
+    if let Some(e) = &r.encap {
+        encap_fields(a, e, mapping.opt_in);
     }
     span.trace_id = r.trace_id;
     span.span_id = r.span_id;

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capture_afpacket::{Gso, GsoKind, Ring, RingConfig, RingError, RingStats, wait_any};
-use engine::{Decoded, LinkType, PacketRepr, Pipeline, decode};
+use engine::decode::Decoder;
+use engine::{Decoded, LinkType, PacketRepr, Pipeline};
 use exporter::span::InterfaceNames;
 
 use crate::summary::DecodeCounters;
@@ -149,6 +150,7 @@ impl Live {
     /// every decoded packet into `pipeline`.
     pub fn run(
         &mut self,
+        decoder: &Decoder,
         pipeline: &mut Pipeline,
         stop: &AtomicBool,
         counters: &mut DecodeCounters,
@@ -180,9 +182,9 @@ impl Live {
                         counters.frames += 1;
                         self.bytes += u64::from(p.wire_len);
                         let link_type = p.link_type();
-                        match decode(LinkType(link_type), p.data) {
+                        match decoder.decode(LinkType(link_type), p.data) {
                             Decoded::Ip(mut packet) => {
-                                counters.decoded += 1;
+                                counters.decoded(&packet);
                                 packet.ifindex = p.ifindex;
                                 if let Some(gso) = p.gso {
                                     count_segments(&mut packet, gso, counters);

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use capture_pcap::{CaptureReader, Next};
 use clap::Parser;
-use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts, decode};
+use engine::decode::{Decoder, TunnelPorts, UdpTunnel};
+use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts};
 use exporter::json::{JsonEncoder, OtlpJsonWriter};
 use exporter::otlp::{
     ExportOptions, ExportStatus, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy,
@@ -30,7 +31,7 @@ use exporter::otlp::{
 };
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
-use exporter::span::InterfaceNames;
+use exporter::span::{InterfaceNames, Mapping, OptIn};
 use exporter::{Encodings, RequestEncoder, encode_spans};
 
 use crate::live::{Live, LiveEnd};
@@ -152,6 +153,22 @@ struct Args {
     #[arg(long = "local-net", value_name = "CIDR")]
     local_nets: Vec<IpNet>,
 
+    /// Write an opt-in attribute group of the specification (repeatable):
+    /// `tunnel` (tunnel.type, tunnel.id, the tunnel's and the IP-in-IP header's
+    /// addresses, ports, network.type and network.transport), `ipsec`
+    /// (flow.ipsec.ah.spi, flow.ipsec.esp.spi, the WireGuard
+    /// flow.ipsec.sender_index and receiver_index, tunnel.ipsec.ah.spi), or `all`.
+    /// Tunnel byte counters and tunnel.network.interface.mac are always written.
+    #[arg(long = "opt-in", value_name = "GROUP", value_enum)]
+    opt_in: Vec<OptInGroup>,
+
+    /// UDP ports of a tunnel protocol, as KIND=PORT[,PORT...] (repeatable), replacing
+    /// that protocol's defaults: vxlan (4789,8472), geneve (6081), gtpu (2152),
+    /// teredo (3544, either port); KIND=none stops looking for it. Packets in
+    /// tunnels are the flows of the packets inside.
+    #[arg(long = "tunnel-port", value_name = "KIND=PORTS", value_parser = parse_tunnel_ports)]
+    tunnel_ports: Vec<(UdpTunnel, Vec<u16>)>,
+
     /// Spans per OTLP request (JSON line or export request).
     #[arg(long, value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -229,6 +246,61 @@ struct Args {
     /// No progress line and no summary on standard error (errors are still printed).
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// A group of opt-in attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OptInGroup {
+    /// tunnel.* and ipip.* identity attributes.
+    Tunnel,
+    /// flow.ipsec.* and tunnel.ipsec.*.
+    Ipsec,
+    /// Every group.
+    All,
+}
+
+fn opt_in(groups: &[OptInGroup]) -> OptIn {
+    let has = |g| groups.contains(&g) || groups.contains(&OptInGroup::All);
+    OptIn {
+        tunnel: has(OptInGroup::Tunnel),
+        ipsec: has(OptInGroup::Ipsec),
+    }
+}
+
+fn parse_tunnel_ports(s: &str) -> Result<(UdpTunnel, Vec<u16>), String> {
+    let names = || {
+        UdpTunnel::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (kind, ports) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KIND=PORT[,PORT...] (KIND one of {})", names()))?;
+    let tunnel = UdpTunnel::ALL
+        .into_iter()
+        .find(|t| t.name() == kind)
+        .ok_or_else(|| format!("{kind:?} is not a UDP tunnel; expected one of {}", names()))?;
+    if ports == "none" {
+        return Ok((tunnel, Vec::new()));
+    }
+    let ports = ports
+        .split(',')
+        .map(|p| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{p:?} in {s:?} is not a UDP port (1-65535)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tunnel, ports))
+}
+
+fn decoder(args: &Args) -> Decoder {
+    let mut tunnel_ports = TunnelPorts::default();
+    for (tunnel, ports) in &args.tunnel_ports {
+        tunnel_ports.set(*tunnel, ports);
+    }
+    Decoder { tunnel_ports }
 }
 
 /// Where live packets come from.
@@ -480,10 +552,14 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     let live = matches!(source, Source::Live(_));
-    let interfaces = match &source {
-        Source::Live(capture) => capture.interface_names(),
-        Source::File(_) => InterfaceNames::default(),
+    let mapping = Mapping {
+        interfaces: match &source {
+            Source::Live(capture) => capture.interface_names(),
+            Source::File(_) => InterfaceNames::default(),
+        },
+        opt_in: opt_in(&args.opt_in),
     };
+    let decoder = decoder(args);
     let json = if args.output.is_some() || otlp.is_none() {
         Some(OtlpJsonWriter::new(
             open_output(args.output.as_ref())?,
@@ -542,7 +618,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             flow,
             host,
         },
-        move |records| encode_spans(&records, encodings, &interfaces),
+        move |records| encode_spans(&records, encodings, &mapping),
     );
     let writer = thread::Builder::new()
         .name("output".into())
@@ -558,6 +634,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         Source::File(reader) => {
             damaged = read_file(
                 reader,
+                &decoder,
                 &mut pipeline,
                 &stop,
                 &mut decode_counters,
@@ -571,9 +648,15 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 capture.interface_list(),
                 capture.ring_count()
             );
-            let end = capture.run(&mut pipeline, &stop, &mut decode_counters, |d, bytes| {
-                progress.tick(&name, d, bytes);
-            });
+            let end = capture.run(
+                &decoder,
+                &mut pipeline,
+                &stop,
+                &mut decode_counters,
+                |d, bytes| {
+                    progress.tick(&name, d, bytes);
+                },
+            );
             all_interfaces_gone = matches!(end, LiveEnd::NoInterfaceLeft);
         }
     }
@@ -671,6 +754,7 @@ enum Source {
 /// error that ended it early, if the capture is damaged.
 fn read_file(
     reader: &mut CaptureReader,
+    decoder: &Decoder,
     pipeline: &mut Pipeline,
     stop: &AtomicBool,
     decode_counters: &mut DecodeCounters,
@@ -698,9 +782,9 @@ fn read_file(
         };
         let ts = frame.ts_ns;
         decode_counters.frames += 1;
-        match decode(LinkType(frame.link_type), frame.data) {
+        match decoder.decode(LinkType(frame.link_type), frame.data) {
             Decoded::Ip(p) => {
-                decode_counters.decoded += 1;
+                decode_counters.decoded(&p);
                 // On error the output thread has stopped; its own error is
                 // reported by the caller.
                 if pipeline.push(p, ts).is_err() {

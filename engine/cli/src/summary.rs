@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capture_afpacket::RingStats;
 use capture_pcap::ReaderStats;
-use engine::{DecodeError, EndReason, SkipReason, TableStats};
+use engine::{DecodeError, EndReason, PacketRepr, SkipReason, TableStats};
 use exporter::otlp::ExportReport;
 
 /// What happened to each frame read, by reason.
@@ -20,6 +20,11 @@ pub struct DecodeCounters {
     pub skipped: BTreeMap<&'static str, u64>,
     /// Malformed frames, by reason.
     pub malformed: BTreeMap<&'static str, u64>,
+    /// Decoded packets that came out of a tunnel.
+    pub decapsulated: u64,
+    /// Packets whose tunnel header (or the packet inside) was malformed,
+    /// by reason: each is counted on the flow of the packet that carried it.
+    pub tunnel_malformed: BTreeMap<&'static str, u64>,
     /// Frames per unsupported link type.
     pub unsupported_link_types: BTreeMap<u32, u64>,
     /// GSO/GRO super-frames (live capture) counted as their wire segments.
@@ -41,6 +46,17 @@ impl DecodeCounters {
 
     pub fn malformed(&mut self, e: DecodeError) {
         *self.malformed.entry(e.reason()).or_default() += 1;
+    }
+
+    /// Counts a decoded packet, and its tunnel, if any.
+    pub fn decoded(&mut self, p: &PacketRepr) {
+        self.decoded += 1;
+        if p.encap().is_some() {
+            self.decapsulated += 1;
+        }
+        if let Some(e) = p.tunnel_error() {
+            *self.tunnel_malformed.entry(e.reason()).or_default() += 1;
+        }
     }
 }
 
@@ -109,6 +125,13 @@ impl fmt::Display for Summary<'_> {
         }
         write!(f, "  packets malformed:")?;
         reasons(f, &d.malformed)?;
+        writeln!(f)?;
+        write!(
+            f,
+            "  tunnels: {} packets decapsulated; malformed tunnel headers (counted on the carrying flow):",
+            d.decapsulated
+        )?;
+        reasons(f, &d.tunnel_malformed)?;
         writeln!(f)?;
         if let Some(reader) = self.reader {
             writeln!(

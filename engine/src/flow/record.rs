@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use crate::community_id::CommunityId;
+use crate::decode::{IpIpHeader, TunnelHeader};
 use crate::flow::key::FlowKey;
 
 /// Why a record was emitted (IPFIX `flowEndReason`, snake_case).
@@ -170,6 +171,48 @@ pub struct FlowRecord {
     /// The initiator's (`source.*`) Ethernet address, from the flow's first
     /// packet (live capture on an Ethernet interface only).
     pub interface_mac: Option<[u8; 6]>,
+    /// Tunnels, IPsec and WireGuard identifiers: only for flows that have
+    /// any, so that other records stay small.
+    pub encap: Option<Box<EncapRecord>>,
+}
+
+/// Encapsulation overhead bytes of one record, both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OverheadBytes {
+    /// Initiator → responder, this record.
+    pub delta: u64,
+    /// Initiator → responder, since the flow started.
+    pub total: u64,
+    /// Responder → initiator, this record.
+    pub reverse_delta: u64,
+    /// Responder → initiator, since the flow started.
+    pub reverse_total: u64,
+}
+
+/// A flow's tunnels and security identifiers, oriented like the record:
+/// `src` fields belong to the initiator's side.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EncapRecord {
+    /// The outermost tunnel that is not IP-in-IP, as the initiator's first
+    /// packet carried it (the responder's, reversed, if the initiator's
+    /// packets carried none).
+    pub tunnel: Option<TunnelHeader>,
+    /// Overhead bytes counted under `tunnel.*`.
+    pub tunnel_bytes: OverheadBytes,
+    /// The outermost IP-in-IP header, oriented the same way.
+    pub ipip: Option<IpIpHeader>,
+    /// Overhead bytes counted under `ipip.*`.
+    pub ipip_bytes: OverheadBytes,
+    /// SPI of an AH in the tunnel's outermost IP header.
+    pub tunnel_ah_spi: Option<u32>,
+    /// SPI of the flow's own AH, from the initiator's packets.
+    pub ah_spi: Option<u32>,
+    /// SPI of the flow's own ESP, from the initiator's packets.
+    pub esp_spi: Option<u32>,
+    /// WireGuard index chosen by the initiator.
+    pub wg_sender_index: Option<u32>,
+    /// WireGuard index chosen by the responder.
+    pub wg_receiver_index: Option<u32>,
 }
 
 impl FlowRecord {

@@ -22,12 +22,13 @@ use super::index::SlotIndex;
 use sha1::{Digest, Sha1};
 
 use crate::community_id::{IcmpRole, icmp_role};
-use crate::decode::{Fragment, PacketRepr};
+use crate::decode::{Fragment, IpIpHeader, Ipsec, PacketExtra, PacketRepr, TunnelHeader};
 use crate::flow::config::FlowConfig;
 use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
 use crate::flow::record::{
-    DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState,
+    DirectionRecord, EncapRecord, EndReason, FirstPacket, FlowRecord, FlowRole, OverheadBytes,
+    TcpState,
 };
 
 const NIL: u32 = u32::MAX;
@@ -146,7 +147,7 @@ impl Direction {
     }
 }
 
-/// One open flow: 208 bytes (checked by a test). Identifiers derived from
+/// One open flow: 216 bytes (checked by a test). Identifiers derived from
 /// the key (Community ID, trace id) are computed when a record is made, not
 /// stored.
 #[derive(Debug, Clone)]
@@ -174,6 +175,88 @@ struct Flow {
     /// The initiator's Ethernet address, from the flow's first packet
     /// (live capture; zero when unknown).
     mac: [u8; 6],
+    /// Whether the table holds a [`FlowExtra`] for this flow.
+    extra: bool,
+}
+
+/// What a flow with tunnels, IPsec or WireGuard keeps beyond [`Flow`], in
+/// a map beside the slots, so that other flows do not pay for it. Arrays
+/// are indexed by key side: 0 for endpoint `a`, 1 for `b`.
+#[derive(Debug, Clone, Default)]
+struct FlowExtra {
+    /// Outer headers from each side's first tunnelled packet.
+    tunnel: [Option<TunnelHeader>; 2],
+    ipip: [Option<IpIpHeader>; 2],
+    /// Overhead bytes by side: tunnel delta, tunnel total, IP-in-IP delta,
+    /// IP-in-IP total.
+    bytes: [[u64; 4]; 2],
+    /// The first non-zero identifiers of each side's packets.
+    ipsec: [Ipsec; 2],
+    tunnel_ah_spi: [u32; 2],
+}
+
+impl FlowExtra {
+    fn note(&mut self, p: &PacketExtra, side: usize) {
+        let e = &p.encap;
+        if e.is_tunnelled() {
+            let b = &mut self.bytes[side];
+            b[0] += u64::from(e.tunnel_bytes);
+            b[1] += u64::from(e.tunnel_bytes);
+            b[2] += u64::from(e.ipip_bytes);
+            b[3] += u64::from(e.ipip_bytes);
+            if self.tunnel[side].is_none() {
+                self.tunnel[side] = e.tunnel;
+            }
+            if self.ipip[side].is_none() {
+                self.ipip[side] = e.ipip;
+            }
+            first_nonzero(&mut self.tunnel_ah_spi[side], e.outer_ah_spi);
+        }
+        let mine = &mut self.ipsec[side];
+        first_nonzero(&mut mine.ah_spi, p.ipsec.ah_spi);
+        first_nonzero(&mut mine.esp_spi, p.ipsec.esp_spi);
+        first_nonzero(&mut mine.wg_sender, p.ipsec.wg_sender);
+        first_nonzero(&mut mine.wg_receiver, p.ipsec.wg_receiver);
+    }
+
+    fn reset_record(&mut self) {
+        for b in &mut self.bytes {
+            b[0] = 0;
+            b[2] = 0;
+        }
+    }
+
+    /// The record's view, `init` being the initiator's side.
+    fn record(&self, init: usize) -> EncapRecord {
+        let resp = 1 - init;
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        let overhead = |at: usize| OverheadBytes {
+            delta: self.bytes[init][at],
+            total: self.bytes[init][at + 1],
+            reverse_delta: self.bytes[resp][at],
+            reverse_total: self.bytes[resp][at + 1],
+        };
+        let (i, r) = (&self.ipsec[init], &self.ipsec[resp]);
+        EncapRecord {
+            tunnel: self.tunnel[init].or(self.tunnel[resp].map(|t| t.reversed())),
+            tunnel_bytes: overhead(0),
+            ipip: self.ipip[init].or(self.ipip[resp].map(|t| t.reversed())),
+            ipip_bytes: overhead(2),
+            tunnel_ah_spi: nonzero(self.tunnel_ah_spi[init]),
+            ah_spi: nonzero(i.ah_spi),
+            esp_spi: nonzero(i.esp_spi),
+            // Each side names its own index as sender and the other's as
+            // receiver.
+            wg_sender_index: nonzero(i.wg_sender).or(nonzero(r.wg_receiver)),
+            wg_receiver_index: nonzero(r.wg_sender).or(nonzero(i.wg_receiver)),
+        }
+    }
+}
+
+fn first_nonzero(slot: &mut u32, v: u32) {
+    if *slot == 0 {
+        *slot = v;
+    }
 }
 
 impl Flow {
@@ -257,6 +340,7 @@ struct FragmentKey {
     dst: IpAddr,
     protocol: u8,
     id: u32,
+    tunnel: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -380,6 +464,8 @@ pub struct FlowTable {
     idle_lists: [List; CLASSES],
     active_list: List,
     fragments: HashMap<FragmentKey, FragmentEntry, foldhash::fast::FixedState>,
+    /// Tunnel and IPsec state of the flows that have some, by slot.
+    extras: HashMap<u32, FlowExtra, foldhash::fast::FixedState>,
     last_fragment_purge: u64,
     stats: TableStats,
     id_scratch: Vec<u8>,
@@ -410,6 +496,7 @@ impl FlowTable {
             idle_lists: [List::EMPTY; CLASSES],
             active_list: List::EMPTY,
             fragments: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xf4a9)),
+            extras: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xe8a)),
             last_fragment_purge: 0,
             stats: TableStats::default(),
             id_scratch: Vec::with_capacity(64),
@@ -436,7 +523,7 @@ impl FlowTable {
 
     /// Bytes allocated for flow state: slots, index, timer links, the free
     /// list and the fragment map. Per open flow this is at most 256 bytes
-    /// once the table is large (a test checks it at 1 M flows): 208 for the
+    /// once the table is large (a test checks it at 1 M flows): 216 for the
     /// flow, 8 for its index entry (at 3/4 load or less, so up to 21 with
     /// the empty entries), 16 for its two timer links, and the slack of
     /// growth.
@@ -447,6 +534,7 @@ impl FlowTable {
                 * std::mem::size_of::<Link>()
             + self.free.capacity() * std::mem::size_of::<u32>()
             + self.fragments.allocation_size()
+            + self.extras.allocation_size()
     }
 
     /// The table's counters.
@@ -479,9 +567,15 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) {
         self.stats.packets += 1;
-        let mut p = *packet;
-        self.resolve_fragment(&mut p, clock_ns);
-        let (key, from_a) = FlowKey::from_packet(&p);
+        // Fragments (rare) are copied to take their datagram's ports.
+        let mut resolved = None;
+        if packet.fragment != Fragment::Whole {
+            let mut q = packet.clone();
+            self.resolve_fragment(&mut q, clock_ns);
+            resolved = Some(q);
+        }
+        let p = resolved.as_ref().unwrap_or(packet);
+        let (key, from_a) = FlowKey::from_packet(p);
         let hash = match hash {
             Some(h) if matches!(p.fragment, Fragment::Whole) => {
                 debug_assert_eq!(h, self.hasher.hash_one(key));
@@ -492,7 +586,7 @@ impl FlowTable {
         let slots = &self.slots;
         let mut slot = self.index.find(hash, |i| slots.key_is(i, &key));
         if let Some(i) = slot {
-            slot = self.check_due_on_arrival(i, &p, clock_ns, out);
+            slot = self.check_due_on_arrival(i, p, clock_ns, out);
         }
         let i = match slot {
             Some(i) => i,
@@ -503,10 +597,10 @@ impl FlowTable {
                         self.evict_least_recent(clock_ns, out);
                     }
                 }
-                self.insert(key, hash, from_a, &p, ts_ns, clock_ns)
+                self.insert(key, hash, from_a, p, ts_ns, clock_ns)
             }
         };
-        self.update(i, &p, from_a, ts_ns, clock_ns);
+        self.update(i, p, from_a, ts_ns, clock_ns);
     }
 
     /// Accounts a batch of packets, each with its timestamp and the capture
@@ -736,6 +830,7 @@ impl FlowTable {
                     dst: p.dst,
                     protocol: p.protocol,
                     id,
+                    tunnel: p.tunnel_fingerprint(),
                 };
                 self.fragments.insert(
                     key,
@@ -754,6 +849,7 @@ impl FlowTable {
                     dst: p.dst,
                     protocol: p.protocol,
                     id,
+                    tunnel: p.tunnel_fingerprint(),
                 };
                 let window = self.config.timeouts.fragment_ns;
                 match self.fragments.get(&key) {
@@ -887,6 +983,7 @@ impl FlowTable {
                 (_, true) => p.src_mac,
                 (_, false) => p.dst_mac,
             },
+            extra: false,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -913,6 +1010,13 @@ impl FlowTable {
         let active_enabled = self.config.timeouts.active_ns > 0;
         let f = self.slots.get_mut(i).expect("updated slot is occupied");
         let forward = from_a == f.initiator_is_a;
+        if let Some(x) = &p.extra {
+            f.extra = true;
+            self.extras
+                .entry(i)
+                .or_default()
+                .note(x, usize::from(!from_a));
+        }
         if !f.record_has_packets() {
             f.record_start_ns = ts_ns;
             f.record_end_ns = ts_ns;
@@ -991,6 +1095,7 @@ impl FlowTable {
         if f.record_has_packets() {
             out.push(make_record(
                 f,
+                self.extras.get(&i),
                 self.config.community_id_seed,
                 &mut self.id_scratch,
                 EndReason::ActiveTimeout,
@@ -999,6 +1104,9 @@ impl FlowTable {
             self.stats.records[1] += 1;
         }
         self.active_list.unlink(&mut self.active_links, i);
+        if let Some(x) = self.extras.get_mut(&i) {
+            x.reset_record();
+        }
         let f = self.flow_mut(i);
         f.in_active = false;
         f.record_seq += 1;
@@ -1014,11 +1122,17 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) {
         let f = self.slots.take(i).expect("finished slot is occupied");
+        let extra = if f.extra {
+            self.extras.remove(&i)
+        } else {
+            None
+        };
         // A flow whose packets were all reported by active-timeout records
         // ends without an empty record.
         if f.record_has_packets() {
             out.push(make_record(
                 &f,
+                extra.as_ref(),
                 self.config.community_id_seed,
                 &mut self.id_scratch,
                 reason,
@@ -1042,6 +1156,7 @@ impl FlowTable {
 /// The record of flow `f` so far. `scratch` is reused for hashing.
 fn make_record(
     f: &Flow,
+    extra: Option<&FlowExtra>,
     community_id_seed: u16,
     scratch: &mut Vec<u8>,
     reason: EndReason,
@@ -1099,6 +1214,7 @@ fn make_record(
         export_clock_ns,
         interface_index: (f.ifindex != 0).then_some(f.ifindex),
         interface_mac: (f.mac != [0; 6]).then_some(f.mac),
+        encap: extra.map(|x| Box::new(x.record(usize::from(!f.initiator_is_a)))),
     }
 }
 
@@ -1198,9 +1314,9 @@ mod tests {
     }
 
     #[test]
-    fn a_flow_takes_208_bytes_and_a_million_take_at_most_256_each() {
-        assert_eq!(std::mem::size_of::<Flow>(), 208);
-        assert_eq!(std::mem::size_of::<Option<Flow>>(), 208);
+    fn a_flow_takes_216_bytes_and_a_million_take_at_most_256_each() {
+        assert_eq!(std::mem::size_of::<Flow>(), 216);
+        assert_eq!(std::mem::size_of::<Option<Flow>>(), 216);
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
         let mut p = tcp("10.0.0.1", 1, "172.16.0.1", 443, SYN);
@@ -1313,7 +1429,7 @@ mod tests {
         cfg.timeouts.set_all_idle(5 * S);
         let mut t = FlowTable::new(cfg);
         let p = tcp("10.0.0.1", 40000, "10.0.0.2", 443, ACK);
-        let out = run(&mut t, &[(S, p), (7 * S, p)]);
+        let out = run(&mut t, &[(S, p.clone()), (7 * S, p)]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
         assert_eq!(out[0].export_clock_ns, 6 * S);

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bigcap;
+mod tunnels;
 
 use etherparse::{
     IpDscp, IpEcn, IpFragOffset, IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header,
@@ -1325,6 +1326,24 @@ pub fn fixtures() -> Vec<Fixture> {
             about: "an unsupported link type and an undefined interface id, counted and skipped",
             args: &[],
             bytes: unsupported_link_type(),
+        },
+        Fixture {
+            name: "tunnels.pcap",
+            about: "VXLAN (4789, 8472, two VNIs), Geneve, GRE (key/csum/seq, IPv6, TEB, PPTP), ERSPAN I/II/III, 4in4/6in4/4in6/6in6, GTP-U, Teredo, nested",
+            args: &["--opt-in", "all"],
+            bytes: tunnels::tunnels(),
+        },
+        Fixture {
+            name: "tunnels_malformed.pcap",
+            about: "truncated and invalid tunnel headers, counted on the carrying flow",
+            args: &["--opt-in", "all"],
+            bytes: tunnels::tunnels_malformed(),
+        },
+        Fixture {
+            name: "ipsec_wireguard.pcap",
+            about: "ESP, AH, ESP in UDP 4500, AH around a GRE tunnel, WireGuard indices",
+            args: &["--opt-in", "all"],
+            bytes: tunnels::ipsec_wireguard(),
         },
         Fixture {
             name: "seed1.pcap",

@@ -27,6 +27,7 @@ pub enum Layer {
     Vxlan,
     Geneve,
     Gtp,
+    Ieee80211,
 }
 
 impl Layer {
@@ -54,6 +55,7 @@ impl Layer {
             Layer::Vxlan => "vxlan",
             Layer::Geneve => "geneve",
             Layer::Gtp => "gtp",
+            Layer::Ieee80211 => "ieee80211",
         }
     }
 }
@@ -148,6 +150,7 @@ impl DecodeError {
             (Geneve, _) => "geneve_truncated",
             (Gtp, BadTunnelHeader) => "gtp_bad_header",
             (Gtp, _) => "gtp_truncated",
+            (Ieee80211, _) => "ieee80211_truncated",
         }
     }
 }

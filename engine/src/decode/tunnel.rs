@@ -214,6 +214,11 @@ impl TunnelPorts {
             .map(|&(p, _)| p)
     }
 
+    /// Whether Teredo is looked for at all (then also off its port).
+    fn teredo_anywhere(&self) -> bool {
+        self.ports.iter().any(|&(_, t)| t == UdpTunnel::Teredo)
+    }
+
     fn lookup(&self, src_port: u16, dst_port: u16) -> Option<UdpTunnel> {
         self.ports.iter().find_map(|&(p, t)| {
             (p == dst_port || (t == UdpTunnel::Teredo && p == src_port)).then_some(t)
@@ -229,6 +234,8 @@ pub(super) enum Payload {
     Ethernet(usize),
     /// A PPP frame at this offset.
     Ppp(usize),
+    /// An IEEE 802.11 data frame at this offset (Aruba's GRE).
+    Ieee80211(usize),
 }
 
 /// One encapsulation layer found after a packet's IP header.
@@ -271,6 +278,16 @@ pub(super) fn find(
         47 => gre(f, l4, end),
         17 => match ports.lookup(src_port, dst_port) {
             Some(t) => udp(t, f, l4 + 8, end),
+            // Teredo between a client and a peer or relay uses any port:
+            // taken when the payload is exactly one IPv6 packet to or from
+            // a Teredo address (2001::/32).
+            None if ports.teredo_anywhere() => Ok(teredo(f, l4 + 8, end).filter(|found| {
+                let Payload::Ip(at, _) = found.payload else {
+                    return false;
+                };
+                let teredo_prefix = |a: usize| f[a..a + 4] == [0x20, 0x01, 0, 0];
+                teredo_prefix(at + 8) || teredo_prefix(at + 24)
+            })),
             None => Ok(None),
         },
         _ => Ok(None),
@@ -324,6 +341,8 @@ fn gre(f: &[u8], at: usize, end: usize) -> Result<Option<Found>, DecodeError> {
         ),
         0x6558 => (TunnelKind::Gre, id, Payload::Ethernet(inner)),
         0x880b => (TunnelKind::Gre, id, Payload::Ppp(inner)),
+        // Aruba access points to their controller: 802.11 frames.
+        0x8200 | 0x8210 => (TunnelKind::Gre, id, Payload::Ieee80211(inner)),
         // ERSPAN type II has a sequence number and an 8-byte header; type I
         // has neither and mirrors the frame as it is.
         0x88be if sequence => {

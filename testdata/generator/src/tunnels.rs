@@ -626,7 +626,7 @@ pub fn tunnels_malformed() -> Vec<u8> {
     ));
     add1(outer_frame(
         true,
-        &outer4(true, 47, &gre(0x8200, false, None, None, &[0u8; 20])),
+        &outer4(true, 47, &gre(0x88b5, false, None, None, &[0u8; 20])),
     ));
     p.buf
 }

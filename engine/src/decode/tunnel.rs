@@ -139,6 +139,8 @@ impl Encap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelPorts {
     ports: Vec<(u16, UdpTunnel)>,
+    /// Whether Teredo is looked for at all (then also off its port).
+    teredo: bool,
 }
 
 /// A tunnel carried over UDP.
@@ -190,20 +192,27 @@ impl Default for TunnelPorts {
         for t in UdpTunnel::ALL {
             ports.extend(t.default_ports().iter().map(|&p| (p, t)));
         }
-        TunnelPorts { ports }
+        TunnelPorts {
+            ports,
+            teredo: true,
+        }
     }
 }
 
 impl TunnelPorts {
     /// No UDP port carries a tunnel.
     pub fn none() -> TunnelPorts {
-        TunnelPorts { ports: Vec::new() }
+        TunnelPorts {
+            ports: Vec::new(),
+            teredo: false,
+        }
     }
 
     /// Replaces the ports of `tunnel` with `ports`.
     pub fn set(&mut self, tunnel: UdpTunnel, ports: &[u16]) {
         self.ports.retain(|&(_, t)| t != tunnel);
         self.ports.extend(ports.iter().map(|&p| (p, tunnel)));
+        self.teredo = self.ports.iter().any(|&(_, t)| t == UdpTunnel::Teredo);
     }
 
     /// The ports of `tunnel`.
@@ -216,7 +225,7 @@ impl TunnelPorts {
 
     /// Whether Teredo is looked for at all (then also off its port).
     fn teredo_anywhere(&self) -> bool {
-        self.ports.iter().any(|&(_, t)| t == UdpTunnel::Teredo)
+        self.teredo
     }
 
     fn lookup(&self, src_port: u16, dst_port: u16) -> Option<UdpTunnel> {

@@ -472,50 +472,25 @@ pub fn tunnels() -> Vec<u8> {
             outer_frame(fw, &ipv4(a, b, 4, &vx))
         },
     );
-    add(
-        &mut p,
-        next(),
-        &conv4("10.22.0.1", 40031, "10.22.0.2", 80),
-        |fw, ip| {
-            let (a, b) = if fw {
-                ("172.16.0.1", "172.16.0.2")
-            } else {
-                ("172.16.0.2", "172.16.0.1")
-            };
-            let g = ipv4(a, b, 47, &gre(0x0800, false, Some(22), None, ip));
-            outer_frame(
-                fw,
-                &outer4(
-                    fw,
-                    17,
-                    &udp_with(49201, 4789, &vxlan(22, &inner_frame(fw, &g))),
-                ),
-            )
-        },
-    );
-    // The same GRE-in-VXLAN inner flow with a different inner GRE key: a
-    // different flow, though the outermost tunnel is the same.
-    add(
-        &mut p,
-        next(),
-        &conv4("10.22.0.1", 40031, "10.22.0.2", 80),
-        |fw, ip| {
-            let (a, b) = if fw {
-                ("172.16.0.1", "172.16.0.2")
-            } else {
-                ("172.16.0.2", "172.16.0.1")
-            };
-            let g = ipv4(a, b, 47, &gre(0x0800, false, Some(23), None, ip));
-            outer_frame(
-                fw,
-                &outer4(
-                    fw,
-                    17,
-                    &udp_with(49201, 4789, &vxlan(22, &inner_frame(fw, &g))),
-                ),
-            )
-        },
-    );
+    // GRE inside VXLAN, twice with another inner GRE key: a different flow,
+    // though the outermost tunnel is the same.
+    for key in [22, 23] {
+        add(
+            &mut p,
+            next(),
+            &conv4("10.22.0.1", 40031, "10.22.0.2", 80),
+            |fw, ip| {
+                let (a, b) = if fw {
+                    ("172.16.0.1", "172.16.0.2")
+                } else {
+                    ("172.16.0.2", "172.16.0.1")
+                };
+                let g = ipv4(a, b, 47, &gre(0x0800, false, Some(key), None, ip));
+                let vx = vxlan(22, &inner_frame(fw, &g));
+                outer_frame(fw, &outer4(fw, 17, &udp_with(49201, 4789, &vx)))
+            },
+        );
+    }
     p.buf
 }
 

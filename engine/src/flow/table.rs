@@ -187,9 +187,9 @@ struct FlowExtra {
     /// Outer headers from each side's first tunnelled packet.
     tunnel: [Option<TunnelHeader>; 2],
     ipip: [Option<IpIpHeader>; 2],
-    /// Overhead bytes by side: tunnel delta, tunnel total, IP-in-IP delta,
-    /// IP-in-IP total.
-    bytes: [[u64; 4]; 2],
+    /// Overhead bytes counted under `tunnel.*` and `ipip.*`, by side.
+    tunnel_bytes: [Overhead; 2],
+    ipip_bytes: [Overhead; 2],
     /// The first non-zero identifiers of each side's packets.
     ipsec: [Ipsec; 2],
     tunnel_ah_spi: [u32; 2],
@@ -199,11 +199,8 @@ impl FlowExtra {
     fn note(&mut self, p: &PacketExtra, side: usize) {
         let e = &p.encap;
         if e.is_tunnelled() {
-            let b = &mut self.bytes[side];
-            b[0] += u64::from(e.tunnel_bytes);
-            b[1] += u64::from(e.tunnel_bytes);
-            b[2] += u64::from(e.ipip_bytes);
-            b[3] += u64::from(e.ipip_bytes);
+            self.tunnel_bytes[side].add(e.tunnel_bytes);
+            self.ipip_bytes[side].add(e.ipip_bytes);
             if self.tunnel[side].is_none() {
                 self.tunnel[side] = e.tunnel;
             }
@@ -220,9 +217,8 @@ impl FlowExtra {
     }
 
     fn reset_record(&mut self) {
-        for b in &mut self.bytes {
-            b[0] = 0;
-            b[2] = 0;
+        for b in self.tunnel_bytes.iter_mut().chain(&mut self.ipip_bytes) {
+            b.delta = 0;
         }
     }
 
@@ -230,18 +226,18 @@ impl FlowExtra {
     fn record(&self, init: usize) -> EncapRecord {
         let resp = 1 - init;
         let nonzero = |v: u32| (v != 0).then_some(v);
-        let overhead = |at: usize| OverheadBytes {
-            delta: self.bytes[init][at],
-            total: self.bytes[init][at + 1],
-            reverse_delta: self.bytes[resp][at],
-            reverse_total: self.bytes[resp][at + 1],
+        let overhead = |b: &[Overhead; 2]| OverheadBytes {
+            delta: b[init].delta,
+            total: b[init].total,
+            reverse_delta: b[resp].delta,
+            reverse_total: b[resp].total,
         };
         let (i, r) = (&self.ipsec[init], &self.ipsec[resp]);
         EncapRecord {
             tunnel: self.tunnel[init].or(self.tunnel[resp].map(|t| t.reversed())),
-            tunnel_bytes: overhead(0),
+            tunnel_bytes: overhead(&self.tunnel_bytes),
             ipip: self.ipip[init].or(self.ipip[resp].map(|t| t.reversed())),
-            ipip_bytes: overhead(2),
+            ipip_bytes: overhead(&self.ipip_bytes),
             tunnel_ah_spi: nonzero(self.tunnel_ah_spi[init]),
             ah_spi: nonzero(i.ah_spi),
             esp_spi: nonzero(i.esp_spi),
@@ -250,6 +246,20 @@ impl FlowExtra {
             wg_sender_index: nonzero(i.wg_sender).or(nonzero(r.wg_receiver)),
             wg_receiver_index: nonzero(r.wg_sender).or(nonzero(i.wg_receiver)),
         }
+    }
+}
+
+/// Overhead bytes of one side: this record's and since the flow started.
+#[derive(Debug, Clone, Copy, Default)]
+struct Overhead {
+    delta: u64,
+    total: u64,
+}
+
+impl Overhead {
+    fn add(&mut self, bytes: u32) {
+        self.delta += u64::from(bytes);
+        self.total += u64::from(bytes);
     }
 }
 
@@ -1092,10 +1102,13 @@ impl FlowTable {
             .slots
             .get(i)
             .expect("the active list only holds occupied slots");
+        // Only flows with tunnels or IPsec have an entry: the others skip
+        // the map lookup.
+        let has_extra = f.extra;
         if f.record_has_packets() {
             out.push(make_record(
                 f,
-                self.extras.get(&i),
+                if has_extra { self.extras.get(&i) } else { None },
                 self.config.community_id_seed,
                 &mut self.id_scratch,
                 EndReason::ActiveTimeout,
@@ -1104,7 +1117,7 @@ impl FlowTable {
             self.stats.records[1] += 1;
         }
         self.active_list.unlink(&mut self.active_links, i);
-        if let Some(x) = self.extras.get_mut(&i) {
+        if has_extra && let Some(x) = self.extras.get_mut(&i) {
             x.reset_record();
         }
         let f = self.flow_mut(i);
@@ -1317,6 +1330,8 @@ mod tests {
     fn a_flow_takes_216_bytes_and_a_million_take_at_most_256_each() {
         assert_eq!(std::mem::size_of::<Flow>(), 216);
         assert_eq!(std::mem::size_of::<Option<Flow>>(), 216);
+        // What a flow with tunnels or IPsec keeps besides (README, "Tunnels").
+        assert_eq!(std::mem::size_of::<(u32, FlowExtra)>(), 296);
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
         let mut p = tcp("10.0.0.1", 1, "172.16.0.1", 443, SYN);

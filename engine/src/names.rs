@@ -55,6 +55,11 @@ pub fn protocol_keyword(protocol: u8) -> Option<&'static str> {
     })
 }
 
+/// The `network.type` value of an address: `ipv4` or `ipv6`.
+pub fn network_type(addr: std::net::IpAddr) -> &'static str {
+    if addr.is_ipv4() { "ipv4" } else { "ipv6" }
+}
+
 /// The `network.transport` value: the IANA keyword, or the protocol number
 /// in decimal when the number has no keyword here.
 pub fn transport_name(protocol: u8) -> std::borrow::Cow<'static, str> {

@@ -358,9 +358,7 @@ fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
         push(a, keys[2], int(b.reverse_delta));
         push(a, keys[3], int(b.reverse_total));
     }
-    fn ip_type(addr: IpAddr) -> Value {
-        Value::Str(Text::Static(if addr.is_ipv4() { "ipv4" } else { "ipv6" }))
-    }
+    let ip_type = |addr| Value::Str(Text::Static(names::network_type(addr)));
     if let Some(t) = &e.tunnel {
         if opt_in.tunnel {
             push(a, "tunnel.type", Value::Str(Text::Static(t.kind.as_str())));

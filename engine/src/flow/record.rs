@@ -218,11 +218,7 @@ pub struct EncapRecord {
 impl FlowRecord {
     /// `network.type`: `ipv4` or `ipv6`.
     pub fn network_type(&self) -> &'static str {
-        if self.source.is_ipv4() {
-            "ipv4"
-        } else {
-            "ipv6"
-        }
+        crate::names::network_type(self.source)
     }
 
     /// The total order of output records: due time, then first packet, then

@@ -400,7 +400,6 @@ impl Decoder {
         end: usize,
     ) -> (PacketRepr, usize, usize) {
         let outer_bytes = outer.ip_bytes;
-        let outer_mac = outer.src_mac;
         let outer_ah_spi = outer.extra.as_ref().map_or(0, |x| x.ipsec.ah_spi);
         let (mut cur, mut cur_at, mut cur_l4, mut cur_end) = (outer, at, l4, end);
         let mut encap = Encap::default();
@@ -477,7 +476,9 @@ impl Decoder {
                             src_port: if cur.protocol == 17 { cur.src_port } else { 0 },
                             dst_port: if cur.protocol == 17 { cur.dst_port } else { 0 },
                             transport: cur.protocol,
-                            src_mac: outer_mac,
+                            // Only IP in IP came before: its MAC is the
+                            // outermost frame's.
+                            src_mac: cur.src_mac,
                         });
                     }
                 }

@@ -384,30 +384,27 @@ pub fn tunnels() -> Vec<u8> {
         );
     }
     // IP in IP: 4in4, 6in4, 4in6, 6in6.
-    add(
-        &mut p,
-        next(),
-        &conv4("10.17.0.1", 40020, "10.17.0.2", 80),
-        |fw, ip| outer_frame(fw, &outer4(fw, 4, ip)),
-    );
-    add(
-        &mut p,
-        next(),
-        &conv6("2001:db8:17::1", 40021, "2001:db8:17::2", 80),
-        |fw, ip| outer_frame(fw, &outer4(fw, 41, ip)),
-    );
-    add(
-        &mut p,
-        next(),
-        &conv4("10.18.0.1", 40022, "10.18.0.2", 80),
-        |fw, ip| outer_frame(fw, &outer6(fw, 4, ip)),
-    );
-    add(
-        &mut p,
-        next(),
-        &conv6("2001:db8:18::1", 40023, "2001:db8:18::2", 80),
-        |fw, ip| outer_frame(fw, &outer6(fw, 41, ip)),
-    );
+    type Outer = fn(bool, u8, &[u8]) -> Vec<u8>;
+    type Conversation = Vec<(bool, Vec<u8>)>;
+    let ipip: [(Conversation, Outer, u8); 4] = [
+        (conv4("10.17.0.1", 40020, "10.17.0.2", 80), outer4, 4),
+        (
+            conv6("2001:db8:17::1", 40021, "2001:db8:17::2", 80),
+            outer4,
+            41,
+        ),
+        (conv4("10.18.0.1", 40022, "10.18.0.2", 80), outer6, 4),
+        (
+            conv6("2001:db8:18::1", 40023, "2001:db8:18::2", 80),
+            outer6,
+            41,
+        ),
+    ];
+    for (conv, outer, protocol) in ipip {
+        add(&mut p, next(), &conv, |fw, ip| {
+            outer_frame(fw, &outer(fw, protocol, ip))
+        });
+    }
     // GTP-U: TEIDs differ per direction; with and without extension headers.
     add(
         &mut p,

@@ -103,6 +103,10 @@ pub struct PacketRepr {
     pub icmp_code: u8,
     /// TCP flags: FIN=0x01 … CWR=0x80, NS=0x100.
     pub tcp_flags: u16,
+    /// TCP sequence number (0 for other protocols).
+    pub tcp_seq: u32,
+    /// TCP acknowledgement number (0 for other protocols).
+    pub tcp_ack: u32,
     /// Type of the first SCTP chunk (1 = INIT, 2 = INIT ACK), 0 if absent.
     pub sctp_chunk: u8,
     /// IP-layer bytes on the wire, from the IP header.
@@ -177,6 +181,8 @@ impl PacketRepr {
             icmp_type: 0,
             icmp_code: 0,
             tcp_flags: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
             sctp_chunk: 0,
             ip_bytes: 0,
             ttl: 0,
@@ -241,6 +247,16 @@ impl PacketRepr {
         self.segments = segments;
         self.ip_bytes += u32::from(segments - 1) * u32::from(self.headers);
         Some(segments)
+    }
+
+    /// TCP payload bytes (of all segments of a super-frame), for a whole
+    /// TCP packet whose header was read; `None` otherwise.
+    pub fn tcp_payload(&self) -> Option<u32> {
+        if self.protocol != 6 || self.headers == 0 || self.fragment != Fragment::Whole {
+            return None;
+        }
+        self.ip_bytes
+            .checked_sub(u32::from(self.segments) * u32::from(self.headers))
     }
 
     /// Adds the `ip_header` bytes before the transport header to a TCP or
@@ -380,8 +396,24 @@ impl Decoder {
                     p.dst_mac.copy_from_slice(&frame[0..6]);
                     p.src_mac.copy_from_slice(&frame[6..12]);
                 }
-                let (mut p, l4, end) = self.decapsulate(frame, p, offset, l4, end);
-                ipsec_ids(frame, &mut p, l4, end);
+                let may_tunnel = p.fragment == Fragment::Whole
+                    && tunnel::may_carry(
+                        &self.tunnel_ports,
+                        frame,
+                        p.protocol,
+                        p.src_port,
+                        p.dst_port,
+                        l4,
+                        end,
+                    );
+                let (mut p, l4, end) = if may_tunnel {
+                    self.decapsulate(frame, p, offset, l4, end)
+                } else {
+                    (p, l4, end)
+                };
+                if matches!(p.protocol, 17 | 50) {
+                    ipsec_ids(frame, &mut p, l4, end);
+                }
                 Decoded::Ip(p)
             }
             Err(e) => Decoded::Malformed(e),
@@ -390,7 +422,9 @@ impl Decoder {
 
     /// Peels tunnels off `outer` (its IP header at `at`, transport header at
     /// `l4`, datagram ending at `end`) and returns the innermost packet
-    /// with its transport offset and end.
+    /// with its transport offset and end. Out of line: most packets do not
+    /// come here ([`tunnel::may_carry`]).
+    #[inline(never)]
     fn decapsulate(
         &self,
         f: &[u8],
@@ -739,7 +773,7 @@ fn ppp(f: &[u8], mut at: usize) -> Step<(usize, IpVersion)> {
 /// starts and where its datagram ends in the frame.
 type IpDecoded = (PacketRepr, usize, usize);
 
-#[inline]
+#[inline(always)]
 fn ip(f: &[u8], at: usize, version: IpVersion) -> Result<IpDecoded, DecodeError> {
     match version {
         IpVersion::V4 => ipv4(f, at),
@@ -747,6 +781,7 @@ fn ip(f: &[u8], at: usize, version: IpVersion) -> Result<IpDecoded, DecodeError>
     }
 }
 
+#[inline(always)]
 fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     need(Layer::Ipv4, at, 20, f.len())?;
     if f[at] >> 4 != 4 {
@@ -816,6 +851,7 @@ fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     Ok((repr, l4, end))
 }
 
+#[inline(always)]
 fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     need(Layer::Ipv6, at, 40, f.len())?;
     if f[at] >> 4 != 6 {
@@ -902,15 +938,21 @@ fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     Ok((repr, l4, end))
 }
 
+#[inline(always)]
 fn transport(f: &[u8], at: usize, end: usize, repr: &mut PacketRepr) -> Result<(), DecodeError> {
     match repr.protocol {
         6 => {
-            // Ports and flags; the rest of the header is not needed.
+            // Ports, sequence numbers and flags; options are not needed.
             need(Layer::Tcp, at, 14, end)?;
             repr.src_port = be16(f, at);
             repr.dst_port = be16(f, at + 2);
+            repr.tcp_seq = be32(f, at + 4);
+            repr.tcp_ack = be32(f, at + 8);
             repr.tcp_flags = (u16::from(f[at + 12] & 0x01) << 8) | u16::from(f[at + 13]);
-            repr.headers = u16::from(f[at + 12] >> 4) * 4;
+            // A data offset below 5 words is not a TCP header: its payload
+            // length is then unknown (0 marks that, as for other transports).
+            let offset = u16::from(f[at + 12] >> 4);
+            repr.headers = if offset >= 5 { offset * 4 } else { 0 };
         }
         17 => {
             need(Layer::Udp, at, 4, end)?;

@@ -268,6 +268,38 @@ fn bad(layer: Layer, at: usize) -> DecodeError {
 ///
 /// # Errors
 /// The tunnel header is truncated or invalid.
+/// Whether [`find`] may find a tunnel (or a broken tunnel header) here:
+/// a quick test, so that the packets of most flows skip the rest.
+#[inline]
+pub(super) fn may_carry(
+    ports: &TunnelPorts,
+    f: &[u8],
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+    l4: usize,
+    end: usize,
+) -> bool {
+    match protocol {
+        4 | 41 | 47 => true,
+        17 => {
+            ports.lookup(src_port, dst_port).is_some()
+                || (ports.teredo_anywhere() && {
+                    // Exactly one IPv6 packet as the UDP payload, or a
+                    // Teredo indicator (a zero byte) before one.
+                    let at = l4 + 8;
+                    end >= at + 40
+                        && f.len() >= at + 6
+                        && match f[at] {
+                            0 => true,
+                            b => b >> 4 == 6 && end - at == 40 + usize::from(be16(f, at + 4)),
+                        }
+                })
+        }
+        _ => false,
+    }
+}
+
 pub(super) fn find(
     ports: &TunnelPorts,
     f: &[u8],

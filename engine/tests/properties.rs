@@ -79,9 +79,13 @@ mod strategies {
             any::<u16>(),
             0u8..16,
             20u32..1500,
+            // Sequence numbers near each other and around the wrap, so
+            // that TCP turns, retransmissions and holes all occur.
+            prop_oneof![0u32..3000, (u32::MAX - 1500)..=u32::MAX],
+            prop_oneof![0u32..3000, (u32::MAX - 1500)..=u32::MAX],
         )
-            .prop_map(|(src, dst, protocol, sp, dp, flags, icmp_type, ip_bytes)| {
-                PacketRepr {
+            .prop_map(
+                |(src, dst, protocol, sp, dp, flags, icmp_type, ip_bytes, seq, ack)| PacketRepr {
                     src_port: if protocol == 6 || protocol == 17 {
                         40000 + sp
                     } else {
@@ -94,11 +98,14 @@ mod strategies {
                     },
                     icmp_type: if protocol == 1 { icmp_type } else { 0 },
                     tcp_flags: if protocol == 6 { flags & 0x1ff } else { 0 },
+                    tcp_seq: if protocol == 6 { seq } else { 0 },
+                    tcp_ack: if protocol == 6 { ack } else { 0 },
+                    headers: if protocol == 6 { 40 } else { 0 },
                     ip_bytes,
                     ttl: 64,
                     ..PacketRepr::new(src, dst, protocol)
-                }
-            })
+                },
+            )
     }
 
     /// Packets with non-decreasing-ish timestamps (some jitter backwards).

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use engine::flow::record::{EncapRecord, OverheadBytes};
+use engine::flow::record::{EncapRecord, OverheadBytes, TcpLatency};
 use engine::names;
 use engine::{DirectionRecord, FlowRecord, FlowRole};
 
@@ -339,6 +339,21 @@ fn icmp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecor
     }
 }
 
+/// The TCP latency metrics the record has samples for, in ns.
+fn latency_fields(attrs: &mut Vec<Attribute>, l: &TcpLatency) {
+    for (key, value) in [
+        ("flow.tcp.handshake.latency", l.handshake_ns),
+        ("flow.tcp.svc.latency", l.svc_ns),
+        ("flow.tcp.svc.jitter", l.svc_jitter_ns),
+        ("flow.tcp.rndtrip.latency", l.rndtrip_ns),
+        ("flow.tcp.rndtrip.jitter", l.rndtrip_jitter_ns),
+    ] {
+        if let Some(ns) = value {
+            push(attrs, key, int(ns));
+        }
+    }
+}
+
 fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord) {
     push(attrs, k.tcp_bits, int(u64::from(d.tcp_flags)));
     push(
@@ -551,6 +566,7 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
     if protocol == 6 {
         tcp_fields(a, &FORWARD, &r.forward);
         tcp_fields(a, &REVERSE, &r.reverse);
+        latency_fields(a, &r.tcp_latency);
     }
     if let Some(e) = &r.encap {
         encap_fields(a, e, mapping.opt_in);

@@ -6,3 +6,4 @@ mod index;
 pub mod key;
 pub mod record;
 pub mod table;
+mod tcp;

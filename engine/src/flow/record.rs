@@ -126,6 +126,22 @@ pub struct DirectionRecord {
     pub first: Option<FirstPacket>,
 }
 
+/// TCP latency metrics of one record, in ns (README, "TCP latency"); each
+/// is absent where the flow gave no sample for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpLatency {
+    /// `flow.tcp.handshake.latency`: SYN → SYN/ACK.
+    pub handshake_ns: Option<u64>,
+    /// `flow.tcp.rndtrip.latency`: the client's request → response wait.
+    pub rndtrip_ns: Option<u64>,
+    /// `flow.tcp.rndtrip.jitter`.
+    pub rndtrip_jitter_ns: Option<u64>,
+    /// `flow.tcp.svc.latency`: the server's time to respond.
+    pub svc_ns: Option<u64>,
+    /// `flow.tcp.svc.jitter`.
+    pub svc_jitter_ns: Option<u64>,
+}
+
 /// One flow record: becomes one span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
@@ -147,6 +163,8 @@ pub struct FlowRecord {
     pub end_reason: EndReason,
     /// TCP state (TCP only).
     pub tcp_state: Option<TcpState>,
+    /// TCP latency metrics (all absent for other protocols).
+    pub tcp_latency: TcpLatency,
     /// Timestamp of the first packet in this record (ns since the epoch).
     pub start_ns: u64,
     /// Timestamp of the last packet in this record.

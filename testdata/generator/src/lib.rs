@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bigcap;
+mod latency;
 mod tunnels;
 
 use etherparse::{
@@ -1344,6 +1345,12 @@ pub fn fixtures() -> Vec<Fixture> {
             about: "ESP, AH, ESP in UDP 4500, AH around a GRE tunnel, WireGuard indices",
             args: &["--opt-in", "all"],
             bytes: tunnels::ipsec_wireguard(),
+        },
+        Fixture {
+            name: "latency.pcap",
+            about: "TCP handshake, round-trip and service latency: clean, retransmitted SYN, SYN/ACK and request, banner, partial ACK, out of order, mid-stream, active timeout, IPv6",
+            args: &[],
+            bytes: latency::latency(),
         },
         Fixture {
             name: "seed1.pcap",

@@ -35,6 +35,9 @@ pub struct BigcapOptions {
     pub duration_secs: u64,
     /// PRNG seed.
     pub seed: u64,
+    /// Whether some flows are in GRE or VXLAN (1 % of flows). Without,
+    /// those flows are plain Ethernet and every other draw is the same.
+    pub tunnels: bool,
 }
 
 impl Default for BigcapOptions {
@@ -43,6 +46,7 @@ impl Default for BigcapOptions {
             packets: 11_000_000,
             duration_secs: 30,
             seed: 1,
+            tunnels: true,
         }
     }
 }
@@ -415,7 +419,10 @@ pub fn write_bigcap(out: &mut impl Write, o: BigcapOptions) -> io::Result<Bigcap
     let mut flows = Vec::new();
     let mut planned = 0u64;
     while planned < o.packets {
-        let f = draw_flow(&mut rng, u32::try_from(flows.len()).unwrap_or(u32::MAX));
+        let mut f = draw_flow(&mut rng, u32::try_from(flows.len()).unwrap_or(u32::MAX));
+        if !o.tunnels && matches!(f.wrap, Wrap::Gre | Wrap::Vxlan(_)) {
+            f.wrap = Wrap::None;
+        }
         planned += u64::from(f.packets);
         flows.push(f);
     }
@@ -471,6 +478,7 @@ mod tests {
             packets: 20_000,
             duration_secs: 5,
             seed: 7,
+            ..BigcapOptions::default()
         };
         let mut a = Vec::new();
         let sa = write_bigcap(&mut a, o).unwrap();
@@ -508,5 +516,41 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, sa.packets);
+    }
+
+    /// Frames whose outer IPv4 header carries GRE or VXLAN.
+    fn tunnelled(capture: &[u8]) -> usize {
+        let mut at = 24;
+        let mut n = 0;
+        while at < capture.len() {
+            let caplen = u32::from_le_bytes(capture[at + 8..at + 12].try_into().unwrap()) as usize;
+            let f = &capture[at + 16..at + 16 + caplen];
+            if f[12..14] == [0x08, 0x00]
+                && (f[23] == 47 || (f[23] == 17 && f[36..38] == [0x12, 0xb5]))
+            {
+                n += 1;
+            }
+            at += 16 + caplen;
+        }
+        n
+    }
+
+    #[test]
+    fn no_tunnels_keeps_every_flow_and_packet_but_unwraps_them() {
+        let with = BigcapOptions {
+            packets: 50_000,
+            duration_secs: 5,
+            ..BigcapOptions::default()
+        };
+        let without = BigcapOptions {
+            tunnels: false,
+            ..with
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let sa = write_bigcap(&mut a, with).unwrap();
+        let sb = write_bigcap(&mut b, without).unwrap();
+        assert_eq!((sa.flows, sa.packets), (sb.flows, sb.packets));
+        assert!(tunnelled(&a) > 0);
+        assert_eq!(tunnelled(&b), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! Writes the throughput benchmark's capture:
-//! `gen-bigcap OUT [--packets N] [--duration SECS] [--seed N]`
+//! `gen-bigcap OUT [--packets N] [--duration SECS] [--seed N] [--no-tunnels]`
 //! (defaults: 11 000 000 packets planned, about 9.75 M written within the
-//! 30 s, seed 1). See
+//! 30 s, seed 1; `--no-tunnels` writes the 1 % of flows that are in GRE or
+//! VXLAN as plain Ethernet). See
 //! `flowspan_testdata::bigcap` for the traffic mix.
 #![forbid(unsafe_code)]
 
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 
 use flowspan_testdata::bigcap::{BigcapOptions, write_bigcap};
 
-const USAGE: &str = "usage: gen-bigcap OUT [--packets N] [--duration SECS] [--seed N]";
+const USAGE: &str =
+    "usage: gen-bigcap OUT [--packets N] [--duration SECS] [--seed N] [--no-tunnels]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -30,6 +32,10 @@ fn main() -> ExitCode {
             "--packets" => number("--packets").map(|n| o.packets = n),
             "--duration" => number("--duration").map(|n| o.duration_secs = n),
             "--seed" => number("--seed").map(|n| o.seed = n),
+            "--no-tunnels" => {
+                o.tunnels = false;
+                Ok(())
+            }
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
                 return ExitCode::SUCCESS;

@@ -411,9 +411,7 @@ impl Decoder {
                 } else {
                     (p, l4, end)
                 };
-                if matches!(p.protocol, 17 | 50) {
-                    ipsec_ids(frame, &mut p, l4, end);
-                }
+                ipsec_ids(frame, &mut p, l4, end);
                 Decoded::Ip(p)
             }
             Err(e) => Decoded::Malformed(e),
@@ -551,8 +549,9 @@ impl Decoder {
 /// Reads the ESP SPI (IP protocol 50, or ESP in UDP on port 4500) and the
 /// WireGuard indices (UDP port 51820) of a packet whose transport header
 /// is at `l4`. Headers too short to hold them leave them absent.
+#[inline]
 fn ipsec_ids(f: &[u8], p: &mut PacketRepr, l4: usize, end: usize) {
-    if !p.has_transport_header() {
+    if !matches!(p.protocol, 17 | 50) || !p.has_transport_header() {
         return;
     }
     let end = end.min(f.len());

@@ -288,12 +288,7 @@ pub(super) fn may_carry(
                     // Exactly one IPv6 packet as the UDP payload, or a
                     // Teredo indicator (a zero byte) before one.
                     let at = l4 + 8;
-                    end >= at + 40
-                        && f.len() >= at + 6
-                        && match f[at] {
-                            0 => true,
-                            b => b >> 4 == 6 && end - at == 40 + usize::from(be16(f, at + 4)),
-                        }
+                    (end >= at + 40 && f.get(at) == Some(&0)) || one_ipv6_packet(f, at, end)
                 })
         }
         _ => false,
@@ -526,7 +521,7 @@ fn teredo(f: &[u8], mut at: usize, end: usize) -> Option<Found> {
         // Origin indication: indicator, port, address.
         at += 8;
     }
-    if end < at + 40 || f[at] >> 4 != 6 || at + 40 + usize::from(be16(f, at + 4)) != end {
+    if !one_ipv6_packet(f, at, end) {
         return None;
     }
     Some(Found {
@@ -535,6 +530,15 @@ fn teredo(f: &[u8], mut at: usize, end: usize) -> Option<Found> {
         id_shared: true,
         payload: Payload::Ip(at, IpVersion::V6),
     })
+}
+
+/// Whether `f[at..end]` is exactly one IPv6 packet by its header's version
+/// and payload length.
+fn one_ipv6_packet(f: &[u8], at: usize, end: usize) -> bool {
+    end >= at + 40
+        && f.len() >= at + 6
+        && f[at] >> 4 == 6
+        && end - at == 40 + usize::from(be16(f, at + 4))
 }
 
 fn ip_version(v6: bool) -> IpVersion {

@@ -339,12 +339,19 @@ enum IpVersion {
     V6,
 }
 
+// One bounds check and one load each: these run several times per packet.
+#[inline]
 fn be16(f: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([f[at], f[at + 1]])
+    let mut b = [0; 2];
+    b.copy_from_slice(&f[at..at + 2]);
+    u16::from_be_bytes(b)
 }
 
+#[inline]
 fn be32(f: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+    let mut b = [0; 4];
+    b.copy_from_slice(&f[at..at + 4]);
+    u32::from_be_bytes(b)
 }
 
 /// Checks that `need` bytes are available at `at` in a frame of `end` bytes.
@@ -368,6 +375,9 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
 /// is the flow of its fourth inner packet.
 const MAX_TUNNELS: usize = 4;
 
+/// What a packet's addresses are before its IP header is read.
+const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
 /// UDP port of WireGuard (its default; WireGuard has no assigned port).
 const WIREGUARD_PORT: u16 = 51820;
 /// UDP port of IKE NAT traversal, which also carries ESP (RFC 3948).
@@ -390,50 +400,52 @@ impl Decoder {
             Err(Stop::Skip(r)) => return Decoded::Skipped(r),
             Err(Stop::Err(e)) => return Decoded::Malformed(e),
         };
-        match ip(frame, offset, version) {
-            Ok((mut p, l4, end)) => {
-                if link == LinkType::ETHERNET && frame.len() >= 12 {
-                    p.dst_mac.copy_from_slice(&frame[0..6]);
-                    p.src_mac.copy_from_slice(&frame[6..12]);
-                }
-                let may_tunnel = p.fragment == Fragment::Whole
-                    && tunnel::may_carry(
-                        &self.tunnel_ports,
-                        frame,
-                        p.protocol,
-                        p.src_port,
-                        p.dst_port,
-                        l4,
-                        end,
-                    );
-                let (mut p, l4, end) = if may_tunnel {
-                    self.decapsulate(frame, p, offset, l4, end)
-                } else {
-                    (p, l4, end)
-                };
-                ipsec_ids(frame, &mut p, l4, end);
-                Decoded::Ip(p)
-            }
-            Err(e) => Decoded::Malformed(e),
+        // The packet is decoded in place and stays there: it is large, and
+        // each move through the stack costs more than the checks below.
+        let mut p = PacketRepr::new(UNSPECIFIED, UNSPECIFIED, 0);
+        let (mut l4, mut end) = match ip(frame, offset, version, &mut p) {
+            Ok(d) => d,
+            Err(e) => return Decoded::Malformed(e),
+        };
+        if link == LinkType::ETHERNET && frame.len() >= 12 {
+            p.dst_mac.copy_from_slice(&frame[0..6]);
+            p.src_mac.copy_from_slice(&frame[6..12]);
         }
+        if p.fragment == Fragment::Whole
+            && tunnel::may_carry(
+                &self.tunnel_ports,
+                frame,
+                p.protocol,
+                p.src_port,
+                p.dst_port,
+                l4,
+                end,
+            )
+        {
+            self.decapsulate(frame, &mut p, offset, &mut l4, &mut end);
+        }
+        ipsec_ids(frame, &mut p, l4, end);
+        Decoded::Ip(p)
     }
 
-    /// Peels tunnels off `outer` (its IP header at `at`, transport header at
-    /// `l4`, datagram ending at `end`) and returns the innermost packet
-    /// with its transport offset and end. Out of line: most packets do not
+    /// Peels tunnels off `packet` (its IP header at `at`, transport header
+    /// at `l4`, datagram ending at `end`): it becomes the innermost packet,
+    /// and `l4` and `end` that packet's. Out of line: most packets do not
     /// come here ([`tunnel::may_carry`]).
     #[inline(never)]
     fn decapsulate(
         &self,
         f: &[u8],
-        outer: PacketRepr,
+        packet: &mut PacketRepr,
         at: usize,
-        l4: usize,
-        end: usize,
-    ) -> (PacketRepr, usize, usize) {
+        l4: &mut usize,
+        end: &mut usize,
+    ) {
+        let placeholder = PacketRepr::new(packet.src, packet.dst, packet.protocol);
+        let outer = std::mem::replace(packet, placeholder);
         let outer_bytes = outer.ip_bytes;
         let outer_ah_spi = outer.extra.as_ref().map_or(0, |x| x.ipsec.ah_spi);
-        let (mut cur, mut cur_at, mut cur_l4, mut cur_end) = (outer, at, l4, end);
+        let (mut cur, mut cur_at, mut cur_l4, mut cur_end) = (outer, at, *l4, *end);
         let mut encap = Encap::default();
         let mut fingerprint = 0u64;
         let mut first_ipip_header = 0u32;
@@ -480,7 +492,8 @@ impl Decoder {
                     break;
                 }
             };
-            let (mut inner, inner_l4, inner_end) = match ip(inner_frame, ip_at, version) {
+            let mut inner = PacketRepr::new(UNSPECIFIED, UNSPECIFIED, 0);
+            let (inner_l4, inner_end) = match ip(inner_frame, ip_at, version, &mut inner) {
                 Ok(d) => d,
                 Err(e) => {
                     cur.extra_mut().tunnel_error = Some(e);
@@ -542,7 +555,7 @@ impl Decoder {
             encap.outer_ah_spi = outer_ah_spi;
             cur.extra_mut().encap = encap;
         }
-        (cur, cur_l4, cur_end)
+        (*packet, *l4, *end) = (cur, cur_l4, cur_end);
     }
 }
 
@@ -768,20 +781,25 @@ fn ppp(f: &[u8], mut at: usize) -> Step<(usize, IpVersion)> {
     }
 }
 
-/// An IP header at `at` decoded: the packet, where its transport header
-/// starts and where its datagram ends in the frame.
-type IpDecoded = (PacketRepr, usize, usize);
-
+/// Decodes the IP header at `at` into `repr` (written in place: packets
+/// are large, and each move costs) and returns where its transport header
+/// starts and where its datagram ends in the frame. On error `repr` holds
+/// a part of the packet.
 #[inline(always)]
-fn ip(f: &[u8], at: usize, version: IpVersion) -> Result<IpDecoded, DecodeError> {
+fn ip(
+    f: &[u8],
+    at: usize,
+    version: IpVersion,
+    repr: &mut PacketRepr,
+) -> Result<(usize, usize), DecodeError> {
     match version {
-        IpVersion::V4 => ipv4(f, at),
-        IpVersion::V6 => ipv6(f, at),
+        IpVersion::V4 => ipv4(f, at, repr),
+        IpVersion::V6 => ipv6(f, at, repr),
     }
 }
 
 #[inline(always)]
-fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
+fn ipv4(f: &[u8], at: usize, repr: &mut PacketRepr) -> Result<(usize, usize), DecodeError> {
     need(Layer::Ipv4, at, 20, f.len())?;
     if f[at] >> 4 != 4 {
         return Err(DecodeError::new(
@@ -826,7 +844,7 @@ fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
     };
     let src = Ipv4Addr::new(f[at + 12], f[at + 13], f[at + 14], f[at + 15]);
     let dst = Ipv4Addr::new(f[at + 16], f[at + 17], f[at + 18], f[at + 19]);
-    let mut repr = PacketRepr {
+    *repr = PacketRepr {
         ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
         ttl: f[at + 8],
         tos: f[at + 1],
@@ -844,14 +862,14 @@ fn ipv4(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
             repr.extra_mut().ipsec.ah_spi = be32(f, l4 + 4);
             l4 += len;
         }
-        transport(f, l4, end, &mut repr)?;
+        transport(f, l4, end, repr)?;
         repr.add_headers(l4 - at);
     }
-    Ok((repr, l4, end))
+    Ok((l4, end))
 }
 
 #[inline(always)]
-fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
+fn ipv6(f: &[u8], at: usize, repr: &mut PacketRepr) -> Result<(usize, usize), DecodeError> {
     need(Layer::Ipv6, at, 40, f.len())?;
     if f[at] >> 4 != 6 {
         return Err(DecodeError::new(
@@ -915,7 +933,7 @@ fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
             _ => break,
         }
     }
-    let mut repr = PacketRepr {
+    *repr = PacketRepr {
         ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
         ttl: f[at + 7],
         tos,
@@ -931,10 +949,10 @@ fn ipv6(f: &[u8], at: usize) -> Result<IpDecoded, DecodeError> {
         repr.extra_mut().ipsec.ah_spi = ah_spi;
     }
     if repr.has_transport_header() {
-        transport(f, l4, end, &mut repr)?;
+        transport(f, l4, end, repr)?;
         repr.add_headers(l4 - at);
     }
-    Ok((repr, l4, end))
+    Ok((l4, end))
 }
 
 #[inline(always)]

@@ -263,11 +263,6 @@ fn bad(layer: Layer, at: usize) -> DecodeError {
     DecodeError::new(layer, at, DecodeErrorKind::BadTunnelHeader)
 }
 
-/// The encapsulation that starts at the transport header `l4` (whose
-/// datagram ends at `end`) of a packet with `protocol` and ports, if any.
-///
-/// # Errors
-/// The tunnel header is truncated or invalid.
 /// Whether [`find`] may find a tunnel (or a broken tunnel header) here:
 /// a quick test, so that the packets of most flows skip the rest.
 #[inline]
@@ -295,6 +290,11 @@ pub(super) fn may_carry(
     }
 }
 
+/// The encapsulation that starts at the transport header `l4` (whose
+/// datagram ends at `end`) of a packet with `protocol` and ports, if any.
+///
+/// # Errors
+/// The tunnel header is truncated or invalid.
 pub(super) fn find(
     ports: &TunnelPorts,
     f: &[u8],

@@ -57,16 +57,28 @@ impl Hash for FlowKey {
     }
 }
 
+/// An address as two integers that order as [`IpAddr`] does (every IPv4
+/// address before every IPv6 address, each family numerically), but
+/// compare in two instructions instead of per byte.
+#[inline]
+fn rank(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(v4) => (false, u128::from(u32::from(v4))),
+        IpAddr::V6(v6) => (true, u128::from(v6)),
+    }
+}
+
 impl FlowKey {
     /// The key of a packet, and whether the packet was sent by endpoint `a`.
-    #[inline]
+    /// Inlined: the flow table works it out twice for every packet.
+    #[inline(always)]
     pub fn from_packet(p: &PacketRepr) -> (FlowKey, bool) {
         let (sport, dport, one_way) = match p.protocol {
             1 | 58 => icmp_port_equivalents(p.protocol, p.icmp_type, p.icmp_code),
             6 | 17 | 132 => (p.src_port, p.dst_port, false),
             _ => (0, 0, false),
         };
-        let from_a = one_way || (p.src, sport) < (p.dst, dport);
+        let from_a = one_way || (rank(p.src), sport) < (rank(p.dst), dport);
         let key = if from_a {
             FlowKey {
                 protocol: p.protocol,
@@ -122,6 +134,45 @@ impl FlowKey {
         // Keys outside tunnels keep the trace ids they always had.
         if self.tunnel != 0 {
             out.extend_from_slice(&self.tunnel.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn rank_orders_addresses_as_ip_addr_does() {
+        let addrs: Vec<IpAddr> = [
+            "0.0.0.0",
+            "0.0.0.1",
+            "1.0.0.0",
+            "10.0.0.255",
+            "10.0.1.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "fe80::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("test address"))
+        .chain([
+            IpAddr::V4(Ipv4Addr::from(0x8000_0000)),
+            IpAddr::V6(Ipv6Addr::from(1u128 << 127)),
+            IpAddr::V6(Ipv6Addr::from(u128::from(u32::MAX))),
+        ])
+        .collect();
+        for x in &addrs {
+            for y in &addrs {
+                assert_eq!(rank(*x).cmp(&rank(*y)), x.cmp(y), "{x} against {y}");
+            }
         }
     }
 }

@@ -13,7 +13,8 @@
 
 use std::process::ExitCode;
 
-use engine::{Decoded, FlowConfig, LinkType, Pipeline, PipelineConfig, decode};
+use engine::decode::Decoder;
+use engine::{Decoded, FlowConfig, LinkType, Pipeline, PipelineConfig};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,11 +49,13 @@ fn main() -> ExitCode {
     );
     let counter =
         std::thread::spawn(move || records.iter().map(|batch| batch.len()).sum::<usize>());
+    // One decoder for the run, as `engine` holds (default tunnel ports).
+    let decoder = Decoder::default();
     let mut packets = 0u64;
     loop {
         match reader.next_frame() {
             Ok(Some(f)) => {
-                if let Decoded::Ip(p) = decode(LinkType(f.link_type), f.data) {
+                if let Decoded::Ip(p) = decoder.decode(LinkType(f.link_type), f.data) {
                     packets += 1;
                     if pipeline.push(p, f.ts_ns).is_err() {
                         break;

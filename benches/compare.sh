@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Metering cost of this checkout against another revision (issue 6: tunnel
+# decoding must keep the throughput figures within 5 % on traffic without
+# tunnels). Builds `meter` at REV in a temporary worktree and here, then runs
+# the two on the same capture in alternating pairs, each pinned to the last
+# CPU (so that the reader and worker threads share one core and a run's
+# user+system time is the whole pipeline's work). Prints every run, each
+# build's median, and the median of the per-pair ratios (this checkout over
+# REV) with a bootstrap 95 % interval. Pairs, not separate series: a noisy
+# neighbour on a shared VM slows both runs of a pair alike.
+#
+#   [PAIRS=N] benches/compare.sh REV [CAPTURE]
+#
+# Default: 20 pairs over target/bench/big-notun.pcap, which `gen-bigcap
+# --no-tunnels` makes if it is missing (9.75 M packets, 1.06 M flows).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ]; then
+    echo "usage: [PAIRS=N] benches/compare.sh REV [CAPTURE]" >&2
+    exit 2
+fi
+rev=$(git rev-parse --short "$1^{commit}")
+cap=${2:-target/bench/big-notun.pcap}
+pairs=${PAIRS:-20}
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+
+cargo build --release --quiet -p flowspan-benches --bin meter -p flowspan-testdata
+if [ ! -f "$cap" ]; then
+    mkdir -p "$(dirname "$cap")"
+    ./target/release/gen-bigcap "$cap" --no-tunnels
+fi
+
+work=$(mktemp -d)
+tree="$work/tree"
+cleanup() {
+    git worktree remove --force "$tree" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+git worktree add --quiet --detach "$tree" "$rev"
+# Its own target directory: the two builds must not share artefacts.
+(cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet -p flowspan-benches --bin meter)
+cp "$work/target/release/meter" "$work/meter-$rev"
+cp target/release/meter "$work/meter-here"
+
+cpu=$(($(nproc) - 1))
+cat "$cap" >/dev/null # every run reads the capture from the page cache
+echo "capture: $cap; $pairs pairs on CPU $cpu; user+system seconds"
+echo "pair $rev here"
+results="$work/results"
+for i in $(seq "$pairs"); do
+    line="$i"
+    for b in "meter-$rev" meter-here; do
+        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpu" "$work/$b" "$cap" 1 >/dev/null
+        line="$line $(awk '{ printf "%.2f", $1 + $2 }' "$work/t")"
+    done
+    echo "$line" | tee -a "$results"
+done
+
+awk -v rev="$rev" '
+    function median(a, n,    s, i, j, t) {
+        for (i = 1; i <= n; i++) s[i] = a[i]
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
+        return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+    }
+    { n++; base[n] = $2; here[n] = $3; ratio[n] = $3 / $2 }
+    END {
+        printf "median: %s %.2f s, here %.2f s\n", rev, median(base, n), median(here, n)
+        srand(1)
+        for (b = 1; b <= 2000; b++) {
+            for (i = 1; i <= n; i++) pick[i] = ratio[int(rand() * n) + 1]
+            boot[b] = median(pick, n)
+        }
+        m = 2000
+        for (i = 2; i <= m; i++)
+            for (j = i; j > 1 && boot[j - 1] > boot[j]; j--) { t = boot[j]; boot[j] = boot[j - 1]; boot[j - 1] = t }
+        printf "here / %s, median of pair ratios: %.3f (95 %% interval %.3f to %.3f)\n",
+            rev, median(ratio, n), boot[int(m * 0.025)], boot[int(m * 0.975)]
+    }' "$results"

@@ -189,6 +189,7 @@ impl Pipeline {
     ///
     /// # Errors
     /// The record consumer has stopped.
+    #[inline]
     pub fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> Result<(), PipelineClosed> {
         self.clock_ns = self.clock_ns.max(ts_ns);
         let w = shard(&packet, self.senders.len());

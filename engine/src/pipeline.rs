@@ -33,7 +33,7 @@ use crate::decode::PacketRepr;
 use crate::flow::config::FlowConfig;
 use crate::flow::host::HostView;
 use crate::flow::key::FlowKey;
-use crate::flow::record::FlowRecord;
+use crate::flow::record::{FlowRecord, sort_in_output_order};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::ring::{self, Waker};
 
@@ -344,18 +344,21 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
 /// Drains `records` in output order. Records are large, so they are sorted
 /// through indices and each moved once.
 fn sorted(records: &mut Vec<FlowRecord>) -> Vec<FlowRecord> {
-    let mut order: Vec<(OrderKey, u32)> = records
+    let mut order: Vec<(u64, u64, u32)> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.order_key(), i as u32))
+        .map(|(i, r)| (r.export_clock_ns, r.start_ns, i as u32))
         .collect();
-    order.sort_unstable_by_key(|e| e.0);
+    sort_in_output_order(&mut order, |i| {
+        let r = &records[i as usize];
+        (r.key, r.record_seq)
+    });
     // Taking the vector (not draining it) lets the collect reuse its memory.
     let mut slots: Vec<Option<FlowRecord>> =
         std::mem::take(records).into_iter().map(Some).collect();
     order
         .iter()
-        .filter_map(|&(_, i)| slots[i as usize].take())
+        .filter_map(|&(_, _, i)| slots[i as usize].take())
         .collect()
 }
 

@@ -28,7 +28,7 @@ use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
 use crate::flow::record::{
     DirectionRecord, EncapRecord, EndReason, FirstPacket, FlowRecord, FlowRole, OverheadBytes,
-    TcpLatency, TcpState,
+    TcpLatency, TcpState, sort_in_output_order,
 };
 use crate::flow::tcp::TcpTiming;
 
@@ -765,29 +765,37 @@ impl FlowTable {
         }
         let mut swept = Vec::new();
         self.advance(clock_ns, &mut swept);
-        let mut order: Vec<((u64, u64, FlowKey, u32), Source)> = swept
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.order_key(), Source::Swept(i)))
-            .collect();
+        // Each record to be, as its times and an index into `rest`: its key,
+        // record number and source.
+        let mut order: Vec<(u64, u64, u32)> = Vec::new();
+        let mut rest: Vec<(FlowKey, u32, Source)> = Vec::new();
+        for (i, r) in swept.iter().enumerate() {
+            order.push((r.export_clock_ns, r.start_ns, rest.len() as u32));
+            rest.push((r.key, r.record_seq, Source::Swept(i)));
+        }
         for class in 0..CLASSES {
             let mut i = self.idle_lists[class].head;
             while i != NIL {
                 let f = self.flow(i);
                 // The record `finish` will make, if any, is due now.
                 if f.record_has_packets() {
-                    let key = (clock_ns, f.record_start_ns, f.key, f.record_seq);
-                    order.push((key, Source::Open(i)));
+                    order.push((clock_ns, f.record_start_ns, rest.len() as u32));
+                    rest.push((f.key, f.record_seq, Source::Open(i)));
                 }
                 i = self.idle_links[i as usize].next;
             }
         }
-        order.sort_unstable_by_key(|e| e.0);
+        sort_in_output_order(&mut order, |at| {
+            let (key, seq, _) = &rest[at as usize];
+            (*key, *seq)
+        });
         let mut swept: Vec<Option<FlowRecord>> = swept.into_iter().map(Some).collect();
         let chunk = chunk.max(1);
         let mut out = Vec::with_capacity(chunk.min(order.len()));
-        for (key, source) in order {
-            match source {
+        for (due, start, at) in order {
+            let (flow_key, seq, source) = &rest[at as usize];
+            let key = (due, start, *flow_key, *seq);
+            match *source {
                 Source::Swept(k) => out.extend(swept[k].take()),
                 Source::Open(i) => {
                     let reason = if self.flow(i).class() == CLASS_CLOSING {

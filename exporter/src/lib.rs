@@ -75,8 +75,21 @@ impl EncodedSpan {
     }
 }
 
-/// Maps each record to its span and encodes them all, as asked, into one
-/// buffer: one allocation for the lot instead of one per span.
+/// Spans encoded into one shared buffer. Enough that the allocation is not
+/// per span; few enough that buffers all have about the same size, which
+/// the allocator then reuses. A buffer per message (thousands of spans when
+/// a capture ends) grown by doubling was fresh memory nearly every time:
+/// its page faults and cache misses cost more than writing the JSON.
+const SPANS_PER_BUFFER: usize = 64;
+/// Bytes set aside per span and encoding: a little above the largest spans
+/// of `gen-bigcap`'s traffic (2 508 B as JSON, 1 226 B as protobuf; 2 191
+/// and 1 058 B on average), so that a buffer rarely grows.
+const JSON_SPAN_BYTES: usize = 2560;
+const PROTO_SPAN_BYTES: usize = 1280;
+
+/// Maps each record to its span and encodes them all, as asked, into
+/// buffers shared by [`SPANS_PER_BUFFER`] spans: one allocation for many
+/// spans instead of one per span.
 ///
 /// `mapping` names the interfaces of a live capture
 /// (`network.interface.name`) and says which opt-in attributes to write.
@@ -85,29 +98,32 @@ pub fn encode_spans(
     encodings: Encodings,
     mapping: &span::Mapping,
 ) -> Vec<EncodedSpan> {
-    let mut buf = Vec::with_capacity(records.len() * 2048);
-    let mut ranges = Vec::with_capacity(records.len());
-    let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("under 4 GiB of spans per message");
+    let per_span = usize::from(encodings.json) * JSON_SPAN_BYTES
+        + usize::from(encodings.proto) * PROTO_SPAN_BYTES;
+    let mut out = Vec::with_capacity(records.len());
     let mut span = span::FlowSpan::default();
-    for r in records {
-        span::flow_span_into(r, mapping, &mut span);
-        let start = offset(&buf);
-        if encodings.json {
-            json::write_span(&mut buf, &span);
+    for chunk in records.chunks(SPANS_PER_BUFFER) {
+        let mut buf = Vec::with_capacity(chunk.len() * per_span);
+        let mut ranges = Vec::with_capacity(chunk.len());
+        let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("a buffer of 64 spans is small");
+        for r in chunk {
+            span::flow_span_into(r, mapping, &mut span);
+            let start = offset(&buf);
+            if encodings.json {
+                json::write_span(&mut buf, &span);
+            }
+            let mid = offset(&buf);
+            if encodings.proto {
+                proto::put_span(&mut buf, &span);
+            }
+            ranges.push((start..mid, mid..offset(&buf)));
         }
-        let mid = offset(&buf);
-        if encodings.proto {
-            proto::put_span(&mut buf, &span);
-        }
-        ranges.push((start..mid, mid..offset(&buf)));
-    }
-    let buf = std::sync::Arc::new(buf);
-    ranges
-        .into_iter()
-        .map(|(json, proto)| EncodedSpan {
+        let buf = std::sync::Arc::new(buf);
+        out.extend(ranges.into_iter().map(|(json, proto)| EncodedSpan {
             buf: std::sync::Arc::clone(&buf),
             json,
             proto,
-        })
-        .collect()
+        }));
+    }
+    out
 }

@@ -204,3 +204,35 @@ fn protobuf_and_json_carry_the_same_spans_for_every_fixture() {
     }
     assert!(total > 50, "compared {total} spans");
 }
+
+#[test]
+fn spans_encoded_in_shared_buffers_are_each_span_encoded_alone() {
+    // Every fixture's records in one message: more than one buffer's worth
+    // (64 spans), with a last buffer that is not full.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/pcap")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    let records: Vec<FlowRecord> = paths.iter().flat_map(|p| records_of(p)).collect();
+    assert!(
+        records.len() > 2 * 64 && records.len() % 64 != 0,
+        "{} records",
+        records.len()
+    );
+    let both = exporter::Encodings {
+        json: true,
+        proto: true,
+    };
+    let encoded = exporter::encode_spans(&records, both, &exporter::span::Mapping::default());
+    assert_eq!(encoded.len(), records.len());
+    for (r, e) in records.iter().zip(&encoded) {
+        let span = flow_span(r);
+        let (mut json, mut proto) = (Vec::new(), Vec::new());
+        exporter::json::write_span(&mut json, &span);
+        exporter::proto::put_span(&mut proto, &span);
+        assert_eq!(e.json(), json.as_slice());
+        assert_eq!(e.proto(), proto.as_slice());
+    }
+}

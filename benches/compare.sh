@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Metering cost of this checkout against another revision (issue 6: tunnel
 # decoding must keep the throughput figures within 5 % on traffic without
-# tunnels). Builds `meter` at REV in a temporary worktree and here, then runs
+# tunnels). Builds `meter` (or `engine`) at REV in a temporary worktree and here, then runs
 # the two on the same capture in alternating pairs, each pinned to the last
 # CPU (so that the reader and worker threads share one core and a run's
 # user+system time is the whole pipeline's work). Prints every run, each
@@ -9,22 +9,33 @@
 # REV) with a bootstrap 95 % interval. Pairs, not separate series: a noisy
 # neighbour on a shared VM slows both runs of a pair alike.
 #
-#   [PAIRS=N] benches/compare.sh REV [CAPTURE]
+#   [PAIRS=N] [WHAT=meter|engine] benches/compare.sh REV [CAPTURE]
 #
-# Default: 20 pairs over target/bench/big-notun.pcap, which `gen-bigcap
-# --no-tunnels` makes if it is missing (9.75 M packets, 1.06 M flows).
+# Default: 20 pairs of `meter CAPTURE 1` over target/bench/big-notun.pcap,
+# which `gen-bigcap --no-tunnels` makes if it is missing (9.75 M packets,
+# 1.06 M flows). WHAT=engine times `engine --pcap CAPTURE -o /dev/null
+# --workers 1 -q` instead: metering, span mapping and OTLP JSON encoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-    echo "usage: [PAIRS=N] benches/compare.sh REV [CAPTURE]" >&2
+    echo "usage: [PAIRS=N] [WHAT=meter|engine] benches/compare.sh REV [CAPTURE]" >&2
     exit 2
 fi
+what=${WHAT:-meter}
+case $what in
+meter) package=(-p flowspan-benches --bin meter) ;;
+engine) package=(-p flowspan-cli --bin engine) ;;
+*)
+    echo "compare.sh: WHAT must be meter or engine, not '$what'" >&2
+    exit 2
+    ;;
+esac
 rev=$(git rev-parse --short "$1^{commit}")
 cap=${2:-target/bench/big-notun.pcap}
 pairs=${PAIRS:-20}
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
-cargo build --release --quiet -p flowspan-benches --bin meter -p flowspan-testdata
+cargo build --release --quiet "${package[@]}" -p flowspan-testdata
 if [ ! -f "$cap" ]; then
     mkdir -p "$(dirname "$cap")"
     ./target/release/gen-bigcap "$cap" --no-tunnels
@@ -39,19 +50,24 @@ cleanup() {
 trap cleanup EXIT
 git worktree add --quiet --detach "$tree" "$rev"
 # Its own target directory: the two builds must not share artefacts.
-(cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet -p flowspan-benches --bin meter)
-cp "$work/target/release/meter" "$work/meter-$rev"
-cp target/release/meter "$work/meter-here"
+(cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet "${package[@]}")
+cp "$work/target/release/$what" "$work/$what-$rev"
+cp "target/release/$what" "$work/$what-here"
 
 cpu=$(($(nproc) - 1))
 cat "$cap" >/dev/null # every run reads the capture from the page cache
-echo "capture: $cap; $pairs pairs on CPU $cpu; user+system seconds"
+echo "$what over $cap; $pairs pairs on CPU $cpu; user+system seconds"
 echo "pair $rev here"
 results="$work/results"
 for i in $(seq "$pairs"); do
     line="$i"
-    for b in "meter-$rev" meter-here; do
-        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpu" "$work/$b" "$cap" 1 >/dev/null
+    for b in "$what-$rev" "$what-here"; do
+        if [ "$what" = meter ]; then
+            run=("$work/$b" "$cap" 1)
+        else
+            run=("$work/$b" --pcap "$cap" -o /dev/null --workers 1 -q)
+        fi
+        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpu" "${run[@]}" >/dev/null
         line="$line $(awk '{ printf "%.2f", $1 + $2 }' "$work/t")"
     done
     echo "$line" | tee -a "$results"

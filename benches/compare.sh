@@ -9,16 +9,19 @@
 # REV) with a bootstrap 95 % interval. Pairs, not separate series: a noisy
 # neighbour on a shared VM slows both runs of a pair alike.
 #
-#   [PAIRS=N] [WHAT=meter|engine] benches/compare.sh REV [CAPTURE]
+#   [PAIRS=N] [WHAT=meter|engine] [PIN=no] benches/compare.sh REV [CAPTURE]
 #
 # Default: 20 pairs of `meter CAPTURE 1` over target/bench/big-notun.pcap,
 # which `gen-bigcap --no-tunnels` makes if it is missing (9.75 M packets,
 # 1.06 M flows). WHAT=engine times `engine --pcap CAPTURE -o /dev/null
 # --workers 1 -q` instead: metering, span mapping and OTLP JSON encoding.
+# PIN=no lets the threads run on every CPU, as `throughput.sh` does: closer
+# to real use (the threads overlap, and data moves between cores), but
+# noisier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-    echo "usage: [PAIRS=N] [WHAT=meter|engine] benches/compare.sh REV [CAPTURE]" >&2
+    echo "usage: [PAIRS=N] [WHAT=meter|engine] [PIN=no] benches/compare.sh REV [CAPTURE]" >&2
     exit 2
 fi
 what=${WHAT:-meter}
@@ -54,9 +57,13 @@ git worktree add --quiet --detach "$tree" "$rev"
 cp "$work/target/release/$what" "$work/$what-$rev"
 cp "target/release/$what" "$work/$what-here"
 
-cpu=$(($(nproc) - 1))
+if [ "${PIN:-yes}" = no ]; then
+    cpus="0-$(($(nproc) - 1))"
+else
+    cpus=$(($(nproc) - 1))
+fi
 cat "$cap" >/dev/null # every run reads the capture from the page cache
-echo "$what over $cap; $pairs pairs on CPU $cpu; user+system seconds"
+echo "$what over $cap; $pairs pairs on CPU $cpus; user+system seconds"
 echo "pair $rev here"
 results="$work/results"
 for i in $(seq "$pairs"); do
@@ -67,7 +74,7 @@ for i in $(seq "$pairs"); do
         else
             run=("$work/$b" --pcap "$cap" -o /dev/null --workers 1 -q)
         fi
-        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpu" "${run[@]}" >/dev/null
+        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpus" "${run[@]}" >/dev/null
         line="$line $(awk '{ printf "%.2f", $1 + $2 }' "$work/t")"
     done
     echo "$line" | tee -a "$results"

@@ -128,7 +128,7 @@ impl Drop for SpanBuffer {
 }
 
 /// Maps each record to its span and encodes them all, as asked, into
-/// buffers shared by [`SPANS_PER_BUFFER`] spans: one allocation for many
+/// buffers shared by 64 spans: one allocation for many
 /// spans instead of one per span.
 ///
 /// `mapping` names the interfaces of a live capture

@@ -1,7 +1,8 @@
 //! The observing host during live capture: its addresses and listening
 //! sockets, learnt from the kernel at the start and again every
 //! `--host-refresh` seconds by a thread of its own, so that span kinds
-//! follow services that start and stop while capturing.
+//! follow services that start and stop while capturing. A socket stays
+//! known for one period after it was last seen.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
@@ -42,18 +43,23 @@ impl Refresher {
     /// # Errors
     /// The first snapshot cannot be learnt, or the thread cannot start.
     pub fn start(networks: Vec<IpNet>, every: Duration) -> anyhow::Result<(HostView, Refresher)> {
-        let view = HostView::new(learn(&networks)?);
+        let first = learn(&networks)?;
+        let view = HostView::new(first.clone());
         let (stop, stopped) = mpsc::channel::<()>();
         let shared = view.clone();
         let thread = thread::Builder::new()
             .name("host-refresh".into())
             .spawn(move || {
                 let mut failing = false;
+                // The last snapshot learnt: its sockets stay in the view for
+                // one more period (`HostSockets::with_earlier`).
+                let mut last = first;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     match learn(&networks) {
                         Ok(next) => {
                             failing = false;
-                            shared.set(next);
+                            shared.set(next.clone().with_earlier(&last));
+                            last = next;
                         }
                         Err(e) if !failing => {
                             failing = true;

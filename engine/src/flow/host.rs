@@ -83,6 +83,20 @@ impl HostSockets {
         self.listeners.contains(&(protocol, ip, port)) || (wildcard && self.is_local(ip))
     }
 
+    /// This snapshot with `earlier`'s addresses and listening sockets added:
+    /// what the host had at either time. Live capture meters a packet up to
+    /// a tenth of a second after it was captured (packets wait in batches),
+    /// so a listener that closed just after its peer connected must still be
+    /// known when the connection's first packet is metered; the refresher
+    /// keeps each snapshot's sockets for one more refresh period this way.
+    pub fn with_earlier(mut self, earlier: &HostSockets) -> HostSockets {
+        self.addresses.extend(&earlier.addresses);
+        self.listeners.extend(&earlier.listeners);
+        self.wildcard_v4.extend(&earlier.wildcard_v4);
+        self.wildcard_v6.extend(&earlier.wildcard_v6);
+        self
+    }
+
     /// Number of addresses and of listening sockets known.
     pub fn counts(&self) -> (usize, usize) {
         (
@@ -224,6 +238,32 @@ mod tests {
         let host = HostSockets::new([], &[net], []);
         assert!(host.is_local(ip("10.9.3.4")));
         assert!(!host.is_local(ip("10.8.3.4")));
+    }
+
+    #[test]
+    fn a_snapshot_with_an_earlier_one_has_what_either_had() {
+        let listener = |port| Listener {
+            protocol: 6,
+            address: ip("10.0.0.1"),
+            port,
+        };
+        let any = |port| Listener {
+            protocol: 17,
+            address: ANY_V4,
+            port,
+        };
+        let earlier = HostSockets::new([ip("10.0.0.1")], &[], [listener(80), any(53)]);
+        let now = HostSockets::new([ip("10.0.0.2")], &[], [listener(443), any(123)]);
+        let both = now.clone().with_earlier(&earlier);
+        for (port, proto) in [(80, 6), (443, 6), (53, 17), (123, 17)] {
+            assert!(both.listens(proto, ip("10.0.0.1"), port), "{proto}/{port}");
+        }
+        assert!(both.is_local(ip("10.0.0.1")) && both.is_local(ip("10.0.0.2")));
+        assert!(
+            !now.listens(6, ip("10.0.0.1"), 80),
+            "now alone has closed it"
+        );
+        assert_eq!(both.counts(), (2, 4));
     }
 
     #[test]

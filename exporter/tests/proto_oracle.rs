@@ -3,7 +3,7 @@
 //! protobuf decoded by prost, and our OTLP JSON parsed as JSON), must carry
 //! the same resource, scope and spans with the same typed attributes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, decode};
 use exporter::RequestEncoder;
@@ -114,14 +114,20 @@ fn int_string(v: &Json) -> u64 {
         .expect("integer")
 }
 
-#[test]
-fn protobuf_and_json_carry_the_same_spans_for_every_fixture() {
+/// The generated fixtures in `testdata/pcap`, in name order.
+fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("testdata/pcap")
         .map(|e| e.expect("entry").path())
         .collect();
     paths.sort();
+    paths
+}
+
+#[test]
+fn protobuf_and_json_carry_the_same_spans_for_every_fixture() {
+    let paths = fixtures();
     assert!(paths.len() >= 20, "fixtures present");
 
     let mut resource = Resource::default();
@@ -209,12 +215,7 @@ fn protobuf_and_json_carry_the_same_spans_for_every_fixture() {
 fn spans_encoded_in_shared_buffers_are_each_span_encoded_alone() {
     // Every fixture's records in one message: more than one buffer's worth
     // (64 spans), with a last buffer that is not full.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("testdata/pcap")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    paths.sort();
+    let paths = fixtures();
     let records: Vec<FlowRecord> = paths.iter().flat_map(|p| records_of(p)).collect();
     assert!(
         records.len() > 2 * 64 && !records.len().is_multiple_of(64),

@@ -30,7 +30,7 @@ use crate::flow::record::{
     DirectionRecord, EncapRecord, EndReason, FirstPacket, FlowRecord, FlowRole, OverheadBytes,
     TcpLatency, TcpState, sort_in_output_order,
 };
-use crate::flow::tcp::TcpTiming;
+use crate::flow::tcp::{ACK, FIN, RST, SYN, TcpTiming};
 
 const NIL: u32 = u32::MAX;
 
@@ -40,11 +40,6 @@ const CLASS_ICMP: usize = 2;
 const CLASS_OTHER: usize = 3;
 const CLASS_CLOSING: usize = 4;
 const CLASSES: usize = 5;
-
-const FIN: u16 = 0x01;
-const SYN: u16 = 0x02;
-const RST: u16 = 0x04;
-const ACK: u16 = 0x10;
 
 /// How the initiator of a flow was determined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

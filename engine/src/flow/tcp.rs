@@ -22,8 +22,11 @@
 use crate::decode::PacketRepr;
 use crate::flow::record::TcpLatency;
 
-const SYN: u16 = 0x02;
-const ACK: u16 = 0x10;
+/// TCP header flags, as [`PacketRepr::tcp_flags`] holds them.
+pub(crate) const FIN: u16 = 0x01;
+pub(crate) const SYN: u16 = 0x02;
+pub(crate) const RST: u16 = 0x04;
+pub(crate) const ACK: u16 = 0x10;
 
 /// The flow's first packet was the initiator's SYN.
 const SYN_FIRST: u16 = 1;

@@ -412,15 +412,7 @@ impl Decoder {
             p.src_mac.copy_from_slice(&frame[6..12]);
         }
         if p.fragment == Fragment::Whole
-            && tunnel::may_carry(
-                &self.tunnel_ports,
-                frame,
-                p.protocol,
-                p.src_port,
-                p.dst_port,
-                l4,
-                end,
-            )
+            && tunnel::may_carry(&self.tunnel_ports, frame, &p, l4, end)
         {
             self.decapsulate(frame, &mut p, offset, &mut l4, &mut end);
         }
@@ -455,15 +447,7 @@ impl Decoder {
             if cur.fragment != Fragment::Whole {
                 break;
             }
-            let found = match tunnel::find(
-                &self.tunnel_ports,
-                f,
-                cur.protocol,
-                cur.src_port,
-                cur.dst_port,
-                cur_l4,
-                cur_end,
-            ) {
+            let found = match tunnel::find(&self.tunnel_ports, f, &cur, cur_l4, cur_end) {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 Err(e) => {

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use super::{IpVersion, be16, be32, need};
+use super::{IpVersion, PacketRepr, be16, be32, need};
 use crate::error::{DecodeError, DecodeErrorKind, Layer};
 
 /// A tunnel protocol that is not IP-in-IP (`tunnel.type`).
@@ -269,16 +269,14 @@ fn bad(layer: Layer, at: usize) -> DecodeError {
 pub(super) fn may_carry(
     ports: &TunnelPorts,
     f: &[u8],
-    protocol: u8,
-    src_port: u16,
-    dst_port: u16,
+    p: &PacketRepr,
     l4: usize,
     end: usize,
 ) -> bool {
-    match protocol {
+    match p.protocol {
         4 | 41 | 47 => true,
         17 => {
-            ports.lookup(src_port, dst_port).is_some()
+            ports.lookup(p.src_port, p.dst_port).is_some()
                 || (ports.teredo_anywhere() && {
                     // Exactly one IPv6 packet as the UDP payload, or a
                     // Teredo indicator (a zero byte) before one.
@@ -291,28 +289,26 @@ pub(super) fn may_carry(
 }
 
 /// The encapsulation that starts at the transport header `l4` (whose
-/// datagram ends at `end`) of a packet with `protocol` and ports, if any.
+/// datagram ends at `end`) of packet `p`, if any.
 ///
 /// # Errors
 /// The tunnel header is truncated or invalid.
 pub(super) fn find(
     ports: &TunnelPorts,
     f: &[u8],
-    protocol: u8,
-    src_port: u16,
-    dst_port: u16,
+    p: &PacketRepr,
     l4: usize,
     end: usize,
 ) -> Result<Option<Found>, DecodeError> {
-    match protocol {
+    match p.protocol {
         4 | 41 => Ok(Some(Found {
             kind: None,
             id: None,
             id_shared: true,
-            payload: Payload::Ip(l4, ip_version(protocol == 41)),
+            payload: Payload::Ip(l4, ip_version(p.protocol == 41)),
         })),
         47 => gre(f, l4, end),
-        17 => match ports.lookup(src_port, dst_port) {
+        17 => match ports.lookup(p.src_port, p.dst_port) {
             Some(t) => udp(t, f, l4 + 8, end),
             // Teredo between a client and a peer or relay uses any port:
             // taken when the payload is exactly one IPv6 packet to or from

@@ -347,12 +347,12 @@ fn sorted(records: &mut Vec<FlowRecord>) -> Vec<FlowRecord> {
     let mut order: Vec<(u64, u64, u32)> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.export_clock_ns, r.start_ns, i as u32))
+        .map(|(i, r)| {
+            let (due, start) = r.order_times();
+            (due, start, i as u32)
+        })
         .collect();
-    sort_in_output_order(&mut order, |i| {
-        let r = &records[i as usize];
-        (r.key, r.record_seq)
-    });
+    sort_in_output_order(&mut order, |i| records[i as usize].order_tie());
     // Taking the vector (not draining it) lets the collect reuse its memory.
     let mut slots: Vec<Option<FlowRecord>> =
         std::mem::take(records).into_iter().map(Some).collect();

@@ -242,12 +242,20 @@ impl FlowRecord {
     /// The total order of output records: due time, then first packet, then
     /// key and record number. It does not depend on how flows were sharded.
     pub fn order_key(&self) -> (u64, u64, FlowKey, u32) {
-        (
-            self.export_clock_ns,
-            self.start_ns,
-            self.key,
-            self.record_seq,
-        )
+        let ((due, start), (key, seq)) = (self.order_times(), self.order_tie());
+        (due, start, key, seq)
+    }
+
+    /// The first part of [`order_key`](Self::order_key): due time, then
+    /// first packet (what [`sort_in_output_order`] sorts by).
+    pub(crate) fn order_times(&self) -> (u64, u64) {
+        (self.export_clock_ns, self.start_ns)
+    }
+
+    /// The rest of [`order_key`](Self::order_key), for records whose times
+    /// are equal.
+    pub(crate) fn order_tie(&self) -> (FlowKey, u32) {
+        (self.key, self.record_seq)
     }
 }
 

@@ -765,8 +765,9 @@ impl FlowTable {
         let mut order: Vec<(u64, u64, u32)> = Vec::new();
         let mut rest: Vec<(FlowKey, u32, Source)> = Vec::new();
         for (i, r) in swept.iter().enumerate() {
-            order.push((r.export_clock_ns, r.start_ns, rest.len() as u32));
-            rest.push((r.key, r.record_seq, Source::Swept(i)));
+            let ((due, start), (key, seq)) = (r.order_times(), r.order_tie());
+            order.push((due, start, rest.len() as u32));
+            rest.push((key, seq, Source::Swept(i)));
         }
         for class in 0..CLASSES {
             let mut i = self.idle_lists[class].head;

@@ -1,6 +1,6 @@
 //! Flow metering alone, for `throughput.sh`: reads a capture (mapped),
 //! decodes each frame, and meters the packets in a [`Pipeline`] of N workers,
-//! exactly as `engine --pcap` does, but drops the flow records instead of
+//! with the same capture loop as `engine --pcap` ([`engine::drive`]), but drops the flow records instead of
 //! mapping and encoding them as spans. Comparing its CPU time with the
 //! engine's shows what metering costs and what output costs.
 //!
@@ -12,9 +12,11 @@
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 
+use capture_pcap::FileSource;
 use engine::decode::Decoder;
-use engine::{Decoded, FlowConfig, LinkType, Pipeline, PipelineConfig};
+use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, drive};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,8 +34,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut reader = match capture_pcap::CaptureReader::open(path) {
-        Ok(r) => r,
+    let registry = Registry::new();
+    let mut source = match capture_pcap::CaptureReader::open(path) {
+        Ok(r) => FileSource::new(r, &registry),
         Err(e) => {
             eprintln!("meter: {e}");
             return ExitCode::from(2);
@@ -44,33 +47,29 @@ fn main() -> ExitCode {
             workers,
             flow: FlowConfig::default(),
             host: None,
+            registry: registry.clone(),
         },
         |records: Vec<engine::FlowRecord>| vec![(); records.len()],
     );
     let counter =
         std::thread::spawn(move || records.iter().map(|batch| batch.len()).sum::<usize>());
-    // One decoder for the run, as `engine` holds (default tunnel ports).
+    // One decoder for the run, as `engine` holds (default tunnel ports),
+    // and the capture loop `engine` runs.
     let decoder = Decoder::default();
-    let mut packets = 0u64;
-    loop {
-        match reader.next_frame() {
-            Ok(Some(f)) => {
-                if let Decoded::Ip(p) = decoder.decode(LinkType(f.link_type), f.data) {
-                    packets += 1;
-                    if pipeline.push(p, f.ts_ns).is_err() {
-                        break;
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                eprintln!("meter: {e}");
-                break;
-            }
-        }
+    let stop = AtomicBool::new(false);
+    if let Err(e) = drive(
+        &mut source,
+        &decoder,
+        &mut pipeline,
+        &registry,
+        &stop,
+        || {},
+    ) {
+        eprintln!("meter: {e}");
     }
     let stats = pipeline.finish();
     let records = counter.join().unwrap_or(0);
+    let packets = registry.snapshot().decode.decoded;
     match stats {
         Ok(s) => {
             println!(

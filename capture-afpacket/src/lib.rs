@@ -4,12 +4,12 @@
 //! shared with the kernel; several rings in one fanout group
 //! ([`RingConfig::fanout_group`]) split an interface's traffic by a
 //! symmetric hash of the two IP addresses, so that each worker can own one
-//! ring and every flow, fragments included, stays on one ring in order. [`PacketSender`] writes raw frames to an interface,
-//! for tests and benchmarks that replay captures into a veth pair, which
-//! [`testnet`] sets up between two network namespaces of its own.
+//! ring and every flow, fragments included, stays on one ring in order.
 //!
-//! [`netlink`] asks the kernel for the host's addresses and listening
-//! sockets, which tell the span kind of live flows.
+//! With the `testnet` feature (tests and benchmarks only; never in the
+//! binary), `PacketSender` writes raw frames to an interface, for replaying
+//! captures into a veth pair, which `testnet` sets up between two network
+//! namespaces of its own.
 //!
 //! The `engine` binary's `-i` uses these rings (its `live` module); the
 //! crate's tests and `engine`'s live tests run them on real veth pairs.
@@ -19,13 +19,17 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod netlink;
+mod live;
 pub mod ring;
+#[cfg(feature = "testnet")]
 mod sender;
+#[cfg(feature = "testnet")]
 pub mod testnet;
 
+pub use live::{LiveCapture, LiveError, Warn};
 pub use ring::{
     Block, Gso, GsoKind, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats,
     wait_any,
 };
+#[cfg(feature = "testnet")]
 pub use sender::PacketSender;

@@ -63,6 +63,25 @@ impl VethPair {
         VethPair::create_with(tag, Setup::default())
     }
 
+    /// [`create_with`](Self::create_with) for a test: `None`, with a
+    /// message, where the test cannot run here. In CI (`CI` set and not
+    /// `false`) a missing privilege or tool is the install step's fault,
+    /// so it fails the test instead of skipping it.
+    ///
+    /// # Panics
+    /// In CI, when the pair cannot be made; anywhere, when a step fails.
+    pub fn for_test(tag: &str, setup: Setup) -> Option<VethPair> {
+        match VethPair::create_with(tag, setup) {
+            Ok(pair) => Some(pair),
+            Err(why) => {
+                let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+                assert!(!ci, "CI must run the veth tests, but {why}");
+                eprintln!("skipping: {why}");
+                None
+            }
+        }
+    }
+
     /// Creates the namespaces and the pair, named after `tag` and the
     /// process id. `Err` says why it cannot be done here (not root, no `ip`
     /// or `ethtool`), for a test to print when it skips.

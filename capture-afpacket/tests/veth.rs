@@ -10,13 +10,7 @@ use capture_afpacket::{PacketSender, PacketType, Ring, RingConfig, wait_any};
 
 /// The veth pair, or `None` (with a message) where the test cannot run.
 fn veth(tag: &str) -> Option<VethPair> {
-    match VethPair::create(tag) {
-        Ok(ns) => Some(ns),
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            None
-        }
-    }
+    VethPair::for_test(tag, Default::default())
 }
 
 /// A captured frame, the VLAN TCI the kernel reported, and its type.

@@ -34,6 +34,10 @@ use std::io::{self, Read};
 use std::ops::Deref;
 use std::path::Path;
 
+mod source;
+
+pub use source::FileSource;
+
 /// Largest packet record accepted regardless of the snaplen (as Wireshark).
 const MAX_STANDARD_RECORD: u32 = 262_144;
 /// Largest record accepted even when the snaplen says more.

@@ -293,6 +293,19 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in declaration order (so `reason as usize` indexes it).
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::UnsupportedLinkType,
+        SkipReason::Arp,
+        SkipReason::Lldp,
+        SkipReason::Llc,
+        SkipReason::OtherEthertype,
+        SkipReason::PppNonIp,
+        SkipReason::MplsNonIp,
+        SkipReason::NullNonIp,
+        SkipReason::RawNotIp,
+    ];
+
     /// A short, bounded reason string for counters.
     pub fn reason(self) -> &'static str {
         match self {

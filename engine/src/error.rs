@@ -114,6 +114,54 @@ impl DecodeError {
     }
 
     /// A short, bounded reason string for counters, e.g. `ipv4_truncated`.
+    /// Every string [`reason`](Self::reason) returns, in a fixed order:
+    /// counters of malformed frames are arrays indexed like it.
+    pub const REASONS: [&'static str; 33] = [
+        "ethernet_truncated",
+        "vlan_truncated",
+        "mpls_truncated",
+        "pppoe_truncated",
+        "ppp_truncated",
+        "linux_sll_truncated",
+        "linux_sll2_truncated",
+        "null_truncated",
+        "ipv4_truncated",
+        "ipv4_bad_version",
+        "ipv4_bad_header_length",
+        "ipv4_bad_total_length",
+        "ipv4_bad_header",
+        "ipv6_bad_version",
+        "ipv6_truncated",
+        "ipv6_ext_truncated",
+        "tcp_bad_header_length",
+        "tcp_truncated",
+        "udp_truncated",
+        "sctp_truncated",
+        "icmp_truncated",
+        "icmpv6_truncated",
+        "gre_bad_header",
+        "gre_truncated",
+        "erspan_bad_header",
+        "erspan_truncated",
+        "vxlan_bad_header",
+        "vxlan_truncated",
+        "geneve_bad_header",
+        "geneve_truncated",
+        "gtp_bad_header",
+        "gtp_truncated",
+        "ieee80211_truncated",
+    ];
+
+    /// The position of [`reason`](Self::reason) in [`REASONS`](Self::REASONS).
+    pub fn reason_index(&self) -> usize {
+        let reason = self.reason();
+        Self::REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(Self::REASONS.len() - 1)
+    }
+
+    /// A short, bounded reason string for counters.
     pub fn reason(&self) -> &'static str {
         use DecodeErrorKind::*;
         use Layer::*;
@@ -208,5 +256,35 @@ mod tests {
             "truncated tcp header at byte 34 (need 20 bytes, 9 left)"
         );
         assert_eq!(e.reason(), "tcp_truncated");
+    }
+
+    #[test]
+    fn every_reason_is_listed_once_for_the_counter_arrays() {
+        use Layer::*;
+        let layers = [
+            Ethernet, Vlan, Mpls, Pppoe, Ppp, LinuxSll, LinuxSll2, Null, Ipv4, Ipv6, Ipv6Ext, Tcp,
+            Udp, Sctp, Icmp, Icmpv6, Gre, Erspan, Vxlan, Geneve, Gtp, Ieee80211,
+        ];
+        let kinds = [
+            DecodeErrorKind::Truncated { need: 1, have: 0 },
+            DecodeErrorKind::BadVersion,
+            DecodeErrorKind::BadHeaderLength,
+            DecodeErrorKind::BadTotalLength,
+            DecodeErrorKind::BadTunnelHeader,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for layer in layers {
+            for kind in kinds {
+                let e = DecodeError {
+                    layer,
+                    offset: 0,
+                    kind,
+                };
+                let i = e.reason_index();
+                assert_eq!(DecodeError::REASONS[i], e.reason(), "{layer:?} {kind:?}");
+                seen.insert(i);
+            }
+        }
+        assert_eq!(seen.len(), DecodeError::REASONS.len(), "no unused reason");
     }
 }

@@ -33,8 +33,10 @@ use crate::decode::PacketRepr;
 use crate::flow::config::FlowConfig;
 use crate::flow::host::HostView;
 use crate::flow::key::FlowKey;
+use crate::flow::observation::FlowObservation;
 use crate::flow::record::{FlowRecord, sort_in_output_order};
 use crate::flow::table::{FlowTable, TableStats};
+use crate::registry::{Registry, TableSlot};
 use crate::ring::{self, Waker};
 
 /// Packets per worker batch.
@@ -58,14 +60,20 @@ pub struct PipelineConfig {
     /// by the capture side (live capture); workers take a new snapshot
     /// between batches.
     pub host: Option<HostView>,
+    /// Where each worker publishes its table's counters after every batch.
+    pub registry: Registry,
 }
 
 /// A packet, its timestamp and the capture clock when it arrived.
 type Observation = (PacketRepr, u64, u64);
 
+/// A flow observation and the capture clock when it arrived.
+type FlowInput = (FlowObservation, u64);
+
 #[derive(Debug)]
 enum WorkerMsg {
-    Batch(Vec<Observation>, u64),
+    /// Packets, then flow observations (usually none), then the watermark.
+    Batch(Vec<Observation>, Vec<FlowInput>, u64),
     Finish(u64),
 }
 
@@ -105,6 +113,8 @@ pub struct Pipeline {
     /// Emptied batches coming back from each worker.
     returns: Vec<ring::Receiver<Vec<Observation>>>,
     batches: Vec<Vec<Observation>>,
+    /// Flow observations waiting for each worker's next batch.
+    flow_batches: Vec<Vec<FlowInput>>,
     workers: Vec<JoinHandle<TableStats>>,
     merger: JoinHandle<()>,
     clock_ns: u64,
@@ -157,10 +167,11 @@ impl Pipeline {
             let table = FlowTable::new(flow.clone());
             let map = map.clone();
             let host = config.host.clone();
+            let slot = config.registry.table();
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
-                    .spawn(move || run_worker(table, host, rx, ret_tx, merge_tx, map))
+                    .spawn(move || run_worker(table, host, slot, rx, ret_tx, merge_tx, map))
                     .expect("spawning a worker thread"),
             );
         }
@@ -172,6 +183,7 @@ impl Pipeline {
             senders,
             returns,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
+            flow_batches: (0..n).map(|_| Vec::new()).collect(),
             workers,
             merger,
             clock_ns: 0,
@@ -206,6 +218,25 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Accounts one flow observation (flow-level input, e.g. a kernel
+    /// aggregate). It goes to the worker that owns the flow's packets, and
+    /// is taken in after the packets pushed before it into the same batch.
+    /// Its `last_seen_ns` moves the capture clock as a packet's timestamp
+    /// does.
+    ///
+    /// # Errors
+    /// The record consumer has stopped.
+    pub fn push_flow(&mut self, observation: FlowObservation) -> Result<(), PipelineClosed> {
+        self.clock_ns = self.clock_ns.max(observation.last_seen_ns);
+        let k = &observation.key;
+        let w = shard_of(k.a, k.b, k.protocol, self.senders.len());
+        self.flow_batches[w].push((observation, self.clock_ns));
+        if self.flow_batches[w].len() >= BATCH {
+            self.send_batch(w)?;
+        }
+        Ok(())
+    }
+
     /// Moves the capture clock forward to `clock_ns` (it never goes back)
     /// without a packet: live capture advances it with the wall clock, so
     /// that flows time out while no packet arrives. It reaches the workers
@@ -234,8 +265,9 @@ impl Pipeline {
             .try_recv()
             .unwrap_or_else(|| Vec::with_capacity(BATCH));
         let batch = std::mem::replace(&mut self.batches[w], fresh);
+        let flows = std::mem::take(&mut self.flow_batches[w]);
         self.senders[w]
-            .send(WorkerMsg::Batch(batch, self.clock_ns))
+            .send(WorkerMsg::Batch(batch, flows, self.clock_ns))
             .map_err(|_| PipelineClosed)
     }
 
@@ -272,7 +304,14 @@ impl Pipeline {
 }
 
 /// A symmetric shard choice from the addresses and protocol only.
+#[inline]
 fn shard(p: &PacketRepr, n: usize) -> usize {
+    shard_of(p.src, p.dst, p.protocol, n)
+}
+
+/// The shard of a flow between `a` and `b`, in either order.
+#[inline]
+fn shard_of(a: IpAddr, b: IpAddr, protocol: u8, n: usize) -> usize {
     if n == 1 {
         return 0;
     }
@@ -286,13 +325,14 @@ fn shard(p: &PacketRepr, n: usize) -> usize {
         }
     }
     // XOR is symmetric; the multiply-shift spreads the bits.
-    let x = (fold(p.src) ^ fold(p.dst) ^ u64::from(p.protocol)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = (fold(a) ^ fold(b) ^ u64::from(protocol)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     ((x >> 32) as usize) % n
 }
 
 fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     mut table: FlowTable,
     host: Option<HostView>,
+    slot: TableSlot,
     mut rx: ring::Receiver<WorkerMsg>,
     mut returns: ring::Sender<Vec<Observation>>,
     mut merge: ring::Sender<MergeMsg<T>>,
@@ -311,12 +351,16 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
             table.set_host(Some(next));
         }
         match msg {
-            WorkerMsg::Batch(mut batch, watermark) => {
+            WorkerMsg::Batch(mut batch, flows, watermark) => {
                 table.observe_batch(&batch, &mut out);
                 batch.clear();
                 // Only fails if the reader has gone away.
                 let _ = returns.try_send(batch);
+                for (observation, clock) in &flows {
+                    table.observe_flow(observation, *clock, &mut out);
+                }
                 table.advance(watermark, &mut out);
+                slot.publish(table.stats(), table.len());
                 let msg = MergeMsg::Records {
                     items: items_of(sorted(&mut out)),
                     watermark: Some(watermark),
@@ -334,6 +378,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                     merge.send(msg).is_ok()
                 });
                 let _ = merge.send(MergeMsg::Done);
+                slot.publish(table.stats(), table.len());
                 break;
             }
         }

@@ -4,14 +4,14 @@
 //! `engine`, `capture_pcap`, `capture_afpacket` and `exporter` crates.
 #![forbid(unsafe_code)]
 
-mod host;
-mod live;
 mod output;
+mod progress;
+mod signals;
 mod stdin;
 mod summary;
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,23 +20,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use capture_pcap::{CaptureReader, Next};
+use capture_afpacket::{LiveCapture, LiveError, RingConfig};
+use capture_pcap::{CaptureReader, FileSource};
 use clap::Parser;
 use engine::decode::{Decoder, TunnelPorts, UdpTunnel};
-use engine::{Decoded, FlowConfig, IpNet, LinkType, Pipeline, PipelineConfig, Timeouts};
+use engine::{FlowConfig, IpNet, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::{JsonEncoder, OtlpJsonWriter};
 use exporter::otlp::{
-    ExportOptions, ExportStatus, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy,
-    ShutdownHandle,
+    ExportOptions, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy,
 };
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
 use exporter::span::{InterfaceNames, Mapping, OptIn};
 use exporter::{Encodings, RequestEncoder, encode_spans};
 
-use crate::live::{Live, LiveEnd};
-use crate::output::OtlpSink;
-use crate::summary::{DecodeCounters, Summary};
+use crate::output::{JsonSink, OtlpSink};
+use crate::progress::Progress;
+use crate::summary::Summary;
 
 const AFTER_HELP: &str = "\
 Default timeouts: idle TCP 300 s, UDP 60 s, ICMP/ICMPv6 30 s, other protocols 60 s;
@@ -431,7 +431,8 @@ fn start_export(
     args: &Args,
     resource: &Resource,
     live: bool,
-) -> anyhow::Result<(OtlpSink, String)> {
+    registry: &Registry,
+) -> anyhow::Result<OtlpSink> {
     let target = format!("{} ({})", config.url, config.protocol.name());
     match exporter::otlp::probe(config, config.timeout.min(Duration::from_secs(3)))
         .map_err(|e| anyhow!(e))?
@@ -462,59 +463,16 @@ fn start_export(
         Protocol::HttpJson => Box::new(JsonEncoder::new(resource)),
         Protocol::Grpc | Protocol::HttpProtobuf => Box::new(ProtoEncoder::new(resource)),
     };
-    Ok((
-        OtlpSink {
-            exporter,
-            encoder,
-            batch_size,
-            interval: Duration::from_nanos(args.batch_interval),
-            batch_started: None,
-        },
+    let slot = registry.output("spans", &target, Some(Arc::new(exporter.status())));
+    Ok(OtlpSink {
+        exporter,
+        encoder,
+        batch_size,
+        interval: Duration::from_nanos(args.batch_interval),
+        batch_started: None,
         target,
-    ))
-}
-
-/// SIGINT/SIGTERM: the first stops reading (open flows are then flushed as
-/// usual) and starts the bounded export shutdown; the second gives up on
-/// delivery at once; the third exits immediately.
-fn watch_signals(
-    stop: Arc<AtomicBool>,
-    shutdown: Option<ShutdownHandle>,
-    shutdown_timeout: Duration,
-) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("installing the SIGINT/SIGTERM handlers")?;
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for (n, _) in signals.forever().enumerate() {
-                match n {
-                    0 => {
-                        stop.store(true, Ordering::Relaxed);
-                        if let Some(s) = &shutdown {
-                            s.begin(shutdown_timeout);
-                        }
-                        eprintln!(
-                            "engine: interrupted: flushing open flows{}",
-                            if shutdown.is_some() {
-                                "; signal again to stop waiting for the collector"
-                            } else {
-                                ""
-                            }
-                        );
-                    }
-                    1 if shutdown.is_some() => {
-                        if let Some(s) = &shutdown {
-                            s.begin(Duration::ZERO);
-                        }
-                    }
-                    _ => std::process::exit(130),
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
+        slot,
+    })
 }
 
 fn run(args: &Args) -> anyhow::Result<Outcome> {
@@ -534,51 +492,73 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let registry = Registry::new();
     let mut source = match &args.pcap {
         Some(path) if path.as_os_str() == "-" => {
             let input = stdin::InterruptibleStdin::new(Arc::clone(&stop))
                 .context("starting the standard input thread")?;
-            Source::File(CaptureReader::new(Box::new(input), "-".into()).map_err(|e| anyhow!(e))?)
+            let reader = CaptureReader::new(Box::new(input), "-".into()).map_err(|e| anyhow!(e))?;
+            Source::File(FileSource::new(reader, &registry))
         }
-        Some(path) => Source::File(CaptureReader::open(path).map_err(|e| anyhow!(e))?),
+        Some(path) => Source::File(FileSource::new(
+            CaptureReader::open(path).map_err(|e| anyhow!(e))?,
+            &registry,
+        )),
         None => {
             let Backend::Afpacket = args.backend;
-            Source::Live(Live::open(
+            let ring = RingConfig {
+                block_size: args.ring_block_size,
+                block_count: args.ring_blocks,
+                ..RingConfig::default()
+            };
+            let warn: capture_afpacket::Warn =
+                Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
+            let capture = LiveCapture::open(
                 &args.interfaces,
                 usize::from(args.workers),
-                args.ring_block_size,
-                args.ring_blocks,
-            )?)
+                &ring,
+                &registry,
+                warn,
+            )
+            .map_err(|e| anyhow!(e))?;
+            Source::Live(capture)
         }
     };
     let live = matches!(source, Source::Live(_));
+    let name = match &source {
+        Source::File(s) => s.reader().path().to_owned(),
+        Source::Live(capture) => format!("live capture on {}", capture.interface_list()),
+    };
     let mapping = Mapping {
         interfaces: match &source {
-            Source::Live(capture) => capture.interface_names(),
+            Source::Live(capture) => InterfaceNames::new(capture.interface_names()),
             Source::File(_) => InterfaceNames::default(),
         },
         opt_in: opt_in(&args.opt_in),
     };
     let decoder = decoder(args);
     let json = if args.output.is_some() || otlp.is_none() {
-        Some(OtlpJsonWriter::new(
-            open_output(args.output.as_ref())?,
-            &resource,
-            args.batch_size as usize,
-        ))
+        let target = match &args.output {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => "standard output".to_string(),
+        };
+        Some(JsonSink {
+            writer: OtlpJsonWriter::new(
+                open_output(args.output.as_ref())?,
+                &resource,
+                args.batch_size as usize,
+            ),
+            slot: registry.output("spans", &target, None),
+        })
     } else {
         None
     };
-    let (sink, target) = match &otlp {
-        Some(config) => {
-            let (sink, target) = start_export(config, args, &resource, live)?;
-            (Some(sink), Some(target))
-        }
-        None => (None, None),
+    let sink = match &otlp {
+        Some(config) => Some(start_export(config, args, &resource, live, &registry)?),
+        None => None,
     };
-    let export_status: Option<ExportStatus> = sink.as_ref().map(|s| s.exporter.status());
     let shutdown_timeout = Duration::from_nanos(args.shutdown_timeout);
-    watch_signals(
+    signals::watch_signals(
         Arc::clone(&stop),
         sink.as_ref().map(|s| s.exporter.shutdown_handle()),
         shutdown_timeout,
@@ -599,6 +579,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         match host::Refresher::start(
             args.local_nets.clone(),
             Duration::from_nanos(args.host_refresh),
+            |line| eprintln!("engine: warning: {line}"),
         ) {
             Ok((view, refresher)) => (Some(view), Some(refresher)),
             Err(e) => {
@@ -617,6 +598,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             workers: usize::from(args.workers),
             flow,
             host,
+            registry: registry.clone(),
         },
         move |records| encode_spans(&records, encodings, &mapping),
     );
@@ -626,38 +608,31 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         .context("starting the output thread")?;
 
     let started = Instant::now();
-    let mut progress = Progress::new(args.quiet, export_status);
-    let mut decode_counters = DecodeCounters::default();
+    let mut progress = Progress::new(args.quiet, registry.clone(), name.clone());
     let mut damaged = None;
     let mut all_interfaces_gone = false;
     match &mut source {
-        Source::File(reader) => {
-            damaged = read_file(
-                reader,
-                &decoder,
-                &mut pipeline,
-                &stop,
-                &mut decode_counters,
-                &mut progress,
-            );
+        Source::File(file) => {
+            if let Err(e) = drive(file, &decoder, &mut pipeline, &registry, &stop, || {
+                progress.tick()
+            }) {
+                // A signal ends standard input early; a record cut short by
+                // that is not damage.
+                if !stop.load(Ordering::Relaxed) {
+                    damaged = Some(e);
+                }
+            }
         }
         Source::Live(capture) => {
-            let name = capture.name();
             eprintln!(
                 "engine: capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
                 capture.interface_list(),
                 capture.ring_count()
             );
-            let end = capture.run(
-                &decoder,
-                &mut pipeline,
-                &stop,
-                &mut decode_counters,
-                |d, bytes| {
-                    progress.tick(&name, d, bytes);
-                },
-            );
-            all_interfaces_gone = matches!(end, LiveEnd::NoInterfaceLeft);
+            let ended = drive(capture, &decoder, &mut pipeline, &registry, &stop, || {
+                progress.tick()
+            });
+            all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
         }
     }
     // A live capture ends by a signal: that is its normal end.
@@ -685,32 +660,19 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             eprintln!("engine: error: {e:#}");
         }
     }
-    let spans = written.spans;
-    let table = table.map_err(|e| anyhow!(e))?;
-    let (name, bytes, reader_stats, live_stats) = match &mut source {
-        Source::File(reader) => (
-            reader.path().to_owned(),
-            reader.stats().bytes,
-            Some(reader.stats().clone()),
-            Vec::new(),
-        ),
-        Source::Live(capture) => (capture.name(), capture.bytes, None, capture.stats()),
-    };
+    table.map_err(|e| anyhow!(e))?;
     if !args.quiet {
+        let counters = registry.snapshot();
         let summary = Summary {
             path: &name,
-            bytes,
             elapsed: started.elapsed(),
-            reader: reader_stats.as_ref(),
-            live: &live_stats,
-            decode: &decode_counters,
-            table: &table,
-            spans,
-            export: target.as_deref().zip(written.export),
+            counters: &counters,
         };
         eprint!("{summary}");
     }
-    if let Some(first) = reader_stats.as_ref().and_then(|r| r.first_problem.as_ref()) {
+    if let Source::File(file) = &source
+        && let Some(first) = &file.reader().stats().first_problem
+    {
         eprintln!("engine: warning: {first}");
     }
     if all_interfaces_gone {
@@ -720,7 +682,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         eprintln!("engine: error: {e}; flows from the records before it were written");
     }
     let lost = written.export.map_or(0, |r| r.lost());
-    if let (Some(r), Some(target)) = (written.export, &target)
+    if let (Some(r), Some(target)) = (written.export, &written.export_target)
         && lost > 0
     {
         // Printed even with --quiet: losing spans is never silent.
@@ -745,130 +707,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
 /// Where packets come from.
 enum Source {
     /// A capture file or standard input.
-    File(CaptureReader),
+    File(FileSource),
     /// Live capture.
-    Live(Live),
-}
-
-/// Reads `reader` to its end (or until `stop`) into `pipeline`; returns the
-/// error that ended it early, if the capture is damaged.
-fn read_file(
-    reader: &mut CaptureReader,
-    decoder: &Decoder,
-    pipeline: &mut Pipeline,
-    stop: &AtomicBool,
-    decode_counters: &mut DecodeCounters,
-    progress: &mut Progress,
-) -> Option<capture_pcap::CaptureError> {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        let frame = match reader.next_frame_or_idle() {
-            Ok(Next::Frame(f)) => f,
-            Ok(Next::Idle) => {
-                // The input (a pipe) may stall here: release what is due.
-                if pipeline.sync().is_err() {
-                    return None;
-                }
-                continue;
-            }
-            Ok(Next::End) => return None,
-            Err(e) => {
-                // A signal ends standard input early; a record cut short by
-                // that is not damage.
-                return (!stop.load(Ordering::Relaxed)).then_some(e);
-            }
-        };
-        let ts = frame.ts_ns;
-        decode_counters.frames += 1;
-        match decoder.decode(LinkType(frame.link_type), frame.data) {
-            Decoded::Ip(p) => {
-                decode_counters.decoded(&p);
-                // On error the output thread has stopped; its own error is
-                // reported by the caller.
-                if pipeline.push(p, ts).is_err() {
-                    return None;
-                }
-            }
-            Decoded::Skipped(reason) => decode_counters.skip(reason, frame.link_type),
-            Decoded::Malformed(e) => decode_counters.malformed(e),
-        }
-        if decode_counters.frames.is_multiple_of(65_536) {
-            let (path, bytes) = (reader.path().to_owned(), reader.stats().bytes);
-            progress.tick(&path, decode_counters, bytes);
-        }
-    }
-}
-
-/// A progress line on standard error for long runs: rewritten in place on a
-/// terminal, one line every 10 s otherwise.
-struct Progress {
-    export: Option<ExportStatus>,
-    enabled: bool,
-    tty: bool,
-    started: Instant,
-    last: Instant,
-    shown: bool,
-}
-
-impl Progress {
-    fn new(quiet: bool, export: Option<ExportStatus>) -> Progress {
-        let now = Instant::now();
-        Progress {
-            export,
-            enabled: !quiet,
-            tty: io::stderr().is_terminal(),
-            started: now,
-            last: now,
-            shown: false,
-        }
-    }
-
-    fn tick(&mut self, input: &str, d: &DecodeCounters, bytes: u64) {
-        if !self.enabled {
-            return;
-        }
-        let now = Instant::now();
-        let every = if self.tty {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(10)
-        };
-        if now.duration_since(self.started) < Duration::from_secs(2)
-            || now.duration_since(self.last) < every
-        {
-            return;
-        }
-        self.last = now;
-        let secs = now.duration_since(self.started).as_secs_f64();
-        let mut line = format!(
-            "engine: {input}: {} packets, {:.1} MB read in {:.0} s ({:.0} packets/s)",
-            d.frames,
-            bytes as f64 / 1e6,
-            secs,
-            d.frames as f64 / secs
-        );
-        if let Some(e) = &self.export {
-            let r = e.report();
-            line.push_str(&format!(
-                "; {} spans exported, {} queued",
-                r.delivered,
-                e.queued_spans()
-            ));
-        }
-        if self.tty {
-            eprint!("\r{line}\x1b[K");
-            self.shown = true;
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-            self.shown = false;
-        }
-    }
+    Live(LiveCapture),
 }

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use engine::registry::OutputSlot;
 use exporter::json::OtlpJsonWriter;
 use exporter::otlp::{ExportReport, OtlpExporter};
 use exporter::{EncodedSpan, RequestEncoder};
@@ -28,6 +29,18 @@ pub struct OtlpSink {
     pub interval: Duration,
     /// When the first span of the current batch arrived.
     pub batch_started: Option<Instant>,
+    /// The endpoint and protocol, for messages.
+    pub target: String,
+    /// Where the spans handed to the exporter are counted.
+    pub slot: OutputSlot,
+}
+
+/// The OTLP JSON half of the output.
+pub struct JsonSink {
+    /// Writes JSON lines.
+    pub writer: OtlpJsonWriter<Box<dyn Write + Send>>,
+    /// Where the spans written are counted.
+    pub slot: OutputSlot,
 }
 
 impl OtlpSink {
@@ -45,19 +58,19 @@ impl OtlpSink {
 
 /// What the output thread produced.
 pub struct Written {
-    /// Spans received (each went to every configured sink).
-    pub spans: u64,
     /// The JSON side's result: `Err` if writing failed.
     pub json: io::Result<()>,
     /// The exporter's final counts, if exporting.
     pub export: Option<ExportReport>,
+    /// The export target, if exporting.
+    pub export_target: Option<String>,
 }
 
 /// Consumes the pipeline's records until it closes, then writes the last
 /// partial batches and shuts the exporter down within `shutdown_timeout`.
 pub fn run(
     records: Receiver<Vec<EncodedSpan>>,
-    mut json: Option<OtlpJsonWriter<Box<dyn Write + Send>>>,
+    mut json: Option<JsonSink>,
     mut otlp: Option<OtlpSink>,
     shutdown_timeout: Duration,
 ) -> Written {
@@ -76,7 +89,7 @@ pub fn run(
                 for span in &batch {
                     spans += 1;
                     if let Some(w) = &mut json
-                        && let Err(e) = w.write_encoded(span)
+                        && let Err(e) = w.writer.write_encoded(span)
                     {
                         json_result = Err(e);
                         json = None;
@@ -84,9 +97,9 @@ pub fn run(
                             // Nothing left to write to: stop consuming, which
                             // stops the pipeline.
                             return Written {
-                                spans,
                                 json: json_result,
                                 export: None,
+                                export_target: None,
                             };
                         }
                     }
@@ -109,17 +122,30 @@ pub fn run(
         {
             o.cut();
         }
+        publish(spans, &json, &otlp);
     }
+    publish(spans, &json, &otlp);
     if let Some(w) = json {
-        json_result = json_result.and(w.finish().map(drop));
+        json_result = json_result.and(w.writer.finish().map(drop));
     }
+    let export_target = otlp.as_ref().map(|o| o.target.clone());
     let export = otlp.map(|mut o| {
         o.cut();
         o.exporter.finish(shutdown_timeout)
     });
     Written {
-        spans,
         json: json_result,
         export,
+        export_target,
+    }
+}
+
+/// Publishes the spans taken so far: each went to every sink.
+fn publish(spans: u64, json: &Option<JsonSink>, otlp: &Option<OtlpSink>) {
+    if let Some(j) = json {
+        j.slot.publish_written(spans);
+    }
+    if let Some(o) = otlp {
+        o.slot.publish_written(spans);
     }
 }

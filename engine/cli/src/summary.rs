@@ -1,88 +1,32 @@
-//! Counters of a run and the summary printed on standard error.
+//! The end-of-run summary on standard error, read from the run's counter
+//! registry (the same counters a progress line or a metrics endpoint reads
+//! while the run goes on).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use capture_afpacket::RingStats;
-use capture_pcap::ReaderStats;
-use engine::{DecodeError, EndReason, PacketRepr, SkipReason, TableStats};
-use exporter::otlp::ExportReport;
-
-/// What happened to each frame read, by reason.
-#[derive(Debug, Default)]
-pub struct DecodeCounters {
-    /// Frames read.
-    pub frames: u64,
-    /// Frames decoded into an IP packet of a flow.
-    pub decoded: u64,
-    /// Frames skipped (not IP, unsupported link type), by reason.
-    pub skipped: BTreeMap<&'static str, u64>,
-    /// Malformed frames, by reason.
-    pub malformed: BTreeMap<&'static str, u64>,
-    /// Decoded packets that came out of a tunnel.
-    pub decapsulated: u64,
-    /// Packets whose tunnel header (or the packet inside) was malformed,
-    /// by reason: each is counted on the flow of the packet that carried it.
-    pub tunnel_malformed: BTreeMap<&'static str, u64>,
-    /// Frames per unsupported link type.
-    pub unsupported_link_types: BTreeMap<u32, u64>,
-    /// GSO/GRO super-frames (live capture) counted as their wire segments.
-    pub super_frames: u64,
-    /// The wire segments those super-frames stand for.
-    pub segments: u64,
-    /// Super-frames counted as one packet: their GSO type is not the TCP or
-    /// UDP the decoder found (e.g. a tunnel), or they hold one segment.
-    pub super_frames_unsplit: u64,
-}
-
-impl DecodeCounters {
-    pub fn skip(&mut self, reason: SkipReason, link_type: u32) {
-        *self.skipped.entry(reason.reason()).or_default() += 1;
-        if reason == SkipReason::UnsupportedLinkType {
-            *self.unsupported_link_types.entry(link_type).or_default() += 1;
-        }
-    }
-
-    pub fn malformed(&mut self, e: DecodeError) {
-        *self.malformed.entry(e.reason()).or_default() += 1;
-    }
-
-    /// Counts a decoded packet, and its tunnel, if any.
-    pub fn decoded(&mut self, p: &PacketRepr) {
-        self.decoded += 1;
-        if p.encap().is_some() {
-            self.decapsulated += 1;
-        }
-        if let Some(e) = p.tunnel_error() {
-            *self.tunnel_malformed.entry(e.reason()).or_default() += 1;
-        }
-    }
-}
+use engine::EndReason;
+use engine::registry::{Snapshot, SourceKind};
 
 /// The end-of-run summary.
 pub struct Summary<'a> {
     /// The file, or `live capture on …`.
     pub path: &'a str,
-    /// Bytes read (file) or on the wire (live).
-    pub bytes: u64,
     pub elapsed: Duration,
-    /// The file reader's counters (file input only).
-    pub reader: Option<&'a ReaderStats>,
-    /// Each interface's kernel counters (live capture only).
-    pub live: &'a [(String, RingStats)],
-    pub decode: &'a DecodeCounters,
-    pub table: &'a TableStats,
-    pub spans: u64,
-    /// Export target and final counts, when exporting.
-    pub export: Option<(&'a str, ExportReport)>,
+    pub counters: &'a Snapshot,
 }
 
-fn reasons(f: &mut fmt::Formatter<'_>, map: &BTreeMap<&'static str, u64>) -> fmt::Result {
-    if map.is_empty() {
+/// `name=count` pairs sorted by name, or ` none`.
+fn reasons(
+    f: &mut fmt::Formatter<'_>,
+    counts: impl Iterator<Item = (&'static str, u64)>,
+) -> fmt::Result {
+    let mut counts: Vec<_> = counts.collect();
+    if counts.is_empty() {
         return write!(f, " none");
     }
-    for (k, v) in map {
+    counts.sort_unstable();
+    for (k, v) in counts {
         write!(f, " {k}={v}")?;
     }
     Ok(())
@@ -90,23 +34,33 @@ fn reasons(f: &mut fmt::Formatter<'_>, map: &BTreeMap<&'static str, u64>) -> fmt
 
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.decode;
-        let t = self.table;
-        let secs = self.elapsed.as_secs_f64();
+        let c = self.counters;
+        let d = &c.decode;
+        let t = &c.table;
+        let live = c
+            .sources
+            .iter()
+            .any(|(_, k, _)| *k == SourceKind::Interface);
+        let bytes: u64 = c.sources.iter().map(|(_, _, s)| s.bytes).sum();
         writeln!(
             f,
             "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
-            self.path, d.frames, self.bytes, secs
+            self.path,
+            d.frames,
+            bytes,
+            self.elapsed.as_secs_f64()
         )?;
-        for (interface, r) in self.live {
-            writeln!(
-                f,
-                "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times",
-                r.packets, r.drops, r.freezes
-            )?;
+        for (interface, kind, r) in &c.sources {
+            if *kind == SourceKind::Interface {
+                writeln!(
+                    f,
+                    "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times",
+                    r.kernel_packets, r.kernel_drops, r.kernel_freezes
+                )?;
+            }
         }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
-        if !self.live.is_empty() {
+        if live {
             writeln!(
                 f,
                 "  super-frames (GSO/GRO): {} counted as {} wire segments, {} counted as one packet",
@@ -114,31 +68,39 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
         write!(f, "  packets skipped:")?;
-        reasons(f, &d.skipped)?;
+        reasons(f, d.skipped_by_reason())?;
         writeln!(f)?;
         if !d.unsupported_link_types.is_empty() {
+            let mut types = d.unsupported_link_types.clone();
+            types.sort_unstable();
             write!(f, "  unsupported link types:")?;
-            for (lt, n) in &d.unsupported_link_types {
-                write!(f, " {lt}={n}")?;
+            for (lt, n) in types {
+                if lt == u32::MAX {
+                    write!(f, " others={n}")?;
+                } else {
+                    write!(f, " {lt}={n}")?;
+                }
             }
             writeln!(f)?;
         }
         write!(f, "  packets malformed:")?;
-        reasons(f, &d.malformed)?;
+        reasons(f, d.malformed_by_reason())?;
         writeln!(f)?;
         write!(
             f,
             "  tunnels: {} packets decapsulated; malformed tunnel headers (counted on the carrying flow):",
             d.decapsulated
         )?;
-        reasons(f, &d.tunnel_malformed)?;
+        reasons(f, d.tunnel_malformed_by_reason())?;
         writeln!(f)?;
-        if let Some(reader) = self.reader {
-            writeln!(
-                f,
-                "  capture problems: unknown_interface={} bad_packet_block={} simple_packet_blocks_without_timestamp={}",
-                reader.unknown_interface, reader.bad_packet_block, reader.simple_packet_blocks
-            )?;
+        for (_, kind, r) in &c.sources {
+            if *kind == SourceKind::File {
+                writeln!(
+                    f,
+                    "  capture problems: unknown_interface={} bad_packet_block={} simple_packet_blocks_without_timestamp={}",
+                    r.unknown_interface, r.bad_packet_block, r.simple_packet_blocks
+                )?;
+            }
         }
         writeln!(
             f,
@@ -161,13 +123,23 @@ impl fmt::Display for Summary<'_> {
             write!(f, " {}={n}", reason.as_str())?;
         }
         writeln!(f)?;
-        writeln!(f, "  spans written: {}", self.spans)?;
-        if let Some((target, r)) = &self.export {
-            writeln!(
-                f,
-                "  otlp export to {target}: delivered={} rejected={} failed={} dropped={} undelivered={} (requests={} retries={})",
-                r.delivered, r.rejected, r.failed, r.dropped, r.undelivered, r.requests, r.retries
-            )?;
+        let written = c.outputs.iter().map(|o| o.written).max().unwrap_or(0);
+        writeln!(f, "  spans written: {written}")?;
+        for o in &c.outputs {
+            if let Some(r) = &o.export {
+                writeln!(
+                    f,
+                    "  otlp export to {}: delivered={} rejected={} failed={} dropped={} undelivered={} (requests={} retries={})",
+                    o.target,
+                    r.delivered,
+                    r.rejected,
+                    r.failed,
+                    r.dropped,
+                    r.undelivered,
+                    r.requests,
+                    r.retries
+                )?;
+            }
         }
         Ok(())
     }

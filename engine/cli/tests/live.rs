@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use capture_afpacket::PacketSender;
-use capture_afpacket::testnet::{VethPair, udp_frame};
+use capture_afpacket::testnet::{Setup, VethPair, udp_frame};
 use capture_pcap::CaptureReader;
 use common::{engine, root, spans};
 
@@ -53,9 +53,7 @@ fn interface(span: &serde_json::Value) -> (Option<String>, Option<String>) {
 /// A veth pair between two namespaces, or `None` (with a message) where
 /// the test cannot run.
 fn namespace(tag: &str) -> Option<VethPair> {
-    VethPair::create(tag)
-        .map_err(|why| eprintln!("skipping: {why}"))
-        .ok()
+    VethPair::for_test(tag, Setup::default())
 }
 
 #[test]
@@ -357,9 +355,8 @@ fn flows_the_host_answers_are_server_spans_and_flows_it_opens_client_spans() {
         addresses: true,
         ..Setup::default()
     };
-    let ns = match VethPair::create_with("k", setup) {
-        Ok(ns) => ns,
-        Err(why) => return eprintln!("skipping: {why}"),
+    let Some(ns) = VethPair::for_test("k", setup) else {
+        return;
     };
     let dir = std::env::temp_dir().join(format!("flowspan-live-k-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -514,9 +511,8 @@ fn super_frames_count_as_the_segments_the_wire_carries() {
         offloads: true,
         addresses: true,
     };
-    let ns = match VethPair::create_with("s", setup) {
-        Ok(ns) => ns,
-        Err(why) => return eprintln!("skipping: {why}"),
+    let Some(ns) = VethPair::for_test("s", setup) else {
+        return;
     };
     // Without SACK, every ACK has the same TCP header, even those that
     // answer a retransmission (a D-SACK block would add 12 bytes).

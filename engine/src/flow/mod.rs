@@ -4,6 +4,7 @@ pub mod config;
 pub mod host;
 mod index;
 pub mod key;
+pub mod observation;
 pub mod record;
 pub mod table;
 mod tcp;

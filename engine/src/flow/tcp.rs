@@ -20,6 +20,7 @@
 //! retransmitted, filled a hole or arrived out of order gives no `g`.
 
 use crate::decode::PacketRepr;
+use crate::flow::observation::TcpSamples;
 use crate::flow::record::TcpLatency;
 
 /// TCP header flags, as [`PacketRepr::tcp_flags`] holds them.
@@ -84,12 +85,12 @@ pub(crate) struct TcpTiming {
 }
 
 impl TcpTiming {
-    /// Starts the timing of a flow whose first packet is `p`, sent by the
-    /// initiator if `forward`; [`TcpTiming::observe`] then takes in `p`
-    /// like every later packet.
-    pub(crate) fn new(p: &PacketRepr, forward: bool) -> TcpTiming {
+    /// Starts the timing of a flow whose first packet has `tcp_flags`, sent
+    /// by the initiator if `forward`; [`TcpTiming::observe`] then takes in
+    /// that packet like every later one.
+    pub(crate) fn new(tcp_flags: u16, forward: bool) -> TcpTiming {
         let mut t = TcpTiming::default();
-        if forward && p.tcp_flags & (SYN | ACK) == SYN {
+        if forward && tcp_flags & (SYN | ACK) == SYN {
             t.flags |= SYN_FIRST;
         }
         t
@@ -208,6 +209,39 @@ impl TcpTiming {
         self.gap_sum_ns = self.gap_sum_ns.saturating_add(gap);
         self.last_gap_ns = gap;
         self.flags |= HAS_LAST;
+    }
+
+    /// Takes in the samples of a flow observation (flow-level input), which
+    /// a kernel program computed by the same definition as
+    /// [`observe`](Self::observe).
+    pub(crate) fn merge(&mut self, s: &TcpSamples) {
+        if self.has(CLOSED) {
+            return;
+        }
+        if let Some(h) = s.handshake_ns
+            && !self.has(SYNACK_AT)
+        {
+            self.synack_at_ns = h;
+            self.flags |= SYN_FIRST | SYN_SEEN | SYNACK | SYNACK_AT;
+        }
+        if let Some(c) = s.ack_after_ns
+            && !self.has(ACK_AFTER)
+        {
+            self.ack_after_ns = c;
+            self.flags |= ACK_AFTER;
+        }
+        if s.established {
+            self.flags |= ESTABLISHED;
+        }
+        if s.turns > 0 {
+            if s.first_turn && self.samples == 0 {
+                self.flags |= UNPAIRED;
+            }
+            self.samples = self.samples.saturating_add(s.turns);
+            self.gap_sum_ns = self.gap_sum_ns.saturating_add(s.turn_sum_ns);
+            self.jitter_sum_ns = self.jitter_sum_ns.saturating_add(s.jitter_sum_ns);
+            self.flags |= HAS_LAST;
+        }
     }
 
     /// Whether the handshake completed (the initiator's ACK of the SYN/ACK).

@@ -161,6 +161,23 @@ impl ExportStatus {
     }
 }
 
+impl engine::registry::ExportGauge for ExportStatus {
+    fn counts(&self) -> engine::registry::ExportCounts {
+        let r = self.report();
+        engine::registry::ExportCounts {
+            submitted: r.submitted,
+            delivered: r.delivered,
+            rejected: r.rejected,
+            failed: r.failed,
+            dropped: r.dropped,
+            undelivered: r.undelivered,
+            requests: r.requests,
+            retries: r.retries,
+            queued: self.queued_spans(),
+        }
+    }
+}
+
 /// Sends encoded requests to an OTLP receiver from a background thread.
 pub struct OtlpExporter {
     tx: Option<mpsc::Sender<Job>>,

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use capture_afpacket::netlink;
+use crate::netlink;
 use engine::{HostSockets, HostView, IpNet, Listener};
 
 /// One snapshot of the host; `networks` (`--local-net`) count as local too.
@@ -30,6 +30,7 @@ pub fn learn(networks: &[IpNet]) -> std::io::Result<HostSockets> {
 }
 
 /// The thread keeping a [`HostView`] current; stops when dropped.
+#[derive(Debug)]
 pub struct Refresher {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -38,11 +39,15 @@ pub struct Refresher {
 impl Refresher {
     /// Learns the host now and starts refreshing `view` every `every`. A
     /// failed refresh keeps the last snapshot and warns once until one
-    /// succeeds again.
+    /// succeeds again, through `warn` (one line, without a prefix).
     ///
     /// # Errors
     /// The first snapshot cannot be learnt, or the thread cannot start.
-    pub fn start(networks: Vec<IpNet>, every: Duration) -> anyhow::Result<(HostView, Refresher)> {
+    pub fn start(
+        networks: Vec<IpNet>,
+        every: Duration,
+        warn: impl Fn(&str) + Send + 'static,
+    ) -> std::io::Result<(HostView, Refresher)> {
         let first = learn(&networks)?;
         let view = HostView::new(first.clone());
         let (stop, stopped) = mpsc::channel::<()>();
@@ -63,10 +68,10 @@ impl Refresher {
                         }
                         Err(e) if !failing => {
                             failing = true;
-                            eprintln!(
-                                "engine: warning: refreshing the host's addresses and listening \
+                            warn(&format!(
+                                "refreshing the host's addresses and listening \
                                  sockets failed: {e}; keeping the last ones"
-                            );
+                            ));
                         }
                         Err(_) => {}
                     }

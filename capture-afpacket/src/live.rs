@@ -1,0 +1,250 @@
+//! Live capture as an [`engine::CaptureSource`]: the rings of every
+//! interface asked for, drained by the capture loop ([`engine::drive`]).
+//!
+//! Each interface gets one ring per flow worker, joined in a fanout group
+//! whose program splits the traffic among them by the pair of IP addresses
+//! (so a flow, fragments included, stays on one ring in arrival order;
+//! ready for a capture thread per ring, while today one thread drains them
+//! all). An interface that goes away is dropped with a warning and its
+//! counters are kept; the capture ends when none is left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
+use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
+
+use crate::{GsoKind, Ring, RingConfig, RingError, RingStats, wait_any};
+
+/// A sink for one-line warnings (an interface that failed or went away).
+pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Why a live capture could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A ring could not be opened for a reason every interface would meet.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// None of the interfaces given could be opened.
+    #[error("no interface to capture on (-i): every one given failed to open")]
+    NoInterface,
+    /// Every interface went away (or failed); open flows can be flushed.
+    #[error("every interface went away")]
+    NoInterfaceLeft,
+}
+
+/// One interface being captured.
+#[derive(Debug)]
+struct Interface {
+    name: String,
+    /// The kernel counters of its rings that were closed.
+    retired: RingStats,
+    /// Bytes on the wire of the frames read.
+    bytes: u64,
+    slot: SourceSlot,
+}
+
+/// The rings of every interface being captured.
+pub struct LiveCapture {
+    rings: Vec<Ring>,
+    /// The index in `interfaces` of each ring's interface.
+    owners: Vec<usize>,
+    interfaces: Vec<Interface>,
+    warn: Warn,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("rings", &self.rings.len())
+            .field("interfaces", &self.interfaces)
+            .finish()
+    }
+}
+
+impl LiveCapture {
+    /// Opens `workers` rings on each of `interfaces`, each interface in a
+    /// fanout group of its own, and registers each interface's counters in
+    /// `registry`. An interface that does not exist or cannot be opened is
+    /// a warning and the others are captured.
+    ///
+    /// # Errors
+    /// Missing privileges or a bad ring configuration (which every
+    /// interface would meet), or no interface could be opened.
+    pub fn open(
+        interfaces: &[String],
+        workers: usize,
+        ring: &RingConfig,
+        registry: &Registry,
+        warn: Warn,
+    ) -> Result<LiveCapture, LiveError> {
+        let mut live = LiveCapture {
+            rings: Vec::new(),
+            owners: Vec::new(),
+            interfaces: Vec::new(),
+            warn,
+        };
+        let base = std::process::id() as u16;
+        for (k, interface) in interfaces.iter().enumerate() {
+            let config = RingConfig {
+                // Fanout group ids are per network namespace: one per
+                // interface of this process.
+                fanout_group: Some(base.wrapping_add(k as u16)),
+                ..ring.clone()
+            };
+            let mut opened = Vec::new();
+            let mut failed = None;
+            for _ in 0..workers {
+                match Ring::open(interface, &config) {
+                    Ok(r) => opened.push(r),
+                    Err(e @ (RingError::NoPrivilege { .. } | RingError::BadConfig(_))) => {
+                        return Err(e.into());
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => (live.warn)(&format!("not capturing on {interface:?}: {e}")),
+                None => {
+                    let at = live.interfaces.len();
+                    live.owners.extend(opened.iter().map(|_| at));
+                    live.rings.extend(opened);
+                    live.interfaces.push(Interface {
+                        name: interface.clone(),
+                        retired: RingStats::default(),
+                        bytes: 0,
+                        slot: registry.source(interface, SourceKind::Interface),
+                    });
+                }
+            }
+        }
+        if live.rings.is_empty() {
+            return Err(LiveError::NoInterface);
+        }
+        Ok(live)
+    }
+
+    /// The captured interfaces' indexes and names.
+    pub fn interface_names(&self) -> Vec<(u32, String)> {
+        let mut names: Vec<(u32, String)> = self
+            .rings
+            .iter()
+            .map(|r| (r.ifindex(), r.interface().to_owned()))
+            .collect();
+        names.dedup();
+        names
+    }
+
+    /// The interfaces captured, comma-separated.
+    pub fn interface_list(&self) -> String {
+        let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// Rings still open.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Closes the rings of interface `at` (gone away), keeping their
+    /// counters.
+    fn retire(&mut self, at: usize) {
+        let rings = std::mem::take(&mut self.rings);
+        let owners = std::mem::take(&mut self.owners);
+        for (mut ring, owner) in rings.into_iter().zip(owners) {
+            if owner != at {
+                self.rings.push(ring);
+                self.owners.push(owner);
+            } else if let Ok(s) = ring.stats() {
+                add(&mut self.interfaces[at].retired, &s);
+            }
+        }
+        self.publish();
+    }
+}
+
+fn add(total: &mut RingStats, s: &RingStats) {
+    total.packets += s.packets;
+    total.drops += s.drops;
+    total.freezes += s.freezes;
+}
+
+impl CaptureSource for LiveCapture {
+    type Error = LiveError;
+
+    fn poll<I: Input>(&mut self, input: &mut I) -> Result<Poll, LiveError> {
+        match wait_any(&self.rings, Duration::from_millis(100)) {
+            Ok(Some((i, Some(e)))) => {
+                let at = self.owners[i];
+                let name = &self.interfaces[at].name;
+                (self.warn)(&format!("capture on {name:?} stopped: {e}"));
+                self.retire(at);
+                if self.rings.is_empty() {
+                    return Err(LiveError::NoInterfaceLeft);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Poll::Idle),
+            Err(e) => {
+                (self.warn)(&format!("waiting for packets failed: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                return Ok(Poll::Idle);
+            }
+        }
+        for (ring, at) in self.rings.iter_mut().zip(&self.owners) {
+            let bytes = &mut self.interfaces[*at].bytes;
+            while let Some(block) = ring.next_block() {
+                for p in block.packets() {
+                    *bytes += u64::from(p.wire_len);
+                    let frame = Frame {
+                        ts_ns: p.ts_ns,
+                        link_type: p.link_type(),
+                        data: p.data,
+                        ifindex: p.ifindex,
+                        segmentation: p.gso.map(|g| Segmentation {
+                            transport: match g.kind {
+                                GsoKind::Tcp => 6,
+                                GsoKind::Udp => 17,
+                                // No transport is numbered 0 here: never
+                                // split.
+                                GsoKind::Other(_) => 0,
+                            },
+                            segment_size: g.segment_size,
+                        }),
+                    };
+                    if input.frame(&frame).is_break() {
+                        return Ok(Poll::Ready);
+                    }
+                }
+            }
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn clock(&self) -> Clock {
+        Clock::Wall
+    }
+
+    /// Reads every ring's kernel counters (`PACKET_STATISTICS`, which the
+    /// kernel resets on each read: [`Ring::stats`] keeps the sums).
+    fn publish(&mut self) {
+        let mut totals: Vec<RingStats> = self.interfaces.iter().map(|i| i.retired).collect();
+        for (ring, at) in self.rings.iter_mut().zip(&self.owners) {
+            if let Ok(s) = ring.stats() {
+                add(&mut totals[*at], &s);
+            }
+        }
+        for (interface, t) in self.interfaces.iter().zip(totals) {
+            interface.slot.publish(&SourceCounts {
+                bytes: interface.bytes,
+                kernel_packets: t.packets,
+                kernel_drops: t.drops,
+                kernel_freezes: t.freezes,
+                ..SourceCounts::default()
+            });
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! The biflow table: one per worker, owned outright, no locks.
+//!
+//! Time is capture time. Every call passes a `clock_ns`: the highest packet
+//! timestamp seen so far in the whole capture (so it never goes backwards,
+//! even when packet timestamps do). Deadlines are computed from that clock,
+//! which keeps each timer list sorted and makes every record's content
+//! independent of *when* a sweep happens: a packet that arrives after its
+//! flow's deadline first ends the old flow exactly as a sweep would have.
+//!
+//! Timers are intrusive doubly-linked lists over the slot array, one per idle
+//! class (TCP, UDP, ICMP, other, TCP closing) in last-seen order, and one for
+//! the active timeout in record-start order. Expiring is popping heads.
+
+mod flows;
+mod fragments;
+mod ids;
+mod role;
+mod slab;
+mod state;
+mod timers;
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use self::fragments::{FragmentEntry, FragmentKey};
+use self::ids::make_record;
+use self::role::opening_of;
+use self::slab::{AHEAD, CHUNK_BITS, CHUNK_MASK, Slab, prefetch, prefetch_addr, prefetch_object};
+use self::state::{Direction, Flow, FlowExtra};
+use self::timers::{Link, List, NIL};
+use super::index::SlotIndex;
+use crate::decode::{Fragment, PacketRepr};
+use crate::flow::config::FlowConfig;
+use crate::flow::host::HostSockets;
+use crate::flow::key::FlowKey;
+use crate::flow::observation::Opening;
+use crate::flow::record::{EndReason, FirstPacket, FlowRecord, sort_in_output_order};
+use crate::flow::tcp::{ACK, FIN, RST, SYN, TcpTiming};
+
+const CLASS_TCP: usize = 0;
+const CLASS_UDP: usize = 1;
+const CLASS_ICMP: usize = 2;
+const CLASS_OTHER: usize = 3;
+const CLASS_CLOSING: usize = 4;
+const CLASSES: usize = 5;
+
+/// Counters of one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Packets observed.
+    pub packets: u64,
+    /// Flows created.
+    pub flows: u64,
+    /// Records emitted, indexed like [`EndReason::ALL`].
+    pub records: [u64; 5],
+    /// Non-first fragments whose first fragment was not seen (or had expired):
+    /// counted in a flow without ports for their addresses and protocol.
+    pub fragments_without_first: u64,
+    /// The most flows open at once in this table. [`merge`](Self::merge)
+    /// adds peaks, so for several tables it is the sum of each table's peak
+    /// (an upper bound of the peak of their union).
+    pub peak_flows: u64,
+    /// Bytes the table had allocated when it held `peak_flows` flows (see
+    /// [`FlowTable::memory_bytes`]); summed by [`merge`](Self::merge).
+    pub peak_memory_bytes: u64,
+}
+
+impl TableStats {
+    /// Adds another table's counters.
+    pub fn merge(&mut self, other: &TableStats) {
+        self.packets += other.packets;
+        self.flows += other.flows;
+        for (a, b) in self.records.iter_mut().zip(other.records) {
+            *a += b;
+        }
+        self.fragments_without_first += other.fragments_without_first;
+        self.peak_flows += other.peak_flows;
+        self.peak_memory_bytes += other.peak_memory_bytes;
+    }
+
+    /// Total records emitted.
+    pub fn records_total(&self) -> u64 {
+        self.records.iter().sum()
+    }
+}
+
+/// A biflow table.
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowConfig,
+    idle_ns: [u64; CLASSES],
+    /// Slot numbers of open flows, by key (the key lives in the slot).
+    index: SlotIndex,
+    hasher: foldhash::fast::FixedState,
+    slots: Slab,
+    free: Vec<u32>,
+    idle_links: Vec<Link>,
+    active_links: Vec<Link>,
+    idle_lists: [List; CLASSES],
+    active_list: List,
+    fragments: HashMap<FragmentKey, FragmentEntry, foldhash::fast::FixedState>,
+    /// Tunnel and IPsec state of the flows that have some, by slot.
+    extras: HashMap<u32, FlowExtra, foldhash::fast::FixedState>,
+    last_fragment_purge: u64,
+    stats: TableStats,
+    id_scratch: Vec<u8>,
+    /// The observing host's addresses and listening sockets (live
+    /// capture), for span kinds.
+    host: Option<Arc<HostSockets>>,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(config: FlowConfig) -> FlowTable {
+        let t = config.timeouts;
+        FlowTable {
+            idle_ns: [
+                t.tcp_idle_ns,
+                t.udp_idle_ns,
+                t.icmp_idle_ns,
+                t.other_idle_ns,
+                t.tcp_end_linger_ns,
+            ],
+            config,
+            index: SlotIndex::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed),
+            slots: Slab::default(),
+            free: Vec::new(),
+            idle_links: Vec::new(),
+            active_links: Vec::new(),
+            idle_lists: [List::EMPTY; CLASSES],
+            active_list: List::EMPTY,
+            fragments: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xf4a9)),
+            extras: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0xe8a)),
+            last_fragment_purge: 0,
+            stats: TableStats::default(),
+            id_scratch: Vec::with_capacity(64),
+            host: None,
+        }
+    }
+
+    /// Judges new flows' span kinds by `host`'s addresses and listening
+    /// sockets from now on (flows already open keep theirs). Without it,
+    /// `--local-net` is the only knowledge of the host.
+    pub fn set_host(&mut self, host: Option<Arc<HostSockets>>) {
+        self.host = host;
+    }
+
+    /// Number of open flows.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no flow is open.
+    pub fn is_empty(&self) -> bool {
+        self.index.len() == 0
+    }
+
+    /// Bytes allocated for flow state: slots, index, timer links, the free
+    /// list and the fragment map. Per open flow this is 248 for the flow,
+    /// 8 for its index entry (at 3/4 load or less, so up to 21 with the
+    /// empty entries), 16 for its two timer links, and the slack of growth:
+    /// 282 bytes at 1 M flows, at most 300 just after the index and the
+    /// links double (a test checks both).
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.allocated_bytes()
+            + self.index.allocation_size()
+            + (self.idle_links.capacity() + self.active_links.capacity())
+                * std::mem::size_of::<Link>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + self.fragments.allocation_size()
+            + self.extras.allocation_size()
+    }
+
+    /// The table's counters.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Accounts one packet with timestamp `ts_ns`; `clock_ns` is the capture
+    /// clock (the highest timestamp seen so far, `>= ts_ns` normally). Records
+    /// that become due are appended to `out`.
+    pub fn observe(
+        &mut self,
+        packet: &PacketRepr,
+        ts_ns: u64,
+        clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        self.observe_hashed(packet, None, ts_ns, clock_ns, out);
+    }
+
+    /// [`observe`](Self::observe), given the hash of the packet's key if
+    /// it is already known (only for a whole packet: a fragment's key may
+    /// change once it is matched with its first fragment).
+    fn observe_hashed(
+        &mut self,
+        packet: &PacketRepr,
+        hash: Option<u64>,
+        ts_ns: u64,
+        clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        self.stats.packets += 1;
+        // Fragments (rare) are copied to take their datagram's ports.
+        let mut resolved = None;
+        if packet.fragment != Fragment::Whole {
+            let mut q = packet.clone();
+            self.resolve_fragment(&mut q, clock_ns);
+            resolved = Some(q);
+        }
+        let p = resolved.as_ref().unwrap_or(packet);
+        let (key, from_a) = FlowKey::from_packet(p);
+        let hash = match hash {
+            Some(h) if matches!(p.fragment, Fragment::Whole) => {
+                debug_assert_eq!(h, self.hasher.hash_one(key));
+                h
+            }
+            _ => self.hasher.hash_one(key),
+        };
+        let slots = &self.slots;
+        let mut slot = self.index.find(hash, |i| slots.key_is(i, &key));
+        if let Some(i) = slot {
+            let new_syn = p.protocol == 6 && p.tcp_flags & (SYN | ACK) == SYN;
+            slot = self.check_due_on_arrival(i, new_syn, clock_ns, out);
+        }
+        let i = match slot {
+            Some(i) => i,
+            None => {
+                if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
+                    self.advance(clock_ns, out);
+                    if self.index.len() >= self.config.max_flows {
+                        self.evict_least_recent(clock_ns, out);
+                    }
+                }
+                self.insert(
+                    key,
+                    hash,
+                    &opening_of(p, from_a),
+                    p.ifindex,
+                    ts_ns,
+                    clock_ns,
+                )
+            }
+        };
+        self.update(i, p, from_a, ts_ns, clock_ns);
+    }
+
+    /// Accounts a batch of packets, each with its timestamp and the capture
+    /// clock at its arrival: the same as [`observe`](Self::observe) on each
+    /// in turn, but faster on large tables. While it meters one packet it
+    /// looks up packets further on and asks the CPU to load their flows and
+    /// timer links, so that the cache misses of a table much larger than
+    /// the cache overlap instead of stalling one after the other.
+    pub fn observe_batch(&mut self, batch: &[(PacketRepr, u64, u64)], out: &mut Vec<FlowRecord>) {
+        // Three stages run ahead of metering: 3 * AHEAD packets on, hash the
+        // key and load its index entries; 2 * AHEAD on, look the slot up
+        // there and load the flow and its timer link; AHEAD on, load the
+        // link's neighbours. Results wait in rings indexed by position.
+        const RING: usize = 4 * AHEAD;
+        let mut hashes = [0u64; RING];
+        let mut found = [NIL; RING];
+        for k in 0..batch.len() {
+            if let Some((p, _, _)) = batch.get(k + 3 * AHEAD) {
+                let (key, _) = FlowKey::from_packet(p);
+                let hash = self.hasher.hash_one(key);
+                hashes[(k + 3 * AHEAD) % RING] = hash;
+                prefetch_addr(self.index.entry_addr(hash));
+            }
+            if k + 2 * AHEAD < batch.len() {
+                let at = (k + 2 * AHEAD) % RING;
+                found[at] = self.prefetch_flow(hashes[at]);
+            }
+            if k + AHEAD < batch.len() {
+                self.prefetch_neighbours(found[(k + AHEAD) % RING]);
+            }
+            let (p, ts_ns, clock_ns) = &batch[k];
+            // The first packets of the batch were not looked ahead at.
+            let hash = (k >= 3 * AHEAD).then(|| hashes[k % RING]);
+            self.observe_hashed(p, hash, *ts_ns, *clock_ns, out);
+        }
+    }
+
+    /// Finds the slot stored under `hash` (the first candidate, without
+    /// comparing the key, which would wait for the load) and starts loading
+    /// the flow and its idle-list link.
+    fn prefetch_flow(&self, hash: u64) -> u32 {
+        let Some(i) = self.index.find(hash, |_| true) else {
+            return NIL;
+        };
+        if let Some(chunk) = self.slots.chunks.get((i >> CHUNK_BITS) as usize)
+            && let Some(slot) = chunk.get((i & CHUNK_MASK) as usize)
+        {
+            prefetch_object(slot);
+        }
+        if let Some(link) = self.idle_links.get(i as usize) {
+            prefetch(link);
+        }
+        i
+    }
+
+    /// Starts loading the idle-list neighbours of slot `i`, which
+    /// [`observe`](Self::observe) relinks.
+    fn prefetch_neighbours(&self, i: u32) {
+        if let Some(link) = self.idle_links.get(i as usize) {
+            for n in [link.prev, link.next] {
+                if let Some(l) = self.idle_links.get(n as usize) {
+                    prefetch(l);
+                }
+            }
+        }
+    }
+
+    /// Emits every record due at or before `clock_ns` (idle, linger and
+    /// active timeouts).
+    pub fn advance(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        for class in 0..CLASSES {
+            let timeout = self.idle_ns[class];
+            loop {
+                let head = self.idle_lists[class].head;
+                if head == NIL {
+                    break;
+                }
+                let f = self.flow(head);
+                let since = if class == CLASS_CLOSING {
+                    f.tcp.closed_at()
+                } else {
+                    f.last_clock
+                };
+                let due = since.saturating_add(timeout);
+                if due > clock_ns {
+                    break;
+                }
+                let reason = if class == CLASS_CLOSING {
+                    EndReason::EndOfFlowDetected
+                } else {
+                    EndReason::IdleTimeout
+                };
+                self.finish(head, reason, due, out);
+            }
+        }
+        let active = self.config.timeouts.active_ns;
+        if active > 0 {
+            loop {
+                let head = self.active_list.head;
+                if head == NIL {
+                    break;
+                }
+                let due = self.flow(head).record_start_clock.saturating_add(active);
+                if due > clock_ns {
+                    break;
+                }
+                self.emit_active(head, due, out);
+            }
+        }
+        if clock_ns.saturating_sub(self.last_fragment_purge) >= 1_000_000_000 {
+            let keep_after = clock_ns.saturating_sub(self.config.timeouts.fragment_ns);
+            self.fragments.retain(|_, e| e.clock > keep_after);
+            self.last_fragment_purge = clock_ns;
+        }
+    }
+
+    /// Ends every open flow at the end of input: `end_of_flow_detected` for
+    /// TCP flows that had already closed, `forced_end` for the rest.
+    pub fn flush(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        self.advance(clock_ns, out);
+        for class in 0..CLASSES {
+            while self.idle_lists[class].head != NIL {
+                let head = self.idle_lists[class].head;
+                let reason = if class == CLASS_CLOSING {
+                    EndReason::EndOfFlowDetected
+                } else {
+                    EndReason::ForcedEnd
+                };
+                self.finish(head, reason, clock_ns, out);
+            }
+        }
+        self.fragments.clear();
+    }
+
+    /// Like [`flush`](Self::flush), but hands the records to `emit` in
+    /// [`FlowRecord::order_key`] order, at most `chunk` at a time. Open flows
+    /// are sorted first and turned into records chunk by chunk, so the
+    /// records of a large table never all exist at once. Stops early if
+    /// `emit` returns `false`.
+    pub fn flush_sorted(
+        &mut self,
+        clock_ns: u64,
+        chunk: usize,
+        mut emit: impl FnMut(Vec<FlowRecord>) -> bool,
+    ) {
+        enum Source {
+            /// A record already made by the sweep (index into `swept`).
+            Swept(usize),
+            /// An open flow (slot) that ends now.
+            Open(u32),
+        }
+        let mut swept = Vec::new();
+        self.advance(clock_ns, &mut swept);
+        // Each record to be, as its times and an index into `rest`: its key,
+        // record number and source.
+        let mut order: Vec<(u64, u64, u32)> = Vec::new();
+        let mut rest: Vec<(FlowKey, u32, Source)> = Vec::new();
+        for (i, r) in swept.iter().enumerate() {
+            let ((due, start), (key, seq)) = (r.order_times(), r.order_tie());
+            order.push((due, start, rest.len() as u32));
+            rest.push((key, seq, Source::Swept(i)));
+        }
+        for class in 0..CLASSES {
+            let mut i = self.idle_lists[class].head;
+            while i != NIL {
+                let f = self.flow(i);
+                // The record `finish` will make, if any, is due now.
+                if f.record_has_packets() {
+                    order.push((clock_ns, f.record_start_ns, rest.len() as u32));
+                    rest.push((f.key, f.record_seq, Source::Open(i)));
+                }
+                i = self.idle_links[i as usize].next;
+            }
+        }
+        sort_in_output_order(&mut order, |at| {
+            let (key, seq, _) = &rest[at as usize];
+            (*key, *seq)
+        });
+        let mut swept: Vec<Option<FlowRecord>> = swept.into_iter().map(Some).collect();
+        let chunk = chunk.max(1);
+        let mut out = Vec::with_capacity(chunk.min(order.len()));
+        for (due, start, at) in order {
+            let (flow_key, seq, source) = &rest[at as usize];
+            let key = (due, start, *flow_key, *seq);
+            match *source {
+                Source::Swept(k) => out.extend(swept[k].take()),
+                Source::Open(i) => {
+                    let reason = if self.flow(i).class() == CLASS_CLOSING {
+                        EndReason::EndOfFlowDetected
+                    } else {
+                        EndReason::ForcedEnd
+                    };
+                    self.finish(i, reason, clock_ns, &mut out);
+                    debug_assert_eq!(
+                        out.last().map(FlowRecord::order_key),
+                        Some(key),
+                        "the record sorts where its flow was sorted"
+                    );
+                }
+            }
+            if out.len() >= chunk && !emit(std::mem::replace(&mut out, Vec::with_capacity(chunk))) {
+                return;
+            }
+        }
+        // Flows whose packets all went out in active-timeout records end
+        // without a record.
+        let mut rest = Vec::new();
+        self.flush(clock_ns, &mut rest);
+        debug_assert!(rest.is_empty(), "every open flow with packets was ordered");
+        out.extend(rest);
+        if !out.is_empty() {
+            emit(out);
+        }
+    }
+
+    fn flow(&self, i: u32) -> &Flow {
+        self.slots
+            .get(i)
+            .expect("timer lists only hold occupied slots")
+    }
+
+    fn flow_mut(&mut self, i: u32) -> &mut Flow {
+        self.slots
+            .get_mut(i)
+            .expect("the index only holds occupied slots")
+    }
+
+    /// Ends or splits flow `i` if it became due before this packet; returns
+    /// the slot to update, or `None` if a new flow must start.
+    fn check_due_on_arrival(
+        &mut self,
+        i: u32,
+        new_syn: bool,
+        clock: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<u32> {
+        let f = self.flow(i);
+        if f.class() == CLASS_CLOSING {
+            let due = f
+                .tcp
+                .closed_at()
+                .saturating_add(self.idle_ns[CLASS_CLOSING]);
+            if due <= clock {
+                self.finish(i, EndReason::EndOfFlowDetected, due, out);
+                return None;
+            }
+            // A new SYN from either side after FIN/FIN or RST starts a new connection.
+            if new_syn {
+                self.finish(i, EndReason::EndOfFlowDetected, clock, out);
+                return None;
+            }
+        } else {
+            let due = f.last_clock.saturating_add(self.idle_ns[f.class()]);
+            if due <= clock {
+                self.finish(i, EndReason::IdleTimeout, due, out);
+                return None;
+            }
+        }
+        let active = self.config.timeouts.active_ns;
+        let f = self.flow(i);
+        if active > 0 && f.in_active {
+            let due = f.record_start_clock.saturating_add(active);
+            if due <= clock {
+                self.emit_active(i, due, out);
+            }
+        }
+        Some(i)
+    }
+
+    /// Opens a flow for `key`, whose first packet is described by
+    /// `opening`, at `ts_ns`; returns its slot.
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        opening: &Opening,
+        ifindex: u32,
+        ts_ns: u64,
+        clock_ns: u64,
+    ) -> u32 {
+        let from_a = opening.from_a;
+        let (initiator_is_a, role) = self.judge(&key, opening);
+        let class = match key.protocol {
+            6 => CLASS_TCP,
+            17 => CLASS_UDP,
+            1 | 58 => CLASS_ICMP,
+            _ => CLASS_OTHER,
+        };
+        let flow = Flow {
+            key,
+            flow_start_ns: ts_ns,
+            record_start_ns: ts_ns,
+            record_end_ns: ts_ns,
+            record_start_clock: clock_ns,
+            last_clock: clock_ns,
+            fwd: Direction::default(),
+            rev: Direction::default(),
+            tcp_flags: [0; 2],
+            tcp: TcpTiming::new(opening.tcp_flags, from_a == initiator_is_a),
+            record_seq: 0,
+            class: class as u8,
+            role,
+            initiator_is_a,
+            in_active: false,
+            ifindex,
+            mac: match (ifindex, from_a == initiator_is_a) {
+                (0, _) => [0; 6],
+                (_, true) => opening.src_mac,
+                (_, false) => opening.dst_mac,
+            },
+            extra: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots.put(i, flow);
+                i
+            }
+            None => {
+                self.idle_links.push(Link::default());
+                self.active_links.push(Link::default());
+                self.slots.push(flow)
+            }
+        };
+        self.idle_lists[class].push_back(&mut self.idle_links, i);
+        self.index.insert(hash, i);
+        self.stats.flows += 1;
+        if self.index.len() as u64 > self.stats.peak_flows {
+            self.stats.peak_flows = self.index.len() as u64;
+            self.stats.peak_memory_bytes = self.memory_bytes() as u64;
+        }
+        i
+    }
+
+    fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
+        let f = self.slots.get_mut(i).expect("updated slot is occupied");
+        let forward = from_a == f.initiator_is_a;
+        if let Some(x) = &p.extra {
+            f.extra = true;
+            self.extras
+                .entry(i)
+                .or_default()
+                .note(x, usize::from(!from_a));
+        }
+        if !f.record_has_packets() {
+            f.record_start_ns = ts_ns;
+            f.record_end_ns = ts_ns;
+        } else {
+            f.record_start_ns = f.record_start_ns.min(ts_ns);
+            f.record_end_ns = f.record_end_ns.max(ts_ns);
+        }
+        let d = if forward { &mut f.fwd } else { &mut f.rev };
+        if d.packets_delta == 0 {
+            d.first = FirstPacket {
+                ttl: p.ttl,
+                tos: p.tos,
+                flow_label: p.flow_label,
+                icmp_type: p.icmp_type,
+                icmp_code: p.icmp_code,
+            };
+        }
+        d.packets_delta += u64::from(p.segments);
+        d.packets_total += u64::from(p.segments);
+        d.bytes_delta += u64::from(p.ip_bytes);
+        d.bytes_total += u64::from(p.ip_bytes);
+        f.tcp_flags[usize::from(!forward)] |= p.tcp_flags;
+        f.last_clock = clock_ns;
+        let [fwd_flags, rev_flags] = f.tcp_flags;
+        let closing_now = f.key.protocol == 6
+            && f.class() != CLASS_CLOSING
+            && ((fwd_flags | rev_flags) & RST != 0
+                || (fwd_flags & FIN != 0 && rev_flags & FIN != 0));
+        if f.key.protocol == 6 {
+            // The initiator's ACK after the responder's SYN and ACK
+            // completes the handshake.
+            let established =
+                forward && p.tcp_flags & (SYN | ACK) == ACK && rev_flags & (SYN | ACK) == SYN | ACK;
+            f.tcp
+                .observe(p, forward, ts_ns, f.flow_start_ns, established);
+        }
+        self.relink(i, closing_now, clock_ns, clock_ns);
+    }
+
+    /// After flow `i` took traffic at `clock_ns`: moves it to the back of
+    /// its idle list, or to the closing list if it has just closed, and
+    /// onto the active list if it is not there, with its active timeout
+    /// running from `record_clock_ns` (when the traffic began).
+    #[inline(always)]
+    fn relink(&mut self, i: u32, closing_now: bool, record_clock_ns: u64, clock_ns: u64) {
+        let active_enabled = self.config.timeouts.active_ns > 0;
+        let f = self.flow_mut(i);
+        let class = f.class();
+        let needs_active = active_enabled && !f.in_active;
+        if closing_now {
+            f.class = CLASS_CLOSING as u8;
+            f.tcp.close(clock_ns);
+            self.idle_lists[class].unlink(&mut self.idle_links, i);
+            self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
+        } else if class != CLASS_CLOSING {
+            // Most recently seen goes last.
+            self.idle_lists[class].move_to_back(&mut self.idle_links, i);
+        }
+        if needs_active {
+            let mut from = record_clock_ns;
+            let tail = self.active_list.tail;
+            if from < clock_ns && tail != NIL {
+                // Not before the list's last entry: the list stays in
+                // due order (flow observations only; packets come in clock
+                // order).
+                from = from.max(self.flow(tail).record_start_clock);
+            }
+            let f = self.flow_mut(i);
+            f.in_active = true;
+            f.record_start_clock = from;
+            self.active_list.push_back(&mut self.active_links, i);
+        }
+    }
+
+    fn evict_least_recent(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        let mut victim: Option<(u64, u32)> = None;
+        for class in 0..CLASSES {
+            let head = self.idle_lists[class].head;
+            if head == NIL {
+                continue;
+            }
+            let last = self.flow(head).last_clock;
+            if victim.is_none_or(|(v, _)| last < v) {
+                victim = Some((last, head));
+            }
+        }
+        if let Some((_, i)) = victim {
+            self.finish(i, EndReason::LackOfResources, clock_ns, out);
+        }
+    }
+
+    fn emit_active(&mut self, i: u32, due: u64, out: &mut Vec<FlowRecord>) {
+        let f = self
+            .slots
+            .get(i)
+            .expect("the active list only holds occupied slots");
+        // Only flows with tunnels or IPsec have an entry: the others skip
+        // the map lookup.
+        let has_extra = f.extra;
+        if f.record_has_packets() {
+            out.push(make_record(
+                f,
+                if has_extra { self.extras.get(&i) } else { None },
+                self.config.community_id_seed,
+                &mut self.id_scratch,
+                EndReason::ActiveTimeout,
+                due,
+            ));
+            self.stats.records[1] += 1;
+        }
+        self.active_list.unlink(&mut self.active_links, i);
+        if has_extra && let Some(x) = self.extras.get_mut(&i) {
+            x.reset_record();
+        }
+        let f = self.flow_mut(i);
+        f.in_active = false;
+        f.record_seq += 1;
+        f.fwd.reset_record();
+        f.rev.reset_record();
+        f.tcp.reset_record();
+    }
+
+    fn finish(
+        &mut self,
+        i: u32,
+        reason: EndReason,
+        export_clock_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let f = self.slots.take(i).expect("finished slot is occupied");
+        let extra = if f.extra {
+            self.extras.remove(&i)
+        } else {
+            None
+        };
+        // A flow whose packets were all reported by active-timeout records
+        // ends without an empty record.
+        if f.record_has_packets() {
+            out.push(make_record(
+                &f,
+                extra.as_ref(),
+                self.config.community_id_seed,
+                &mut self.id_scratch,
+                reason,
+                export_clock_ns,
+            ));
+            let idx = EndReason::ALL
+                .iter()
+                .position(|r| *r == reason)
+                .unwrap_or_default();
+            self.stats.records[idx] += 1;
+        }
+        self.idle_lists[f.class()].unlink(&mut self.idle_links, i);
+        if f.in_active {
+            self.active_list.unlink(&mut self.active_links, i);
+        }
+        self.index.remove(self.hasher.hash_one(f.key), i);
+        self.free.push(i);
+    }
+}
+
+#[cfg(test)]
+mod tests;

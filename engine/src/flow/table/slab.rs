@@ -1,0 +1,102 @@
+//! Flow slot storage, and the prefetch hints that let a batch's lookups
+//! overlap their cache misses.
+
+use super::state::Flow;
+use crate::flow::key::FlowKey;
+
+/// The distance between the look-ahead stages of
+/// [`FlowTable::observe_batch`], in packets.
+pub(super) const AHEAD: usize = 8;
+
+/// Asks the CPU to start loading the cache line holding `addr`: a hint,
+/// which does nothing where there is no stable prefetch instruction.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(super) fn prefetch_addr(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory, whatever the
+    // address, and nothing is dereferenced; SSE is part of every x86-64 CPU.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// [`prefetch_addr`] for the first cache line of `*p`.
+#[inline(always)]
+pub(super) fn prefetch<T>(p: &T) {
+    prefetch_addr((p as *const T).cast());
+}
+
+/// [`prefetch_addr`] for every cache line of `*p`.
+#[inline(always)]
+pub(super) fn prefetch_object<T>(p: &T) {
+    let start: *const u8 = (p as *const T).cast();
+    let mut offset = 0;
+    while offset < std::mem::size_of::<T>() {
+        prefetch_addr(start.wrapping_add(offset));
+        offset += 64;
+    }
+    // The last line, when the object does not start on a line boundary.
+    prefetch_addr(start.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+}
+
+/// Flow slots in fixed chunks: growing never moves flows or doubles the
+/// memory, so the slack is at most one chunk.
+#[derive(Debug, Default)]
+pub(super) struct Slab {
+    pub(super) chunks: Vec<Box<[Option<Flow>]>>,
+    /// Slots handed out so far (occupied or free).
+    len: u32,
+}
+
+pub(super) const CHUNK_BITS: u32 = 12;
+pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
+pub(super) const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+
+impl Slab {
+    pub(super) fn slot(&self, i: u32) -> &Option<Flow> {
+        &self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+    }
+
+    pub(super) fn slot_mut(&mut self, i: u32) -> &mut Option<Flow> {
+        &mut self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+    }
+
+    pub(super) fn get(&self, i: u32) -> Option<&Flow> {
+        self.slot(i).as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, i: u32) -> Option<&mut Flow> {
+        self.slot_mut(i).as_mut()
+    }
+
+    pub(super) fn key_is(&self, i: u32, key: &FlowKey) -> bool {
+        self.get(i).is_some_and(|f| f.key == *key)
+    }
+
+    pub(super) fn put(&mut self, i: u32, flow: Flow) {
+        *self.slot_mut(i) = Some(flow);
+    }
+
+    pub(super) fn take(&mut self, i: u32) -> Option<Flow> {
+        self.slot_mut(i).take()
+    }
+
+    /// A new slot holding `flow`.
+    pub(super) fn push(&mut self, flow: Flow) -> u32 {
+        let i = self.len;
+        if (i as usize) == self.chunks.len() * CHUNK {
+            self.chunks
+                .push(std::iter::repeat_with(|| None).take(CHUNK).collect());
+        }
+        self.len = i.checked_add(1).expect("fewer than 2^32 flows per table");
+        self.put(i, flow);
+        i
+    }
+
+    pub(super) fn allocated_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<Option<Flow>>()
+    }
+}

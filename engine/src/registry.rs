@@ -1,0 +1,585 @@
+//! Live counters: one [`Registry`] per run that every part of the data path
+//! publishes into and anything can read while the run goes on (a progress
+//! line, a metrics endpoint) and at its end (the summary).
+//!
+//! Nothing on the packet path takes a lock or does an atomic read-modify-
+//! write per packet. Each writer keeps plain counters of its own and
+//! publishes them with relaxed stores now and then: the capture loop after
+//! each poll of its source (a few thousand frames at most), each flow worker
+//! after each batch. Each cell has one writer, so a store never loses a
+//! count; a reader sees every cell at most one publication behind. Locks
+//! guard only the lists of cells, which change when a part starts (a worker,
+//! an interface, an output), never while counting.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::decode::{PacketRepr, SkipReason};
+use crate::error::DecodeError;
+use crate::flow::record::EndReason;
+use crate::flow::table::TableStats;
+
+/// Distinct unsupported link types counted one by one; more are summed
+/// under link type `u32::MAX`.
+const LINK_TYPE_SLOTS: usize = 8;
+
+/// What happened to the frames a capture loop read, by reason. Kept plain
+/// by the loop and published into the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeCounts {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames decoded into an IP packet of a flow.
+    pub decoded: u64,
+    /// Frames skipped (not IP, unsupported link type), indexed like
+    /// [`SkipReason::ALL`].
+    pub skipped: [u64; SkipReason::ALL.len()],
+    /// Malformed frames, indexed like [`DecodeError::REASONS`].
+    pub malformed: [u64; DecodeError::REASONS.len()],
+    /// Decoded packets that came out of a tunnel.
+    pub decapsulated: u64,
+    /// Packets whose tunnel header (or the packet inside) was malformed,
+    /// indexed like [`DecodeError::REASONS`]: each is counted on the flow
+    /// of the packet that carried it.
+    pub tunnel_malformed: [u64; DecodeError::REASONS.len()],
+    /// Frames per unsupported link type: the first 8 types seen, in order;
+    /// later ones are summed under `u32::MAX`.
+    pub unsupported_link_types: Vec<(u32, u64)>,
+    /// GSO/GRO super-frames (live capture) counted as their wire segments.
+    pub super_frames: u64,
+    /// The wire segments those super-frames stand for.
+    pub segments: u64,
+    /// Super-frames counted as one packet: their GSO type is not the TCP or
+    /// UDP the decoder found (e.g. a tunnel), or they hold one segment.
+    pub super_frames_unsplit: u64,
+    /// Flow observations (kernel aggregates) taken in.
+    pub flow_observations: u64,
+}
+
+impl Default for DecodeCounts {
+    fn default() -> Self {
+        DecodeCounts {
+            frames: 0,
+            decoded: 0,
+            skipped: [0; SkipReason::ALL.len()],
+            malformed: [0; DecodeError::REASONS.len()],
+            decapsulated: 0,
+            tunnel_malformed: [0; DecodeError::REASONS.len()],
+            unsupported_link_types: Vec::new(),
+            super_frames: 0,
+            segments: 0,
+            super_frames_unsplit: 0,
+            flow_observations: 0,
+        }
+    }
+}
+
+impl DecodeCounts {
+    /// Counts a skipped frame of link type `link_type`.
+    pub fn skip(&mut self, reason: SkipReason, link_type: u32) {
+        self.skipped[reason as usize] += 1;
+        if reason == SkipReason::UnsupportedLinkType {
+            let slot = match self
+                .unsupported_link_types
+                .iter()
+                .position(|(t, _)| *t == link_type)
+            {
+                Some(i) => i,
+                None if self.unsupported_link_types.len() < LINK_TYPE_SLOTS => {
+                    self.unsupported_link_types.push((link_type, 0));
+                    self.unsupported_link_types.len() - 1
+                }
+                None => {
+                    if self.unsupported_link_types.last().map(|(t, _)| *t) != Some(u32::MAX) {
+                        self.unsupported_link_types.push((u32::MAX, 0));
+                    }
+                    self.unsupported_link_types.len() - 1
+                }
+            };
+            self.unsupported_link_types[slot].1 += 1;
+        }
+    }
+
+    /// Counts a malformed frame.
+    pub fn malformed(&mut self, e: DecodeError) {
+        self.malformed[e.reason_index()] += 1;
+    }
+
+    /// Counts a decoded packet, and its tunnel, if any.
+    pub fn decoded(&mut self, p: &PacketRepr) {
+        self.decoded += 1;
+        if p.extra.is_some() {
+            if p.encap().is_some() {
+                self.decapsulated += 1;
+            }
+            if let Some(e) = p.tunnel_error() {
+                self.tunnel_malformed[e.reason_index()] += 1;
+            }
+        }
+    }
+
+    /// Skipped frames by reason name, leaving out reasons never counted.
+    pub fn skipped_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SkipReason::ALL
+            .iter()
+            .zip(self.skipped)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.reason(), n))
+    }
+
+    /// Malformed frames by reason name, leaving out reasons never counted.
+    pub fn malformed_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        by_reason(&self.malformed)
+    }
+
+    /// Malformed tunnel headers by reason name, leaving out reasons never
+    /// counted.
+    pub fn tunnel_malformed_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        by_reason(&self.tunnel_malformed)
+    }
+}
+
+fn by_reason(counts: &[u64]) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    DecodeError::REASONS
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| (*r, *n))
+}
+
+/// A relaxed atomic counter with one writer.
+#[derive(Debug, Default)]
+struct Cell(AtomicU64);
+
+impl Cell {
+    fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn set_all(cells: &[Cell], values: &[u64]) {
+    for (c, v) in cells.iter().zip(values) {
+        c.set(*v);
+    }
+}
+
+fn get_all<const N: usize>(cells: &[Cell; N]) -> [u64; N] {
+    std::array::from_fn(|i| cells[i].get())
+}
+
+#[derive(Debug)]
+struct DecodeCells {
+    frames: Cell,
+    decoded: Cell,
+    skipped: [Cell; SkipReason::ALL.len()],
+    malformed: [Cell; DecodeError::REASONS.len()],
+    decapsulated: Cell,
+    tunnel_malformed: [Cell; DecodeError::REASONS.len()],
+    link_types: [(AtomicU32, Cell); LINK_TYPE_SLOTS + 1],
+    link_type_slots: AtomicU32,
+    super_frames: Cell,
+    segments: Cell,
+    super_frames_unsplit: Cell,
+    flow_observations: Cell,
+}
+
+impl Default for DecodeCells {
+    fn default() -> Self {
+        DecodeCells {
+            frames: Cell::default(),
+            decoded: Cell::default(),
+            skipped: Default::default(),
+            malformed: std::array::from_fn(|_| Cell::default()),
+            decapsulated: Cell::default(),
+            tunnel_malformed: std::array::from_fn(|_| Cell::default()),
+            link_types: Default::default(),
+            link_type_slots: AtomicU32::new(0),
+            super_frames: Cell::default(),
+            segments: Cell::default(),
+            super_frames_unsplit: Cell::default(),
+            flow_observations: Cell::default(),
+        }
+    }
+}
+
+/// One flow table's counters, published by its worker after each batch.
+#[derive(Debug, Default)]
+struct TableCells {
+    packets: Cell,
+    flows: Cell,
+    open: Cell,
+    records: [Cell; EndReason::ALL.len()],
+    fragments_without_first: Cell,
+    peak_flows: Cell,
+    peak_memory_bytes: Cell,
+}
+
+/// Where a worker publishes its table's counters; see [`Registry::table`].
+#[derive(Debug, Clone)]
+pub struct TableSlot(Arc<TableCells>);
+
+impl TableSlot {
+    /// Publishes `stats` and the number of flows open now.
+    pub fn publish(&self, stats: &TableStats, open: usize) {
+        let c = &self.0;
+        c.packets.set(stats.packets);
+        c.flows.set(stats.flows);
+        c.open.set(open as u64);
+        set_all(&c.records, &stats.records);
+        c.fragments_without_first.set(stats.fragments_without_first);
+        c.peak_flows.set(stats.peak_flows);
+        c.peak_memory_bytes.set(stats.peak_memory_bytes);
+    }
+}
+
+/// What kind of input a source is, which says which of its counters mean
+/// something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A capture file or standard input.
+    File,
+    /// A network interface captured live.
+    Interface,
+}
+
+/// Counters of one input: a capture file or one live interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Bytes read from the file, or on the wire of the frames captured.
+    pub bytes: u64,
+    /// Packets the kernel passed to the capture (live).
+    pub kernel_packets: u64,
+    /// Packets the kernel dropped because the ring was full (live).
+    pub kernel_drops: u64,
+    /// Times the kernel froze the ring (live).
+    pub kernel_freezes: u64,
+    /// pcapng packet blocks for an interface never described (file).
+    pub unknown_interface: u64,
+    /// pcapng packet blocks too short for their header (file).
+    pub bad_packet_block: u64,
+    /// pcapng simple packet blocks, which carry no timestamp (file).
+    pub simple_packet_blocks: u64,
+}
+
+#[derive(Debug)]
+struct SourceCells {
+    name: String,
+    kind: SourceKind,
+    values: [Cell; 7],
+}
+
+/// Where a source publishes the counters of one input; see
+/// [`Registry::source`].
+#[derive(Debug, Clone)]
+pub struct SourceSlot(Arc<SourceCells>);
+
+impl SourceSlot {
+    /// Publishes the input's counters so far.
+    pub fn publish(&self, c: &SourceCounts) {
+        set_all(
+            &self.0.values,
+            &[
+                c.bytes,
+                c.kernel_packets,
+                c.kernel_drops,
+                c.kernel_freezes,
+                c.unknown_interface,
+                c.bad_packet_block,
+                c.simple_packet_blocks,
+            ],
+        );
+    }
+
+    fn read(&self) -> SourceCounts {
+        let [
+            bytes,
+            kernel_packets,
+            kernel_drops,
+            kernel_freezes,
+            unknown_interface,
+            bad_packet_block,
+            simple_packet_blocks,
+        ] = get_all(&self.0.values);
+        SourceCounts {
+            bytes,
+            kernel_packets,
+            kernel_drops,
+            kernel_freezes,
+            unknown_interface,
+            bad_packet_block,
+            simple_packet_blocks,
+        }
+    }
+}
+
+/// An exporter's accounting: where every item handed to it ended up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Items (spans, data points) handed to the exporter.
+    pub submitted: u64,
+    /// Items the receiver accepted.
+    pub delivered: u64,
+    /// Items the receiver reported as rejected in a partial success.
+    pub rejected: u64,
+    /// Items in requests that failed permanently.
+    pub failed: u64,
+    /// Items dropped because the queue was full.
+    pub dropped: u64,
+    /// Items still queued or being retried at the shutdown deadline.
+    pub undelivered: u64,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Requests sent again after a retryable failure.
+    pub retries: u64,
+    /// Items waiting in the queue or in retry now.
+    pub queued: u64,
+}
+
+impl ExportCounts {
+    /// Items that did not reach the receiver (or that it rejected).
+    pub fn lost(&self) -> u64 {
+        self.rejected + self.failed + self.dropped + self.undelivered
+    }
+}
+
+/// An exporter's live accounting, which it keeps itself (atomics read on
+/// demand).
+pub trait ExportGauge: Send + Sync + fmt::Debug {
+    /// The counts now.
+    fn counts(&self) -> ExportCounts;
+}
+
+#[derive(Debug)]
+struct OutputCells {
+    signal: &'static str,
+    target: String,
+    written: Cell,
+    export: Option<Arc<dyn ExportGauge>>,
+}
+
+/// Where an output publishes what it wrote; see [`Registry::output`].
+#[derive(Debug, Clone)]
+pub struct OutputSlot(Arc<OutputCells>);
+
+impl OutputSlot {
+    /// Publishes the number of items (spans, data points) written so far.
+    pub fn publish_written(&self, n: u64) {
+        self.0.written.set(n);
+    }
+}
+
+/// One output's counts, as read from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputCounts {
+    /// The signal: `spans` today.
+    pub signal: &'static str,
+    /// Where it goes: a file, standard output, or an OTLP endpoint.
+    pub target: String,
+    /// Items written (JSON) or handed to the exporter.
+    pub written: u64,
+    /// The exporter's accounting, for an OTLP export.
+    pub export: Option<ExportCounts>,
+}
+
+/// Every counter of a run, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The capture loop's frame counters.
+    pub decode: DecodeCounts,
+    /// The flow tables' counters, summed over the workers.
+    pub table: TableStats,
+    /// Flows open now, summed over the workers.
+    pub open_flows: u64,
+    /// Each input's counters, in the order they were registered.
+    pub sources: Vec<(String, SourceKind, SourceCounts)>,
+    /// Each output's counts, in the order they were registered.
+    pub outputs: Vec<OutputCounts>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    decode: DecodeCells,
+    tables: RwLock<Vec<TableSlot>>,
+    sources: RwLock<Vec<SourceSlot>>,
+    outputs: RwLock<Vec<OutputSlot>>,
+}
+
+/// The run's live counters; cheap to clone (all clones share the cells).
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<Inner>);
+
+fn push<T: Clone>(list: &RwLock<Vec<T>>, item: T) -> T {
+    list.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(item.clone());
+    item
+}
+
+fn read<T: Clone>(list: &RwLock<Vec<T>>) -> Vec<T> {
+    list.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+impl Registry {
+    /// A registry with every counter at zero.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Publishes the capture loop's frame counters.
+    pub fn publish_decode(&self, d: &DecodeCounts) {
+        let c = &self.0.decode;
+        c.frames.set(d.frames);
+        c.decoded.set(d.decoded);
+        set_all(&c.skipped, &d.skipped);
+        set_all(&c.malformed, &d.malformed);
+        c.decapsulated.set(d.decapsulated);
+        set_all(&c.tunnel_malformed, &d.tunnel_malformed);
+        for (slot, (t, n)) in c.link_types.iter().zip(&d.unsupported_link_types) {
+            slot.0.store(*t, Ordering::Relaxed);
+            slot.1.set(*n);
+        }
+        c.link_type_slots
+            .store(d.unsupported_link_types.len() as u32, Ordering::Release);
+        c.super_frames.set(d.super_frames);
+        c.segments.set(d.segments);
+        c.super_frames_unsplit.set(d.super_frames_unsplit);
+        c.flow_observations.set(d.flow_observations);
+    }
+
+    /// A new slot for one flow table's counters (one per worker).
+    pub fn table(&self) -> TableSlot {
+        push(&self.0.tables, TableSlot(Arc::default()))
+    }
+
+    /// A new slot for the counters of input `name`.
+    pub fn source(&self, name: &str, kind: SourceKind) -> SourceSlot {
+        push(
+            &self.0.sources,
+            SourceSlot(Arc::new(SourceCells {
+                name: name.to_owned(),
+                kind,
+                values: Default::default(),
+            })),
+        )
+    }
+
+    /// A new slot for an output of `signal` to `target`; `export` is the
+    /// exporter's own accounting when the output is an OTLP export.
+    pub fn output(
+        &self,
+        signal: &'static str,
+        target: &str,
+        export: Option<Arc<dyn ExportGauge>>,
+    ) -> OutputSlot {
+        push(
+            &self.0.outputs,
+            OutputSlot(Arc::new(OutputCells {
+                signal,
+                target: target.to_owned(),
+                written: Cell::default(),
+                export,
+            })),
+        )
+    }
+
+    /// Every counter now.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &self.0.decode;
+        let slots = (c.link_type_slots.load(Ordering::Acquire) as usize).min(c.link_types.len());
+        let decode = DecodeCounts {
+            frames: c.frames.get(),
+            decoded: c.decoded.get(),
+            skipped: get_all(&c.skipped),
+            malformed: get_all(&c.malformed),
+            decapsulated: c.decapsulated.get(),
+            tunnel_malformed: get_all(&c.tunnel_malformed),
+            unsupported_link_types: c.link_types[..slots]
+                .iter()
+                .map(|(t, n)| (t.load(Ordering::Relaxed), n.get()))
+                .collect(),
+            super_frames: c.super_frames.get(),
+            segments: c.segments.get(),
+            super_frames_unsplit: c.super_frames_unsplit.get(),
+            flow_observations: c.flow_observations.get(),
+        };
+        let mut table = TableStats::default();
+        let mut open_flows = 0;
+        for t in read(&self.0.tables) {
+            let t = &t.0;
+            table.merge(&TableStats {
+                packets: t.packets.get(),
+                flows: t.flows.get(),
+                records: get_all(&t.records),
+                fragments_without_first: t.fragments_without_first.get(),
+                peak_flows: t.peak_flows.get(),
+                peak_memory_bytes: t.peak_memory_bytes.get(),
+            });
+            open_flows += t.open.get();
+        }
+        let sources = read(&self.0.sources)
+            .into_iter()
+            .map(|s| (s.0.name.clone(), s.0.kind, s.read()))
+            .collect();
+        let outputs = read(&self.0.outputs)
+            .into_iter()
+            .map(|o| OutputCounts {
+                signal: o.0.signal,
+                target: o.0.target.clone(),
+                written: o.0.written.get(),
+                export: o.0.export.as_ref().map(|e| e.counts()),
+            })
+            .collect();
+        Snapshot {
+            decode,
+            table,
+            open_flows,
+            sources,
+            outputs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_published_while_running_are_read_back() {
+        let registry = Registry::new();
+        let table = registry.table();
+        let other = registry.table();
+        let mut d = DecodeCounts {
+            frames: 10,
+            ..DecodeCounts::default()
+        };
+        d.skip(SkipReason::Arp, 1);
+        for t in 0..12 {
+            d.skip(SkipReason::UnsupportedLinkType, 200 + t);
+        }
+        registry.publish_decode(&d);
+        let stats = TableStats {
+            packets: 9,
+            flows: 3,
+            records: [1, 0, 0, 2, 0],
+            ..TableStats::default()
+        };
+        table.publish(&stats, 2);
+        other.publish(&stats, 1);
+        let s = registry.snapshot();
+        assert_eq!(s.decode, d);
+        assert_eq!(s.decode.unsupported_link_types.len(), 9);
+        assert_eq!(s.decode.unsupported_link_types[8], (u32::MAX, 4));
+        assert_eq!(s.table.packets, 18);
+        assert_eq!(s.table.records_total(), 6);
+        assert_eq!(s.open_flows, 3);
+        assert_eq!(
+            s.decode.skipped_by_reason().collect::<Vec<_>>(),
+            [("unsupported_link_type", 12), ("non_ip_arp", 1)]
+        );
+    }
+}

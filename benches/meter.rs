@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             flow: FlowConfig::default(),
             host: None,
             registry: registry.clone(),
+            enrichment: None,
         },
         |records: Vec<engine::FlowRecord>| vec![(); records.len()],
     );

@@ -26,12 +26,14 @@
 
 pub mod community_id;
 pub mod decode;
+pub mod enrich;
 pub mod error;
 pub mod flow;
 pub mod names;
 pub mod pipeline;
 pub mod registry;
 mod ring;
+pub mod snapshot;
 pub mod source;
 
 pub use community_id::CommunityId;

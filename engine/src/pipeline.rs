@@ -30,6 +30,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::decode::PacketRepr;
+use crate::enrich::EnrichmentView;
 use crate::flow::config::FlowConfig;
 use crate::flow::host::HostView;
 use crate::flow::key::FlowKey;
@@ -62,6 +63,9 @@ pub struct PipelineConfig {
     pub host: Option<HostView>,
     /// Where each worker publishes its table's counters after every batch.
     pub registry: Registry,
+    /// What is known about endpoints (processes, pods), kept current by
+    /// whatever watches them; each record is looked up when it is emitted.
+    pub enrichment: Option<EnrichmentView>,
 }
 
 /// A packet, its timestamp and the capture clock when it arrived.
@@ -167,11 +171,15 @@ impl Pipeline {
             let table = FlowTable::new(flow.clone());
             let map = map.clone();
             let host = config.host.clone();
+            let enrichment = config.enrichment.clone();
             let slot = config.registry.table();
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
-                    .spawn(move || run_worker(table, host, slot, rx, ret_tx, merge_tx, map))
+                    .spawn(move || {
+                        let views = Views { host, enrichment };
+                        run_worker(table, views, slot, rx, ret_tx, merge_tx, map)
+                    })
                     .expect("spawning a worker thread"),
             );
         }
@@ -329,9 +337,15 @@ fn shard_of(a: IpAddr, b: IpAddr, protocol: u8, n: usize) -> usize {
     ((x >> 32) as usize) % n
 }
 
+/// The snapshots a worker follows.
+struct Views {
+    host: Option<HostView>,
+    enrichment: Option<EnrichmentView>,
+}
+
 fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     mut table: FlowTable,
-    host: Option<HostView>,
+    views: Views,
     slot: TableSlot,
     mut rx: ring::Receiver<WorkerMsg>,
     mut returns: ring::Sender<Vec<Observation>>,
@@ -339,7 +353,16 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     mut map: F,
 ) -> TableStats {
     let mut out = Vec::new();
-    let mut items_of = |records: Vec<FlowRecord>| -> Vec<Item<T>> {
+    let mut directory = views.enrichment.as_ref().map(|e| e.get());
+    let mut enrichment_seen = 0;
+    let mut items_of = |mut records: Vec<FlowRecord>,
+                        directory: &Option<std::sync::Arc<crate::enrich::Directory>>|
+     -> Vec<Item<T>> {
+        if let Some(d) = directory {
+            for r in &mut records {
+                d.enrich(r);
+            }
+        }
         let keys: Vec<OrderKey> = records.iter().map(FlowRecord::order_key).collect();
         let items = map(records);
         assert_eq!(items.len(), keys.len(), "map returns one item per record");
@@ -347,8 +370,15 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     };
     let mut host_seen = 0;
     while let Some(msg) = rx.recv() {
-        if let Some(next) = host.as_ref().and_then(|h| h.changed(&mut host_seen)) {
+        if let Some(next) = views.host.as_ref().and_then(|h| h.changed(&mut host_seen)) {
             table.set_host(Some(next));
+        }
+        if let Some(next) = views
+            .enrichment
+            .as_ref()
+            .and_then(|e| e.changed(&mut enrichment_seen))
+        {
+            directory = Some(next);
         }
         match msg {
             WorkerMsg::Batch(mut batch, flows, watermark) => {
@@ -362,7 +392,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                 table.advance(watermark, &mut out);
                 slot.publish(table.stats(), table.len());
                 let msg = MergeMsg::Records {
-                    items: items_of(sorted(&mut out)),
+                    items: items_of(sorted(&mut out), &directory),
                     watermark: Some(watermark),
                 };
                 if merge.send(msg).is_err() {
@@ -372,7 +402,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
             WorkerMsg::Finish(clock) => {
                 table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {
-                        items: items_of(records),
+                        items: items_of(records, &directory),
                         watermark: None,
                     };
                     merge.send(msg).is_ok()

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use engine::enrich::{AttributeValue, Endpoints};
 use engine::flow::record::{EncapRecord, OverheadBytes, TcpLatency};
 use engine::names;
 use engine::{DirectionRecord, FlowRecord, FlowRole};
@@ -63,6 +64,8 @@ pub enum Text {
     },
     /// Any other string.
     Owned(String),
+    /// A string shared with other spans (enrichment values).
+    Shared(std::sync::Arc<str>),
 }
 
 impl Text {
@@ -75,6 +78,7 @@ impl Text {
                 std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
             }
             Text::Owned(s) => s,
+            Text::Shared(s) => s,
         }
     }
 
@@ -449,6 +453,27 @@ fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
     }
 }
 
+/// What enrichment knows about the endpoints: `source.*` and
+/// `destination.*` attributes, in the order the directory holds them.
+fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
+    let [source, destination] = endpoints;
+    for (endpoint, source_side) in [(source, true), (destination, false)] {
+        let Some(e) = endpoint else { continue };
+        for attr in &e.attributes {
+            let key = if source_side {
+                attr.name.source
+            } else {
+                attr.name.destination
+            };
+            let value = match &attr.value {
+                AttributeValue::Str(s) => Value::Str(Text::Shared(std::sync::Arc::clone(s))),
+                AttributeValue::Int(n) => Value::Int(*n),
+            };
+            push(a, key, value);
+        }
+    }
+}
+
 /// The names of the interfaces a live capture runs on, by index: what
 /// `network.interface.name` says for a record's `interface_index`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -571,6 +596,7 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
     if let Some(e) = &r.encap {
         encap_fields(a, e, mapping.opt_in);
     }
+    endpoint_fields(a, &r.endpoints);
     span.trace_id = r.trace_id;
     span.span_id = r.span_id;
     span.name.clear();
@@ -588,6 +614,42 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn endpoint_attributes_are_written_on_their_side() {
+        use engine::enrich::Endpoint;
+        use std::sync::Arc;
+        let p = engine::PacketRepr {
+            src_port: 40000,
+            dst_port: 53,
+            ip_bytes: 60,
+            ..engine::PacketRepr::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17)
+        };
+        let mut table = engine::FlowTable::new(engine::FlowConfig::default());
+        let mut records = Vec::new();
+        table.observe(&p, 1, 1, &mut records);
+        table.flush(1, &mut records);
+        let mut r = records.pop().expect("one record");
+        r.endpoints = [
+            Some(Arc::new(
+                Endpoint::default().with_str("k8s.namespace.name", "shop"),
+            )),
+            Some(Arc::new(Endpoint::default().with_int("process.pid", 7))),
+        ];
+        let span = flow_span(&r);
+        let get = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|a| a.key == k)
+                .map(|a| a.value.clone())
+        };
+        assert_eq!(
+            get("source.k8s.namespace.name"),
+            Some(Value::Str(Text::Static("shop")))
+        );
+        assert_eq!(get("destination.process.pid"), Some(Value::Int(7)));
+        assert_eq!(get("source.process.pid"), None);
+    }
 
     proptest! {
         #[test]

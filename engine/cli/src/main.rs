@@ -599,6 +599,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             flow,
             host,
             registry: registry.clone(),
+            enrichment: None,
         },
         move |records| encode_spans(&records, encodings, &mapping),
     );

@@ -3,14 +3,13 @@
 //! tell flows the host answers (span kind SERVER) from flows it opens
 //! (CLIENT); see the README's span kind rules.
 //!
-//! The capture side replaces the snapshot while running ([`HostView::set`]);
-//! workers pick the new one up between batches ([`HostView::changed`]), so
+//! The capture side replaces the snapshot while running
+//! ([`Swap::set`](crate::snapshot::Swap::set)); workers pick the new one up
+//! between batches ([`Swap::changed`](crate::snapshot::Swap::changed)), so
 //! the per-packet path takes no lock.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::flow::config::IpNet;
 
@@ -125,59 +124,7 @@ pub const ANY_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// The current [`HostSockets`] snapshot, shared between the thread that
 /// refreshes it and the workers that read it.
-#[derive(Debug, Clone)]
-pub struct HostView {
-    shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    /// Bumped after every [`HostView::set`]; starts at 1.
-    generation: AtomicU64,
-    current: Mutex<Arc<HostSockets>>,
-}
-
-impl HostView {
-    /// A view holding `first`.
-    pub fn new(first: HostSockets) -> HostView {
-        HostView {
-            shared: Arc::new(Shared {
-                generation: AtomicU64::new(1),
-                current: Mutex::new(Arc::new(first)),
-            }),
-        }
-    }
-
-    /// Replaces the snapshot.
-    pub fn set(&self, next: HostSockets) {
-        *self.lock() = Arc::new(next);
-        self.shared.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The current snapshot.
-    pub fn get(&self) -> Arc<HostSockets> {
-        Arc::clone(&self.lock())
-    }
-
-    /// The current snapshot if it changed since generation `*seen` (0 at
-    /// first), updating `*seen`. One atomic load when nothing changed.
-    pub fn changed(&self, seen: &mut u64) -> Option<Arc<HostSockets>> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation == *seen {
-            return None;
-        }
-        *seen = generation;
-        Some(self.get())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<HostSockets>> {
-        // A panic while holding the lock cannot leave the Arc half-written.
-        self.shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
+pub type HostView = crate::snapshot::Swap<HostSockets>;
 
 #[cfg(test)]
 mod tests {

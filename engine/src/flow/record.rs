@@ -192,6 +192,10 @@ pub struct FlowRecord {
     /// Tunnels, IPsec and WireGuard identifiers: only for flows that have
     /// any, so that other records stay small.
     pub encap: Option<Box<EncapRecord>>,
+    /// What enrichment knows about the source and the destination
+    /// ([`crate::enrich`]); filled in by the worker when the record is
+    /// emitted.
+    pub endpoints: crate::enrich::Endpoints,
 }
 
 /// Encapsulation overhead bytes of one record, both directions.

@@ -125,7 +125,7 @@ fn main() {
             protocol: Some(protocol.into()),
             ..OtlpFlags::default()
         };
-        let config = OtlpConfig::resolve(&flags, &|_| None)
+        let config = OtlpConfig::resolve(exporter::otlp::Signal::Traces, &flags, &|_| None)
             .expect("config")
             .expect("endpoint");
         let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("{line}"));

@@ -8,7 +8,10 @@
 //!   carry the same [`resource::Resource`] and scope, so the JSON output and
 //!   what is exported have the same content.
 //! - [`otlp::OtlpExporter`] sends encoded requests over OTLP/gRPC or
-//!   OTLP/HTTP with retries, a bounded queue and an accounted shutdown.
+//!   OTLP/HTTP with retries, a bounded queue and an accounted shutdown; the
+//!   transport takes the [`otlp::Signal`] as a parameter.
+//! - [`sink::RecordSink`]s are the outputs of the ordered record stream,
+//!   fed [`sink::Mapped`] records that the workers encoded once.
 //!
 //! ```
 //! use exporter::json::OtlpJsonWriter;
@@ -24,6 +27,7 @@ pub mod json;
 pub mod otlp;
 pub mod proto;
 pub mod resource;
+pub mod sink;
 pub mod span;
 
 /// `InstrumentationScope.name` of every request.

@@ -18,7 +18,7 @@ fn a_full_queue_drops_and_counts_when_the_receiver_is_away() {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         ..OtlpFlags::default()
     };
-    let config = OtlpConfig::resolve(&flags, &|_| None)
+    let config = OtlpConfig::resolve(exporter::otlp::Signal::Traces, &flags, &|_| None)
         .expect("valid")
         .expect("endpoint");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -31,6 +31,7 @@ use exporter::otlp::{
 };
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
+use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping, OptIn};
 use exporter::{Encodings, RequestEncoder, encode_spans};
 
@@ -420,7 +421,10 @@ fn otlp_config(args: &Args) -> anyhow::Result<Option<OtlpConfig>> {
         client_certificate: args.otlp_client_cert.clone(),
         client_key: args.otlp_client_key.clone(),
     };
-    OtlpConfig::resolve(&flags, &|k| std::env::var(k).ok()).map_err(|e| anyhow!(e))
+    OtlpConfig::resolve(exporter::otlp::Signal::Traces, &flags, &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(|e| anyhow!(e))
 }
 
 /// Starts the exporter after checking that the endpoint can be reached at
@@ -601,11 +605,23 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             registry: registry.clone(),
             enrichment: None,
         },
-        move |records| encode_spans(&records, encodings, &mapping),
+        move |records| {
+            encode_spans(&records, encodings, &mapping)
+                .into_iter()
+                .map(|span| Mapped { span })
+                .collect()
+        },
     );
+    let mut sinks: Vec<Box<dyn RecordSink>> = Vec::new();
+    if let Some(j) = json {
+        sinks.push(Box::new(j));
+    }
+    if let Some(o) = sink {
+        sinks.push(Box::new(o));
+    }
     let writer = thread::Builder::new()
         .name("output".into())
-        .spawn(move || output::run(records, json, sink, shutdown_timeout))
+        .spawn(move || output::run(records, sinks, shutdown_timeout))
         .context("starting the output thread")?;
 
     let started = Instant::now();
@@ -639,13 +655,21 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     // A live capture ends by a signal: that is its normal end.
     let interrupted = !live && stop.load(Ordering::Relaxed);
     let table = pipeline.finish();
-    let written = writer
+    let ended = writer
         .join()
         .map_err(|_| anyhow!("the output thread panicked"))?;
     progress.clear();
-    match written.json {
+    let mut json_result = Ok(());
+    let mut export = None;
+    for end in ended {
+        match end {
+            SinkEnd::Written(r) => json_result = json_result.and(r),
+            SinkEnd::Exported { target, report } => export = Some((target, report)),
+        }
+    }
+    match json_result {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && written.export.is_none() => {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && export.is_none() => {
             // The reader of our output went away (e.g. `| head`): stop quietly.
             return Ok(Outcome::Complete);
         }
@@ -655,7 +679,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 _ => "standard output".to_string(),
             };
             let e = anyhow!(e).context(format!("writing OTLP JSON to {target}"));
-            if written.export.is_none() {
+            if export.is_none() {
                 return Err(e);
             }
             eprintln!("engine: error: {e:#}");
@@ -682,8 +706,8 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     if let Some(e) = &damaged {
         eprintln!("engine: error: {e}; flows from the records before it were written");
     }
-    let lost = written.export.map_or(0, |r| r.lost());
-    if let (Some(r), Some(target)) = (written.export, &written.export_target)
+    let lost = export.as_ref().map_or(0, |(_, r)| r.lost());
+    if let Some((target, r)) = &export
         && lost > 0
     {
         // Printed even with --quiet: losing spans is never silent.

@@ -1,7 +1,7 @@
 //! Where spans go: OTLP JSON lines (file or standard output) and/or an OTLP
-//! exporter. Both receive every span in the same order. Spans arrive already
-//! mapped and encoded by the flow workers ([`EncodedSpan`]); this thread only
-//! batches bytes and writes or submits them.
+//! exporter, each a [`RecordSink`] that receives every record in the same
+//! order. Records arrive already mapped and encoded by the flow workers
+//! ([`Mapped`]); this thread only batches bytes and writes or submits them.
 //!
 //! JSON lines are cut by size only, so a capture file always gives the same
 //! bytes. Export requests are cut by size or when the oldest span in the
@@ -13,11 +13,34 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::registry::OutputSlot;
+use exporter::RequestEncoder;
 use exporter::json::OtlpJsonWriter;
-use exporter::otlp::{ExportReport, OtlpExporter};
-use exporter::{EncodedSpan, RequestEncoder};
+use exporter::otlp::OtlpExporter;
+use exporter::sink::{Mapped, RecordSink, SinkEnd};
 
-/// The OTLP half of the output.
+/// Spans as OTLP JSON lines.
+pub struct JsonSink {
+    /// Writes JSON lines.
+    pub writer: OtlpJsonWriter<Box<dyn Write + Send>>,
+    /// Where the spans written are counted.
+    pub slot: OutputSlot,
+}
+
+impl RecordSink for JsonSink {
+    fn take(&mut self, item: &Mapped) -> io::Result<()> {
+        self.writer.write_encoded(&item.span)
+    }
+
+    fn publish(&self, taken: u64) {
+        self.slot.publish_written(taken);
+    }
+
+    fn finish(self: Box<Self>, _: Duration) -> SinkEnd {
+        SinkEnd::Written(self.writer.finish().map(drop))
+    }
+}
+
+/// Spans exported over OTLP.
 pub struct OtlpSink {
     /// Sends the requests.
     pub exporter: OtlpExporter,
@@ -35,14 +58,6 @@ pub struct OtlpSink {
     pub slot: OutputSlot,
 }
 
-/// The OTLP JSON half of the output.
-pub struct JsonSink {
-    /// Writes JSON lines.
-    pub writer: OtlpJsonWriter<Box<dyn Write + Send>>,
-    /// Where the spans written are counted.
-    pub slot: OutputSlot,
-}
-
 impl OtlpSink {
     fn cut(&mut self) {
         let n = self.encoder.spans();
@@ -56,60 +71,76 @@ impl OtlpSink {
     }
 }
 
-/// What the output thread produced.
-pub struct Written {
-    /// The JSON side's result: `Err` if writing failed.
-    pub json: io::Result<()>,
-    /// The exporter's final counts, if exporting.
-    pub export: Option<ExportReport>,
-    /// The export target, if exporting.
-    pub export_target: Option<String>,
+impl RecordSink for OtlpSink {
+    fn take(&mut self, item: &Mapped) -> io::Result<()> {
+        self.encoder.push_encoded(&item.span);
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        if self.encoder.spans() >= self.batch_size {
+            self.cut();
+        }
+        Ok(())
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.batch_started.map(|t| t + self.interval)
+    }
+
+    fn flush_due(&mut self) {
+        if self.due().is_some_and(|t| t <= Instant::now()) {
+            self.cut();
+        }
+    }
+
+    fn publish(&self, taken: u64) {
+        self.slot.publish_written(taken);
+    }
+
+    fn finish(mut self: Box<Self>, shutdown: Duration) -> SinkEnd {
+        self.cut();
+        SinkEnd::Exported {
+            target: self.target,
+            report: self.exporter.finish(shutdown),
+        }
+    }
 }
 
-/// Consumes the pipeline's records until it closes, then writes the last
-/// partial batches and shuts the exporter down within `shutdown_timeout`.
+/// Consumes the pipeline's records until it closes, handing each to every
+/// sink, then ends every sink (an exporter's queue within
+/// `shutdown_timeout`). A sink that fails is ended at once and the others
+/// go on; when none is left, consuming stops, which stops the pipeline.
 pub fn run(
-    records: Receiver<Vec<EncodedSpan>>,
-    mut json: Option<JsonSink>,
-    mut otlp: Option<OtlpSink>,
+    records: Receiver<Vec<Mapped>>,
+    mut sinks: Vec<Box<dyn RecordSink>>,
     shutdown_timeout: Duration,
-) -> Written {
-    let mut spans = 0u64;
-    let mut json_result = Ok(());
-    loop {
-        let wait = otlp
-            .as_ref()
-            .and_then(|o| {
-                o.batch_started
-                    .map(|t| (t + o.interval).saturating_duration_since(Instant::now()))
-            })
-            .unwrap_or(Duration::from_secs(3600));
+) -> Vec<SinkEnd> {
+    let mut taken = 0u64;
+    let mut ended = Vec::new();
+    'run: loop {
+        let wait = sinks
+            .iter()
+            .filter_map(|s| s.due())
+            .min()
+            .map_or(Duration::from_secs(3600), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
         match records.recv_timeout(wait) {
             Ok(batch) => {
-                for span in &batch {
-                    spans += 1;
-                    if let Some(w) = &mut json
-                        && let Err(e) = w.writer.write_encoded(span)
-                    {
-                        json_result = Err(e);
-                        json = None;
-                        if otlp.is_none() {
-                            // Nothing left to write to: stop consuming, which
-                            // stops the pipeline.
-                            return Written {
-                                json: json_result,
-                                export: None,
-                                export_target: None,
-                            };
-                        }
-                    }
-                    if let Some(o) = &mut otlp {
-                        o.encoder.push_encoded(span);
-                        if o.batch_started.is_none() {
-                            o.batch_started = Some(Instant::now());
-                        }
-                        if o.encoder.spans() >= o.batch_size {
-                            o.cut();
+                for item in &batch {
+                    taken += 1;
+                    let mut k = 0;
+                    while k < sinks.len() {
+                        if let Err(e) = sinks[k].take(item) {
+                            let failed = sinks.remove(k);
+                            failed.publish(taken - 1);
+                            drop(failed.finish(shutdown_timeout));
+                            ended.push(SinkEnd::Written(Err(e)));
+                            if sinks.is_empty() {
+                                break 'run;
+                            }
+                        } else {
+                            k += 1;
                         }
                     }
                 }
@@ -117,35 +148,14 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(o) = &mut otlp
-            && o.batch_started.is_some_and(|t| t.elapsed() >= o.interval)
-        {
-            o.cut();
+        for s in &mut sinks {
+            s.flush_due();
+            s.publish(taken);
         }
-        publish(spans, &json, &otlp);
     }
-    publish(spans, &json, &otlp);
-    if let Some(w) = json {
-        json_result = json_result.and(w.writer.finish().map(drop));
+    for s in sinks {
+        s.publish(taken);
+        ended.push(s.finish(shutdown_timeout));
     }
-    let export_target = otlp.as_ref().map(|o| o.target.clone());
-    let export = otlp.map(|mut o| {
-        o.cut();
-        o.exporter.finish(shutdown_timeout)
-    });
-    Written {
-        json: json_result,
-        export,
-        export_target,
-    }
-}
-
-/// Publishes the spans taken so far: each went to every sink.
-fn publish(spans: u64, json: &Option<JsonSink>, otlp: &Option<OtlpSink>) {
-    if let Some(j) = json {
-        j.slot.publish_written(spans);
-    }
-    if let Some(o) = otlp {
-        o.slot.publish_written(spans);
-    }
+    ended
 }

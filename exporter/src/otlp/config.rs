@@ -2,8 +2,9 @@
 //! OpenTelemetry environment variables, resolved into one checked
 //! [`OtlpConfig`].
 //!
-//! Precedence for every setting: the flag, then the traces-specific variable
-//! (`OTEL_EXPORTER_OTLP_TRACES_*`), then the generic one
+//! Precedence for every setting: the flag, then the signal's own variable
+//! (`OTEL_EXPORTER_OTLP_TRACES_*`, `OTEL_EXPORTER_OTLP_METRICS_*`), then the
+//! generic one
 //! (`OTEL_EXPORTER_OTLP_*`), then the default. Headers are merged key by key
 //! in the same order. Errors name the flag or variable the bad value came
 //! from, and all of them are reported at once.
@@ -18,6 +19,7 @@ use http::{HeaderName, HeaderValue};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::signal::Signal;
 use crate::resource::parse_key_values;
 
 /// Wire protocol for OTLP export.
@@ -103,11 +105,13 @@ impl fmt::Debug for TlsFiles {
 /// Resolved, checked OTLP export settings.
 #[derive(Debug, Clone)]
 pub struct OtlpConfig {
+    /// The signal the requests carry.
+    pub signal: Signal,
     /// Where requests go: for gRPC the server's origin, for HTTP the full
-    /// traces URL (`…/v1/traces` unless given whole).
+    /// signal URL (`…/v1/traces` unless given whole).
     pub url: Uri,
     /// Which setting the URL came from, for messages.
-    pub url_setting: &'static str,
+    pub url_setting: String,
     /// Wire protocol.
     pub protocol: Protocol,
     /// Extra request headers (gRPC metadata), names lower-case.
@@ -154,7 +158,6 @@ impl fmt::Display for ConfigError {
 /// Default per-request timeout (the OpenTelemetry default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-const TRACES: &str = "OTEL_EXPORTER_OTLP_TRACES_";
 const GENERIC: &str = "OTEL_EXPORTER_OTLP_";
 
 /// A value and the setting it came from.
@@ -165,6 +168,8 @@ struct Given<T> {
 
 struct Resolver<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// The signal's own variables' prefix (`OTEL_EXPORTER_OTLP_TRACES_`).
+    prefix: &'static str,
     errors: Vec<SettingError>,
 }
 
@@ -176,7 +181,7 @@ impl Resolver<'_> {
         });
     }
 
-    /// The flag value, else `OTEL_EXPORTER_OTLP_TRACES_<name>`, else
+    /// The flag value, else `OTEL_EXPORTER_OTLP_<SIGNAL>_<name>`, else
     /// `OTEL_EXPORTER_OTLP_<name>`; empty variables count as unset.
     fn pick<T: AsRef<std::ffi::OsStr>>(
         &self,
@@ -189,7 +194,7 @@ impl Resolver<'_> {
                 setting: f.to_string(),
             });
         }
-        for prefix in [TRACES, GENERIC] {
+        for prefix in [self.prefix, GENERIC] {
             let var = format!("{prefix}{name}");
             if let Some(v) = (self.env)(&var).filter(|v| !v.trim().is_empty()) {
                 return Some(Given {
@@ -220,11 +225,14 @@ impl OtlpConfig {
     /// # Errors
     /// Every malformed or unusable setting, each naming its flag or variable.
     pub fn resolve(
+        signal: Signal,
         flags: &OtlpFlags,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<OtlpConfig>, ConfigError> {
+        let prefix = signal.env_prefix();
         let mut r = Resolver {
             env,
+            prefix,
             errors: Vec::new(),
         };
 
@@ -245,18 +253,16 @@ impl OtlpConfig {
         // The endpoint: a base URL (flag, generic variable) or, from the
         // traces-specific variable, the full URL.
         let endpoint = if let Some(v) = &flags.endpoint {
-            Some((v.clone(), "--otlp-endpoint", false))
-        } else if let Some(v) =
-            (env)("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|v| !v.is_empty())
-        {
-            Some((v, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", true))
+            Some((v.clone(), "--otlp-endpoint".to_string(), false))
+        } else if let Some(v) = (env)(&format!("{prefix}ENDPOINT")).filter(|v| !v.is_empty()) {
+            Some((v, format!("{prefix}ENDPOINT"), true))
         } else {
             (env)("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .filter(|v| !v.is_empty())
-                .map(|v| (v, "OTEL_EXPORTER_OTLP_ENDPOINT", false))
+                .map(|v| (v, "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), false))
         };
         let url = endpoint.and_then(|(raw, setting, whole)| {
-            match endpoint_url(raw.trim(), protocol, whole) {
+            match endpoint_url(raw.trim(), protocol, whole, signal) {
                 Ok(u) => Some((u, setting)),
                 Err(problem) => {
                     r.error(setting, problem);
@@ -287,7 +293,7 @@ impl OtlpConfig {
                 }
                 Err(problem) => r.error(setting, format!("{problem} (expected key=value,...)")),
             };
-        for var in [format!("{GENERIC}HEADERS"), format!("{TRACES}HEADERS")] {
+        for var in [format!("{GENERIC}HEADERS"), format!("{prefix}HEADERS")] {
             if let Some(list) = (r.env)(&var) {
                 add_headers(&mut r, &var, &list);
             }
@@ -395,7 +401,7 @@ impl OtlpConfig {
             && (tls.ca_pem.is_some() || tls.identity_pem.is_some())
         {
             r.error(
-                *setting,
+                setting.clone(),
                 "TLS certificates are configured but the endpoint is http:// (expected https://)",
             );
         }
@@ -404,6 +410,7 @@ impl OtlpConfig {
             return Err(ConfigError(r.errors));
         }
         Ok(url.map(|(url, url_setting)| OtlpConfig {
+            signal,
             url,
             url_setting,
             protocol,
@@ -447,8 +454,8 @@ fn check_certs(pem: &[u8]) -> bool {
 }
 
 /// Checks an endpoint URL and, for HTTP protocols given a base URL, appends
-/// `/v1/traces` to its path.
-fn endpoint_url(raw: &str, protocol: Protocol, whole: bool) -> Result<Uri, String> {
+/// the signal's path (`/v1/traces`) to its path.
+fn endpoint_url(raw: &str, protocol: Protocol, whole: bool, signal: Signal) -> Result<Uri, String> {
     const EXPECTED: &str = "expected a URL such as http://localhost:4317";
     let uri: Uri = raw
         .parse()
@@ -466,7 +473,7 @@ fn endpoint_url(raw: &str, protocol: Protocol, whole: bool) -> Result<Uri, Strin
         return Ok(uri);
     }
     let path = uri.path().trim_end_matches('/');
-    let path = format!("{path}/v1/traces");
+    let path = format!("{path}{}", signal.http_path());
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -490,7 +497,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        OtlpConfig::resolve(flags, &move |k| vars.get(k).cloned())
+        OtlpConfig::resolve(Signal::Traces, flags, &move |k| vars.get(k).cloned())
     }
 
     fn with_endpoint(url: &str) -> OtlpFlags {
@@ -503,6 +510,39 @@ mod tests {
     #[test]
     fn no_endpoint_means_export_off() {
         assert!(resolve(&OtlpFlags::default(), &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn each_signal_reads_its_own_variables_and_path() {
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/t"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "m=1"),
+        ];
+        let vars: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let get = move |k: &str| vars.get(k).cloned();
+        let flags = OtlpFlags::default();
+        let traces = OtlpConfig::resolve(Signal::Traces, &flags, &get)
+            .unwrap()
+            .unwrap();
+        let metrics = OtlpConfig::resolve(Signal::Metrics, &flags, &get)
+            .unwrap()
+            .unwrap();
+        assert_eq!(traces.url.to_string(), "http://t:4318/t");
+        assert_eq!(metrics.url.to_string(), "http://c:4318/v1/metrics");
+        assert_eq!(metrics.url_setting, "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert_eq!(metrics.signal, Signal::Metrics);
+        let names: Vec<(&str, &[u8])> = metrics
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(names, [("m", &b"1"[..])]);
+        assert!(traces.headers.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! therefore complete out of order.
 
 pub mod config;
+pub mod signal;
 pub mod transport;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::{Compression, ConfigError, OtlpConfig, OtlpFlags, Protocol};
+pub use signal::Signal;
 use transport::Transport;
 
 /// What to do when the queue is full.
@@ -238,6 +240,7 @@ impl OtlpExporter {
                         deadline: deadline_rx,
                         log,
                         target: format!("{} ({})", config.url, config.protocol.name()),
+                        items: config.signal.items(),
                         state: Mutex::new(SenderState {
                             outage: None,
                             jitter: jitter_seed(),
@@ -337,6 +340,8 @@ struct Sender {
     deadline: watch::Receiver<Option<Instant>>,
     log: Log,
     target: String,
+    /// What the signal's requests carry: `spans`, `data points`.
+    items: &'static str,
     state: Mutex<SenderState>,
 }
 
@@ -398,13 +403,13 @@ impl Sender {
             Counters::add(&self.counters.requests, 1);
             match result {
                 Ok(accepted) => {
-                    let rejected = accepted.rejected_spans.min(job.spans);
+                    let rejected = accepted.rejected.min(job.spans);
                     Counters::add(&self.counters.delivered, job.spans - rejected);
                     Counters::add(&self.counters.rejected, rejected);
                     if rejected > 0 {
                         (self.log)(&format!(
-                            "OTLP export to {}: the receiver rejected {rejected} of {} spans: {}",
-                            self.target, job.spans, accepted.message
+                            "OTLP export to {}: the receiver rejected {rejected} of {} {}: {}",
+                            self.target, job.spans, self.items, accepted.message
                         ));
                     }
                     let ended = self.state().outage.take();
@@ -420,8 +425,8 @@ impl Sender {
                 }
                 Err(f) if !f.retryable => {
                     (self.log)(&format!(
-                        "OTLP export to {}: {} spans not delivered: {} (not retryable)",
-                        self.target, job.spans, f.reason
+                        "OTLP export to {}: {} {} not delivered: {} (not retryable)",
+                        self.target, job.spans, self.items, f.reason
                     ));
                     return Outcome::Failed;
                 }
@@ -466,10 +471,11 @@ impl Sender {
         };
         if let Some(since) = since {
             (self.log)(&format!(
-                "OTLP export to {}: {reason}; retrying in {:.1} s ({} spans waiting, failing for {:.0} s)",
+                "OTLP export to {}: {reason}; retrying in {:.1} s ({} {} waiting, failing for {:.0} s)",
                 self.target,
                 delay.as_secs_f64(),
                 self.counters.queued.load(Ordering::Relaxed),
+                self.items,
                 since.elapsed().as_secs_f64(),
             ));
         }

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Buf, BufMut, Bytes};
 use http::HeaderMap;
 use http::uri::PathAndQuery;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
+use prost::Message as _;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -17,12 +16,13 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::config::{Compression, OtlpConfig, Protocol};
+use super::signal::{ExportResponse, Signal};
 
 /// What the receiver made of a request it accepted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// `partial_success.rejected_spans`.
-    pub rejected_spans: u64,
+    /// `partial_success.rejected` (or `rejected_data_points`).
+    pub rejected: u64,
     /// `partial_success.error_message`, if any.
     pub message: String,
 }
@@ -51,12 +51,14 @@ pub enum Transport {
             MetadataKey<tonic::metadata::Ascii>,
             MetadataValue<tonic::metadata::Ascii>,
         )>,
+        /// The signal: which service's `Export` to call.
+        signal: Signal,
     },
     /// OTLP/HTTP.
     Http {
         /// The HTTP client (connection pool).
         client: reqwest::Client,
-        /// The traces URL.
+        /// The signal's URL (`…/v1/traces`).
         url: String,
         /// Headers sent with every request, content type included.
         headers: HeaderMap,
@@ -64,10 +66,10 @@ pub enum Transport {
         gzip: bool,
         /// Whether bodies are protobuf (else JSON).
         protobuf: bool,
+        /// The signal: how the response names its rejected items.
+        signal: Signal,
     },
 }
-
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl Transport {
     /// Builds the client. Nothing connects until the first request, so that
@@ -115,7 +117,11 @@ impl Transport {
                         Ok((key, value))
                     })
                     .collect::<Result<_, String>>()?;
-                Ok(Transport::Grpc { client, headers })
+                Ok(Transport::Grpc {
+                    client,
+                    headers,
+                    signal: config.signal,
+                })
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let protobuf = config.protocol == Protocol::HttpProtobuf;
@@ -167,6 +173,7 @@ impl Transport {
                     headers,
                     gzip,
                     protobuf,
+                    signal: config.signal,
                 })
             }
         }
@@ -175,7 +182,11 @@ impl Transport {
     /// Sends one encoded request (protobuf, or JSON for http/json).
     pub async fn send(&mut self, body: Bytes) -> Result<Accepted, Failure> {
         match self {
-            Transport::Grpc { client, headers } => {
+            Transport::Grpc {
+                client,
+                headers,
+                signal,
+            } => {
                 client.ready().await.map_err(|e| Failure {
                     retryable: true,
                     retry_after: None,
@@ -186,7 +197,11 @@ impl Transport {
                     request.metadata_mut().insert(k.clone(), v.clone());
                 }
                 match client
-                    .unary(request, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+                    .unary(
+                        request,
+                        PathAndQuery::from_static(signal.grpc_path()),
+                        RawCodec,
+                    )
                     .await
                 {
                     Ok(response) => Ok(accepted(response.into_inner())),
@@ -199,6 +214,7 @@ impl Transport {
                 headers,
                 gzip,
                 protobuf,
+                signal,
             } => {
                 let body = if *gzip { gzip_body(&body) } else { body };
                 let response = client
@@ -221,11 +237,11 @@ impl Transport {
                 let bytes = response.bytes().await.unwrap_or_default();
                 if status.is_success() {
                     return Ok(if *protobuf {
-                        ExportTraceServiceResponse::decode(bytes)
+                        ExportResponse::decode(bytes)
                             .map(accepted)
                             .unwrap_or_default()
                     } else {
-                        json_partial_success(&bytes)
+                        json_partial_success(&bytes, *signal)
                     });
                 }
                 let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
@@ -247,31 +263,32 @@ impl Transport {
     }
 }
 
-fn accepted(r: ExportTraceServiceResponse) -> Accepted {
+fn accepted(r: ExportResponse) -> Accepted {
     match r.partial_success {
         Some(p) => Accepted {
-            rejected_spans: u64::try_from(p.rejected_spans).unwrap_or(0),
+            rejected: u64::try_from(p.rejected).unwrap_or(0),
             message: p.error_message,
         },
         None => Accepted::default(),
     }
 }
 
-/// `{"partialSuccess":{"rejectedSpans":"3","errorMessage":"…"}}`; the count
-/// may be a string or a number. Anything unreadable counts as full success,
-/// as the receiver answered 2xx.
-fn json_partial_success(body: &[u8]) -> Accepted {
+/// `{"partialSuccess":{"rejectedSpans":"3","errorMessage":"…"}}` (or
+/// `rejectedDataPoints`, after `signal`); the count may be a string or a
+/// number. Anything unreadable counts as full success, as the receiver
+/// answered 2xx.
+fn json_partial_success(body: &[u8], signal: Signal) -> Accepted {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Accepted::default();
     };
     let p = &v["partialSuccess"];
-    let rejected = match &p["rejectedSpans"] {
+    let rejected = match &p[signal.json_rejected()] {
         serde_json::Value::String(s) => s.parse().unwrap_or(0),
         serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
         _ => 0,
     };
     Accepted {
-        rejected_spans: rejected,
+        rejected,
         message: p["errorMessage"].as_str().unwrap_or_default().to_string(),
     }
 }
@@ -360,7 +377,7 @@ struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
+    type Decode = ExportResponse;
     type Encoder = RawCodec;
     type Decoder = RawCodec;
 
@@ -384,12 +401,12 @@ impl Encoder for RawCodec {
 }
 
 impl Decoder for RawCodec {
-    type Item = ExportTraceServiceResponse;
+    type Item = ExportResponse;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
         let bytes = src.copy_to_bytes(src.remaining());
-        ExportTraceServiceResponse::decode(bytes)
+        ExportResponse::decode(bytes)
             .map(Some)
             .map_err(|e| Status::internal(format!("undecodable response: {e}")))
     }
@@ -428,12 +445,17 @@ mod tests {
     fn json_partial_success_counts_rejections() {
         let a = json_partial_success(
             br#"{"partialSuccess":{"rejectedSpans":"3","errorMessage":"too old"}}"#,
+            Signal::Traces,
         );
-        assert_eq!(a.rejected_spans, 3);
+        assert_eq!(a.rejected, 3);
         assert_eq!(a.message, "too old");
-        assert_eq!(json_partial_success(b"{}").rejected_spans, 0);
+        assert_eq!(json_partial_success(b"{}", Signal::Traces).rejected, 0);
+        let metrics = br#"{"partialSuccess":{"rejectedDataPoints":5}}"#;
+        assert_eq!(json_partial_success(metrics, Signal::Metrics).rejected, 5);
+        assert_eq!(json_partial_success(metrics, Signal::Traces).rejected, 0);
         assert_eq!(
-            json_partial_success(br#"{"partialSuccess":{"rejectedSpans":2}}"#).rejected_spans,
+            json_partial_success(br#"{"partialSuccess":{"rejectedSpans":2}}"#, Signal::Traces)
+                .rejected,
             2
         );
     }

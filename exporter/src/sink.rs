@@ -1,0 +1,61 @@
+//! Record sinks: where the ordered record stream goes, one sink per output
+//! (OTLP JSON lines, an OTLP export of spans; an OTLP export of metrics
+//! next).
+//!
+//! The flow workers turn each record into a [`Mapped`] in parallel: every
+//! signal's encoding made once, whatever the number of sinks that use it.
+//! The output thread hands each [`Mapped`] to every sink in output order;
+//! sinks only batch bytes and write or submit them.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::EncodedSpan;
+use crate::otlp::ExportReport;
+
+/// What the workers made of one record, for every sink.
+#[derive(Debug, Clone)]
+pub struct Mapped {
+    /// The record's span, in the encodings the sinks asked for.
+    pub span: EncodedSpan,
+}
+
+/// How a sink ended.
+#[derive(Debug)]
+pub enum SinkEnd {
+    /// A writer (file, standard output): whether every write succeeded.
+    Written(io::Result<()>),
+    /// An OTLP export: where to, and where every item ended up.
+    Exported {
+        /// The endpoint and protocol.
+        target: String,
+        /// The exporter's final accounting.
+        report: ExportReport,
+    },
+}
+
+/// One output of the record stream.
+pub trait RecordSink: Send {
+    /// Takes the next record's outputs, in output order.
+    ///
+    /// # Errors
+    /// This sink cannot go on (e.g. its file cannot be written); the
+    /// others do.
+    fn take(&mut self, item: &Mapped) -> io::Result<()>;
+
+    /// When this sink wants [`flush_due`](Self::flush_due) called: a
+    /// partial batch that must not wait longer.
+    fn due(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Sends what has waited long enough.
+    fn flush_due(&mut self) {}
+
+    /// Publishes the number of items taken so far into the sink's counters.
+    fn publish(&self, taken: u64);
+
+    /// Writes or sends what is left, waiting at most `shutdown` for an
+    /// exporter's queue.
+    fn finish(self: Box<Self>, shutdown: Duration) -> SinkEnd;
+}

@@ -148,6 +148,10 @@ pub struct PacketExtra {
     /// A tunnel header (or the packet inside it) that could not be decoded:
     /// the packet is then the flow of the tunnel that carried it.
     pub tunnel_error: Option<DecodeError>,
+    /// Where decoding stopped: the transport header was cut short. The
+    /// packet is then the flow of its addresses and protocol, without
+    /// ports (its IP-level flow), and the malformation is counted.
+    pub stopped: Option<DecodeError>,
 }
 
 /// IPsec SPIs and WireGuard indices from one packet; 0 when absent (SPI 0
@@ -222,9 +226,15 @@ impl PacketRepr {
         self.extra.get_or_insert_with(Default::default)
     }
 
+    /// Where decoding stopped, if the transport header was cut short.
+    #[inline]
+    pub fn stopped(&self) -> Option<DecodeError> {
+        self.extra.as_ref().and_then(|x| x.stopped)
+    }
+
     /// Whether the protocol carries ports or ICMP type/code in the flow key.
     pub fn has_transport_header(&self) -> bool {
-        !matches!(self.fragment, Fragment::Later { .. })
+        !matches!(self.fragment, Fragment::Later { .. }) && self.stopped().is_none()
     }
 
     /// Counts this TCP or UDP super-frame (GSO on send, GRO on receive) as
@@ -859,8 +869,7 @@ fn ipv4(f: &[u8], at: usize, repr: &mut PacketRepr) -> Result<(usize, usize), De
             repr.extra_mut().ipsec.ah_spi = be32(f, l4 + 4);
             l4 += len;
         }
-        transport(f, l4, end, repr)?;
-        repr.add_headers(l4 - at);
+        transport_lax(f, l4, end, at, repr);
     }
     Ok((l4, end))
 }
@@ -946,10 +955,28 @@ fn ipv6(f: &[u8], at: usize, repr: &mut PacketRepr) -> Result<(usize, usize), De
         repr.extra_mut().ipsec.ah_spi = ah_spi;
     }
     if repr.has_transport_header() {
-        transport(f, l4, end, repr)?;
-        repr.add_headers(l4 - at);
+        transport_lax(f, l4, end, at, repr);
     }
     Ok((l4, end))
+}
+
+/// Decodes the transport header at `l4` (the IP header at `at`); one cut
+/// short leaves the packet its IP-level flow (addresses and protocol, no
+/// ports), with where decoding stopped in [`PacketRepr::stopped`], as
+/// etherparse's lax slicing does.
+#[inline(always)]
+fn transport_lax(f: &[u8], l4: usize, end: usize, at: usize, repr: &mut PacketRepr) {
+    match transport(f, l4, end, repr) {
+        Ok(()) => repr.add_headers(l4 - at),
+        Err(e) => stopped_at(repr, e),
+    }
+}
+
+/// Out of line: rare.
+#[cold]
+#[inline(never)]
+fn stopped_at(repr: &mut PacketRepr, e: DecodeError) {
+    repr.extra_mut().stopped = Some(e);
 }
 
 #[inline(always)]
@@ -1048,20 +1075,37 @@ mod tests {
 
     #[test]
     fn truncated_at_every_length() {
-        // TCP needs 14 bytes (ports and flags): frames of 48 bytes and more decode.
+        // TCP needs 14 bytes (ports and flags): frames of 48 bytes and more
+        // decode whole; from 34 bytes (a whole IP header) the packet is its
+        // IP-level flow, with where decoding stopped.
         for len in 0..ETH_IPV4_TCP_SYN.len() {
             match decode(LinkType::ETHERNET, &ETH_IPV4_TCP_SYN[..len]) {
                 Decoded::Malformed(e) => {
                     let expected = match len {
                         0..14 => Layer::Ethernet,
                         14..34 => Layer::Ipv4,
-                        34..48 => Layer::Tcp,
                         _ => panic!("length {len}: unexpected error {e}"),
                     };
                     assert_eq!(e.layer, expected, "length {len}");
                 }
+                Decoded::Ip(p) if len < 48 => {
+                    assert!(len >= 34, "length {len} decoded");
+                    let e = p.stopped().expect("where decoding stopped");
+                    assert_eq!((e.layer, usize::from(e.offset)), (Layer::Tcp, 34));
+                    assert_eq!(
+                        e.kind,
+                        DecodeErrorKind::Truncated {
+                            need: 14,
+                            have: (len - 34) as u16
+                        }
+                    );
+                    assert_eq!((p.protocol, p.src_port, p.dst_port), (6, 0, 0));
+                    assert_eq!((p.tcp_flags, p.headers), (0, 0));
+                    assert!(!p.has_transport_header());
+                    assert_eq!(p.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+                }
                 Decoded::Ip(p) => {
-                    assert!(len >= 48, "length {len} decoded");
+                    assert_eq!(p.stopped(), None, "length {len}");
                     assert_eq!((p.src_port, p.tcp_flags), (40000, 0x02));
                 }
                 other => panic!("length {len}: {other:?}"),
@@ -1167,9 +1211,13 @@ mod tests {
                         if let Some(e) = p.encap() {
                             assert!(p.ip_bytes + e.tunnel_bytes + e.ipip_bytes <= outer);
                         } else if whole.encap().is_some() && !is_teredo(&whole) {
-                            // Cut inside the tunnel: counted as an error,
-                            // never silently the outer flow.
-                            assert!(p.tunnel_error().is_some(), "length {len}: {p:?}");
+                            // Cut inside the tunnel (or the outer transport
+                            // header): counted as an error, never silently
+                            // the outer flow.
+                            assert!(
+                                p.tunnel_error().is_some() || p.stopped().is_some(),
+                                "length {len}: {p:?}"
+                            );
                         }
                     }
                     Decoded::Malformed(e) => assert!(

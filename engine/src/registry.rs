@@ -106,7 +106,9 @@ impl DecodeCounts {
         self.malformed[e.reason_index()] += 1;
     }
 
-    /// Counts a decoded packet, and its tunnel, if any.
+    /// Counts a decoded packet, its tunnel, if any, and where its decoding
+    /// stopped, if its transport header was cut short (it still counts in
+    /// its IP-level flow, and as malformed).
     pub fn decoded(&mut self, p: &PacketRepr) {
         self.decoded += 1;
         if p.extra.is_some() {
@@ -115,6 +117,9 @@ impl DecodeCounts {
             }
             if let Some(e) = p.tunnel_error() {
                 self.tunnel_malformed[e.reason_index()] += 1;
+            }
+            if let Some(e) = p.stopped() {
+                self.malformed[e.reason_index()] += 1;
             }
         }
     }

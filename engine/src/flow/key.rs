@@ -74,6 +74,8 @@ impl FlowKey {
     #[inline(always)]
     pub fn from_packet(p: &PacketRepr) -> (FlowKey, bool) {
         let (sport, dport, one_way) = match p.protocol {
+            // An ICMP header cut short has no type: no port equivalents.
+            1 | 58 if p.extra.is_some() && p.stopped().is_some() => (0, 0, false),
             1 | 58 => icmp_port_equivalents(p.protocol, p.icmp_type, p.icmp_code),
             6 | 17 | 132 => (p.src_port, p.dst_port, false),
             _ => (0, 0, false),

@@ -35,6 +35,7 @@ pub mod registry;
 mod ring;
 pub mod snapshot;
 pub mod source;
+pub mod wire;
 
 pub use community_id::CommunityId;
 pub use decode::{Decoded, Fragment, LinkType, PacketRepr, SkipReason, decode};

@@ -11,7 +11,11 @@
 
 use std::net::IpAddr;
 
-use super::{IpVersion, PacketRepr, be16, be32, need};
+use super::ip::ip;
+use super::link::{ethernet, ieee80211, ppp};
+use super::{
+    Decoder, Fragment, IpVersion, MAX_TUNNELS, PacketRepr, Stop, UNSPECIFIED, be16, be32, need,
+};
 use crate::error::{DecodeError, DecodeErrorKind, Layer};
 
 /// A tunnel protocol that is not IP-in-IP (`tunnel.type`).
@@ -583,4 +587,126 @@ pub(super) fn fold(
     x ^= x >> 31;
     // 0 means "not tunnelled".
     x.max(1)
+}
+
+impl Decoder {
+    /// Peels tunnels off `packet` (its IP header at `at`, transport header
+    /// at `l4`, datagram ending at `end`): it becomes the innermost packet,
+    /// and `l4` and `end` that packet's. Out of line: most packets do not
+    /// come here ([`tunnel::may_carry`]).
+    #[inline(never)]
+    pub(super) fn decapsulate(
+        &self,
+        f: &[u8],
+        packet: &mut PacketRepr,
+        at: usize,
+        l4: &mut usize,
+        end: &mut usize,
+    ) {
+        let placeholder = PacketRepr::new(packet.src, packet.dst, packet.protocol);
+        let outer = std::mem::replace(packet, placeholder);
+        let outer_bytes = outer.ip_bytes;
+        let outer_ah_spi = outer.extra.as_ref().map_or(0, |x| x.ipsec.ah_spi);
+        let (mut cur, mut cur_at, mut cur_l4, mut cur_end) = (outer, at, *l4, *end);
+        let mut encap = Encap::default();
+        let mut fingerprint = 0u64;
+        let mut first_ipip_header = 0u32;
+        for _ in 0..MAX_TUNNELS {
+            // A fragment's tunnel header is in its first fragment only: a
+            // fragmented outer packet is counted as it is.
+            if cur.fragment != Fragment::Whole {
+                break;
+            }
+            let found = match find(&self.tunnel_ports, f, &cur, cur_l4, cur_end) {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                Err(e) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            // Nothing inside may reach past the outer datagram.
+            let inner_frame = &f[..cur_end];
+            let located = match found.payload {
+                Payload::Ip(i, v) => Ok((i, v, None)),
+                Payload::Ethernet(i) => {
+                    ethernet(inner_frame, i, 0).map(|(ip_at, v)| (ip_at, v, Some(i)))
+                }
+                Payload::Ppp(i) => ppp(inner_frame, i).map(|(i, v)| (i, v, None)),
+                Payload::Ieee80211(i) => ieee80211(inner_frame, i).map(|(i, v)| (i, v, None)),
+            };
+            let (ip_at, version, ethernet_at) = match located {
+                Ok(l) => l,
+                // Not IP inside (ARP, LLDP, …): the tunnel's own flow.
+                Err(Stop::Skip(_)) => break,
+                Err(Stop::Err(e)) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            let mut inner = PacketRepr::new(UNSPECIFIED, UNSPECIFIED, 0);
+            let (inner_l4, inner_end) = match ip(inner_frame, ip_at, version, &mut inner) {
+                Ok(d) => d,
+                Err(e) => {
+                    cur.extra_mut().tunnel_error = Some(e);
+                    break;
+                }
+            };
+            match found.kind {
+                None => {
+                    if encap.ipip.is_none() {
+                        encap.ipip = Some(IpIpHeader {
+                            src: cur.src,
+                            dst: cur.dst,
+                            protocol: cur.protocol,
+                        });
+                        first_ipip_header = u32::try_from(cur_l4 - cur_at).unwrap_or(0);
+                    }
+                }
+                Some(kind) => {
+                    if encap.tunnel.is_none() {
+                        encap.tunnel = Some(TunnelHeader {
+                            kind,
+                            id: found.id,
+                            src: cur.src,
+                            dst: cur.dst,
+                            src_port: if cur.protocol == 17 { cur.src_port } else { 0 },
+                            dst_port: if cur.protocol == 17 { cur.dst_port } else { 0 },
+                            transport: cur.protocol,
+                            // Only IP in IP came before: its MAC is the
+                            // outermost frame's.
+                            src_mac: cur.src_mac,
+                        });
+                    }
+                }
+            }
+            let shared_id = found.id.filter(|_| found.id_shared);
+            fingerprint = fold(fingerprint, found.kind, shared_id, cur.src, cur.dst);
+            match ethernet_at {
+                Some(e) => {
+                    inner.dst_mac.copy_from_slice(&f[e..e + 6]);
+                    inner.src_mac.copy_from_slice(&f[e + 6..e + 12]);
+                }
+                None => {
+                    inner.src_mac = cur.src_mac;
+                    inner.dst_mac = cur.dst_mac;
+                }
+            }
+            inner.ifindex = cur.ifindex;
+            (cur, cur_at, cur_l4, cur_end) = (inner, ip_at, inner_l4, inner_end);
+        }
+        if fingerprint != 0 {
+            let overhead = outer_bytes.saturating_sub(cur.ip_bytes);
+            encap.ipip_bytes = match (encap.ipip, encap.tunnel) {
+                (None, _) => 0,
+                (Some(_), None) => overhead,
+                (Some(_), Some(_)) => first_ipip_header.min(overhead),
+            };
+            encap.tunnel_bytes = overhead - encap.ipip_bytes;
+            encap.fingerprint = fingerprint;
+            encap.outer_ah_spi = outer_ah_spi;
+            cur.extra_mut().encap = encap;
+        }
+        (*packet, *l4, *end) = (cur, cur_l4, cur_end);
+    }
 }

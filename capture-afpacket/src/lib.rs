@@ -19,17 +19,19 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod fanout;
 mod live;
+mod packet;
 pub mod ring;
 #[cfg(feature = "testnet")]
 mod sender;
+mod sys;
 #[cfg(feature = "testnet")]
 pub mod testnet;
 
+pub use fanout::FANOUT_BY_ADDRESSES;
 pub use live::{LiveCapture, LiveError, Warn};
-pub use ring::{
-    Block, Gso, GsoKind, Packet, PacketType, Packets, Ring, RingConfig, RingError, RingStats,
-    wait_any,
-};
+pub use packet::{Gso, GsoKind, Packet, PacketType, Packets};
+pub use ring::{Block, Ring, RingConfig, RingError, RingStats, wait_any};
 #[cfg(feature = "testnet")]
 pub use sender::PacketSender;

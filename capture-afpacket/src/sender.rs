@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::RingError;
-use crate::ring::{bind_socket, packet_socket, set_option, sys_err};
+use crate::sys::{bind_socket, packet_socket, set_option, sys_err};
 
 /// Writes whole link-layer frames to one interface.
 #[derive(Debug)]

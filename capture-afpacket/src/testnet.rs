@@ -320,7 +320,7 @@ pub fn tcp_bytes_sent(stream: &std::net::TcpStream) -> u64 {
     /// `tcpi_bytes_sent`'s offset in `struct tcp_info`.
     const BYTES_SENT: usize = 200;
     let mut info = [0u8; 256];
-    let len = crate::ring::get_option(stream.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)
+    let len = crate::sys::get_option(stream.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)
         .unwrap_or_else(|e| panic!("TCP_INFO: {e}"));
     assert!(len >= BYTES_SENT + 8, "tcp_info of {len} bytes");
     let mut b = [0u8; 8];

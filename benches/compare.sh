@@ -38,7 +38,8 @@ cap=${2:-target/bench/big-notun.pcap}
 pairs=${PAIRS:-20}
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 
-cargo build --release --quiet "${package[@]}" -p flowspan-testdata
+cargo build --release --quiet "${package[@]}"
+cargo build --release --quiet -p flowspan-testdata --bin gen-bigcap
 if [ ! -f "$cap" ]; then
     mkdir -p "$(dirname "$cap")"
     ./target/release/gen-bigcap "$cap" --no-tunnels

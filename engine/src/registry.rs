@@ -109,18 +109,26 @@ impl DecodeCounts {
     /// Counts a decoded packet, its tunnel, if any, and where its decoding
     /// stopped, if its transport header was cut short (it still counts in
     /// its IP-level flow, and as malformed).
+    #[inline]
     pub fn decoded(&mut self, p: &PacketRepr) {
         self.decoded += 1;
         if p.extra.is_some() {
-            if p.encap().is_some() {
-                self.decapsulated += 1;
-            }
-            if let Some(e) = p.tunnel_error() {
-                self.tunnel_malformed[e.reason_index()] += 1;
-            }
-            if let Some(e) = p.stopped() {
-                self.malformed[e.reason_index()] += 1;
-            }
+            self.decoded_extra(p);
+        }
+    }
+
+    /// The rare part of [`decoded`](Self::decoded), out of line.
+    #[cold]
+    #[inline(never)]
+    fn decoded_extra(&mut self, p: &PacketRepr) {
+        if p.encap().is_some() {
+            self.decapsulated += 1;
+        }
+        if let Some(e) = p.tunnel_error() {
+            self.tunnel_malformed[e.reason_index()] += 1;
+        }
+        if let Some(e) = p.stopped() {
+            self.malformed[e.reason_index()] += 1;
         }
     }
 

@@ -35,6 +35,7 @@ impl SlotIndex {
         }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -43,21 +44,25 @@ impl SlotIndex {
         self.entries.capacity() * std::mem::size_of::<u64>()
     }
 
+    #[inline]
     fn mask(&self) -> usize {
         self.entries.len() - 1
     }
 
+    #[inline]
     fn home(&self, tag: u32) -> usize {
         tag as usize & self.mask()
     }
 
     /// Where a lookup of `hash` starts reading, for a prefetch.
+    #[inline]
     pub(crate) fn entry_addr(&self, hash: u64) -> *const u8 {
         let at = self.home(tag_of(hash));
         self.entries[at..].as_ptr().cast()
     }
 
     /// The first slot stored under `hash` for which `is_it` holds.
+    #[inline]
     pub(crate) fn find(&self, hash: u64, mut is_it: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
         let mask = self.mask();
@@ -76,6 +81,7 @@ impl SlotIndex {
     }
 
     /// Adds `slot` under `hash` (the caller knows it is not there yet).
+    #[inline]
     pub(crate) fn insert(&mut self, hash: u64, slot: u32) {
         debug_assert_ne!(slot, EMPTY);
         if (self.len + 1) * 4 > self.entries.len() * 3 {
@@ -85,6 +91,7 @@ impl SlotIndex {
         self.len += 1;
     }
 
+    #[inline]
     fn place(&mut self, entry: u64) {
         let mask = self.mask();
         let mut at = self.home((entry >> 32) as u32);
@@ -105,6 +112,7 @@ impl SlotIndex {
     }
 
     /// Removes `slot`, stored under `hash`; false if it was not there.
+    #[inline]
     pub(crate) fn remove(&mut self, hash: u64, slot: u32) -> bool {
         let tag = tag_of(hash);
         let mask = self.mask();

@@ -123,6 +123,7 @@ impl FlowKey {
     }
 
     /// A stable byte encoding used to derive trace ids.
+    #[inline]
     pub(crate) fn write_bytes(&self, out: &mut Vec<u8>) {
         out.push(self.protocol);
         out.push(u8::from(self.one_way));

@@ -103,6 +103,7 @@ impl TcpTiming {
     /// Takes in packet `p`, sent by the initiator if `forward`, at `ts_ns`; the flow began at
     /// `flow_start_ns`. `established` says whether `p` completes the
     /// handshake (the initiator's ACK after the responder's SYN and ACK).
+    #[inline]
     pub(crate) fn observe(
         &mut self,
         p: &PacketRepr,

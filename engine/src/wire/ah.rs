@@ -18,7 +18,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 12 bytes, or fewer than its length says.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         let p = Packet { buffer };
         check(p.buffer.as_ref(), Self::FIXED_LEN)?;
@@ -27,19 +27,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Next header: what the AH protects.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
     /// The header's length in bytes ((payload length + 2) × 4).
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[1]) + 2) * 4
     }
 
     /// Security Parameters Index.
-    #[inline]
+    #[inline(always)]
     pub fn spi(&self) -> u32 {
         be32(self.buffer.as_ref(), 4)
     }

@@ -66,7 +66,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> u16 {
         be16(self.buffer.as_ref(), field::ETHERTYPE.start)
     }

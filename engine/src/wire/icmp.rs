@@ -23,20 +23,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 2 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         check(buffer.as_ref(), field::CODE + 1)?;
         Ok(Packet { buffer })
     }
 
     /// Message type.
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
     /// Message code.
-    #[inline]
+    #[inline(always)]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }

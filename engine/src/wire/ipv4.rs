@@ -54,7 +54,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// # Errors
     /// `Truncated` (fewer than 20 bytes, or fewer than the IHL says),
     /// `BadVersion` (not 4), `BadHeaderLength` (IHL below 5).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         let p = Packet::new_unchecked(buffer);
         p.check_len()?;
@@ -65,7 +65,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// As [`new_checked`](Self::new_checked).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         let b = self.buffer.as_ref();
         check(b, field::FIXED_LEN)?;
@@ -88,68 +88,68 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Version: 4.
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes, options included (IHL × 4).
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// Type of service: DSCP << 2 | ECN.
-    #[inline]
+    #[inline(always)]
     pub fn tos(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
     /// Total length of the datagram (0 in TSO/GSO super-frames).
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH.start)
     }
 
     /// Identification.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT.start)
     }
 
     /// The More Fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & MORE_FRAGMENTS != 0
     }
 
     /// Fragment offset, in 8-byte units.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & OFFSET
     }
 
     /// Time to live.
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// Protocol of the payload.
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
     /// Source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SRC_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
     /// Destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])

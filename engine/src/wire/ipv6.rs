@@ -42,7 +42,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated` (fewer than 40 bytes), `BadVersion` (not 6).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         let p = Packet::new_unchecked(buffer);
         p.check_len()?;
@@ -53,7 +53,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// As [`new_checked`](Self::new_checked).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         check(self.buffer.as_ref(), field::HEADER_LEN)?;
         if self.version() != 6 {
@@ -68,44 +68,44 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Version: 6.
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
 
     /// Traffic class: DSCP << 2 | ECN.
-    #[inline]
+    #[inline(always)]
     pub fn traffic_class(&self) -> u8 {
         let b = self.buffer.as_ref();
         (b[0] << 4) | (b[1] >> 4)
     }
 
     /// Flow label (20 bits).
-    #[inline]
+    #[inline(always)]
     pub fn flow_label(&self) -> u32 {
         be32(self.buffer.as_ref(), field::VER_TC_FLOW.start) & 0x000f_ffff
     }
 
     /// Payload length (0 in jumbograms and GSO super-frames).
-    #[inline]
+    #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH.start)
     }
 
     /// Next header: the first extension header's type or the transport.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NXT_HDR]
     }
 
     /// Hop limit.
-    #[inline]
+    #[inline(always)]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC_ADDR]);
@@ -113,7 +113,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST_ADDR]);
@@ -134,7 +134,7 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 2 bytes, or fewer than its length says.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<ExtHeader<T>, DecodeErrorKind> {
         let h = ExtHeader { buffer };
         check(h.buffer.as_ref(), 2)?;
@@ -143,13 +143,13 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     }
 
     /// Next header.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
     /// The header's length in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[1]) + 1) * 8
     }
@@ -169,32 +169,32 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 8 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<FragmentHeader<T>, DecodeErrorKind> {
         check(buffer.as_ref(), Self::LEN)?;
         Ok(FragmentHeader { buffer })
     }
 
     /// Next header.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
     /// Fragment offset, in 8-byte units.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         be16(self.buffer.as_ref(), 2) >> 3
     }
 
     /// The M flag: more fragments follow.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), 2) & 1 != 0
     }
 
     /// Identification.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u32 {
         be32(self.buffer.as_ref(), 4)
     }

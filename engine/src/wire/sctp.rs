@@ -30,26 +30,26 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 12 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         check(buffer.as_ref(), field::CHECKSUM.end)?;
         Ok(Packet { buffer })
     }
 
     /// Source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
     /// Destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
     /// The first chunk's type, if a chunk follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn first_chunk_type(&self) -> Option<u8> {
         self.buffer.as_ref().get(field::CHUNK_TYPE).copied()
     }

@@ -41,7 +41,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 14 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         let p = Packet::new_unchecked(buffer);
         p.check_len()?;
@@ -52,7 +52,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// As [`new_checked`](Self::new_checked).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         check(self.buffer.as_ref(), field::READ_LEN)
     }
@@ -63,38 +63,38 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
     /// Destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
     /// Sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn seq_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::SEQ_NUM.start)
     }
 
     /// Acknowledgement number.
-    #[inline]
+    #[inline(always)]
     pub fn ack_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::ACK_NUM.start)
     }
 
     /// Header length in bytes (data offset × 4); below 20 in a header that
     /// is not TCP's.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> u16 {
         u16::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
 
     /// The flags: FIN = 0x01 … CWR = 0x80, NS = 0x100.
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u16 {
         let b = self.buffer.as_ref();
         (u16::from(b[field::DATA_OFF] & 0x01) << 8) | u16::from(b[field::FLAGS])

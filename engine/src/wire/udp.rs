@@ -31,20 +31,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// `Truncated`: fewer than 4 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
         check(buffer.as_ref(), field::DST_PORT.end)?;
         Ok(Packet { buffer })
     }
 
     /// Source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
     /// Destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT.start)
     }

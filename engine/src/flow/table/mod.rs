@@ -461,12 +461,14 @@ impl FlowTable {
         }
     }
 
+    #[inline]
     fn flow(&self, i: u32) -> &Flow {
         self.slots
             .get(i)
             .expect("timer lists only hold occupied slots")
     }
 
+    #[inline]
     fn flow_mut(&mut self, i: u32) -> &mut Flow {
         self.slots
             .get_mut(i)
@@ -475,6 +477,7 @@ impl FlowTable {
 
     /// Ends or splits flow `i` if it became due before this packet; returns
     /// the slot to update, or `None` if a new flow must start.
+    #[inline(always)]
     fn check_due_on_arrival(
         &mut self,
         i: u32,
@@ -517,6 +520,7 @@ impl FlowTable {
 
     /// Opens a flow for `key`, whose first packet is described by
     /// `opening`, at `ts_ns`; returns its slot.
+    #[inline]
     fn insert(
         &mut self,
         key: FlowKey,
@@ -579,6 +583,7 @@ impl FlowTable {
         i
     }
 
+    #[inline]
     fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
         let f = self.slots.get_mut(i).expect("updated slot is occupied");
         let forward = from_a == f.initiator_is_a;

@@ -56,30 +56,37 @@ pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
 pub(super) const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
 
 impl Slab {
+    #[inline]
     pub(super) fn slot(&self, i: u32) -> &Option<Flow> {
         &self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
     }
 
+    #[inline]
     pub(super) fn slot_mut(&mut self, i: u32) -> &mut Option<Flow> {
         &mut self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
     }
 
+    #[inline]
     pub(super) fn get(&self, i: u32) -> Option<&Flow> {
         self.slot(i).as_ref()
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, i: u32) -> Option<&mut Flow> {
         self.slot_mut(i).as_mut()
     }
 
+    #[inline]
     pub(super) fn key_is(&self, i: u32, key: &FlowKey) -> bool {
         self.get(i).is_some_and(|f| f.key == *key)
     }
 
+    #[inline]
     pub(super) fn put(&mut self, i: u32, flow: Flow) {
         *self.slot_mut(i) = Some(flow);
     }
 
+    #[inline]
     pub(super) fn take(&mut self, i: u32) -> Option<Flow> {
         self.slot_mut(i).take()
     }

@@ -23,6 +23,7 @@ impl List {
         tail: NIL,
     };
 
+    #[inline]
     pub(super) fn push_back(&mut self, links: &mut [Link], i: u32) {
         links[i as usize] = Link {
             prev: self.tail,
@@ -39,6 +40,7 @@ impl List {
     /// Moves `i`, already in the list, to its back; nothing to do (and no
     /// neighbour to touch) when it is there already, as for consecutive
     /// packets of one flow.
+    #[inline]
     pub(super) fn move_to_back(&mut self, links: &mut [Link], i: u32) {
         if self.tail != i {
             self.unlink(links, i);
@@ -46,6 +48,7 @@ impl List {
         }
     }
 
+    #[inline]
     pub(super) fn unlink(&mut self, links: &mut [Link], i: u32) {
         let Link { prev, next } = links[i as usize];
         if prev == NIL {

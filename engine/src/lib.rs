@@ -43,7 +43,7 @@ pub use error::{DecodeError, DecodeErrorKind, Layer};
 pub use flow::config::{FlowConfig, IpNet, Timeouts};
 pub use flow::host::{HostSockets, HostView, Listener};
 pub use flow::key::FlowKey;
-pub use flow::observation::{FlowObservation, Opening, SideDelta, TcpSamples};
+pub use flow::observation::{FlowObservation, ObservedEncap, Opening, SideDelta, TcpSamples};
 pub use flow::record::{DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState};
 pub use flow::table::{FlowTable, TableStats};
 pub use pipeline::{Pipeline, PipelineClosed, PipelineConfig};

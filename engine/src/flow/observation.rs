@@ -11,6 +11,7 @@
 //! not straddle a record boundary (an active timeout, the end of the flow):
 //! a kernel aggregate is read at least that often.
 
+use crate::decode::{IpIpHeader, Ipsec, TunnelHeader};
 use crate::flow::key::FlowKey;
 use crate::flow::record::FirstPacket;
 
@@ -72,8 +73,29 @@ pub struct TcpSamples {
     pub first_turn: bool,
 }
 
+/// What a tunnelled flow's packets carried besides their own headers
+/// (README "Tunnels"), per side of the key (`[0]`: sent by endpoint `a`),
+/// as a kernel program that decapsulates them keeps it. The flow's key
+/// holds the tunnels' fingerprint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedEncap {
+    /// The outermost tunnel of each side's first tunnelled packet.
+    pub tunnel: [Option<TunnelHeader>; 2],
+    /// The outermost IP-in-IP header of each side's first tunnelled packet.
+    pub ipip: [Option<IpIpHeader>; 2],
+    /// Encapsulation bytes each side's packets carried, counted under
+    /// `tunnel.*`.
+    pub tunnel_bytes: [u64; 2],
+    /// Encapsulation bytes counted under `ipip.*`.
+    pub ipip_bytes: [u64; 2],
+    /// The first non-zero IPsec and WireGuard identifiers of each side.
+    pub ipsec: [Ipsec; 2],
+    /// The first non-zero AH SPI of each side's outer headers.
+    pub tunnel_ah_spi: [u32; 2],
+}
+
 /// What happened to one flow since it was last observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowObservation {
     /// The flow.
     pub key: FlowKey,
@@ -89,6 +111,9 @@ pub struct FlowObservation {
     pub ifindex: u32,
     /// TCP latency samples (TCP flows).
     pub tcp: TcpSamples,
+    /// Tunnels, IPsec and WireGuard identifiers, for the flows that have
+    /// any.
+    pub encap: Option<Box<ObservedEncap>>,
 }
 
 impl FlowObservation {
@@ -102,6 +127,7 @@ impl FlowObservation {
             opening: None,
             ifindex: 0,
             tcp: TcpSamples::default(),
+            encap: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::decode::{IpIpHeader, Ipsec, PacketExtra, TunnelHeader};
 use crate::flow::key::FlowKey;
+use crate::flow::observation::ObservedEncap;
 use crate::flow::record::{
     DirectionRecord, EncapRecord, FirstPacket, FlowRole, OverheadBytes, TcpState,
 };
@@ -106,6 +107,26 @@ impl FlowExtra {
         first_nonzero(&mut mine.wg_receiver, p.ipsec.wg_receiver);
     }
 
+    /// Takes in what a flow observation says of the flow's tunnels.
+    pub(super) fn merge(&mut self, o: &ObservedEncap) {
+        for side in 0..2 {
+            self.tunnel_bytes[side].add_u64(o.tunnel_bytes[side]);
+            self.ipip_bytes[side].add_u64(o.ipip_bytes[side]);
+            if self.tunnel[side].is_none() {
+                self.tunnel[side] = o.tunnel[side];
+            }
+            if self.ipip[side].is_none() {
+                self.ipip[side] = o.ipip[side];
+            }
+            first_nonzero(&mut self.tunnel_ah_spi[side], o.tunnel_ah_spi[side]);
+            let (mine, seen) = (&mut self.ipsec[side], &o.ipsec[side]);
+            first_nonzero(&mut mine.ah_spi, seen.ah_spi);
+            first_nonzero(&mut mine.esp_spi, seen.esp_spi);
+            first_nonzero(&mut mine.wg_sender, seen.wg_sender);
+            first_nonzero(&mut mine.wg_receiver, seen.wg_receiver);
+        }
+    }
+
     pub(super) fn reset_record(&mut self) {
         for b in self.tunnel_bytes.iter_mut().chain(&mut self.ipip_bytes) {
             b.delta = 0;
@@ -148,8 +169,12 @@ pub(super) struct Overhead {
 
 impl Overhead {
     pub(super) fn add(&mut self, bytes: u32) {
-        self.delta += u64::from(bytes);
-        self.total += u64::from(bytes);
+        self.add_u64(u64::from(bytes));
+    }
+
+    pub(super) fn add_u64(&mut self, bytes: u64) {
+        self.delta += bytes;
+        self.total += bytes;
     }
 }
 

@@ -11,8 +11,10 @@
 //! captures into a veth pair, which `testnet` sets up between two network
 //! namespaces of its own.
 //!
-//! The `engine` binary's `-i` uses these rings (its `live` module); the
-//! crate's tests and `engine`'s live tests run them on real veth pairs.
+//! [`LiveCapture`] opens one ring per flow worker on each interface asked
+//! for and drains them as an [`engine::CaptureSource`]: the `engine`
+//! binary's `-i`. The crate's tests and `engine`'s live tests run them on
+//! real veth pairs.
 //!
 //! `unsafe` is confined to the system calls and the shared ring memory,
 //! each block with a `SAFETY:` comment; packets are parsed in safe code.

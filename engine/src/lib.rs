@@ -1,8 +1,16 @@
 //! The flowspan engine: packet decoding, per-worker biflow tables and flow
-//! records. No I/O, and no `unsafe` but a prefetch hint: capture crates turn a source into frames,
-//! [`decode()`] turns a frame into a [`PacketRepr`], a [`FlowTable`] (or a
-//! sharded [`Pipeline`] of them) turns packets into [`FlowRecord`]s, and the
-//! exporter turns records into spans.
+//! records. No I/O, and no `unsafe` but a prefetch hint.
+//!
+//! - Capture crates implement [`CaptureSource`]; [`drive`] is the one loop
+//!   that takes what a source delivers (frames, or [`FlowObservation`]s
+//!   counted elsewhere) into a [`Pipeline`].
+//! - [`decode()`] turns a frame into a [`PacketRepr`], reading each header
+//!   through a [`wire`] view.
+//! - A [`FlowTable`] (or a sharded [`Pipeline`] of them) turns packets and
+//!   flow observations into [`FlowRecord`]s, whose endpoints the
+//!   [`enrich`] directory describes; the exporter turns records into spans.
+//! - Every stage publishes its counters into a [`Registry`], which can be
+//!   read while the run goes on.
 //!
 //! ```
 //! use engine::{decode, Decoded, FlowConfig, FlowTable, LinkType};

@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::decode::{Decoded, Decoder, LinkType};
+use crate::decode::{Decoded, Decoder, LinkType, PacketRepr};
 use crate::flow::observation::FlowObservation;
 use crate::pipeline::Pipeline;
 use crate::registry::{DecodeCounts, Registry};
@@ -128,22 +128,17 @@ impl Input for Driver<'_> {
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         let c = &mut self.counts;
         c.frames += 1;
-        match self.decoder.decode(LinkType(frame.link_type), frame.data) {
-            Decoded::Ip(mut packet) => {
+        let link = LinkType(frame.link_type);
+        match self.decoder.decode_from(link, frame.data, frame.ifindex) {
+            Decoded::Ip(packet) => {
                 c.decoded(&packet);
-                packet.ifindex = frame.ifindex;
-                if let Some(s) = frame.segmentation {
-                    match (s.transport == packet.protocol)
-                        .then(|| packet.count_segments(s.segment_size))
-                        .flatten()
-                    {
-                        Some(segments) => {
-                            c.super_frames += 1;
-                            c.segments += u64::from(segments);
-                        }
-                        None => c.super_frames_unsplit += 1,
-                    }
-                }
+                // Moved straight from the decoder's result into the batch:
+                // a mutable binding here costs a second copy of the packet
+                // (and store-forwarding stalls on both).
+                let packet = match frame.segmentation {
+                    None => packet,
+                    Some(s) => count_segments(packet, s, c),
+                };
                 if self.pipeline.push(packet, frame.ts_ns).is_err() {
                     self.closed = true;
                     return ControlFlow::Break(());
@@ -165,6 +160,25 @@ impl Input for Driver<'_> {
             }
         }
     }
+}
+
+/// Counts a super-frame as the segments the wire carries, where the GSO
+/// type agrees with the transport the decoder found. Out of line: only
+/// live capture with offloads on has super-frames.
+#[cold]
+#[inline(never)]
+fn count_segments(mut packet: PacketRepr, s: Segmentation, c: &mut DecodeCounts) -> PacketRepr {
+    match (s.transport == packet.protocol)
+        .then(|| packet.count_segments(s.segment_size))
+        .flatten()
+    {
+        Some(segments) => {
+            c.super_frames += 1;
+            c.segments += u64::from(segments);
+        }
+        None => c.super_frames_unsplit += 1,
+    }
+    packet
 }
 
 /// Now, in nanoseconds since the Unix epoch (the kernel's packet clock).

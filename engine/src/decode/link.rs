@@ -9,6 +9,7 @@ use super::{IpVersion, Step, Stop, be16, need};
 use crate::error::{DecodeError, Layer};
 use crate::wire::EthernetFrame;
 
+#[inline]
 pub(super) fn link_layer(link: LinkType, f: &[u8]) -> Step<(usize, IpVersion)> {
     match link {
         LinkType::ETHERNET => ethernet(f, 0, 0),

@@ -97,7 +97,16 @@ impl Decoder {
     /// Decodes one frame of the given link type. A tunnelled packet
     /// becomes the packet inside, its tunnels described in
     /// [`PacketRepr::encap`].
+    #[inline]
     pub fn decode(&self, link: LinkType, frame: &[u8]) -> Decoded {
+        self.decode_from(link, frame, 0)
+    }
+
+    /// [`decode`](Self::decode) for a frame captured on interface
+    /// `ifindex` (0: unknown), which the packet records. Set here, while
+    /// the packet is built in place, rather than by the caller: a write to
+    /// the returned packet costs a copy of it.
+    pub fn decode_from(&self, link: LinkType, frame: &[u8], ifindex: u32) -> Decoded {
         let (offset, version) = match link_layer(link, frame) {
             Ok(l) => l,
             Err(Stop::Skip(r)) => return Decoded::Skipped(r),
@@ -120,6 +129,7 @@ impl Decoder {
             self.decapsulate(frame, &mut p, offset, &mut l4, &mut end);
         }
         ipsec_ids(frame, &mut p, l4, end);
+        p.ifindex = ifindex;
         Decoded::Ip(p)
     }
 }

@@ -26,7 +26,7 @@ use hashbrown::HashMap;
 
 use self::fragments::{FragmentEntry, FragmentKey};
 use self::ids::make_record;
-use self::role::opening_of;
+use self::role::Opener;
 use self::slab::{AHEAD, CHUNK_BITS, CHUNK_MASK, Slab, prefetch, prefetch_addr, prefetch_object};
 use self::state::{Direction, Flow, FlowExtra};
 use self::timers::{Link, List, NIL};
@@ -35,7 +35,6 @@ use crate::decode::{Fragment, PacketRepr};
 use crate::flow::config::FlowConfig;
 use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
-use crate::flow::observation::Opening;
 use crate::flow::record::{EndReason, FirstPacket, FlowRecord, sort_in_output_order};
 use crate::flow::tcp::{ACK, FIN, RST, SYN, TcpTiming};
 
@@ -238,7 +237,7 @@ impl FlowTable {
                 self.insert(
                     key,
                     hash,
-                    &opening_of(p, from_a),
+                    &(p, from_a),
                     p.ifindex,
                     ts_ns,
                     clock_ns,
@@ -525,12 +524,12 @@ impl FlowTable {
         &mut self,
         key: FlowKey,
         hash: u64,
-        opening: &Opening,
+        opening: &impl Opener,
         ifindex: u32,
         ts_ns: u64,
         clock_ns: u64,
     ) -> u32 {
-        let from_a = opening.from_a;
+        let from_a = opening.from_a();
         let (initiator_is_a, role) = self.judge(&key, opening);
         let class = match key.protocol {
             6 => CLASS_TCP,
@@ -548,7 +547,7 @@ impl FlowTable {
             fwd: Direction::default(),
             rev: Direction::default(),
             tcp_flags: [0; 2],
-            tcp: TcpTiming::new(opening.tcp_flags, from_a == initiator_is_a),
+            tcp: TcpTiming::new(opening.tcp_flags(), from_a == initiator_is_a),
             record_seq: 0,
             class: class as u8,
             role,
@@ -557,8 +556,8 @@ impl FlowTable {
             ifindex,
             mac: match (ifindex, from_a == initiator_is_a) {
                 (0, _) => [0; 6],
-                (_, true) => opening.src_mac,
-                (_, false) => opening.dst_mac,
+                (_, true) => opening.macs().0,
+                (_, false) => opening.macs().1,
             },
             extra: false,
         };

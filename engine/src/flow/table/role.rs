@@ -22,9 +22,79 @@ pub(super) enum Evidence {
     None,
 }
 
-/// How packet `p` opens a flow, if it is the flow's first.
-#[inline]
-pub(super) fn opening_of(p: &PacketRepr, from_a: bool) -> Opening {
+/// The first packet of a flow, as the initiator inference reads it: a
+/// packet itself, or what a flow observation says of it. Generic rather
+/// than a struct built from the packet: that copy cost more than the
+/// inference on every new flow.
+pub(crate) trait Opener {
+    /// The first packet was sent by endpoint `a` of the key.
+    fn from_a(&self) -> bool;
+    /// Its TCP flags.
+    fn tcp_flags(&self) -> u16;
+    /// Its first SCTP chunk type.
+    fn sctp_chunk(&self) -> u8;
+    /// Its ICMP type.
+    fn icmp_type(&self) -> u8;
+    /// Whether its transport header was there whole.
+    fn has_transport(&self) -> bool;
+    /// Its Ethernet source and destination addresses.
+    fn macs(&self) -> ([u8; 6], [u8; 6]);
+}
+
+/// A packet, sent by endpoint `a` if `.1`.
+impl Opener for (&PacketRepr, bool) {
+    #[inline(always)]
+    fn from_a(&self) -> bool {
+        self.1
+    }
+    #[inline(always)]
+    fn tcp_flags(&self) -> u16 {
+        self.0.tcp_flags
+    }
+    #[inline(always)]
+    fn sctp_chunk(&self) -> u8 {
+        self.0.sctp_chunk
+    }
+    #[inline(always)]
+    fn icmp_type(&self) -> u8 {
+        self.0.icmp_type
+    }
+    #[inline(always)]
+    fn has_transport(&self) -> bool {
+        self.0.has_transport_header()
+    }
+    #[inline(always)]
+    fn macs(&self) -> ([u8; 6], [u8; 6]) {
+        (self.0.src_mac, self.0.dst_mac)
+    }
+}
+
+impl Opener for Opening {
+    fn from_a(&self) -> bool {
+        self.from_a
+    }
+    fn tcp_flags(&self) -> u16 {
+        self.tcp_flags
+    }
+    fn sctp_chunk(&self) -> u8 {
+        self.sctp_chunk
+    }
+    fn icmp_type(&self) -> u8 {
+        self.icmp_type
+    }
+    fn has_transport(&self) -> bool {
+        self.has_transport
+    }
+    fn macs(&self) -> ([u8; 6], [u8; 6]) {
+        (self.src_mac, self.dst_mac)
+    }
+}
+
+/// How packet `p`, sent by endpoint `a` if `from_a`, opens a flow: what a
+/// flow observation carries of it (for tests that turn packets into
+/// observations).
+#[cfg(test)]
+pub(crate) fn opening_of(p: &PacketRepr, from_a: bool) -> Opening {
     Opening {
         from_a,
         tcp_flags: p.tcp_flags,
@@ -38,18 +108,19 @@ pub(super) fn opening_of(p: &PacketRepr, from_a: bool) -> Opening {
 
 /// Who initiated a flow of `protocol` that opened with `o`, sent from
 /// `src_port` to `dst_port`: `(the sender is the initiator, how we know)`.
+#[inline]
 pub(super) fn initiator_of(
     protocol: u8,
-    o: &Opening,
+    o: &impl Opener,
     src_port: u16,
     dst_port: u16,
 ) -> (bool, Evidence) {
     match protocol {
-        6 if o.tcp_flags & (SYN | ACK) == SYN => return (true, Evidence::Protocol),
-        6 if o.tcp_flags & (SYN | ACK) == SYN | ACK => return (false, Evidence::Protocol),
-        132 if o.sctp_chunk == 1 => return (true, Evidence::Protocol),
-        132 if o.sctp_chunk == 2 => return (false, Evidence::Protocol),
-        1 | 58 if o.has_transport => match icmp_role(protocol, o.icmp_type) {
+        6 if o.tcp_flags() & (SYN | ACK) == SYN => return (true, Evidence::Protocol),
+        6 if o.tcp_flags() & (SYN | ACK) == SYN | ACK => return (false, Evidence::Protocol),
+        132 if o.sctp_chunk() == 1 => return (true, Evidence::Protocol),
+        132 if o.sctp_chunk() == 2 => return (false, Evidence::Protocol),
+        1 | 58 if o.has_transport() => match icmp_role(protocol, o.icmp_type()) {
             IcmpRole::Request => return (true, Evidence::Protocol),
             IcmpRole::Reply => return (false, Evidence::Protocol),
             IcmpRole::OneWay => return (true, Evidence::None),
@@ -69,15 +140,16 @@ pub(super) fn initiator_of(
 impl FlowTable {
     /// Who initiated a new flow of `key` that opened with `opening`
     /// (`true`: endpoint `a`), and the observer's role in it.
-    pub(super) fn judge(&self, key: &FlowKey, opening: &Opening) -> (bool, FlowRole) {
-        let (src_port, dst_port) = if opening.from_a {
+    #[inline]
+    pub(super) fn judge(&self, key: &FlowKey, opening: &impl Opener) -> (bool, FlowRole) {
+        let (src_port, dst_port) = if opening.from_a() {
             (key.a_port, key.b_port)
         } else {
             (key.b_port, key.a_port)
         };
         let (sender_is_initiator, mut evidence) =
             initiator_of(key.protocol, opening, src_port, dst_port);
-        let mut initiator_is_a = opening.from_a == sender_is_initiator;
+        let mut initiator_is_a = opening.from_a() == sender_is_initiator;
         if let Some(host) = self.host.as_deref()
             && has_ports(key.protocol)
             && (evidence == Evidence::None || (evidence == Evidence::Ports && key.protocol == 6))

@@ -56,33 +56,9 @@ pub struct ExportOptions {
     pub concurrency: usize,
 }
 
-/// Where every submitted span ended up, plus request counts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ExportReport {
-    /// Spans handed to the exporter.
-    pub submitted: u64,
-    /// Spans the receiver accepted.
-    pub delivered: u64,
-    /// Spans the receiver reported as rejected in a partial success.
-    pub rejected: u64,
-    /// Spans in requests that failed permanently.
-    pub failed: u64,
-    /// Spans dropped because the queue was full.
-    pub dropped: u64,
-    /// Spans still queued or being retried at the shutdown deadline.
-    pub undelivered: u64,
-    /// Requests sent, retries included.
-    pub requests: u64,
-    /// Requests sent again after a retryable failure.
-    pub retries: u64,
-}
-
-impl ExportReport {
-    /// Spans that did not reach the receiver (or that it rejected).
-    pub fn lost(&self) -> u64 {
-        self.rejected + self.failed + self.dropped + self.undelivered
-    }
-}
+/// Where every submitted span ended up, plus request counts: the
+/// registry's export accounting, which every signal shares.
+pub type ExportReport = engine::registry::ExportCounts;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -113,6 +89,7 @@ impl Counters {
             undelivered: get(&self.undelivered),
             requests: get(&self.requests),
             retries: get(&self.retries),
+            queued: get(&self.queued),
         }
     }
 }
@@ -165,18 +142,7 @@ impl ExportStatus {
 
 impl engine::registry::ExportGauge for ExportStatus {
     fn counts(&self) -> engine::registry::ExportCounts {
-        let r = self.report();
-        engine::registry::ExportCounts {
-            submitted: r.submitted,
-            delivered: r.delivered,
-            rejected: r.rejected,
-            failed: r.failed,
-            dropped: r.dropped,
-            undelivered: r.undelivered,
-            requests: r.requests,
-            retries: r.retries,
-            queued: self.queued_spans(),
-        }
+        self.report()
     }
 }
 

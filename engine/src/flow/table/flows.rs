@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use super::{CLASS_CLOSING, FlowTable};
 use crate::flow::observation::{FlowObservation, Opening};
 use crate::flow::record::FlowRecord;
-use crate::flow::tcp::{ACK, FIN, RST, SYN};
+use crate::flow::tcp::{ACK, SYN};
 
 impl FlowTable {
     /// Accounts what `o` says happened to its flow since its last
@@ -77,11 +77,7 @@ impl FlowTable {
             f.tcp_flags[usize::from(!forward)] |= delta.tcp_flags;
         }
         f.last_clock = clock_ns;
-        let [fwd_flags, rev_flags] = f.tcp_flags;
-        let closing_now = key.protocol == 6
-            && f.class() != CLASS_CLOSING
-            && ((fwd_flags | rev_flags) & RST != 0
-                || (fwd_flags & FIN != 0 && rev_flags & FIN != 0));
+        let closing_now = f.closes_now(CLASS_CLOSING as u8);
         if key.protocol == 6 {
             f.tcp.merge(&o.tcp);
         }
@@ -99,6 +95,7 @@ mod tests {
     use crate::flow::key::FlowKey;
     use crate::flow::observation::{SideDelta, TcpSamples};
     use crate::flow::record::FirstPacket;
+    use crate::flow::tcp::FIN;
 
     const MS: u64 = 1_000_000;
     const S: u64 = 1_000 * MS;

@@ -25,6 +25,19 @@ pub(super) struct FragmentEntry {
     pub(super) clock: u64,
 }
 
+impl FragmentKey {
+    /// The key of fragment `id` of packet `p`'s datagram.
+    fn of(p: &PacketRepr, id: u32) -> FragmentKey {
+        FragmentKey {
+            src: p.src,
+            dst: p.dst,
+            protocol: p.protocol,
+            id,
+            tunnel: p.tunnel_fingerprint(),
+        }
+    }
+}
+
 impl FlowTable {
     /// Gives a non-first fragment the ports of its datagram, and remembers
     /// the ports of a first fragment.
@@ -32,13 +45,7 @@ impl FlowTable {
         match p.fragment {
             Fragment::Whole => {}
             Fragment::First { id } => {
-                let key = FragmentKey {
-                    src: p.src,
-                    dst: p.dst,
-                    protocol: p.protocol,
-                    id,
-                    tunnel: p.tunnel_fingerprint(),
-                };
+                let key = FragmentKey::of(p, id);
                 self.fragments.insert(
                     key,
                     FragmentEntry {
@@ -51,13 +58,7 @@ impl FlowTable {
                 );
             }
             Fragment::Later { id } => {
-                let key = FragmentKey {
-                    src: p.src,
-                    dst: p.dst,
-                    protocol: p.protocol,
-                    id,
-                    tunnel: p.tunnel_fingerprint(),
-                };
+                let key = FragmentKey::of(p, id);
                 let window = self.config.timeouts.fragment_ns;
                 match self.fragments.get(&key) {
                     Some(e) if e.clock.saturating_add(window) > clock_ns => {

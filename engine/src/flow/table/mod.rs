@@ -36,7 +36,7 @@ use crate::flow::config::FlowConfig;
 use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
 use crate::flow::record::{EndReason, FirstPacket, FlowRecord, sort_in_output_order};
-use crate::flow::tcp::{ACK, FIN, RST, SYN, TcpTiming};
+use crate::flow::tcp::{ACK, SYN, TcpTiming};
 
 const CLASS_TCP: usize = 0;
 const CLASS_UDP: usize = 1;
@@ -234,14 +234,7 @@ impl FlowTable {
                         self.evict_least_recent(clock_ns, out);
                     }
                 }
-                self.insert(
-                    key,
-                    hash,
-                    &(p, from_a),
-                    p.ifindex,
-                    ts_ns,
-                    clock_ns,
-                )
+                self.insert(key, hash, &(p, from_a), p.ifindex, ts_ns, clock_ns)
             }
         };
         self.update(i, p, from_a, ts_ns, clock_ns);
@@ -616,11 +609,8 @@ impl FlowTable {
         d.bytes_total += u64::from(p.ip_bytes);
         f.tcp_flags[usize::from(!forward)] |= p.tcp_flags;
         f.last_clock = clock_ns;
-        let [fwd_flags, rev_flags] = f.tcp_flags;
-        let closing_now = f.key.protocol == 6
-            && f.class() != CLASS_CLOSING
-            && ((fwd_flags | rev_flags) & RST != 0
-                || (fwd_flags & FIN != 0 && rev_flags & FIN != 0));
+        let rev_flags = f.tcp_flags[1];
+        let closing_now = f.closes_now(CLASS_CLOSING as u8);
         if f.key.protocol == 6 {
             // The initiator's ACK after the responder's SYN and ACK
             // completes the handshake.

@@ -193,6 +193,16 @@ impl Flow {
         self.fwd.packets_delta + self.rev.packets_delta > 0
     }
 
+    /// Whether this TCP flow has just closed (FIN from both sides, or an
+    /// RST) and is not yet on the closing list.
+    #[inline]
+    pub(super) fn closes_now(&self, closing_class: u8) -> bool {
+        let [f, r] = self.tcp_flags;
+        self.key.protocol == 6
+            && self.class != closing_class
+            && ((f | r) & RST != 0 || (f & FIN != 0 && r & FIN != 0))
+    }
+
     pub(super) fn tcp_state(&self) -> Option<TcpState> {
         if self.key.protocol != 6 {
             return None;

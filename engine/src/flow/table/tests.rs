@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use super::*;
 use crate::flow::config::Timeouts;
 use crate::flow::record::{FlowRole, TcpState};
+use crate::flow::tcp::FIN;
 
 const S: u64 = 1_000_000_000;
 

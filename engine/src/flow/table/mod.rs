@@ -522,7 +522,7 @@ impl FlowTable {
         ts_ns: u64,
         clock_ns: u64,
     ) -> u32 {
-        let from_a = opening.from_a();
+        let from_a = opening.sent_by_a();
         let (initiator_is_a, role) = self.judge(&key, opening);
         let class = match key.protocol {
             6 => CLASS_TCP,

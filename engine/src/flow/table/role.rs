@@ -28,7 +28,7 @@ pub(super) enum Evidence {
 /// inference on every new flow.
 pub(crate) trait Opener {
     /// The first packet was sent by endpoint `a` of the key.
-    fn from_a(&self) -> bool;
+    fn sent_by_a(&self) -> bool;
     /// Its TCP flags.
     fn tcp_flags(&self) -> u16;
     /// Its first SCTP chunk type.
@@ -44,7 +44,7 @@ pub(crate) trait Opener {
 /// A packet, sent by endpoint `a` if `.1`.
 impl Opener for (&PacketRepr, bool) {
     #[inline(always)]
-    fn from_a(&self) -> bool {
+    fn sent_by_a(&self) -> bool {
         self.1
     }
     #[inline(always)]
@@ -70,7 +70,7 @@ impl Opener for (&PacketRepr, bool) {
 }
 
 impl Opener for Opening {
-    fn from_a(&self) -> bool {
+    fn sent_by_a(&self) -> bool {
         self.from_a
     }
     fn tcp_flags(&self) -> u16 {
@@ -142,14 +142,14 @@ impl FlowTable {
     /// (`true`: endpoint `a`), and the observer's role in it.
     #[inline]
     pub(super) fn judge(&self, key: &FlowKey, opening: &impl Opener) -> (bool, FlowRole) {
-        let (src_port, dst_port) = if opening.from_a() {
+        let (src_port, dst_port) = if opening.sent_by_a() {
             (key.a_port, key.b_port)
         } else {
             (key.b_port, key.a_port)
         };
         let (sender_is_initiator, mut evidence) =
             initiator_of(key.protocol, opening, src_port, dst_port);
-        let mut initiator_is_a = opening.from_a() == sender_is_initiator;
+        let mut initiator_is_a = opening.sent_by_a() == sender_is_initiator;
         if let Some(host) = self.host.as_deref()
             && has_ports(key.protocol)
             && (evidence == Evidence::None || (evidence == Evidence::Ports && key.protocol == 6))

@@ -92,6 +92,7 @@ impl Slab {
     }
 
     /// A new slot holding `flow`.
+    #[inline]
     pub(super) fn push(&mut self, flow: Flow) -> u32 {
         let i = self.len;
         if (i as usize) == self.chunks.len() * CHUNK {

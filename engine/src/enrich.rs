@@ -147,10 +147,11 @@ impl Directory {
     /// Fills in the endpoints of `record`.
     pub fn enrich(&self, record: &mut FlowRecord) {
         let p = record.key.protocol;
-        record.endpoints = [
+        let found = [
             self.lookup(p, record.source, record.source_port),
             self.lookup(p, record.destination, record.destination_port),
         ];
+        record.endpoints = (found != [None, None]).then(|| Box::new(found));
     }
 }
 

@@ -117,10 +117,11 @@ impl DecodeCounts {
         }
     }
 
-    /// The rare part of [`decoded`](Self::decoded), out of line.
+    /// The rare part of [`decoded`](Self::decoded), out of line: a packet
+    /// with tunnels, IPsec identifiers or a cut transport header.
     #[cold]
     #[inline(never)]
-    fn decoded_extra(&mut self, p: &PacketRepr) {
+    pub fn decoded_extra(&mut self, p: &PacketRepr) {
         if p.encap().is_some() {
             self.decapsulated += 1;
         }

@@ -17,7 +17,9 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::decode::{Decoded, Decoder, LinkType, PacketRepr};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::decode::{Decoder, LinkType, PacketRepr, Stop};
 use crate::flow::observation::FlowObservation;
 use crate::pipeline::Pipeline;
 use crate::registry::{DecodeCounts, Registry};
@@ -121,6 +123,8 @@ struct Driver<'a> {
     counts: DecodeCounts,
     /// The pipeline's consumer has stopped.
     closed: bool,
+    /// The packet being decoded, in place.
+    packet: PacketRepr,
 }
 
 impl Input for Driver<'_> {
@@ -129,23 +133,33 @@ impl Input for Driver<'_> {
         let c = &mut self.counts;
         c.frames += 1;
         let link = LinkType(frame.link_type);
-        match self.decoder.decode_from(link, frame.data, frame.ifindex) {
-            Decoded::Ip(packet) => {
-                c.decoded(&packet);
-                // Moved straight from the decoder's result into the batch:
-                // a mutable binding here costs a second copy of the packet
-                // (and store-forwarding stalls on both).
-                let packet = match frame.segmentation {
-                    None => packet,
-                    Some(s) => count_segments(packet, s, c),
+        let packet = &mut self.packet;
+        match self
+            .decoder
+            .decode_into(link, frame.data, frame.ifindex, packet)
+        {
+            Ok(()) => {
+                c.decoded += 1;
+                if packet.extra.is_some() {
+                    c.decoded_extra(packet);
+                }
+                if let Some(s) = frame.segmentation {
+                    count_segments(packet, s, c);
+                }
+                // One copy, from the packet decoded in place into the batch;
+                // the next decode overwrites it (and drops its `extra`,
+                // which the copy shares no more: `take` leaves `None`).
+                let copy = PacketRepr {
+                    extra: packet.extra.take(),
+                    ..*packet
                 };
-                if self.pipeline.push(packet, frame.ts_ns).is_err() {
+                if self.pipeline.push(copy, frame.ts_ns).is_err() {
                     self.closed = true;
                     return ControlFlow::Break(());
                 }
             }
-            Decoded::Skipped(reason) => c.skip(reason, frame.link_type),
-            Decoded::Malformed(e) => c.malformed(e),
+            Err(Stop::Skip(reason)) => c.skip(reason, frame.link_type),
+            Err(Stop::Err(e)) => c.malformed(e),
         }
         ControlFlow::Continue(())
     }
@@ -167,7 +181,7 @@ impl Input for Driver<'_> {
 /// live capture with offloads on has super-frames.
 #[cold]
 #[inline(never)]
-fn count_segments(mut packet: PacketRepr, s: Segmentation, c: &mut DecodeCounts) -> PacketRepr {
+fn count_segments(packet: &mut PacketRepr, s: Segmentation, c: &mut DecodeCounts) {
     match (s.transport == packet.protocol)
         .then(|| packet.count_segments(s.segment_size))
         .flatten()
@@ -178,7 +192,6 @@ fn count_segments(mut packet: PacketRepr, s: Segmentation, c: &mut DecodeCounts)
         }
         None => c.super_frames_unsplit += 1,
     }
-    packet
 }
 
 /// Now, in nanoseconds since the Unix epoch (the kernel's packet clock).
@@ -209,6 +222,11 @@ pub fn drive<S: CaptureSource>(
         pipeline,
         counts: DecodeCounts::default(),
         closed: false,
+        packet: PacketRepr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            0,
+        ),
     };
     let mut last_tick = Instant::now();
     let ended = loop {

@@ -596,7 +596,9 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
     if let Some(e) = &r.encap {
         encap_fields(a, e, mapping.opt_in);
     }
-    endpoint_fields(a, &r.endpoints);
+    if let Some(e) = &r.endpoints {
+        endpoint_fields(a, e);
+    }
     span.trace_id = r.trace_id;
     span.span_id = r.span_id;
     span.name.clear();
@@ -630,12 +632,12 @@ mod tests {
         table.observe(&p, 1, 1, &mut records);
         table.flush(1, &mut records);
         let mut r = records.pop().expect("one record");
-        r.endpoints = [
+        r.endpoints = Some(Box::new([
             Some(Arc::new(
                 Endpoint::default().with_str("k8s.namespace.name", "shop"),
             )),
             Some(Arc::new(Endpoint::default().with_int("process.pid", 7))),
-        ];
+        ]));
         let span = flow_span(&r);
         let get = |k: &str| {
             span.attributes

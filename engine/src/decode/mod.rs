@@ -103,33 +103,45 @@ impl Decoder {
     }
 
     /// [`decode`](Self::decode) for a frame captured on interface
-    /// `ifindex` (0: unknown), which the packet records. Set here, while
-    /// the packet is built in place, rather than by the caller: a write to
-    /// the returned packet costs a copy of it.
+    /// `ifindex` (0: unknown), which the packet records.
     pub fn decode_from(&self, link: LinkType, frame: &[u8], ifindex: u32) -> Decoded {
-        let (offset, version) = match link_layer(link, frame) {
-            Ok(l) => l,
-            Err(Stop::Skip(r)) => return Decoded::Skipped(r),
-            Err(Stop::Err(e)) => return Decoded::Malformed(e),
-        };
+        let mut p = PacketRepr::new(UNSPECIFIED, UNSPECIFIED, 0);
+        match self.decode_into(link, frame, ifindex, &mut p) {
+            Ok(()) => Decoded::Ip(p),
+            Err(Stop::Skip(r)) => Decoded::Skipped(r),
+            Err(Stop::Err(e)) => Decoded::Malformed(e),
+        }
+    }
+
+    /// Decodes the frame into `p`, which holds the packet when this returns
+    /// `Ok` (and a part of it otherwise). The capture loop decodes into one
+    /// packet it keeps and copies that into the pipeline's batch: a packet
+    /// returned by value is copied once more on the way, and each copy of
+    /// freshly written fields stalls on store forwarding.
+    ///
+    /// # Errors
+    /// Why the frame is not an IP packet of a flow: skipped or malformed.
+    pub(crate) fn decode_into(
+        &self,
+        link: LinkType,
+        frame: &[u8],
+        ifindex: u32,
+        p: &mut PacketRepr,
+    ) -> Result<(), Stop> {
+        let (offset, version) = link_layer(link, frame)?;
         // The packet is decoded in place and stays there: it is large, and
         // each move through the stack costs more than the checks below.
-        let mut p = PacketRepr::new(UNSPECIFIED, UNSPECIFIED, 0);
-        let (mut l4, mut end) = match ip(frame, offset, version, &mut p) {
-            Ok(d) => d,
-            Err(e) => return Decoded::Malformed(e),
-        };
+        let (mut l4, mut end) = ip(frame, offset, version, p)?;
         if link == LinkType::ETHERNET && frame.len() >= 12 {
             p.dst_mac.copy_from_slice(&frame[0..6]);
             p.src_mac.copy_from_slice(&frame[6..12]);
         }
-        if p.fragment == Fragment::Whole
-            && tunnel::may_carry(&self.tunnel_ports, frame, &p, l4, end)
+        if p.fragment == Fragment::Whole && tunnel::may_carry(&self.tunnel_ports, frame, p, l4, end)
         {
-            self.decapsulate(frame, &mut p, offset, &mut l4, &mut end);
+            self.decapsulate(frame, p, offset, &mut l4, &mut end);
         }
-        ipsec_ids(frame, &mut p, l4, end);
+        ipsec_ids(frame, p, l4, end);
         p.ifindex = ifindex;
-        Decoded::Ip(p)
+        Ok(())
     }
 }

@@ -194,8 +194,9 @@ pub struct FlowRecord {
     pub encap: Option<Box<EncapRecord>>,
     /// What enrichment knows about the source and the destination
     /// ([`crate::enrich`]); filled in by the worker when the record is
-    /// emitted.
-    pub endpoints: crate::enrich::Endpoints,
+    /// emitted, and only when it knows something (out of line: records are
+    /// moved several times, and most runs have no enrichment).
+    pub endpoints: Option<Box<crate::enrich::Endpoints>>,
 }
 
 /// Encapsulation overhead bytes of one record, both directions.

@@ -53,6 +53,7 @@ impl FlowTable {
             self.flow_mut(i).extra = true;
             self.extras.entry(i).or_default().merge(x);
         }
+        let active_enabled = self.config.timeouts.active_ns > 0;
         let f = self.flow_mut(i);
         if !f.record_has_packets() {
             f.record_start_ns = o.first_seen_ns;
@@ -83,7 +84,8 @@ impl FlowTable {
         }
         // The record's active timeout runs from its first packet, as if
         // the packets had come one by one.
-        self.relink(i, closing_now, o.first_seen_ns.min(clock_ns), clock_ns);
+        let r = Self::mark(f, closing_now, active_enabled, clock_ns);
+        self.relink(i, r, o.first_seen_ns.min(clock_ns), clock_ns);
     }
 }
 

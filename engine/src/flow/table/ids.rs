@@ -71,7 +71,7 @@ pub(super) fn make_record(
         export_clock_ns,
         interface_index: (f.ifindex != 0).then_some(f.ifindex),
         interface_mac: (f.mac != [0; 6]).then_some(f.mac),
-        endpoints: [None, None],
+        endpoints: None,
         encap: extra.map(|x| Box::new(x.record(usize::from(!f.initiator_is_a)))),
     }
 }

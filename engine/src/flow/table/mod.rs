@@ -45,6 +45,17 @@ const CLASS_OTHER: usize = 3;
 const CLASS_CLOSING: usize = 4;
 const CLASSES: usize = 5;
 
+/// What [`FlowTable::relink`] does for a flow that took traffic.
+#[derive(Clone, Copy)]
+struct Relink {
+    /// The flow's idle class before this traffic.
+    class: usize,
+    /// It has just closed: to the closing list.
+    closing_now: bool,
+    /// It is not on the active list yet.
+    needs_active: bool,
+}
+
 /// Counters of one table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableStats {
@@ -577,6 +588,7 @@ impl FlowTable {
 
     #[inline]
     fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
+        let active_enabled = self.config.timeouts.active_ns > 0;
         let f = self.slots.get_mut(i).expect("updated slot is occupied");
         let forward = from_a == f.initiator_is_a;
         if let Some(x) = &p.extra {
@@ -619,29 +631,42 @@ impl FlowTable {
             f.tcp
                 .observe(p, forward, ts_ns, f.flow_start_ns, established);
         }
-        self.relink(i, closing_now, clock_ns, clock_ns);
+        let r = Self::mark(f, closing_now, active_enabled, clock_ns);
+        self.relink(i, r, clock_ns, clock_ns);
     }
 
-    /// After flow `i` took traffic at `clock_ns`: moves it to the back of
-    /// its idle list, or to the closing list if it has just closed, and
-    /// onto the active list if it is not there, with its active timeout
-    /// running from `record_clock_ns` (when the traffic began).
+    /// After flow `i` (of idle class `class`) took traffic at `clock_ns`:
+    /// marks it closing if it has just closed, and returns what
+    /// [`relink`](Self::relink) needs. Takes the flow the caller holds, so
+    /// that the packet path looks its slot up once.
     #[inline(always)]
-    fn relink(&mut self, i: u32, closing_now: bool, record_clock_ns: u64, clock_ns: u64) {
-        let active_enabled = self.config.timeouts.active_ns > 0;
-        let f = self.flow_mut(i);
-        let class = f.class();
-        let needs_active = active_enabled && !f.in_active;
+    fn mark(f: &mut Flow, closing_now: bool, active_enabled: bool, clock_ns: u64) -> Relink {
+        let relink = Relink {
+            class: f.class(),
+            closing_now,
+            needs_active: active_enabled && !f.in_active,
+        };
         if closing_now {
             f.class = CLASS_CLOSING as u8;
             f.tcp.close(clock_ns);
-            self.idle_lists[class].unlink(&mut self.idle_links, i);
-            self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
-        } else if class != CLASS_CLOSING {
-            // Most recently seen goes last.
-            self.idle_lists[class].move_to_back(&mut self.idle_links, i);
         }
-        if needs_active {
+        relink
+    }
+
+    /// Moves flow `i` to the back of its idle list, or to the closing list
+    /// if it has just closed, and onto the active list if it is not there,
+    /// with its active timeout running from `record_clock_ns` (when the
+    /// traffic began).
+    #[inline(always)]
+    fn relink(&mut self, i: u32, r: Relink, record_clock_ns: u64, clock_ns: u64) {
+        if r.closing_now {
+            self.idle_lists[r.class].unlink(&mut self.idle_links, i);
+            self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
+        } else if r.class != CLASS_CLOSING {
+            // Most recently seen goes last.
+            self.idle_lists[r.class].move_to_back(&mut self.idle_links, i);
+        }
+        if r.needs_active {
             let mut from = record_clock_ns;
             let tail = self.active_list.tail;
             if from < clock_ns && tail != NIL {

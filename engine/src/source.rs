@@ -128,7 +128,10 @@ struct Driver<'a> {
 }
 
 impl Input for Driver<'_> {
-    #[inline]
+    // Always: each source's poll loop calls it once per frame, and a call
+    // there costs a copy of the decoded packet's context (seen in `engine`,
+    // where the heuristics left it out of line).
+    #[inline(always)]
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         let c = &mut self.counts;
         c.frames += 1;

@@ -34,7 +34,6 @@ impl FileSource {
 impl CaptureSource for FileSource {
     type Error = CaptureError;
 
-    #[inline]
     fn poll<I: Input>(&mut self, input: &mut I) -> Result<Poll, CaptureError> {
         for _ in 0..FRAMES_PER_POLL {
             let f = match self.reader.next_frame_or_idle()? {

@@ -37,6 +37,12 @@ pub enum ErrorKind {
     BadBlockLength { len: u32, min: u32, max: u32 },
     #[error("truncated block (need {need} bytes, {have} left)")]
     TruncatedBlock { need: usize, have: usize },
+    #[error("{what} of total length {len} is too short (expected at least {min} bytes)")]
+    BlockTooShort {
+        what: &'static str,
+        len: u32,
+        min: u32,
+    },
     #[error("block trailing length {trailing} differs from its leading length {leading}")]
     BlockLengthMismatch { leading: u32, trailing: u32 },
     #[error("section header byte-order magic is 0x{bom:08x} (expected 1a2b3c4d)")]

@@ -277,8 +277,23 @@ impl CaptureReader {
             0xa1b2_3c4d => (true, true),
             0x4d3c_b2a1 => (false, true),
             0x0a0d_0d0a => {
+                // The first section header decides whether this is a
+                // capture at all: check its byte order and version now.
+                if have < 16 {
+                    return Err(self.err(0, ErrorKind::TruncatedFileHeader { need: 28, have }));
+                }
+                let big_endian = match u32::from_le_bytes([h[8], h[9], h[10], h[11]]) {
+                    0x1a2b_3c4d => false,
+                    0x4d3c_2b1a => true,
+                    bom => return Err(self.err(1, ErrorKind::BadByteOrderMagic { bom })),
+                };
+                let major = u16_at(&h[12..], big_endian);
+                let minor = u16_at(&h[14..], big_endian);
+                if major != 1 {
+                    return Err(self.err(1, ErrorKind::UnsupportedPcapngVersion { major, minor }));
+                }
                 self.format = Format::Pcapng {
-                    big_endian: false,
+                    big_endian,
                     interfaces: Vec::new(),
                 };
                 return Ok(());

@@ -50,6 +50,18 @@ impl CaptureReader {
             let block_type = u32_at(head, big);
             let len = u32_at(&head[4..], big);
             let min = if is_shb { 28 } else { 12 };
+            // An interface description must hold its link type and snaplen:
+            // without them, no packet of the section can be read.
+            if block_type == 1 && len < 20 && len >= min && len.is_multiple_of(4) {
+                return Err(self.err(
+                    record,
+                    ErrorKind::BlockTooShort {
+                        what: "interface description block",
+                        len,
+                        min: 20,
+                    },
+                ));
+            }
             if !len.is_multiple_of(4) || len < min || len > MAX_BLOCK {
                 return Err(self.err(
                     record,
@@ -155,6 +167,11 @@ impl CaptureReader {
             _ => {
                 // Simple Packet Block: interface 0, no timestamp, captured
                 // length = min(original length, snaplen, what the block holds).
+                if body_end < 12 {
+                    self.stats.bad_packet_block += 1;
+                    self.note_problem(record, "simple packet block too short for its length field");
+                    return None;
+                }
                 let orig = u32_at(&b[8..], big);
                 self.stats.simple_packet_blocks += 1;
                 let room = u32::try_from(body_end - 12).unwrap_or(u32::MAX);

@@ -68,6 +68,46 @@ fn not_a_capture_is_one_line_exit_2() {
     assert!(error_lines(&out.stderr)[0].contains("/nonexistent/trace.pcap"));
 }
 
+/// Issue 16: a section header with an unknown byte-order magic or version
+/// 2.0 at byte 0 is not a capture (2), not damage partway through (1).
+#[test]
+fn regression_16_a_bad_first_section_header_exits_2() {
+    let t = TempDir::new("shb");
+    let section = |bom: u32, major: u16| {
+        let mut b = 0x0a0d_0d0au32.to_le_bytes().to_vec();
+        b.extend_from_slice(&28u32.to_le_bytes());
+        b.extend_from_slice(&bom.to_le_bytes());
+        b.extend_from_slice(&major.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&[0xff; 8]);
+        b.extend_from_slice(&28u32.to_le_bytes());
+        b
+    };
+    for (name, bytes, expected) in [
+        (
+            "bom.pcapng",
+            section(0x1122_3344, 1),
+            "section header byte-order magic is 0x11223344",
+        ),
+        (
+            "v2.pcapng",
+            section(0x1a2b_3c4d, 2),
+            "unsupported pcapng version 2.0",
+        ),
+    ] {
+        let p = t.file(name, &bytes);
+        let out = engine(&["--pcap", &p]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let errors = error_lines(&out.stderr);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&format!("{p}: record 1 (byte 0): {expected}")),
+            "{}",
+            errors[0]
+        );
+    }
+}
+
 #[test]
 fn truncated_file_header() {
     let t = TempDir::new("hdr");

@@ -34,6 +34,9 @@ pub mod testnet;
 pub use fanout::FANOUT_BY_ADDRESSES;
 pub use live::{LiveCapture, LiveError, Warn};
 pub use packet::{Gso, GsoKind, Packet, PacketType, Packets};
-pub use ring::{Block, Ring, RingConfig, RingError, RingStats, wait_any};
+pub use ring::{
+    Block, MAX_BLOCK_SIZE, MAX_RING_MEMORY, Ring, RingConfig, RingError, RingStats,
+    check_ring_memory, wait_any,
+};
 #[cfg(feature = "testnet")]
 pub use sender::PacketSender;

@@ -57,12 +57,66 @@ impl RingConfig {
     /// # Errors
     /// What a usable size is, to show after the offending value.
     pub fn check_block_size(bytes: u32) -> Result<(), String> {
-        if bytes >= 1 << 20 && bytes.is_multiple_of(4096) {
+        if (1 << 20..=MAX_BLOCK_SIZE).contains(&bytes) && bytes.is_multiple_of(4096) {
             Ok(())
         } else {
-            Err("expected a multiple of 4096 of at least 1 MiB (1048576)".into())
+            Err(format!(
+                "expected a multiple of 4096 from 1 MiB (1048576) to {} MiB ({MAX_BLOCK_SIZE})",
+                MAX_BLOCK_SIZE >> 20
+            ))
         }
     }
+}
+
+/// Largest ring block: 64 MiB, far above what a super-frame needs.
+pub const MAX_BLOCK_SIZE: u32 = 64 << 20;
+
+/// Most kernel memory all rings together may take, whatever the machine:
+/// ring memory is locked kernel memory that no memory cgroup charges, so a
+/// mistaken flag could otherwise exhaust the host (it has, through the
+/// OOM killer).
+pub const MAX_RING_MEMORY: u64 = 4 << 30;
+
+/// Checks the kernel memory that `rings` rings of `block_count` blocks of
+/// `block_size` bytes take before any is opened: at most
+/// [`MAX_RING_MEMORY`], and at most a quarter of the memory the kernel
+/// says is available (`MemAvailable` in `/proc/meminfo`, when it can be
+/// read). Returns the total.
+///
+/// # Errors
+/// The total and the limit it passes, as a sentence to follow the flags
+/// that set it.
+pub fn check_ring_memory(block_size: u32, block_count: u32, rings: usize) -> Result<u64, String> {
+    let total = u64::from(block_size)
+        .saturating_mul(u64::from(block_count))
+        .saturating_mul(rings as u64);
+    let available = mem_available();
+    let limit = available.map_or(MAX_RING_MEMORY, |a| MAX_RING_MEMORY.min(a / 4));
+    if total <= limit {
+        return Ok(total);
+    }
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    Err(match available {
+        Some(a) if a / 4 < MAX_RING_MEMORY => format!(
+            "{:.1} GiB of kernel ring memory, more than a quarter of the {:.1} GiB available ({:.1} GiB)",
+            gib(total),
+            gib(a),
+            gib(limit)
+        ),
+        _ => format!(
+            "{:.1} GiB of kernel ring memory, more than the limit of {:.1} GiB",
+            gib(total),
+            gib(limit)
+        ),
+    })
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn mem_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 impl Default for RingConfig {

@@ -98,8 +98,10 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Afpacket, help_heading = "Live capture")]
     backend: Backend,
 
-    /// Bytes per ring block (a multiple of 4096, at least 1 MiB so that offloaded
-    /// super-frames fit). Each interface has one ring per worker.
+    /// Bytes per ring block (a multiple of 4096 from 1 MiB, so that offloaded
+    /// super-frames fit, to 64 MiB). Each interface has one ring per worker; all
+    /// rings together may take at most 4 GiB, and at most a quarter of the
+    /// memory available.
     #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, value_parser = parse_block_size,
           help_heading = "Live capture")]
     ring_block_size: u32,
@@ -369,6 +371,23 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<Outcome> {
+    if args.pcap.is_none() {
+        // Before anything is opened, so that the answer comes without
+        // privileges too: ring memory is kernel memory no cgroup charges.
+        let rings = args.interfaces.len() * usize::from(args.workers);
+        capture_afpacket::check_ring_memory(args.ring_block_size, args.ring_blocks, rings)
+            .map_err(|e| {
+                anyhow!(
+                    "--ring-block-size {} × --ring-blocks {} × {} rings ({} interfaces × --workers {}) = {e}; \
+                     lower --ring-block-size, --ring-blocks or --workers",
+                    args.ring_block_size,
+                    args.ring_blocks,
+                    rings,
+                    args.interfaces.len(),
+                    args.workers
+                )
+            })?;
+    }
     let mut timeouts = Timeouts {
         active_ns: args.active_timeout,
         ..Timeouts::default()

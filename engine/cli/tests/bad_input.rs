@@ -108,6 +108,50 @@ fn regression_16_a_bad_first_section_header_exits_2() {
     }
 }
 
+/// Issue 16: a ring flag asked for tens of GiB of kernel memory (no cgroup
+/// charges it) and the OOM killer took unrelated processes. The total is
+/// checked before any ring is opened, so even an interface that does not
+/// exist, or a run without privileges, gets the answer.
+#[test]
+fn regression_16_ring_memory_is_bounded_before_anything_is_opened() {
+    let out = engine(&["-i", "fsnope0", "--ring-block-size", "1073741824"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--ring-block-size") && stderr.contains("1073741824"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("to 64 MiB (67108864)"), "{stderr}");
+
+    let out = engine(&[
+        "-i",
+        "fsnope0",
+        "-i",
+        "fsnope1",
+        "--workers",
+        "2",
+        "--ring-block-size",
+        "67108864",
+        "--ring-blocks",
+        "65536",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let errors = error_lines(&out.stderr);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "--ring-block-size 67108864 × --ring-blocks 65536 × 4 rings (2 interfaces × --workers 2) = 16384.0 GiB of kernel ring memory"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !errors[0].contains("fsnope"),
+        "checked before opening: {}",
+        errors[0]
+    );
+}
+
 #[test]
 fn truncated_file_header() {
     let t = TempDir::new("hdr");

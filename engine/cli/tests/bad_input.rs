@@ -264,6 +264,8 @@ fn bad_flags_name_the_flag() {
             "--local-net",
         ),
         (vec!["--pcap", p, "--local-net", "banana"], "--local-net"),
+        // Issue 16: host bits below the prefix were accepted silently.
+        (vec!["--pcap", p, "--local-net", "10.0.0.1/8"], "10.0.0.0/8"),
         (vec!["--pcap", p, "--idle-timeout", "0"], "--idle-timeout"),
         (vec!["--pcap", p, "--active-timeout=-5"], "--active-timeout"),
         (

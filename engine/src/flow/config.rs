@@ -96,6 +96,15 @@ pub enum IpNetError {
         /// The family's maximum.
         max: u8,
     },
+    /// Bits below the prefix are set: probably a host address where a
+    /// network was meant.
+    #[error("{given} has host bits set (expected the network address {network})")]
+    HostBits {
+        /// What was given.
+        given: String,
+        /// The network it lies in.
+        network: String,
+    },
 }
 
 impl FromStr for IpNet {
@@ -120,7 +129,38 @@ impl FromStr for IpNet {
                     }
                 })?,
             };
+        let network = IpNet { addr, prefix }.network();
+        if network != addr {
+            return Err(IpNetError::HostBits {
+                given: s.to_string(),
+                network: IpNet {
+                    addr: network,
+                    prefix,
+                }
+                .to_string(),
+            });
+        }
         Ok(IpNet { addr, prefix })
+    }
+}
+
+impl IpNet {
+    /// The network address: `addr` with the bits below the prefix cleared.
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
     }
 }
 
@@ -167,6 +207,21 @@ mod tests {
         let host: IpNet = "192.0.2.7".parse().unwrap();
         assert!(host.contains("192.0.2.7".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("0.0.0.0/0".parse::<IpNet>().is_ok());
+        assert!("::/0".parse::<IpNet>().is_ok());
         assert!("nonsense/8".parse::<IpNet>().is_err());
+    }
+
+    /// Issue 16: `--local-net 10.0.0.1/8` was accepted silently.
+    #[test]
+    fn regression_16_host_bits_below_the_prefix_are_refused() {
+        assert_eq!(
+            "10.0.0.1/8".parse::<IpNet>().unwrap_err().to_string(),
+            "10.0.0.1/8 has host bits set (expected the network address 10.0.0.0/8)"
+        );
+        assert_eq!(
+            "2001:db8::1/64".parse::<IpNet>().unwrap_err().to_string(),
+            "2001:db8::1/64 has host bits set (expected the network address 2001:db8::/64)"
+        );
     }
 }

@@ -450,10 +450,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     let decoder = decoder(args);
     let json = if args.output.is_some() || otlp.is_none() {
-        let target = match &args.output {
-            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-            _ => "standard output".to_string(),
-        };
+        let target = output_target(args);
         Some(JsonSink {
             writer: OtlpJsonWriter::new(
                 open_output(args.output.as_ref())?,
@@ -578,15 +575,24 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     match json_result {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe && export.is_none() => {
-            // The reader of our output went away (e.g. `| head`): stop quietly.
+            // The reader of our output went away (e.g. `| head`): that ends
+            // the run without an error, but not without a word (printed even
+            // with --quiet: losing spans is never silent).
+            let c = registry.snapshot();
+            let handed = c.outputs.iter().map(|o| o.written).max().unwrap_or(0);
+            let made = c.table.records_total();
+            eprintln!(
+                "engine: warning: {} was closed by its reader: {handed} spans were handed to it \
+                 before a write failed (the last of them may not have arrived), {} more records \
+                 were made and not written, and reading stopped after {} packets",
+                output_target(args),
+                made.saturating_sub(handed),
+                c.decode.frames
+            );
             return Ok(Outcome::Complete);
         }
         Err(e) => {
-            let target = match &args.output {
-                Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-                _ => "standard output".to_string(),
-            };
-            let e = anyhow!(e).context(format!("writing OTLP JSON to {target}"));
+            let e = anyhow!(e).context(format!("writing OTLP JSON to {}", output_target(args)));
             if export.is_none() {
                 return Err(e);
             }
@@ -635,6 +641,14 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Complete
     })
+}
+
+/// What `-o` names, for messages.
+fn output_target(args: &Args) -> String {
+    match &args.output {
+        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+        _ => "standard output".to_string(),
+    }
 }
 
 /// Where packets come from.

@@ -152,6 +152,47 @@ fn regression_16_ring_memory_is_bounded_before_anything_is_opened() {
     );
 }
 
+/// Issue 16: `engine --pcap big.pcap | head -c 1000` exited 0 without a
+/// word while most spans were discarded.
+#[test]
+fn regression_16_a_closed_output_pipe_is_reported() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let t = TempDir::new("pipe");
+    let path = t.file("big.pcap", b"");
+    let options = flowspan_testdata::bigcap::BigcapOptions {
+        packets: 200_000,
+        tunnels: false,
+        ..Default::default()
+    };
+    let mut file = std::fs::File::create(&path).expect("capture file");
+    flowspan_testdata::bigcap::write_bigcap(&mut file, options).expect("capture written");
+    drop(file);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["--pcap", &path, "--workers", "1", "--batch-size", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engine starts");
+    let mut first = [0u8; 1000];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the first spans");
+    // The read end is closed here, as `head -c 1000` does.
+    let out = child.wait_with_output().expect("engine ends");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("standard output was closed by its reader"))
+        .unwrap_or_else(|| panic!("no word of the closed pipe: {stderr}"));
+    assert!(warning.starts_with("engine: warning: "), "{warning}");
+    assert!(warning.contains("reading stopped after"), "{warning}");
+}
+
 #[test]
 fn truncated_file_header() {
     let t = TempDir::new("hdr");

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::root;
+use common::{root, skip};
 use serde_json::Value as Json;
 
 /// The rotel-agent binary, installed once per test run.
@@ -730,8 +730,7 @@ fn bad_export_settings_fail_fast_naming_the_setting() {
 fn unreachable_host_fails_fast() {
     let probe = Command::new("unshare").args(["--net", "true"]).status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP: unshare --net is not permitted here (needs root); test did not run");
-        return;
+        return skip("unshare --net is not permitted here (needs root)");
     }
     let pcap = root().join("testdata/pcap/icmp_pairs.pcap");
     for endpoint in ["http://192.0.2.1:4317", "http://collector.invalid:4318"] {

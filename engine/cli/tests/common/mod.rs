@@ -9,16 +9,29 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `../shared/data` beside the checkout, or `None` (tests then skip).
+/// Says why a test cannot run here and lets it skip; in CI (`CI` set and
+/// not `false`) a missing privilege, tool or data set is the install
+/// step's fault, so the test fails instead.
+///
+/// # Panics
+/// In CI.
+pub fn skip(why: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!ci, "CI must run this test, but {why}");
+    eprintln!("SKIP: {why}; the test did not run");
+}
+
+/// `../shared/data` beside the checkout, or `None` (tests then skip; in CI
+/// they fail).
 pub fn shared_data() -> Option<PathBuf> {
     let dir = root().join("../shared/data");
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIP: {} is absent (a clone outside CI); tests on the public pcaps did not run",
+        skip(&format!(
+            "{} is absent (a clone outside CI): tests on the public pcaps",
             dir.display()
-        );
+        ));
         None
     }
 }

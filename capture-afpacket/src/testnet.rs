@@ -8,6 +8,18 @@
 
 use std::process::Command;
 
+/// Says why a test cannot run here and lets it skip; in CI (`CI` set and
+/// not `false`) a missing privilege, tool or data set is the install
+/// step's fault, so the test fails instead.
+///
+/// # Panics
+/// In CI.
+pub fn skip(why: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!ci, "CI must run this test, but {why}");
+    eprintln!("SKIP: {why}; the test did not run");
+}
+
 /// How [`VethPair::create_with`] sets up the pair.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Setup {
@@ -74,9 +86,7 @@ impl VethPair {
         match VethPair::create_with(tag, setup) {
             Ok(pair) => Some(pair),
             Err(why) => {
-                let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-                assert!(!ci, "CI must run the veth tests, but {why}");
-                eprintln!("skipping: {why}");
+                skip(&why);
                 None
             }
         }

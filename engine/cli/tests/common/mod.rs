@@ -9,17 +9,7 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Says why a test cannot run here and lets it skip; in CI (`CI` set and
-/// not `false`) a missing privilege, tool or data set is the install
-/// step's fault, so the test fails instead.
-///
-/// # Panics
-/// In CI.
-pub fn skip(why: &str) {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    assert!(!ci, "CI must run this test, but {why}");
-    eprintln!("SKIP: {why}; the test did not run");
-}
+pub use capture_afpacket::testnet::skip;
 
 /// `../shared/data` beside the checkout, or `None` (tests then skip; in CI
 /// they fail).

@@ -19,7 +19,7 @@ use crate::snapshot::Swap;
 /// An attribute name without its side, with the names it takes on each
 /// side (`k8s.pod.name` → `source.k8s.pod.name`, `destination.k8s.pod.name`).
 /// The names are interned: each distinct name is allocated once for the
-/// life of the process, so names must come from a bounded set (the
+/// life of the process, at most [`MAX_ATTRIBUTE_NAMES`] of them (the
 /// specification's, or a configured allow-list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttributeName {
@@ -29,25 +29,62 @@ pub struct AttributeName {
     pub destination: &'static str,
 }
 
+/// Distinct attribute names interned at most: the specification's
+/// endpoint attributes and a configured allow-list are far fewer. Names
+/// are leaked (they live as long as the process), so the table is bounded.
+pub const MAX_ATTRIBUTE_NAMES: usize = 1024;
+
+/// More distinct attribute names than [`MAX_ATTRIBUTE_NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "attribute {name:?} would be name number {limit} + 1 (at most {limit} distinct attribute names)"
+)]
+pub struct TooManyNames {
+    /// The name refused.
+    pub name: String,
+    /// The limit.
+    pub limit: usize,
+}
+
 impl AttributeName {
     /// The attribute `name` (without `source.` or `destination.`).
-    pub fn new(name: &str) -> AttributeName {
+    ///
+    /// # Errors
+    /// `name` is new and [`MAX_ATTRIBUTE_NAMES`] names are interned
+    /// already.
+    pub fn new(name: &str) -> Result<AttributeName, TooManyNames> {
         static NAMES: OnceLock<Mutex<HashMap<String, AttributeName>>> = OnceLock::new();
         let mut names = NAMES
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = names.get(name) {
-            return *n;
-        }
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        let n = AttributeName {
-            source: leak(format!("source.{name}")),
-            destination: leak(format!("destination.{name}")),
-        };
-        names.insert(name.to_owned(), n);
-        n
+        intern(&mut names, name, MAX_ATTRIBUTE_NAMES)
     }
+}
+
+/// Looks `name` up in `names`, adding it (checked against `limit` before
+/// anything is allocated) if it is new.
+fn intern(
+    names: &mut HashMap<String, AttributeName>,
+    name: &str,
+    limit: usize,
+) -> Result<AttributeName, TooManyNames> {
+    if let Some(n) = names.get(name) {
+        return Ok(*n);
+    }
+    if names.len() >= limit {
+        return Err(TooManyNames {
+            name: name.to_owned(),
+            limit,
+        });
+    }
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let n = AttributeName {
+        source: leak(format!("source.{name}")),
+        destination: leak(format!("destination.{name}")),
+    };
+    names.insert(name.to_owned(), n);
+    Ok(n)
 }
 
 /// An attribute value.
@@ -77,21 +114,27 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Adds a string attribute.
-    pub fn with_str(mut self, name: &str, value: &str) -> Endpoint {
+    ///
+    /// # Errors
+    /// See [`AttributeName::new`].
+    pub fn with_str(mut self, name: &str, value: &str) -> Result<Endpoint, TooManyNames> {
         self.attributes.push(EndpointAttribute {
-            name: AttributeName::new(name),
+            name: AttributeName::new(name)?,
             value: AttributeValue::Str(value.into()),
         });
-        self
+        Ok(self)
     }
 
     /// Adds an integer attribute.
-    pub fn with_int(mut self, name: &str, value: i64) -> Endpoint {
+    ///
+    /// # Errors
+    /// See [`AttributeName::new`].
+    pub fn with_int(mut self, name: &str, value: i64) -> Result<Endpoint, TooManyNames> {
         self.attributes.push(EndpointAttribute {
-            name: AttributeName::new(name),
+            name: AttributeName::new(name)?,
             value: AttributeValue::Int(value),
         });
-        self
+        Ok(self)
     }
 }
 
@@ -157,3 +200,24 @@ impl Directory {
 
 /// The current [`Directory`], replaced whole by whatever keeps it.
 pub type EnrichmentView = Swap<Directory>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_interned_once_and_bounded() {
+        let mut names = HashMap::new();
+        let a = intern(&mut names, "k8s.pod.name", 2).unwrap();
+        assert_eq!(a.source, "source.k8s.pod.name");
+        assert_eq!(a.destination, "destination.k8s.pod.name");
+        let again = intern(&mut names, "k8s.pod.name", 2).unwrap();
+        assert!(std::ptr::eq(a.source, again.source), "not allocated twice");
+        intern(&mut names, "process.pid", 2).unwrap();
+        let e = intern(&mut names, "k8s.node.name", 2).unwrap_err();
+        assert_eq!(e.limit, 2);
+        assert_eq!(names.len(), 2, "refused before anything was added");
+        // Known names still resolve at the limit.
+        assert!(intern(&mut names, "process.pid", 2).is_ok());
+    }
+}

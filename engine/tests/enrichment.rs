@@ -24,7 +24,11 @@ fn pods(pod: &str) -> Directory {
     let mut d = Directory::new();
     d.insert_address(
         ip("10.0.0.1"),
-        Arc::new(Endpoint::default().with_str("k8s.pod.name", pod)),
+        Arc::new(
+            Endpoint::default()
+                .with_str("k8s.pod.name", pod)
+                .expect("a known name"),
+        ),
     );
     d.insert_socket(
         17,
@@ -33,7 +37,8 @@ fn pods(pod: &str) -> Directory {
         Arc::new(
             Endpoint::default()
                 .with_int("process.pid", 4242)
-                .with_str("process.executable.name", "dnsd"),
+                .and_then(|e| e.with_str("process.executable.name", "dnsd"))
+                .expect("known names"),
         ),
     );
     d

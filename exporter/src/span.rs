@@ -634,9 +634,15 @@ mod tests {
         let mut r = records.pop().expect("one record");
         r.endpoints = Some(Box::new([
             Some(Arc::new(
-                Endpoint::default().with_str("k8s.namespace.name", "shop"),
+                Endpoint::default()
+                    .with_str("k8s.namespace.name", "shop")
+                    .expect("a known name"),
             )),
-            Some(Arc::new(Endpoint::default().with_int("process.pid", 7))),
+            Some(Arc::new(
+                Endpoint::default()
+                    .with_int("process.pid", 7)
+                    .expect("a known name"),
+            )),
         ]));
         let span = flow_span(&r);
         let get = |k: &str| {

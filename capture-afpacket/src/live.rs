@@ -25,6 +25,10 @@ pub enum LiveError {
     /// A ring could not be opened for a reason every interface would meet.
     #[error(transparent)]
     Ring(#[from] RingError),
+    /// The rings would take more kernel memory than is allowed
+    /// ([`check_ring_memory`](crate::check_ring_memory)).
+    #[error("rings of {0}")]
+    RingMemory(String),
     /// None of the interfaces given could be opened.
     #[error("no interface to capture on (-i): every one given failed to open")]
     NoInterface,
@@ -69,8 +73,8 @@ impl LiveCapture {
     /// a warning and the others are captured.
     ///
     /// # Errors
-    /// Missing privileges or a bad ring configuration (which every
-    /// interface would meet), or no interface could be opened.
+    /// Missing privileges, a bad ring configuration or too much ring memory
+    /// (which every interface would meet), or no interface could be opened.
     pub fn open(
         interfaces: &[String],
         workers: usize,
@@ -78,6 +82,14 @@ impl LiveCapture {
         registry: &Registry,
         warn: Warn,
     ) -> Result<LiveCapture, LiveError> {
+        // Checked here too, not only by the binary: ring memory is kernel
+        // memory no cgroup charges, whoever opens the rings.
+        crate::check_ring_memory(
+            ring.block_size,
+            ring.block_count,
+            interfaces.len().saturating_mul(workers),
+        )
+        .map_err(LiveError::RingMemory)?;
         let mut live = LiveCapture {
             rings: Vec::new(),
             owners: Vec::new(),

@@ -109,6 +109,20 @@ pub struct FirstPacket {
     pub icmp_code: u8,
 }
 
+impl FirstPacket {
+    /// The fields of packet `p`.
+    #[inline]
+    pub fn of(p: &crate::decode::PacketRepr) -> FirstPacket {
+        FirstPacket {
+            ttl: p.ttl,
+            tos: p.tos,
+            flow_label: p.flow_label,
+            icmp_type: p.icmp_type,
+            icmp_code: p.icmp_code,
+        }
+    }
+}
+
 /// Counters and attributes of one direction of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DirectionRecord {

@@ -95,7 +95,7 @@ mod tests {
     use crate::decode::PacketRepr;
     use crate::flow::config::{FlowConfig, Timeouts};
     use crate::flow::key::FlowKey;
-    use crate::flow::observation::{SideDelta, TcpSamples};
+    use crate::flow::observation::TcpSamples;
     use crate::flow::record::FirstPacket;
     use crate::flow::tcp::FIN;
 
@@ -133,13 +133,7 @@ mod tests {
             let (_, from_a) = FlowKey::from_packet(p);
             let side = &mut o.sides[usize::from(!from_a)];
             if side.packets == 0 {
-                side.first = FirstPacket {
-                    ttl: p.ttl,
-                    tos: p.tos,
-                    flow_label: p.flow_label,
-                    icmp_type: p.icmp_type,
-                    icmp_code: p.icmp_code,
-                };
+                side.first = FirstPacket::of(p);
             }
             side.packets += u64::from(p.segments);
             side.bytes += u64::from(p.ip_bytes);
@@ -389,6 +383,5 @@ mod tests {
         let mut out = Vec::new();
         t.observe_flow(&FlowObservation::new(key, S), S, &mut out);
         assert!(t.is_empty() && out.is_empty());
-        let _ = SideDelta::default();
     }
 }

@@ -607,13 +607,7 @@ impl FlowTable {
         }
         let d = if forward { &mut f.fwd } else { &mut f.rev };
         if d.packets_delta == 0 {
-            d.first = FirstPacket {
-                ttl: p.ttl,
-                tos: p.tos,
-                flow_label: p.flow_label,
-                icmp_type: p.icmp_type,
-                icmp_code: p.icmp_code,
-            };
+            d.first = FirstPacket::of(p);
         }
         d.packets_delta += u64::from(p.segments);
         d.packets_total += u64::from(p.segments);

@@ -3,10 +3,9 @@
 use super::{be32, check};
 use crate::error::DecodeErrorKind;
 
-/// A view of an Authentication Header.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an Authentication Header.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
@@ -14,16 +13,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// number.
     pub const FIXED_LEN: usize = 12;
 
-    /// A view of a buffer holding the whole header (its ICV included).
+    /// Checks that the buffer holds the whole header (its ICV included).
     ///
     /// # Errors
     /// `Truncated`: fewer than 12 bytes, or fewer than its length says.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        let p = Packet { buffer };
-        check(p.buffer.as_ref(), Self::FIXED_LEN)?;
-        check(p.buffer.as_ref(), p.header_len())?;
-        Ok(p)
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), Self::FIXED_LEN)?;
+        check(self.buffer.as_ref(), self.header_len())
     }
 
     /// Next header: what the AH protects.

@@ -16,39 +16,19 @@ pub mod field {
     pub const PAYLOAD: usize = 14;
 }
 
-/// A view of an Ethernet frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an Ethernet frame.
+    Frame
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// A view without checks (see the module contract).
-    pub fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// A view of a buffer holding at least the 14-byte header.
+    /// Checks that the buffer holds the 14-byte header.
     ///
     /// # Errors
     /// `Truncated` when it is shorter.
-    pub fn new_checked(buffer: T) -> Result<Frame<T>, DecodeErrorKind> {
-        let f = Frame::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
-    /// Checks that the header fits.
-    ///
-    /// # Errors
-    /// `Truncated` when it does not.
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         check(self.buffer.as_ref(), field::PAYLOAD)
-    }
-
-    /// The buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Destination MAC address.

@@ -12,21 +12,19 @@ pub mod field {
     pub const CODE: usize = 1;
 }
 
-/// A view of an ICMP or ICMPv6 message's type and code.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ICMP or ICMPv6 message's type and code.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view of a buffer holding at least the type and code.
+    /// Checks that the buffer holds at least the type and code.
     ///
     /// # Errors
     /// `Truncated`: fewer than 2 bytes.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        check(buffer.as_ref(), field::CODE + 1)?;
-        Ok(Packet { buffer })
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), field::CODE + 1)
     }
 
     /// Message type.

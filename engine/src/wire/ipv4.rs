@@ -37,34 +37,17 @@ const MORE_FRAGMENTS: u16 = 0x2000;
 /// The fragment offset in [`field::FLG_OFF`].
 const OFFSET: u16 = 0x1fff;
 
-/// A view of an IPv4 header.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv4 header.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view without checks (see the module contract).
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// A view of a buffer holding a whole IPv4 header, options included.
+    /// Checks that the buffer holds a whole IPv4 header, options included.
     ///
     /// # Errors
     /// `Truncated` (fewer than 20 bytes, or fewer than the IHL says),
     /// `BadVersion` (not 4), `BadHeaderLength` (IHL below 5).
-    #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The checks of [`new_checked`](Self::new_checked).
-    ///
-    /// # Errors
-    /// As [`new_checked`](Self::new_checked).
     #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         let b = self.buffer.as_ref();
@@ -80,11 +63,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(truncated(header_len, b.len()));
         }
         Ok(())
-    }
-
-    /// The buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Version: 4.

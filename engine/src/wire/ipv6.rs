@@ -26,33 +26,16 @@ pub mod field {
     pub const HEADER_LEN: usize = 40;
 }
 
-/// A view of an IPv6 fixed header.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv6 fixed header.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view without checks (see the module contract).
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// A view of a buffer holding the 40-byte fixed header.
+    /// Checks that the buffer holds the 40-byte fixed header.
     ///
     /// # Errors
     /// `Truncated` (fewer than 40 bytes), `BadVersion` (not 6).
-    #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The checks of [`new_checked`](Self::new_checked).
-    ///
-    /// # Errors
-    /// As [`new_checked`](Self::new_checked).
     #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         check(self.buffer.as_ref(), field::HEADER_LEN)?;
@@ -60,11 +43,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(DecodeErrorKind::BadVersion);
         }
         Ok(())
-    }
-
-    /// The buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Version: 6.
@@ -121,25 +99,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-/// A view of an extension header with the common layout: next header, then
-/// its length in 8-byte units not counting the first 8 (hop-by-hop options,
-/// routing, destination options, mobility, HIP, shim6).
-#[derive(Debug, Clone, Copy)]
-pub struct ExtHeader<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an extension header with the common layout: next header, then
+    /// its length in 8-byte units not counting the first 8 (hop-by-hop options,
+    /// routing, destination options, mobility, HIP, shim6).
+    ExtHeader
 }
 
 impl<T: AsRef<[u8]>> ExtHeader<T> {
-    /// A view of a buffer holding the whole extension header.
+    /// Checks that the buffer holds the whole extension header.
     ///
     /// # Errors
     /// `Truncated`: fewer than 2 bytes, or fewer than its length says.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<ExtHeader<T>, DecodeErrorKind> {
-        let h = ExtHeader { buffer };
-        check(h.buffer.as_ref(), 2)?;
-        check(h.buffer.as_ref(), h.header_len())?;
-        Ok(h)
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), 2)?;
+        check(self.buffer.as_ref(), self.header_len())
     }
 
     /// Next header.
@@ -155,24 +130,22 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     }
 }
 
-/// A view of the 8-byte fragment header.
-#[derive(Debug, Clone, Copy)]
-pub struct FragmentHeader<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of the 8-byte fragment header.
+    FragmentHeader
 }
 
 impl<T: AsRef<[u8]>> FragmentHeader<T> {
     /// Its length.
     pub const LEN: usize = 8;
 
-    /// A view of a buffer holding the whole fragment header.
+    /// Checks that the buffer holds the whole fragment header.
     ///
     /// # Errors
     /// `Truncated`: fewer than 8 bytes.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<FragmentHeader<T>, DecodeErrorKind> {
-        check(buffer.as_ref(), Self::LEN)?;
-        Ok(FragmentHeader { buffer })
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), Self::LEN)
     }
 
     /// Next header.

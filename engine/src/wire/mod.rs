@@ -17,6 +17,42 @@
 //! docs say (TCP up to the flags, UDP the ports): a header cut after that
 //! still gives its flow everything it needs.
 
+/// The parts every view shares: the struct over its buffer,
+/// `new_unchecked`, `new_checked` (which runs the view's own `check_len`)
+/// and `into_inner`. Each view module writes its `check_len` and accessors.
+macro_rules! view {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// A view without checks (see the module contract).
+            pub fn new_unchecked(buffer: T) -> $name<T> {
+                $name { buffer }
+            }
+
+            /// A view of a buffer that passes [`check_len`](Self::check_len).
+            ///
+            /// # Errors
+            /// As [`check_len`](Self::check_len).
+            #[inline(always)]
+            pub fn new_checked(buffer: T) -> Result<$name<T>, $crate::error::DecodeErrorKind> {
+                let view = $name::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+
+            /// The buffer.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod ah;
 pub mod ethernet;
 pub mod icmp;

@@ -19,21 +19,19 @@ pub mod field {
     pub const CHUNK_TYPE: usize = 12;
 }
 
-/// A view of an SCTP packet.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an SCTP packet.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view of a buffer holding the 12-byte common header.
+    /// Checks that the buffer holds the 12-byte common header.
     ///
     /// # Errors
     /// `Truncated`: fewer than 12 bytes.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        check(buffer.as_ref(), field::CHECKSUM.end)?;
-        Ok(Packet { buffer })
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), field::CHECKSUM.end)
     }
 
     /// Source port.

@@ -25,41 +25,19 @@ pub mod field {
     pub const READ_LEN: usize = 14;
 }
 
-/// A view of a TCP header's first 14 bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a TCP header's first 14 bytes.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view without checks (see the module contract).
-    pub fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// A view of a buffer holding the header up to its flags.
+    /// Checks that the buffer holds the header up to its flags.
     ///
     /// # Errors
     /// `Truncated`: fewer than 14 bytes.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The check of [`new_checked`](Self::new_checked).
-    ///
-    /// # Errors
-    /// As [`new_checked`](Self::new_checked).
-    #[inline(always)]
     pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
         check(self.buffer.as_ref(), field::READ_LEN)
-    }
-
-    /// The buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Source port.

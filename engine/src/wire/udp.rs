@@ -20,21 +20,19 @@ pub mod field {
     pub const HEADER_LEN: usize = 8;
 }
 
-/// A view of a UDP header's ports.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP header's ports.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// A view of a buffer holding at least the two ports.
+    /// Checks that the buffer holds at least the two ports.
     ///
     /// # Errors
     /// `Truncated`: fewer than 4 bytes.
     #[inline(always)]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, DecodeErrorKind> {
-        check(buffer.as_ref(), field::DST_PORT.end)?;
-        Ok(Packet { buffer })
+    pub fn check_len(&self) -> Result<(), DecodeErrorKind> {
+        check(self.buffer.as_ref(), field::DST_PORT.end)
     }
 
     /// Source port.

@@ -34,12 +34,7 @@ impl FlowTable {
         let i = match slot {
             Some(i) => i,
             None => {
-                if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
-                    self.advance(clock_ns, out);
-                    if self.index.len() >= self.config.max_flows {
-                        self.evict_least_recent(clock_ns, out);
-                    }
-                }
+                self.make_room(clock_ns, out);
                 // Seen from the middle: the first side that sent anything
                 // opened it, as far as anyone can tell.
                 let opening = o.opening.unwrap_or(Opening {

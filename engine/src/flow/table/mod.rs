@@ -239,12 +239,7 @@ impl FlowTable {
         let i = match slot {
             Some(i) => i,
             None => {
-                if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
-                    self.advance(clock_ns, out);
-                    if self.index.len() >= self.config.max_flows {
-                        self.evict_least_recent(clock_ns, out);
-                    }
-                }
+                self.make_room(clock_ns, out);
                 self.insert(key, hash, &(p, from_a), p.ifindex, ts_ns, clock_ns)
             }
         };
@@ -673,6 +668,18 @@ impl FlowTable {
             f.in_active = true;
             f.record_start_clock = from;
             self.active_list.push_back(&mut self.active_links, i);
+        }
+    }
+
+    /// Before a new flow: at `--max-flows`, ends what is due, and if the
+    /// table is still full, the least recently seen flow.
+    #[inline]
+    fn make_room(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
+            self.advance(clock_ns, out);
+            if self.index.len() >= self.config.max_flows {
+                self.evict_least_recent(clock_ns, out);
+            }
         }
     }
 

@@ -229,6 +229,8 @@ struct TableCells {
     open: Cell,
     records: [Cell; EndReason::ALL.len()],
     fragments_without_first: Cell,
+    fragments_untracked: Cell,
+    evicted: Cell,
     peak_flows: Cell,
     peak_memory_bytes: Cell,
 }
@@ -246,6 +248,8 @@ impl TableSlot {
         c.open.set(open as u64);
         set_all(&c.records, &stats.records);
         c.fragments_without_first.set(stats.fragments_without_first);
+        c.fragments_untracked.set(stats.fragments_untracked);
+        c.evicted.set(stats.evicted);
         c.peak_flows.set(stats.peak_flows);
         c.peak_memory_bytes.set(stats.peak_memory_bytes);
     }
@@ -530,6 +534,8 @@ impl Registry {
                 flows: t.flows.get(),
                 records: get_all(&t.records),
                 fragments_without_first: t.fragments_without_first.get(),
+                fragments_untracked: t.fragments_untracked.get(),
+                evicted: t.evicted.get(),
                 peak_flows: t.peak_flows.get(),
                 peak_memory_bytes: t.peak_memory_bytes.get(),
             });

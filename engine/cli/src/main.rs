@@ -24,7 +24,7 @@ use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_pcap::{CaptureReader, FileSource};
 use clap::Parser;
 use engine::decode::{Decoder, TunnelPorts, UdpTunnel};
-use engine::{FlowConfig, IpNet, Pipeline, PipelineConfig, Registry, Timeouts, drive};
+use engine::{FLOW_BYTES, FlowConfig, IpNet, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
 use exporter::otlp::Protocol;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
@@ -37,8 +37,10 @@ use crate::progress::Progress;
 use crate::summary::Summary;
 
 const AFTER_HELP: &str = "\
-Default timeouts: idle TCP 300 s, UDP 60 s, ICMP/ICMPv6 30 s, other protocols 60 s;
-active 60 s; TCP end of flow (FIN from both sides, or RST) 2 s of linger.
+Default timeouts: idle TCP 300 s, UDP 60 s, ICMP/ICMPv6 30 s, other protocols 60 s,
+and 120 s (or the protocol's, if shorter) for flows that have not got going (TCP before
+its handshake completes, any flow with one packet); active 60 s; TCP end of flow (FIN
+from both sides, or RST) 2 s of linger.
 
 OTLP export is on when an endpoint is given (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT
 or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); JSON is then written only with -o. Also read:
@@ -50,7 +52,7 @@ second signal stops waiting. Spans not delivered are counted and reported.
 
 Live capture (-i, needs CAP_NET_RAW) runs until SIGINT or SIGTERM, which flush every open
 flow (forced_end) and exit 0; with OTLP export it drops spans beyond --queue-size rather
-than stall.
+than stall. Its flow state is bounded by --flow-memory (256M by default).
 
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
 flows from the records before it were written), or every live interface went away; 2 bad flags, settings or environment,
@@ -137,10 +139,26 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     active_timeout: u64,
 
-    /// Most open flows; a new flow beyond it ends the least recently seen one
-    /// with `lack_of_resources`. 0 means no limit. Split evenly among workers.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    max_flows: usize,
+    /// Idle timeout of flows that have not got going, in seconds: TCP flows
+    /// before their handshake completes, and flows of any protocol with one
+    /// packet. A protocol's own idle timeout applies if it is shorter.
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_positive_secs)]
+    unestablished_timeout: u64,
+
+    /// Memory for flow state, e.g. 512M or 2G (bytes without a suffix): the
+    /// flow limit is this divided by 300 bytes a flow. A new flow beyond it
+    /// ends one with `lack_of_resources`: the least recently seen that has not
+    /// got going, else the least recently seen. Default: 256M for live
+    /// capture, no limit for capture files (whose output then does not
+    /// depend on --workers).
+    #[arg(long, value_name = "SIZE", value_parser = parse_flow_memory,
+          conflicts_with = "max_flows")]
+    flow_memory: Option<u64>,
+
+    /// The flow limit as a number of open flows instead of --flow-memory; 0 means
+    /// no limit. Split evenly among workers.
+    #[arg(long, value_name = "N")]
+    max_flows: Option<usize>,
 
     /// Community ID seed (0-65535).
     #[arg(long, value_name = "SEED", default_value_t = 0)]
@@ -337,6 +355,65 @@ fn parse_block_size(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+/// Flow memory when live capture is not given --flow-memory or --max-flows.
+const DEFAULT_LIVE_FLOW_MEMORY: u64 = 256 << 20;
+
+/// A size in bytes: a number, optionally followed by K, M, G or T (powers
+/// of 1024; `KiB`, `MiB`... and `KB`, `MB`... mean the same).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size (expected a number of bytes, optionally followed by K, M, G or T, e.g. 512M)"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (expected e.g. 512M or 2G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_flow_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s)?;
+    const MIN: u64 = 1 << 20;
+    const MAX: u64 = 1 << 40;
+    if !(MIN..=MAX).contains(&bytes) {
+        return Err(format!("{s:?} is out of range (expected 1M to 1T)"));
+    }
+    Ok(bytes)
+}
+
+/// The flow limit over all workers (0: none), and what set it.
+fn flow_limit(args: &Args) -> (usize, String) {
+    let memory = |bytes: u64, how: &str| {
+        (
+            FlowConfig::flows_for_memory(bytes),
+            format!(
+                "{how}{} MiB at {FLOW_BYTES} bytes a flow",
+                bytes as f64 / f64::from(1u32 << 20)
+            ),
+        )
+    };
+    match (args.max_flows, args.flow_memory) {
+        (Some(0), _) => (0, "--max-flows 0".into()),
+        (Some(n), _) => (n, "--max-flows".into()),
+        (None, Some(bytes)) => memory(bytes, "--flow-memory "),
+        (None, None) if args.pcap.is_none() => {
+            memory(DEFAULT_LIVE_FLOW_MEMORY, "default live --flow-memory ")
+        }
+        (None, None) => (0, "capture files have none by default".into()),
+    }
+}
+
 fn parse_positive_secs(s: &str) -> Result<u64, String> {
     let ns = parse_secs(s)?;
     if ns == 0 {
@@ -390,16 +467,19 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
     let mut timeouts = Timeouts {
         active_ns: args.active_timeout,
+        unestablished_idle_ns: args.unestablished_timeout,
         ..Timeouts::default()
     };
     if let Some(ns) = args.idle_timeout {
         timeouts.set_all_idle(ns);
     }
+    let (max_flows, limit_source) = flow_limit(args);
     let flow = FlowConfig {
         timeouts,
-        max_flows: args.max_flows,
+        max_flows,
         community_id_seed: args.community_id_seed,
         local_nets: args.local_nets.clone(),
+        ..FlowConfig::default()
     };
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
@@ -604,6 +684,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         let counters = registry.snapshot();
         let summary = Summary {
             path: &name,
+            flow_limit: (max_flows, &limit_source),
             elapsed: started.elapsed(),
             counters: &counters,
         };

@@ -13,6 +13,8 @@ pub struct Summary<'a> {
     /// The file, or `live capture on …`.
     pub path: &'a str,
     pub elapsed: Duration,
+    /// The flow limit over all workers (0: none) and what set it.
+    pub flow_limit: (usize, &'a str),
     pub counters: &'a Snapshot,
 }
 
@@ -104,8 +106,8 @@ impl fmt::Display for Summary<'_> {
         }
         writeln!(
             f,
-            "  fragments without their first fragment: {}",
-            t.fragments_without_first
+            "  fragments without their first fragment: {}; first fragments not remembered (table full): {}",
+            t.fragments_without_first, t.fragments_untracked
         )?;
         writeln!(
             f,
@@ -118,6 +120,14 @@ impl fmt::Display for Summary<'_> {
             t.peak_memory_bytes as f64 / 1e6,
             t.peak_memory_bytes.checked_div(t.peak_flows).unwrap_or(0)
         )?;
+        match self.flow_limit {
+            (0, how) => writeln!(f, "  flow limit: none ({how})")?,
+            (n, how) => writeln!(
+                f,
+                "  flow limit: {n} open flows ({how}); flows ended to make room: {}",
+                t.evicted
+            )?,
+        }
         write!(f, "  records: {}:", t.records_total())?;
         for (reason, n) in EndReason::ALL.iter().zip(t.records) {
             write!(f, " {}={n}", reason.as_str())?;

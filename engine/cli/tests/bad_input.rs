@@ -313,6 +313,16 @@ fn bad_flags_name_the_flag() {
             vec!["--pcap", p, "--community-id-seed", "70000"],
             "--community-id-seed",
         ),
+        (vec!["--pcap", p, "--flow-memory", "10"], "--flow-memory"),
+        (vec!["--pcap", p, "--flow-memory", "2X"], "--flow-memory"),
+        (
+            vec!["--pcap", p, "--flow-memory", "1G", "--max-flows", "9"],
+            "--max-flows",
+        ),
+        (
+            vec!["--pcap", p, "--unestablished-timeout", "0"],
+            "--unestablished-timeout",
+        ),
         (vec!["--pcap", p, "--bogus"], "--bogus"),
         (vec![], "--pcap"),
     ] {
@@ -341,6 +351,8 @@ fn help_documents_every_flag() {
         "--idle-timeout",
         "--active-timeout",
         "--max-flows",
+        "--flow-memory",
+        "--unestablished-timeout",
         "--community-id-seed",
         "--local-net",
         "--batch-size",

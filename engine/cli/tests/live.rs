@@ -601,3 +601,144 @@ fn super_frames_count_as_the_segments_the_wire_carries() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An Ethernet/IPv4/TCP SYN from `src`:`sport` to 10.9.0.2:443 (checksums
+/// left 0: nothing on the receiving end answers it).
+fn syn_frame(src: [u8; 4], sport: u16) -> Vec<u8> {
+    use capture_afpacket::testnet::{DST_MAC, SRC_MAC};
+    let mut f = Vec::with_capacity(54);
+    f.extend_from_slice(&DST_MAC);
+    f.extend_from_slice(&SRC_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[10, 9, 0, 2]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&443u16.to_be_bytes());
+    // Sequence number, acknowledgment, offset 5, SYN, window, checksum, urgent.
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+/// A field of `/proc/PID/status` in bytes (`VmHWM`, `VmRSS`...).
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number of kB");
+    kib * 1024
+}
+
+/// Issue 16: a flood of new flows grew a live agent's memory without
+/// bound. A million SYNs from random sources, none answered, into an
+/// engine given 16 MiB for flows: the table stops at its limit, evicts
+/// (counted, `lack_of_resources`), and the process grows by about the
+/// budget, not by the ~300 MB a million flows would take.
+#[test]
+fn regression_16_a_syn_flood_from_a_million_sources_stays_within_the_flow_memory() {
+    const FLOODERS: u32 = 1_000_000;
+    const BUDGET: u64 = 16 << 20;
+    let Some(ns) = namespace("f") else { return };
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--workers",
+            "2",
+            "--flow-memory",
+            "16M",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let pid = child.id();
+    let before = proc_status_bytes(pid, "VmRSS");
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    // xorshift32: a million distinct sources (it has period 2^32 - 1).
+    let mut x: u32 = 0x9e37_79b9;
+    let mut frames = Vec::with_capacity(1024);
+    // At most 250,000 a second, which the engine keeps up with here while
+    // it evicts and writes a span for each flow it ends.
+    let started = std::time::Instant::now();
+    for n in 0..FLOODERS {
+        let due = started + Duration::from_micros(u64::from(n) * 4);
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now())
+            && n % 1024 == 0
+        {
+            std::thread::sleep(wait);
+        }
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        frames.push(syn_frame(x.to_be_bytes(), 1024 + (x % 60_000) as u16));
+        if frames.len() == frames.capacity() {
+            sender.send_all(&frames).expect("sending SYNs");
+            frames.clear();
+        }
+    }
+    sender.send_all(&frames).expect("sending SYNs");
+    std::thread::sleep(Duration::from_millis(500));
+    let peak = proc_status_bytes(pid, "VmHWM");
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let limit = BUDGET / engine::FLOW_BYTES;
+    let number_after = |label: &str| -> u64 {
+        let at = stderr
+            .find(label)
+            .unwrap_or_else(|| panic!("{label:?} in {stderr}"))
+            + label.len();
+        stderr[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|n| !n.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {label:?} in {stderr}"))
+    };
+    let read: u64 = stderr
+        .split(" packets read")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("packets read in {stderr}"));
+    let table_mb: f64 = stderr
+        .split("flow table memory at that peak: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("flow table memory in {stderr}"));
+    let evicted = number_after("flows ended to make room: ");
+    let table_peak = number_after("most open at once, summed over workers: ");
+    eprintln!(
+        "engine read {read} SYNs; {evicted} flows evicted; table peak {table_peak} flows; \
+         engine RSS {} MiB before, peak {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        stderr.contains(&format!(
+            "flow limit: {limit} open flows (--flow-memory 16 MiB"
+        )),
+        "{stderr}"
+    );
+    // Most of the flood reached the engine, far more than the limit.
+    assert!(read > u64::from(FLOODERS) * 9 / 10, "{stderr}");
+    assert!(table_peak <= limit, "{stderr}");
+    assert_eq!(evicted, read - limit, "{stderr}");
+    assert!(table_mb * 1e6 <= BUDGET as f64, "{stderr}");
+    // The process: the budget, and spans on their way out (bounded queues
+    // of encoded spans, 25-35 MiB here while a span is made for every
+    // flow evicted) with the heap's slack. Without the budget it grows by
+    // ~270 MiB.
+    assert!(
+        peak - before <= BUDGET + (64 << 20),
+        "the engine grew by {} MiB with a flow budget of 16 MiB",
+        (peak - before) >> 20
+    );
+}

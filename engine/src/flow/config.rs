@@ -22,9 +22,18 @@ pub struct Timeouts {
     /// How long a TCP flow that saw FIN from both sides, or RST, stays open
     /// for the final ACKs before it ends with `end_of_flow_detected`.
     pub tcp_end_linger_ns: u64,
-    /// How long the transport ports of a fragmented datagram are remembered
-    /// for its later fragments.
+    /// Idle timeout of flows that have not got going: TCP flows whose
+    /// handshake has not completed (or, picked up midstream, that have not
+    /// been seen from both sides) and flows of any protocol with one packet
+    /// so far. A protocol's own idle timeout applies when it is shorter.
+    /// Unanswered SYNs from a flood or a scan then leave the table as soon
+    /// as a connection attempt would have given up.
+    pub unestablished_idle_ns: u64,
+    /// How long the transport ports of a fragmented IPv4 datagram are
+    /// remembered for its later fragments.
     pub fragment_ns: u64,
+    /// The same for IPv6 (RFC 8200, section 4.5: 60 s).
+    pub fragment_v6_ns: u64,
 }
 
 impl Default for Timeouts {
@@ -36,13 +45,19 @@ impl Default for Timeouts {
             other_idle_ns: 60 * SEC,
             active_ns: 60 * SEC,
             tcp_end_linger_ns: 2 * SEC,
+            // Linux conntrack's SYN_SENT timeout: a connect() that retries
+            // its SYN (1, 2, 4 ... 64 s apart) stays one flow.
+            unestablished_idle_ns: 120 * SEC,
+            // RFC 791's upper bound for reassembly is 15 s; Linux keeps 30 s.
             fragment_ns: 30 * SEC,
+            fragment_v6_ns: 60 * SEC,
         }
     }
 }
 
 impl Timeouts {
-    /// Sets every idle timeout to the same value.
+    /// Sets every protocol's idle timeout to the same value (the timeout
+    /// of flows that have not got going stays, and applies if shorter).
     pub fn set_all_idle(&mut self, ns: u64) {
         self.tcp_idle_ns = ns;
         self.udp_idle_ns = ns;
@@ -170,22 +185,60 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// The most bytes one open flow takes in a table, the slack of the table's
+/// growth included, when it has no tunnel or IPsec state (a flow that has
+/// takes up to 700 more; README, "Tunnels"). A test checks it. A memory
+/// budget for flows is divided by it: [`FlowConfig::flows_for_memory`].
+pub const FLOW_BYTES: u64 = 300;
+
+/// Fragmented datagrams a table remembers at once by default: about 2 MiB
+/// (Linux gives a network namespace's reassembly 4 MiB).
+pub const DEFAULT_MAX_FRAGMENTS: usize = 16_384;
+
 /// Everything a [`FlowTable`](crate::FlowTable) needs to know.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowConfig {
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Maximum number of open flows in one table; 0 means unlimited. When a
-    /// new flow would exceed it, the least recently seen flow is ended with
-    /// `lack_of_resources`.
+    /// new flow would exceed it, a flow is ended with `lack_of_resources`:
+    /// the least recently seen of those that have not got going (see
+    /// [`Timeouts::unestablished_idle_ns`]), or if there are none, the least
+    /// recently seen of all.
     pub max_flows: usize,
+    /// Maximum number of fragmented datagrams whose ports one table
+    /// remembers at once; 0 means unlimited. When it is full, expired
+    /// entries are dropped, and if none has expired, a new datagram's ports
+    /// are not remembered (counted: its later fragments count as without
+    /// their first).
+    pub max_fragments: usize,
     /// Community ID seed.
     pub community_id_seed: u16,
     /// The observing host's own networks (for span kind SERVER).
     pub local_nets: Vec<IpNet>,
 }
 
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            timeouts: Timeouts::default(),
+            max_flows: 0,
+            max_fragments: DEFAULT_MAX_FRAGMENTS,
+            community_id_seed: 0,
+            local_nets: Vec::new(),
+        }
+    }
+}
+
 impl FlowConfig {
+    /// The flow limit ([`max_flows`](Self::max_flows), over all tables)
+    /// that keeps flow state within `bytes`: at least 1.
+    pub fn flows_for_memory(bytes: u64) -> usize {
+        usize::try_from(bytes / FLOW_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1)
+    }
+
     /// Whether `ip` belongs to the observing host.
     pub fn is_local(&self, ip: IpAddr) -> bool {
         self.local_nets.iter().any(|n| n.contains(ip))

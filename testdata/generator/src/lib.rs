@@ -997,7 +997,9 @@ fn timeouts() -> Vec<u8> {
         T0 + 9 * S,
         &eth_ip(&tcp4("10.0.0.1", "10.0.0.4", 40010, 80, ACK, 0)),
     );
-    // TCP silent for 310 s: idle_timeout (300 s), then a new flow.
+    // TCP whose handshake never completed (SYN, SYN/ACK), then silent for
+    // 310 s: idle_timeout after 120 s (--unestablished-timeout), then a new
+    // flow.
     p.add(
         T0 + 5 * S,
         &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 40020, 22, SYN, 0)),
@@ -1010,6 +1012,19 @@ fn timeouts() -> Vec<u8> {
         T0 + 315 * S,
         &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 40020, 22, PSH | ACK, 100)),
     );
+    // TCP whose handshake completed, then silent for 200 s: its 300 s idle
+    // timeout keeps it one flow (an active_timeout record, then forced_end).
+    for (dt, (src, dst, sp, dp), flags, len) in [
+        (0, ("10.0.0.1", "10.0.0.8", 40040, 22), SYN, 0),
+        (MS, ("10.0.0.8", "10.0.0.1", 22, 40040), SYN | ACK, 0),
+        (2 * MS, ("10.0.0.1", "10.0.0.8", 40040, 22), ACK, 0),
+        (200 * S, ("10.0.0.1", "10.0.0.8", 40040, 22), PSH | ACK, 100),
+    ] {
+        p.add(
+            T0 + 6 * S + dt,
+            &eth_ip(&tcp4(src, dst, sp, dp, flags, len)),
+        );
+    }
     // A flow still open at the end: forced_end.
     p.add(
         T0 + 316 * S,
@@ -1300,7 +1315,7 @@ pub fn fixtures() -> Vec<Fixture> {
         },
         Fixture {
             name: "timeouts.pcap",
-            about: "active timeout, ICMP and TCP idle timeouts, FIN linger, forced end",
+            about: "active timeout, ICMP and TCP idle timeouts (TCP before and after its handshake), FIN linger, forced end",
             args: &[],
             bytes: timeouts(),
         },

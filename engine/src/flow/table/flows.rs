@@ -306,6 +306,59 @@ mod tests {
         }
     }
 
+    /// Flows that have not got going (a lone SYN, an answered SYN, a
+    /// one-packet UDP flow) end after the unestablished timeout whether
+    /// they come as packets or as deltas, and a completed handshake moves
+    /// a flow to TCP's idle timeout on both paths.
+    #[test]
+    fn flows_that_have_not_got_going_time_out_alike_as_deltas() {
+        let config = FlowConfig {
+            timeouts: Timeouts {
+                active_ns: 0,
+                ..Timeouts::default()
+            },
+            ..FlowConfig::default()
+        };
+        let udp = PacketRepr {
+            src_port: 53000,
+            dst_port: 53,
+            ip_bytes: 60,
+            ..PacketRepr::new(
+                "192.0.2.1".parse().unwrap(),
+                "192.0.2.53".parse().unwrap(),
+                17,
+            )
+        };
+        for packets in [
+            vec![(S, tcp(true, SYN, 1000, 0, 0))],
+            vec![
+                (S, tcp(true, SYN, 1000, 0, 0)),
+                (S + MS, tcp(false, SYN | ACK, 5000, 1001, 0)),
+            ],
+            vec![
+                (S, tcp(true, SYN, 1000, 0, 0)),
+                (S + MS, tcp(false, SYN | ACK, 5000, 1001, 0)),
+                (S + 2 * MS, tcp(true, ACK, 1001, 5001, 0)),
+            ],
+            vec![(S, udp)],
+        ] {
+            // Between the two timeouts, and after both.
+            for end in [200 * S, 400 * S] {
+                let expected = by_packets(&config, &packets, end);
+                // What a kernel program measures of the handshake.
+                let tcp = packets[0].1.protocol == 6;
+                let samples = TcpSamples {
+                    handshake_ns: (tcp && packets.len() >= 2).then_some(MS as u32),
+                    ack_after_ns: (packets.len() == 3).then_some(MS as u32),
+                    established: packets.len() == 3,
+                    ..TcpSamples::default()
+                };
+                let one = [delta(&packets, true, samples)];
+                assert_eq!(by_deltas(&config, &one, end), expected);
+            }
+        }
+    }
+
     /// The packets of a little-endian microsecond pcap of Ethernet frames.
     fn pcap_packets(file: &[u8]) -> Vec<(u64, PacketRepr)> {
         let le = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());

@@ -8,8 +8,12 @@
 //! flow's deadline first ends the old flow exactly as a sweep would have.
 //!
 //! Timers are intrusive doubly-linked lists over the slot array, one per idle
-//! class (TCP, UDP, ICMP, other, TCP closing) in last-seen order, and one for
-//! the active timeout in record-start order. Expiring is popping heads.
+//! class in last-seen order, and one for the active timeout in record-start
+//! order. Expiring is popping heads. The idle classes are TCP, UDP, ICMP,
+//! other and TCP closing, and the same four protocols again for flows that
+//! have not got going ([`Flow::got_going`]): every flow starts in one of
+//! those, with a shorter timeout, and moves to its protocol's class once it
+//! has.
 
 mod flows;
 mod fragments;
@@ -43,15 +47,18 @@ const CLASS_UDP: usize = 1;
 const CLASS_ICMP: usize = 2;
 const CLASS_OTHER: usize = 3;
 const CLASS_CLOSING: usize = 4;
-const CLASSES: usize = 5;
+/// Added to a protocol's class: the class of its flows that have not got
+/// going.
+const CLASS_NEW: usize = 5;
+const CLASSES: usize = 9;
 
 /// What [`FlowTable::relink`] does for a flow that took traffic.
 #[derive(Clone, Copy)]
 struct Relink {
     /// The flow's idle class before this traffic.
     class: usize,
-    /// It has just closed: to the closing list.
-    closing_now: bool,
+    /// Its idle class now: another one if it has just closed or got going.
+    to: usize,
     /// It is not on the active list yet.
     needs_active: bool,
 }
@@ -68,6 +75,13 @@ pub struct TableStats {
     /// Non-first fragments whose first fragment was not seen (or had expired):
     /// counted in a flow without ports for their addresses and protocol.
     pub fragments_without_first: u64,
+    /// First fragments whose ports were not remembered because the table
+    /// held [`FlowConfig::max_fragments`] datagrams already.
+    pub fragments_untracked: u64,
+    /// Flows ended to make room for a new one ([`FlowConfig::max_flows`]);
+    /// each made a `lack_of_resources` record if it had packets since its
+    /// last record.
+    pub evicted: u64,
     /// The most flows open at once in this table. [`merge`](Self::merge)
     /// adds peaks, so for several tables it is the sum of each table's peak
     /// (an upper bound of the peak of their union).
@@ -86,6 +100,8 @@ impl TableStats {
             *a += b;
         }
         self.fragments_without_first += other.fragments_without_first;
+        self.fragments_untracked += other.fragments_untracked;
+        self.evicted += other.evicted;
         self.peak_flows += other.peak_flows;
         self.peak_memory_bytes += other.peak_memory_bytes;
     }
@@ -125,6 +141,7 @@ impl FlowTable {
     /// An empty table.
     pub fn new(config: FlowConfig) -> FlowTable {
         let t = config.timeouts;
+        let new = |idle: u64| idle.min(t.unestablished_idle_ns);
         FlowTable {
             idle_ns: [
                 t.tcp_idle_ns,
@@ -132,6 +149,10 @@ impl FlowTable {
                 t.icmp_idle_ns,
                 t.other_idle_ns,
                 t.tcp_end_linger_ns,
+                new(t.tcp_idle_ns),
+                new(t.udp_idle_ns),
+                new(t.icmp_idle_ns),
+                new(t.other_idle_ns),
             ],
             config,
             index: SlotIndex::new(),
@@ -354,9 +375,7 @@ impl FlowTable {
             }
         }
         if clock_ns.saturating_sub(self.last_fragment_purge) >= 1_000_000_000 {
-            let keep_after = clock_ns.saturating_sub(self.config.timeouts.fragment_ns);
-            self.fragments.retain(|_, e| e.clock > keep_after);
-            self.last_fragment_purge = clock_ns;
+            self.purge_fragments(clock_ns);
         }
     }
 
@@ -530,12 +549,13 @@ impl FlowTable {
     ) -> u32 {
         let from_a = opening.sent_by_a();
         let (initiator_is_a, role) = self.judge(&key, opening);
-        let class = match key.protocol {
-            6 => CLASS_TCP,
-            17 => CLASS_UDP,
-            1 | 58 => CLASS_ICMP,
-            _ => CLASS_OTHER,
-        };
+        let class = CLASS_NEW
+            + match key.protocol {
+                6 => CLASS_TCP,
+                17 => CLASS_UDP,
+                1 | 58 => CLASS_ICMP,
+                _ => CLASS_OTHER,
+            };
         let flow = Flow {
             key,
             flow_start_ns: ts_ns,
@@ -624,33 +644,38 @@ impl FlowTable {
         self.relink(i, r, clock_ns, clock_ns);
     }
 
-    /// After flow `i` (of idle class `class`) took traffic at `clock_ns`:
-    /// marks it closing if it has just closed, and returns what
-    /// [`relink`](Self::relink) needs. Takes the flow the caller holds, so
-    /// that the packet path looks its slot up once.
+    /// After flow `f` took traffic at `clock_ns`: marks it closing if it
+    /// has just closed, or moves it to its protocol's class if it has just
+    /// got going, and returns what [`relink`](Self::relink) needs. Takes the
+    /// flow the caller holds, so that the packet path looks its slot up once.
     #[inline(always)]
     fn mark(f: &mut Flow, closing_now: bool, active_enabled: bool, clock_ns: u64) -> Relink {
-        let relink = Relink {
-            class: f.class(),
-            closing_now,
-            needs_active: active_enabled && !f.in_active,
-        };
-        if closing_now {
-            f.class = CLASS_CLOSING as u8;
+        let class = f.class();
+        let to = if closing_now {
             f.tcp.close(clock_ns);
+            CLASS_CLOSING
+        } else if class >= CLASS_NEW && f.got_going() {
+            class - CLASS_NEW
+        } else {
+            class
+        };
+        f.class = to as u8;
+        Relink {
+            class,
+            to,
+            needs_active: active_enabled && !f.in_active,
         }
-        relink
     }
 
-    /// Moves flow `i` to the back of its idle list, or to the closing list
-    /// if it has just closed, and onto the active list if it is not there,
-    /// with its active timeout running from `record_clock_ns` (when the
-    /// traffic began).
+    /// Moves flow `i` to the back of its idle list, or to the back of its
+    /// new one if it has just closed or got going, and onto the active list
+    /// if it is not there, with its active timeout running from
+    /// `record_clock_ns` (when the traffic began).
     #[inline(always)]
     fn relink(&mut self, i: u32, r: Relink, record_clock_ns: u64, clock_ns: u64) {
-        if r.closing_now {
+        if r.to != r.class {
             self.idle_lists[r.class].unlink(&mut self.idle_links, i);
-            self.idle_lists[CLASS_CLOSING].push_back(&mut self.idle_links, i);
+            self.idle_lists[r.to].push_back(&mut self.idle_links, i);
         } else if r.class != CLASS_CLOSING {
             // Most recently seen goes last.
             self.idle_lists[r.class].move_to_back(&mut self.idle_links, i);
@@ -672,30 +697,39 @@ impl FlowTable {
     }
 
     /// Before a new flow: at `--max-flows`, ends what is due, and if the
-    /// table is still full, the least recently seen flow.
+    /// table is still full, one more flow (see [`evict`](Self::evict)).
     #[inline]
     fn make_room(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
         if self.config.max_flows > 0 && self.index.len() >= self.config.max_flows {
             self.advance(clock_ns, out);
             if self.index.len() >= self.config.max_flows {
-                self.evict_least_recent(clock_ns, out);
+                self.evict(clock_ns, out);
             }
         }
     }
 
-    fn evict_least_recent(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
-        let mut victim: Option<(u64, u32)> = None;
-        for class in 0..CLASSES {
-            let head = self.idle_lists[class].head;
-            if head == NIL {
-                continue;
+    /// Ends the least recently seen flow that has not got going, or if
+    /// every flow has, the least recently seen flow, with
+    /// `lack_of_resources`. A flood of new flows (a SYN flood, a scan) then
+    /// pushes out its own kind, not the connections that carry traffic.
+    fn evict(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        let least_recent = |classes: std::ops::Range<usize>| {
+            let mut victim: Option<(u64, u32)> = None;
+            for class in classes {
+                let head = self.idle_lists[class].head;
+                if head == NIL {
+                    continue;
+                }
+                let last = self.flow(head).last_clock;
+                if victim.is_none_or(|(v, _)| last < v) {
+                    victim = Some((last, head));
+                }
             }
-            let last = self.flow(head).last_clock;
-            if victim.is_none_or(|(v, _)| last < v) {
-                victim = Some((last, head));
-            }
-        }
+            victim
+        };
+        let victim = least_recent(CLASS_NEW..CLASSES).or_else(|| least_recent(0..CLASSES));
         if let Some((_, i)) = victim {
+            self.stats.evicted += 1;
             self.finish(i, EndReason::LackOfResources, clock_ns, out);
         }
     }

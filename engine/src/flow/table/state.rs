@@ -193,6 +193,23 @@ impl Flow {
         self.fwd.packets_delta + self.rev.packets_delta > 0
     }
 
+    /// Whether the flow has got going, which gives it its protocol's idle
+    /// timeout instead of the shorter one of new flows: a TCP flow once its
+    /// handshake has completed (or, seen from the middle with no SYN from
+    /// either side, once both sides have sent), any other flow once it has
+    /// a second packet. Decided from what packets and flow observations
+    /// both carry, so that both take the same path.
+    #[inline]
+    pub(super) fn got_going(&self) -> bool {
+        if self.key.protocol == 6 {
+            let [f, r] = self.tcp_flags;
+            self.tcp.established()
+                || ((f | r) & SYN == 0 && self.fwd.packets_total > 0 && self.rev.packets_total > 0)
+        } else {
+            self.fwd.packets_total + self.rev.packets_total >= 2
+        }
+    }
+
     /// Whether this TCP flow has just closed (FIN from both sides, or an
     /// RST) and is not yet on the closing list.
     #[inline]

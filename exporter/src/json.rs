@@ -283,6 +283,17 @@ impl<W: Write> OtlpJsonWriter<W> {
         Ok(())
     }
 
+    /// Writes the spans added so far as one line, and flushes the output:
+    /// what a live capture does after each batch of records, so that a
+    /// reader of the file or pipe sees them at once.
+    ///
+    /// # Errors
+    /// Writing to the output failed.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.end_batch()?;
+        self.out.flush()
+    }
+
     /// Spans added so far.
     pub fn spans(&self) -> u64 {
         self.spans

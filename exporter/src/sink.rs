@@ -44,13 +44,19 @@ pub trait RecordSink: Send {
     fn take(&mut self, item: &Mapped) -> io::Result<()>;
 
     /// When this sink wants [`flush_due`](Self::flush_due) called: a
-    /// partial batch that must not wait longer.
+    /// partial batch that must not wait longer. (It is also called after
+    /// every batch of records taken.)
     fn due(&self) -> Option<Instant> {
         None
     }
 
-    /// Sends what has waited long enough.
-    fn flush_due(&mut self) {}
+    /// Sends or writes out what has waited long enough.
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    fn flush_due(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Publishes the number of items taken so far into the sink's counters.
     fn publish(&self, taken: u64);

@@ -538,6 +538,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 args.batch_size as usize,
             ),
             slot: registry.output("spans", &target, None),
+            flush_each_batch: args.pcap.is_none(),
         })
     } else {
         None

@@ -3,8 +3,11 @@
 //! order. Records arrive already mapped and encoded by the flow workers
 //! ([`Mapped`]); this thread only batches bytes and writes or submits them.
 //!
-//! JSON lines are cut by size only, so a capture file always gives the same
-//! bytes. Export requests are cut by size or when the oldest span in the
+//! JSON lines from a capture file are cut by size only, so that it always
+//! gives the same bytes. Live, the line under way is also ended and the
+//! output flushed after each batch of records, so that a reader of the file
+//! or pipe (`tail -f`, `engine -i … | consumer`) gets spans as flows end,
+//! and a crash loses at most one batch. Export requests are cut by size or when the oldest span in the
 //! batch has waited `interval`, so spans reach the collector promptly even
 //! when flows end slowly.
 
@@ -24,11 +27,20 @@ pub struct JsonSink {
     pub writer: OtlpJsonWriter<Box<dyn Write + Send>>,
     /// Where the spans written are counted.
     pub slot: OutputSlot,
+    /// Live capture: end the line and flush after each batch of records.
+    pub flush_each_batch: bool,
 }
 
 impl RecordSink for JsonSink {
     fn take(&mut self, item: &Mapped) -> io::Result<()> {
         self.writer.write_encoded(&item.span)
+    }
+
+    fn flush_due(&mut self) -> io::Result<()> {
+        if self.flush_each_batch {
+            self.writer.flush()?;
+        }
+        Ok(())
     }
 
     fn publish(&self, taken: u64) {
@@ -87,10 +99,11 @@ impl RecordSink for OtlpSink {
         self.batch_started.map(|t| t + self.interval)
     }
 
-    fn flush_due(&mut self) {
+    fn flush_due(&mut self) -> io::Result<()> {
         if self.due().is_some_and(|t| t <= Instant::now()) {
             self.cut();
         }
+        Ok(())
     }
 
     fn publish(&self, taken: u64) {
@@ -131,26 +144,37 @@ pub fn run(
                     taken += 1;
                     let mut k = 0;
                     while k < sinks.len() {
-                        if let Err(e) = sinks[k].take(item) {
-                            let failed = sinks.remove(k);
-                            failed.publish(taken - 1);
-                            drop(failed.finish(shutdown_timeout));
-                            ended.push(SinkEnd::Written(Err(e)));
-                            if sinks.is_empty() {
-                                break 'run;
+                        match sinks[k].take(item) {
+                            Ok(()) => k += 1,
+                            Err(e) => {
+                                let failed = sinks.remove(k);
+                                end_failed(failed, e, taken - 1, shutdown_timeout, &mut ended);
                             }
-                        } else {
-                            k += 1;
                         }
+                    }
+                    if sinks.is_empty() {
+                        break 'run;
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        for s in &mut sinks {
-            s.flush_due();
-            s.publish(taken);
+        let mut k = 0;
+        while k < sinks.len() {
+            match sinks[k].flush_due() {
+                Ok(()) => {
+                    sinks[k].publish(taken);
+                    k += 1;
+                }
+                Err(e) => {
+                    let failed = sinks.remove(k);
+                    end_failed(failed, e, taken, shutdown_timeout, &mut ended);
+                }
+            }
+        }
+        if sinks.is_empty() {
+            break;
         }
     }
     for s in sinks {
@@ -158,4 +182,18 @@ pub fn run(
         ended.push(s.finish(shutdown_timeout));
     }
     ended
+}
+
+/// Ends a sink that failed with `e` after taking `taken` items; `e` is its
+/// account of the run.
+fn end_failed(
+    failed: Box<dyn RecordSink>,
+    e: io::Error,
+    taken: u64,
+    shutdown_timeout: Duration,
+    ended: &mut Vec<SinkEnd>,
+) {
+    failed.publish(taken);
+    drop(failed.finish(shutdown_timeout));
+    ended.push(SinkEnd::Written(Err(e)));
 }

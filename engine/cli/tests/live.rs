@@ -321,6 +321,44 @@ fn flows_time_out_by_the_wall_clock_while_capturing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 16: live JSON sat in a 64 KiB buffer until SIGINT, so `tail -f`,
+/// a consumer on a pipe, or a crash lost every span of the run so far.
+#[test]
+fn regression_16_live_json_reaches_the_file_while_capturing() {
+    let Some(ns) = namespace("j") else { return };
+    let dir = std::env::temp_dir().join(format!("flowspan-live-j-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("live.json");
+    let out = json.to_str().expect("path");
+    let (child, reader) = start_in(&ns, &["-i", &ns.b, "--idle-timeout", "0.2", "-o", out]);
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    sender.send(&udp_frame(1, false, None)).expect("send");
+    // The flow ends by its idle timeout 0.2 s on; its span must be in the
+    // file well before the engine stops.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        seen = spans(&std::fs::read(&json).unwrap_or_default());
+        if !seen.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "no span in the file while capturing: {stderr}"
+    );
+    assert_eq!(common::s(&seen[0], "flow.end_reason"), "idle_timeout");
+    // The file is whole lines of JSON at every moment it was read.
+    let text = std::fs::read_to_string(&json).expect("live output");
+    assert!(text.ends_with('\n'), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `f` on a new thread inside namespace `ns` and returns its handle.
 fn in_namespace<T: Send + 'static>(
     ns: &str,

@@ -5,11 +5,14 @@
 //! whose program splits the traffic among them by the pair of IP addresses
 //! (so a flow, fragments included, stays on one ring in arrival order;
 //! ready for a capture thread per ring, while today one thread drains them
-//! all). An interface that goes away is dropped with a warning and its
-//! counters are kept; the capture ends when none is left.
+//! all). An interface that goes away is dropped with a warning once what
+//! its rings still hold has been read (the kernel hands over the block
+//! under way within its block timeout), and its counters are kept; the
+//! capture ends when none is left. Packets the kernel passed that were never
+//! read are counted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
@@ -45,8 +48,16 @@ struct Interface {
     retired: RingStats,
     /// Bytes on the wire of the frames read.
     bytes: u64,
+    /// Packets read from its rings.
+    read: u64,
+    /// It went away: until when to wait for what its rings still hold.
+    closing: Option<Instant>,
     slot: SourceSlot,
 }
+
+/// How long to wait for the rings of an interface that went away to give
+/// up what they hold: many times the kernel's block timeout.
+const DRAIN_TIME: Duration = Duration::from_millis(500);
 
 /// The rings of every interface being captured.
 pub struct LiveCapture {
@@ -128,6 +139,8 @@ impl LiveCapture {
                         name: interface.clone(),
                         retired: RingStats::default(),
                         bytes: 0,
+                        read: 0,
+                        closing: None,
                         slot: registry.source(interface, SourceKind::Interface),
                     });
                 }
@@ -161,8 +174,58 @@ impl LiveCapture {
         self.rings.len()
     }
 
+    /// The kernel counters of interface `at` so far, closed rings
+    /// included.
+    fn totals(&mut self, at: usize) -> RingStats {
+        let mut total = self.interfaces[at].retired;
+        for (ring, owner) in self.rings.iter_mut().zip(&self.owners) {
+            if *owner == at
+                && let Ok(s) = ring.stats()
+            {
+                add(&mut total, &s);
+            }
+        }
+        total
+    }
+
+    /// Packets the kernel passed to interface `at`'s rings (and did not
+    /// drop) that have not been read: in the rings, or lost with closed
+    /// ones.
+    fn unread(&mut self, at: usize) -> u64 {
+        let t = self.totals(at);
+        let i = &self.interfaces[at];
+        t.packets.saturating_sub(t.drops).saturating_sub(i.read)
+    }
+
+    /// Closes the rings of every interface that went away once they have
+    /// given up what they hold, or once it has waited [`DRAIN_TIME`];
+    /// what was not read is counted and said.
+    fn settle_closing(&mut self) -> Result<(), LiveError> {
+        let now = Instant::now();
+        for at in 0..self.interfaces.len() {
+            let Some(deadline) = self.interfaces[at].closing else {
+                continue;
+            };
+            let unread = self.unread(at);
+            if unread > 0 && now < deadline {
+                continue;
+            }
+            if unread > 0 {
+                let name = &self.interfaces[at].name;
+                (self.warn)(&format!(
+                    "{unread} packets the kernel passed on {name:?} could not be read before its rings closed"
+                ));
+            }
+            self.retire(at);
+        }
+        if self.rings.is_empty() {
+            return Err(LiveError::NoInterfaceLeft);
+        }
+        Ok(())
+    }
+
     /// Closes the rings of interface `at` (gone away), keeping their
-    /// counters.
+    /// counters (so what they held unread stays counted).
     fn retire(&mut self, at: usize) {
         let rings = std::mem::take(&mut self.rings);
         let owners = std::mem::take(&mut self.owners);
@@ -174,6 +237,7 @@ impl LiveCapture {
                 add(&mut self.interfaces[at].retired, &s);
             }
         }
+        self.interfaces[at].closing = None;
         self.publish();
     }
 }
@@ -188,29 +252,43 @@ impl CaptureSource for LiveCapture {
     type Error = LiveError;
 
     fn poll<I: Input>(&mut self, input: &mut I) -> Result<Poll, LiveError> {
-        match wait_any(&self.rings, Duration::from_millis(100)) {
+        let closing = self.interfaces.iter().any(|i| i.closing.is_some());
+        // While an interface's rings drain, wake often enough to notice its
+        // deadline.
+        let timeout = Duration::from_millis(if closing { 20 } else { 100 });
+        let mut ready = true;
+        match wait_any(&self.rings, timeout) {
             Ok(Some((i, Some(e)))) => {
                 let at = self.owners[i];
-                let name = &self.interfaces[at].name;
-                (self.warn)(&format!("capture on {name:?} stopped: {e}"));
-                self.retire(at);
-                if self.rings.is_empty() {
-                    return Err(LiveError::NoInterfaceLeft);
+                let interface = &mut self.interfaces[at];
+                if interface.closing.is_none() {
+                    interface.closing = Some(Instant::now() + DRAIN_TIME);
+                    let name = &interface.name;
+                    (self.warn)(&format!(
+                        "capture on {name:?} stopped: {e}; reading what its rings still hold"
+                    ));
                 }
             }
             Ok(Some(_)) => {}
-            Ok(None) => return Ok(Poll::Idle),
+            Ok(None) => ready = false,
             Err(e) => {
                 (self.warn)(&format!("waiting for packets failed: {e}"));
                 std::thread::sleep(Duration::from_millis(100));
                 return Ok(Poll::Idle);
             }
         }
+        if !ready {
+            if closing {
+                self.settle_closing()?;
+            }
+            return Ok(Poll::Idle);
+        }
         for (ring, at) in self.rings.iter_mut().zip(&self.owners) {
-            let bytes = &mut self.interfaces[*at].bytes;
+            let interface = &mut self.interfaces[*at];
             while let Some(block) = ring.next_block() {
                 for p in block.packets() {
-                    *bytes += u64::from(p.wire_len);
+                    interface.bytes += u64::from(p.wire_len);
+                    interface.read += 1;
                     let frame = Frame {
                         ts_ns: p.ts_ns,
                         link_type: p.link_type(),
@@ -233,6 +311,9 @@ impl CaptureSource for LiveCapture {
                 }
             }
         }
+        if self.interfaces.iter().any(|i| i.closing.is_some()) {
+            self.settle_closing()?;
+        }
         Ok(Poll::Ready)
     }
 
@@ -243,18 +324,18 @@ impl CaptureSource for LiveCapture {
     /// Reads every ring's kernel counters (`PACKET_STATISTICS`, which the
     /// kernel resets on each read: [`Ring::stats`] keeps the sums).
     fn publish(&mut self) {
-        let mut totals: Vec<RingStats> = self.interfaces.iter().map(|i| i.retired).collect();
-        for (ring, at) in self.rings.iter_mut().zip(&self.owners) {
-            if let Ok(s) = ring.stats() {
-                add(&mut totals[*at], &s);
-            }
-        }
-        for (interface, t) in self.interfaces.iter().zip(totals) {
+        for at in 0..self.interfaces.len() {
+            let t = self.totals(at);
+            let interface = &self.interfaces[at];
             interface.slot.publish(&SourceCounts {
                 bytes: interface.bytes,
                 kernel_packets: t.packets,
                 kernel_drops: t.drops,
                 kernel_freezes: t.freezes,
+                kernel_unread: t
+                    .packets
+                    .saturating_sub(t.drops)
+                    .saturating_sub(interface.read),
                 ..SourceCounts::default()
             });
         }

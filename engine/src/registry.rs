@@ -276,6 +276,10 @@ pub struct SourceCounts {
     pub kernel_drops: u64,
     /// Times the kernel froze the ring (live).
     pub kernel_freezes: u64,
+    /// Packets the kernel passed (and did not drop) that were not read
+    /// (live): in the ring at the moment of publishing, or, once the
+    /// capture has ended or the interface has gone away, never read.
+    pub kernel_unread: u64,
     /// pcapng packet blocks for an interface never described (file).
     pub unknown_interface: u64,
     /// pcapng packet blocks too short for their header (file).
@@ -288,7 +292,7 @@ pub struct SourceCounts {
 struct SourceCells {
     name: String,
     kind: SourceKind,
-    values: [Cell; 7],
+    values: [Cell; 8],
 }
 
 /// Where a source publishes the counters of one input; see
@@ -306,6 +310,7 @@ impl SourceSlot {
                 c.kernel_packets,
                 c.kernel_drops,
                 c.kernel_freezes,
+                c.kernel_unread,
                 c.unknown_interface,
                 c.bad_packet_block,
                 c.simple_packet_blocks,
@@ -319,6 +324,7 @@ impl SourceSlot {
             kernel_packets,
             kernel_drops,
             kernel_freezes,
+            kernel_unread,
             unknown_interface,
             bad_packet_block,
             simple_packet_blocks,
@@ -328,6 +334,7 @@ impl SourceSlot {
             kernel_packets,
             kernel_drops,
             kernel_freezes,
+            kernel_unread,
             unknown_interface,
             bad_packet_block,
             simple_packet_blocks,

@@ -56,8 +56,8 @@ impl fmt::Display for Summary<'_> {
             if *kind == SourceKind::Interface {
                 writeln!(
                     f,
-                    "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times",
-                    r.kernel_packets, r.kernel_drops, r.kernel_freezes
+                    "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times, not read {}",
+                    r.kernel_packets, r.kernel_drops, r.kernel_freezes, r.kernel_unread
                 )?;
             }
         }

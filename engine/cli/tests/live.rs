@@ -239,6 +239,53 @@ fn an_interface_that_goes_away_ends_the_run_with_status_1() {
     );
 }
 
+/// Issue 16: packets still in the ring when the interface went away were
+/// lost without a word (the kernel passed 14, 12 were read). Frames sent up
+/// to the moment the link is deleted are all read, or counted as not read.
+#[test]
+fn regression_16_packets_in_the_ring_when_an_interface_goes_away_are_read() {
+    let Some(ns) = namespace("d") else { return };
+    let (mut child, reader) = start_in(&ns, &["-i", &ns.b, "--workers", "2", "-o", "/dev/null"]);
+    // Frames of many flows (so both rings get some) until the link goes.
+    let sender = in_namespace(&ns.left, {
+        let a = ns.a.clone();
+        move || {
+            let sender = PacketSender::open(&a).expect("sender");
+            let mut sent = 0u32;
+            while sender
+                .send(&udp_frame((sent % 512) as u16, false, None))
+                .is_ok()
+            {
+                sent += 1;
+            }
+            sent
+        }
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(capture_afpacket::testnet::ip(&[
+        "-n", &ns.left, "link", "del", &ns.a
+    ]));
+    let sent = sender.join().expect("sender thread");
+    let status = child.wait().expect("engine exits");
+    let stderr = reader.join().expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let number = |before: &str, after: &str| -> u64 {
+        stderr
+            .split(after)
+            .next()
+            .and_then(|head| head.rsplit(before).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{before}N{after} in {stderr}"))
+    };
+    let passed = number("kernel passed", " packets, dropped");
+    let dropped = number("dropped", " (ring full)");
+    let read = number(":", " packets read");
+    eprintln!("sent {sent}, kernel passed {passed}, dropped {dropped}, read {read}");
+    assert!(passed > 0 && read > 0, "{stderr}");
+    assert_eq!(read, passed - dropped, "{stderr}");
+    assert!(stderr.contains(", not read 0\n"), "{stderr}");
+}
+
 #[test]
 fn missing_privileges_and_unknown_interfaces_are_one_line_errors() {
     let unknown = engine(&["-i", "no-such-if0"]);

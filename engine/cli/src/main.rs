@@ -104,12 +104,12 @@ struct Args {
     /// super-frames fit, to 64 MiB). Each interface has one ring per worker; all
     /// rings together may take at most 4 GiB, and at most a quarter of the
     /// memory available.
-    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20, value_parser = parse_block_size,
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = 2 << 20, value_parser = parse_block_size,
           help_heading = "Live capture")]
     ring_block_size: u32,
 
     /// Blocks per ring.
-    #[arg(long, value_name = "N", default_value_t = 32,
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65_536),
           help_heading = "Live capture")]
     ring_blocks: u32,
@@ -117,7 +117,7 @@ struct Args {
     /// How often to ask the kernel again for the host's addresses and listening
     /// sockets, which make flows the host answers SERVER spans and flows it opens
     /// CLIENT spans (decimals allowed).
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
           help_heading = "Live capture")]
     host_refresh: u64,
 
@@ -127,22 +127,22 @@ struct Args {
     output: Option<PathBuf>,
 
     /// Flow-table worker threads. Output is byte-identical for any value.
-    #[arg(long, value_name = "N", default_value_t = default_workers(),
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = default_workers(),
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
 
     /// Idle timeout for every protocol, in seconds (decimals allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs)]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs)]
     idle_timeout: Option<u64>,
 
     /// Active timeout in seconds: open flows emit a record this often; 0 disables.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     active_timeout: u64,
 
     /// Idle timeout of flows that have not got going, in seconds: TCP flows
     /// before their handshake completes, and flows of any protocol with one
     /// packet. A protocol's own idle timeout applies if it is shorter.
-    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_positive_secs)]
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "120", value_parser = parse_positive_secs)]
     unestablished_timeout: u64,
 
     /// Memory for flow state, e.g. 512M or 2G (bytes without a suffix): the
@@ -151,17 +151,22 @@ struct Args {
     /// got going, else the least recently seen. Default: 256M for live
     /// capture, no limit for capture files (whose output then does not
     /// depend on --workers).
-    #[arg(long, value_name = "SIZE", value_parser = parse_flow_memory,
+    #[arg(allow_negative_numbers = true, long, value_name = "SIZE", value_parser = parse_flow_memory,
           conflicts_with = "max_flows")]
     flow_memory: Option<u64>,
 
     /// The flow limit as a number of open flows instead of --flow-memory; 0 means
     /// no limit. Split evenly among workers.
-    #[arg(long, value_name = "N")]
+    #[arg(allow_negative_numbers = true, long, value_name = "N", value_parser = parse_flow_count)]
     max_flows: Option<usize>,
 
     /// Community ID seed (0-65535).
-    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        value_name = "SEED",
+        default_value_t = 0
+    )]
     community_id_seed: u16,
 
     /// Network of the observing host (repeatable): flows that such an address
@@ -188,7 +193,7 @@ struct Args {
     tunnel_ports: Vec<(UdpTunnel, Vec<u16>)>,
 
     /// Spans per OTLP request (JSON line or export request).
-    #[arg(long, value_name = "N", default_value_t = 512,
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_size: u32,
 
@@ -220,7 +225,7 @@ struct Args {
     otlp_compression: Option<String>,
 
     /// Time allowed for one export request, in seconds [default: 10].
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_secs,
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs,
           help_heading = "OTLP export")]
     otlp_timeout: Option<u64>,
 
@@ -239,25 +244,25 @@ struct Args {
 
     /// Send a partly filled request once its oldest span has waited this long, in
     /// seconds.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
           help_heading = "OTLP export")]
     batch_interval: u64,
 
     /// Export requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4,
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256),
           help_heading = "OTLP export")]
     otlp_concurrency: u16,
 
     /// Most spans waiting for delivery. When it is full, reading a capture file waits.
-    #[arg(long, value_name = "SPANS", default_value_t = 65_536,
+    #[arg(allow_negative_numbers = true, long, value_name = "SPANS", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000),
           help_heading = "OTLP export")]
     queue_size: u64,
 
     /// At exit, how long to keep delivering queued spans before giving up on them,
     /// in seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs,
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "10", value_parser = parse_secs,
           help_heading = "OTLP export")]
     shutdown_timeout: u64,
 
@@ -355,6 +360,11 @@ fn parse_block_size(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+fn parse_flow_count(s: &str) -> Result<usize, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a number of flows (a whole number, 0 or more)"))
+}
+
 /// Flow memory when live capture is not given --flow-memory or --max-flows.
 const DEFAULT_LIVE_FLOW_MEMORY: u64 = 256 << 20;
 
@@ -422,6 +432,40 @@ fn parse_positive_secs(s: &str) -> Result<u64, String> {
     Ok(ns)
 }
 
+/// Prints a flag error as one line with the prefix every error has (clap's
+/// own rendering spreads it over several, with a usage block), or help or
+/// the version as clap would.
+fn flag_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let mut line = String::new();
+    let mut in_usage = false;
+    for l in text.lines() {
+        let l = l.trim();
+        if l.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if l.starts_with("Usage:") {
+            in_usage = true;
+        }
+        if in_usage || l.starts_with("For more information") {
+            continue;
+        }
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        if !line.is_empty() {
+            line.push_str(if l.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(l);
+    }
+    eprintln!("engine: error: {line} (engine --help lists every flag)");
+    ExitCode::from(2)
+}
+
 /// How a run ended, for the exit status.
 enum Outcome {
     Complete,
@@ -431,7 +475,10 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return flag_error(&e),
+    };
     match run(&args) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::DamagedInput) => ExitCode::from(1),

@@ -325,12 +325,26 @@ fn bad_flags_name_the_flag() {
         ),
         (vec!["--pcap", p, "--bogus"], "--bogus"),
         (vec![], "--pcap"),
+        // Issue 16: a negative number read as "unexpected argument '-1'".
+        (vec!["--pcap", p, "--workers", "-1"], "'-1' for '--workers"),
+        (
+            vec!["--pcap", p, "--max-flows", "-3"],
+            "'-3' for '--max-flows",
+        ),
+        (
+            vec!["--pcap", p, "--idle-timeout", "-2"],
+            "'-2' for '--idle-timeout",
+        ),
+        (vec!["--pcap", p, "--opt-in", "nope"], "--opt-in"),
+        (vec!["--pcap", p, "--pcap", p], "--pcap"),
     ] {
         let out = engine(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // Issue 16: clap's messages took several lines without the prefix.
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
         assert!(
-            stderr.lines().take(3).any(|l| l.contains(needle)),
+            stderr.starts_with("engine: error: ") && stderr.contains(needle),
             "{args:?}: {stderr}"
         );
     }

@@ -722,6 +722,52 @@ fn bad_export_settings_fail_fast_naming_the_setting() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// Issue 16: `https://` to a collector that serves plain HTTP was retried
+/// as a temporary failure until the shutdown deadline. It fails at start,
+/// one line with a hint, for both of the collector's receivers.
+#[test]
+fn regression_16_https_to_a_plain_http_collector_fails_fast_with_a_hint() {
+    let dir = scratch("plain");
+    let (grpc, http) = (free_port(), free_port());
+    let mut collector = Collector::start(grpc, http, &dir.join("rotel.log"));
+    let pcap = root().join("testdata/pcap/icmp_pairs.pcap");
+    for (port, protocol, plain) in [
+        (grpc, "grpc", "HTTP/2"),
+        (http, "http/protobuf", "HTTP/1.1"),
+    ] {
+        let endpoint = format!("https://127.0.0.1:{port}");
+        let started = Instant::now();
+        let out = run_engine(
+            &[
+                "--pcap",
+                pcap.to_str().expect("path"),
+                "--otlp-endpoint",
+                &endpoint,
+                "--otlp-protocol",
+                protocol,
+            ],
+            &[],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{protocol}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("engine: error: --otlp-endpoint {endpoint}/")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                ": the receiver answered a TLS hello in plain {plain}: it has no TLS \
+                 (use http:// instead of https://, or give it TLS)"
+            )),
+            "{stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    collector.stop();
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// A host that cannot be reached is a configuration error, not a collector
 /// that is down. Run in a fresh network namespace whose only interface (lo)
 /// is down, so that no packet can leave this machine: every address is

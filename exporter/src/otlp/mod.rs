@@ -511,11 +511,13 @@ pub enum Probe {
 
 /// Resolves the endpoint's host and opens (then closes) one TCP connection,
 /// so that a configuration that cannot work fails at start-up instead of
-/// retrying forever.
+/// retrying forever. For an `https://` endpoint it also says hello in TLS,
+/// to catch a receiver that serves plain HTTP.
 ///
 /// # Errors
 /// The host name does not resolve, or the host is unreachable (no route,
-/// connection timed out): one line naming the setting and the host.
+/// connection timed out), or an `https://` receiver answers in plain HTTP:
+/// one line naming the setting and the host.
 pub fn probe(config: &OtlpConfig, timeout: Duration) -> Result<Probe, String> {
     use std::net::{TcpStream, ToSocketAddrs};
     let (host, port) = config.host_port();
@@ -528,7 +530,17 @@ pub fn probe(config: &OtlpConfig, timeout: Duration) -> Result<Probe, String> {
     let mut last = None;
     for addr in &addrs {
         match TcpStream::connect_timeout(addr, timeout) {
-            Ok(_) => return Ok(Probe::Listening),
+            Ok(stream) => {
+                if config.url.scheme_str() == Some("https")
+                    && let Some(plain) = answers_in_plain_http(stream, timeout)
+                {
+                    return Err(format!(
+                        "{what}: the receiver answered a TLS hello in plain {plain}: it has no TLS \
+                         (use http:// instead of https://, or give it TLS)"
+                    ));
+                }
+                return Ok(Probe::Listening);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
             Err(e) => last = Some((addr, e)),
         }
@@ -539,5 +551,47 @@ pub fn probe(config: &OtlpConfig, timeout: Duration) -> Result<Probe, String> {
     match last {
         Some((addr, e)) => Err(format!("{what}: host unreachable ({addr}: {e})")),
         None => Err(format!("{what}: host {host:?} has no address")),
+    }
+}
+
+/// Says hello in TLS on `stream` and reads the first bytes of the answer:
+/// `Some("HTTP/1.1")` or `Some("HTTP/2")` if the receiver answered in plain
+/// HTTP, `None` if it answered in TLS (a handshake or an alert) or in no
+/// way recognised (closed, silent): only a sure sign fails the start.
+fn answers_in_plain_http(
+    mut stream: std::net::TcpStream,
+    timeout: Duration,
+) -> Option<&'static str> {
+    use std::io::{Read, Write};
+    // A TLS 1.2 ClientHello: two cipher suites, no extensions. Any TLS
+    // server answers it with a handshake or an alert record.
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.extend_from_slice(&[0, 0, 4, 0x13, 0x01, 0xc0, 0x2f, 1, 0, 0, 0]);
+    let mut hello = vec![0x16, 3, 1];
+    hello.extend_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+    hello.push(1);
+    hello.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hello.extend_from_slice(&body);
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    stream.write_all(&hello).ok()?;
+    let mut answer = [0u8; 9];
+    let mut got = 0;
+    while got < answer.len() {
+        match stream.read(&mut answer[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let answer = &answer[..got];
+    if answer.starts_with(b"HTTP/") {
+        Some("HTTP/1.1")
+    } else if answer.len() == 9 && answer[3] == 4 && answer[4] & !1 == 0 {
+        // An HTTP/2 SETTINGS frame (what a cleartext gRPC server sends
+        // first).
+        Some("HTTP/2")
+    } else {
+        None
     }
 }

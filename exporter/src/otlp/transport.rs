@@ -187,10 +187,8 @@ impl Transport {
                 headers,
                 signal,
             } => {
-                client.ready().await.map_err(|e| Failure {
-                    retryable: true,
-                    retry_after: None,
-                    reason: format!("cannot connect: {}", error_chain(&e)),
+                client.ready().await.map_err(|e| {
+                    transport_failure(&format!("cannot connect: {}", error_chain(&e)))
                 })?;
                 let mut request = tonic::Request::new(body);
                 for (k, v) in headers.iter() {
@@ -223,11 +221,7 @@ impl Transport {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| Failure {
-                        retryable: true,
-                        retry_after: None,
-                        reason: error_chain(&e),
-                    })?;
+                    .map_err(|e| transport_failure(&error_chain(&e)))?;
                 let status = response.status();
                 let retry_after = response
                     .headers()
@@ -315,12 +309,10 @@ fn grpc_failure(status: &Status) -> Failure {
         .get_details_retry_info()
         .and_then(|info| info.retry_delay);
     // Transport failures keep the cause (e.g. "Connection refused") in the
-    // source chain, which usually repeats the message first.
+    // source chain, which usually repeats the message.
     let message = status.message();
     let detail = match source.map(error_chain) {
-        Some(chain) if chain.starts_with(message) => chain,
-        Some(chain) if !message.is_empty() => format!("{message}: {chain}"),
-        Some(chain) => chain,
+        Some(chain) => one_line([message, chain.as_str()]),
         None => message.to_string(),
     };
     let reason = if detail.is_empty() {
@@ -328,12 +320,44 @@ fn grpc_failure(status: &Status) -> Failure {
     } else {
         format!("gRPC {:?}: {detail}", status.code())
     };
+    if source.is_some() && not_tls(&detail) {
+        return transport_failure(&reason);
+    }
     Failure {
         retryable,
         retry_after,
         reason,
     }
 }
+
+/// Whether a transport error says that the receiver answered a TLS
+/// handshake with something that is not TLS (rustls: "received corrupt
+/// message of type InvalidContentType").
+fn not_tls(chain: &str) -> bool {
+    chain.contains("InvalidContentType")
+}
+
+/// A request that never got an answer (`reason` says why): retried, unless
+/// the receiver does not speak TLS to an `https://` endpoint, which no retry
+/// mends.
+fn transport_failure(reason: &str) -> Failure {
+    if not_tls(reason) {
+        return Failure {
+            retryable: false,
+            retry_after: None,
+            reason: format!("{reason} ({NOT_TLS_HINT})"),
+        };
+    }
+    Failure {
+        retryable: true,
+        retry_after: None,
+        reason: reason.to_string(),
+    }
+}
+
+/// What to do when an `https://` endpoint does not answer in TLS.
+pub(crate) const NOT_TLS_HINT: &str =
+    "the receiver does not answer in TLS: if it serves plain HTTP, use http:// instead of https://";
 
 /// `Retry-After`: delay-seconds or an HTTP date.
 fn parse_retry_after(v: &str) -> Option<Duration> {
@@ -358,17 +382,30 @@ fn gzip_body(body: &[u8]) -> Bytes {
 /// The error and its causes on one line (hyper and reqwest errors keep the
 /// useful part, e.g. "Connection refused", in the source chain).
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut texts = vec![e.to_string()];
     let mut cause = e.source();
     while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
+        texts.push(c.to_string());
         cause = c.source();
     }
-    s
+    one_line(texts.iter().map(String::as_str))
+}
+
+/// Error texts joined with ": ", each part once: the layers of hyper, tonic
+/// and reqwest errors repeat each other ("tcp connect error: transport
+/// error: tcp connect error: Connection refused"), and "transport error"
+/// says nothing.
+fn one_line<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for text in texts {
+        for part in text.split(": ") {
+            let part = part.trim();
+            if !part.is_empty() && part != "transport error" && !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+    }
+    parts.join(": ")
 }
 
 /// Sends pre-encoded request bytes and decodes the response with prost.
@@ -415,6 +452,29 @@ impl Decoder for RawCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16: "tcp connect error: transport error: tcp connect error"
+    /// repeated itself.
+    #[test]
+    fn regression_16_error_layers_are_said_once() {
+        assert_eq!(
+            one_line([
+                "tcp connect error",
+                "transport error: tcp connect error: Connection refused (os error 111)"
+            ]),
+            "tcp connect error: Connection refused (os error 111)"
+        );
+        let tls = transport_failure(
+            "client error (Connect): received corrupt message of type InvalidContentType",
+        );
+        assert!(!tls.retryable);
+        assert!(
+            tls.reason.ends_with("use http:// instead of https://)"),
+            "{}",
+            tls.reason
+        );
+        assert!(transport_failure("tcp connect error: Connection refused").retryable);
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

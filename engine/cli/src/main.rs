@@ -685,6 +685,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
         }
     }
+    let reading = started.elapsed();
     // A live capture ends by a signal: that is its normal end.
     let interrupted = !live && stop.load(Ordering::Relaxed);
     let table = pipeline.finish();
@@ -733,7 +734,8 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         let summary = Summary {
             path: &name,
             flow_limit: (max_flows, &limit_source),
-            elapsed: started.elapsed(),
+            reading,
+            finishing: started.elapsed().saturating_sub(reading),
             counters: &counters,
         };
         eprint!("{summary}");

@@ -12,7 +12,11 @@ use engine::registry::{Snapshot, SourceKind};
 pub struct Summary<'a> {
     /// The file, or `live capture on …`.
     pub path: &'a str,
-    pub elapsed: Duration,
+    /// From the start of reading to its end (the end of input, a signal).
+    pub reading: Duration,
+    /// From the end of reading to the end of output: open flows ended,
+    /// the last spans written, the export queue delivered (or given up).
+    pub finishing: Duration,
     /// The flow limit over all workers (0: none) and what set it.
     pub flow_limit: (usize, &'a str),
     pub counters: &'a Snapshot,
@@ -46,11 +50,12 @@ impl fmt::Display for Summary<'_> {
         let bytes: u64 = c.sources.iter().map(|(_, _, s)| s.bytes).sum();
         writeln!(
             f,
-            "engine: summary of {}: {} packets read ({} bytes) in {:.3} s",
+            "engine: summary of {}: {} packets read ({} bytes) in {:.3} s; then {:.3} s to end open flows and write or deliver the last spans",
             self.path,
             d.frames,
             bytes,
-            self.elapsed.as_secs_f64()
+            self.reading.as_secs_f64(),
+            self.finishing.as_secs_f64()
         )?;
         for (interface, kind, r) in &c.sources {
             if *kind == SourceKind::Interface {

@@ -590,6 +590,20 @@ fn undeliverable_spans_are_counted_and_fail_the_run() {
     );
     assert!(stderr.contains("delivered=0"), "{stderr}");
     assert!(stderr.contains("undelivered=11"), "{stderr}");
+    // Issue 16: the summary's time included the wait for the collector
+    // (the 1 s shutdown timeout here): reading and that wait are apart.
+    let seconds = |after: &str| -> f64 {
+        stderr
+            .split(after)
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("seconds after {after:?} in {stderr}"))
+    };
+    let reading = seconds(" bytes) in ");
+    let finishing = seconds(" s; then ");
+    assert!(reading < 0.5, "reading took {reading} s: {stderr}");
+    assert!(finishing >= 0.9, "the wait for the collector: {stderr}");
 }
 
 /// Bad settings fail before any packet is read, with one line naming the

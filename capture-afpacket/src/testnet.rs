@@ -8,15 +8,23 @@
 
 use std::process::Command;
 
-/// Says why a test cannot run here and lets it skip; in CI (`CI` set and
-/// not `false`) a missing privilege, tool or data set is the install
-/// step's fault, so the test fails instead.
+/// Says why a test cannot run here and lets it skip. In CI (`CI` set and
+/// not `false`), and when the tests run as root (who can install anything
+/// they need), a missing tool or data set is an install step's fault: the
+/// test fails instead, so that a skip never passes for a success.
 ///
 /// # Panics
-/// In CI.
+/// In CI, or as root.
+#[allow(unsafe_code)]
 pub fn skip(why: &str) {
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
     assert!(!ci, "CI must run this test, but {why}");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        !root,
+        "a test run as root must run this test, but {why} (see README, \"What the tests need\")"
+    );
     eprintln!("SKIP: {why}; the test did not run");
 }
 

@@ -5,7 +5,8 @@
 //! Ethernet frames into end `a` with the project's raw sender, stops
 //! the engine with SIGINT, and compares its spans with those of
 //! `engine --pcap` on a capture of exactly the frames sent. Needs root and
-//! `ip` and `ethtool`; skips with a message otherwise.
+//! `ip` and `ethtool`; skips with a message otherwise (fails instead in CI
+//! or as root: README, "What the tests need").
 
 mod common;
 

@@ -313,7 +313,7 @@ pub(super) fn find(
         })),
         47 => gre(f, l4, end),
         17 => match ports.lookup(p.src_port, p.dst_port) {
-            Some(t) => udp(t, f, l4 + 8, end),
+            Some(t) => udp(t, f, l4, end),
             // Teredo between a client and a peer or relay uses any port:
             // taken when the payload is exactly one IPv6 packet to or from
             // a Teredo address (2001::/32).
@@ -422,7 +422,16 @@ fn gre(f: &[u8], at: usize, end: usize) -> Result<Option<Found>, DecodeError> {
     }))
 }
 
-fn udp(t: UdpTunnel, f: &[u8], at: usize, end: usize) -> Result<Option<Found>, DecodeError> {
+/// The tunnel of kind `t` in the UDP datagram at `l4`, if the payload is
+/// one. Only a payload that looks like the tunnel's header (its fixed
+/// fields agree) can be a broken tunnel header: anything else on the port
+/// is ordinary UDP and stays a UDP flow.
+fn udp(t: UdpTunnel, f: &[u8], l4: usize, end: usize) -> Result<Option<Found>, DecodeError> {
+    let at = l4 + 8;
+    // Where the datagram ends by its own header, if that was captured (a
+    // capture cut short still shows a tunnel header cut short).
+    let declared_end = (end >= l4 + 6).then(|| l4 + usize::from(be16(f, l4 + 4)));
+    let too_short = declared_end.is_some_and(|d| d < at + 8);
     match t {
         UdpTunnel::Vxlan => {
             need(Layer::Vxlan, at, 8, end)?;
@@ -438,12 +447,16 @@ fn udp(t: UdpTunnel, f: &[u8], at: usize, end: usize) -> Result<Option<Found>, D
             }))
         }
         UdpTunnel::Geneve => {
+            // A Geneve header names its payload's EtherType and ends with
+            // a reserved zero byte; without both it is not one.
+            if too_short {
+                return Ok(None);
+            }
             need(Layer::Geneve, at, 8, end)?;
-            if f[at] >> 6 != 0 {
-                return Err(bad(Layer::Geneve, at));
+            if f[at + 7] != 0 {
+                return Ok(None);
             }
             let len = 8 + usize::from(f[at] & 0x3f) * 4;
-            need(Layer::Geneve, at, len, end)?;
             let inner = at + len;
             let payload = match be16(f, at + 2) {
                 0x6558 => Payload::Ethernet(inner),
@@ -451,6 +464,10 @@ fn udp(t: UdpTunnel, f: &[u8], at: usize, end: usize) -> Result<Option<Found>, D
                 0x86dd => Payload::Ip(inner, IpVersion::V6),
                 _ => return Ok(None),
             };
+            if f[at] >> 6 != 0 {
+                return Err(bad(Layer::Geneve, at));
+            }
+            need(Layer::Geneve, at, len, end)?;
             Ok(Some(Found {
                 kind: Some(TunnelKind::Geneve),
                 id: Some(be32(f, at + 4) >> 8),
@@ -458,7 +475,20 @@ fn udp(t: UdpTunnel, f: &[u8], at: usize, end: usize) -> Result<Option<Found>, D
                 payload,
             }))
         }
-        UdpTunnel::GtpU => gtpu(f, at, end),
+        UdpTunnel::GtpU => {
+            // A GTP header gives the length of what follows its first 8
+            // bytes, and a message type GTP-U uses.
+            if too_short {
+                return Ok(None);
+            }
+            need(Layer::Gtp, at, 8, end)?;
+            let plausible = matches!(f[at + 1], 1 | 2 | 26 | 31 | 254 | 255)
+                && declared_end.is_none_or(|d| at + 8 + usize::from(be16(f, at + 2)) == d);
+            if !plausible {
+                return Ok(None);
+            }
+            gtpu(f, at, end)
+        }
         UdpTunnel::Teredo => Ok(teredo(f, at, end)),
     }
 }

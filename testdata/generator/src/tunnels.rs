@@ -600,6 +600,29 @@ pub fn tunnels_malformed() -> Vec<u8> {
         true,
         &outer4(true, 47, &gre(0x88b5, false, None, None, &[0u8; 20])),
     ));
+    // Nor is ordinary UDP on the Geneve and GTP-U ports (issue 16): DNS
+    // answers to clients that got port 6081 and port 2152, and 4 bytes to
+    // 6081 (too short for any Geneve header).
+    let dns = |id: u16, flags: u16, answers: u8| {
+        cat(&[
+            &id.to_be_bytes(),
+            &flags.to_be_bytes(),
+            &[0, 1, 0, answers, 0, 0, 0, 0],
+            b"\x07example\x03org\x00\x00\x01\x00\x01",
+        ])
+    };
+    add1(outer_frame(
+        false,
+        &outer4(false, 17, &udp_with(53, 6081, &dns(0x1234, 0x8180, 1))),
+    ));
+    add1(outer_frame(
+        true,
+        &outer4(true, 17, &udp_with(53, 2152, &dns(0x5678, 0x8180, 1))),
+    ));
+    add1(outer_frame(
+        true,
+        &outer4(true, 17, &udp_with(40000, 6081, &[1, 2, 3, 4])),
+    ));
     p.buf
 }
 

@@ -34,25 +34,42 @@ pub struct AttributeName {
 /// are leaked (they live as long as the process), so the table is bounded.
 pub const MAX_ATTRIBUTE_NAMES: usize = 1024;
 
-/// More distinct attribute names than [`MAX_ATTRIBUTE_NAMES`].
+/// The longest attribute name, in bytes (without `source.`).
+pub const MAX_ATTRIBUTE_NAME_LEN: usize = 256;
+
+/// Why an attribute name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "attribute {name:?} would be name number {limit} + 1 (at most {limit} distinct attribute names)"
-)]
-pub struct TooManyNames {
-    /// The name refused.
-    pub name: String,
-    /// The limit.
-    pub limit: usize,
+pub enum NameError {
+    /// More distinct names than [`MAX_ATTRIBUTE_NAMES`].
+    #[error(
+        "attribute {name:?} would be name number {limit} + 1 (at most {limit} distinct attribute names)"
+    )]
+    TooMany {
+        /// The name refused.
+        name: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a name the spans can carry as it is: empty, longer than
+    /// [`MAX_ATTRIBUTE_NAME_LEN`], or with a byte that is not printable
+    /// ASCII, a space, a quote or a backslash. (Span encoders write names
+    /// without escaping them.)
+    #[error(
+        "attribute name {name:?} is not 1 to 256 printable ASCII characters without spaces, quotes or backslashes"
+    )]
+    Invalid {
+        /// The name refused.
+        name: String,
+    },
 }
 
 impl AttributeName {
     /// The attribute `name` (without `source.` or `destination.`).
     ///
     /// # Errors
-    /// `name` is new and [`MAX_ATTRIBUTE_NAMES`] names are interned
-    /// already.
-    pub fn new(name: &str) -> Result<AttributeName, TooManyNames> {
+    /// `name` is not a valid name ([`NameError::Invalid`]), or it is new
+    /// and [`MAX_ATTRIBUTE_NAMES`] names are interned already.
+    pub fn new(name: &str) -> Result<AttributeName, NameError> {
         static NAMES: OnceLock<Mutex<HashMap<String, AttributeName>>> = OnceLock::new();
         let mut names = NAMES
             .get_or_init(Mutex::default)
@@ -62,18 +79,38 @@ impl AttributeName {
     }
 }
 
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for AttributeName {
+    /// An arbitrary name, or a specification one once the table is full.
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let name: &str = u.arbitrary()?;
+        AttributeName::new(name)
+            .or_else(|_| AttributeName::new("k8s.pod.name"))
+            .map_err(|_| arbitrary::Error::IncorrectFormat)
+    }
+}
+
 /// Looks `name` up in `names`, adding it (checked against `limit` before
 /// anything is allocated) if it is new.
 fn intern(
     names: &mut HashMap<String, AttributeName>,
     name: &str,
     limit: usize,
-) -> Result<AttributeName, TooManyNames> {
+) -> Result<AttributeName, NameError> {
     if let Some(n) = names.get(name) {
         return Ok(*n);
     }
+    let valid = (1..=MAX_ATTRIBUTE_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if !valid {
+        return Err(NameError::Invalid {
+            name: name.chars().take(MAX_ATTRIBUTE_NAME_LEN).collect(),
+        });
+    }
     if names.len() >= limit {
-        return Err(TooManyNames {
+        return Err(NameError::TooMany {
             name: name.to_owned(),
             limit,
         });
@@ -88,6 +125,7 @@ fn intern(
 }
 
 /// An attribute value.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeValue {
     /// A string, shared by every record of the endpoint.
@@ -97,6 +135,7 @@ pub enum AttributeValue {
 }
 
 /// One attribute of an endpoint.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointAttribute {
     /// Its name.
@@ -106,6 +145,7 @@ pub struct EndpointAttribute {
 }
 
 /// What is known about one endpoint, in the order the span writes it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
     /// The attributes.
@@ -117,7 +157,7 @@ impl Endpoint {
     ///
     /// # Errors
     /// See [`AttributeName::new`].
-    pub fn with_str(mut self, name: &str, value: &str) -> Result<Endpoint, TooManyNames> {
+    pub fn with_str(mut self, name: &str, value: &str) -> Result<Endpoint, NameError> {
         self.attributes.push(EndpointAttribute {
             name: AttributeName::new(name)?,
             value: AttributeValue::Str(value.into()),
@@ -129,7 +169,7 @@ impl Endpoint {
     ///
     /// # Errors
     /// See [`AttributeName::new`].
-    pub fn with_int(mut self, name: &str, value: i64) -> Result<Endpoint, TooManyNames> {
+    pub fn with_int(mut self, name: &str, value: i64) -> Result<Endpoint, NameError> {
         self.attributes.push(EndpointAttribute {
             name: AttributeName::new(name)?,
             value: AttributeValue::Int(value),
@@ -215,9 +255,30 @@ mod tests {
         assert!(std::ptr::eq(a.source, again.source), "not allocated twice");
         intern(&mut names, "process.pid", 2).unwrap();
         let e = intern(&mut names, "k8s.node.name", 2).unwrap_err();
-        assert_eq!(e.limit, 2);
+        assert!(matches!(e, NameError::TooMany { limit: 2, .. }), "{e}");
         assert_eq!(names.len(), 2, "refused before anything was added");
         // Known names still resolve at the limit.
         assert!(intern(&mut names, "process.pid", 2).is_ok());
+    }
+
+    /// Found by the `encode_spans` fuzz target: a name with a quote made
+    /// invalid JSON (span encoders write names as they are).
+    #[test]
+    fn names_that_spans_cannot_carry_as_they_are_are_refused() {
+        let mut names = HashMap::new();
+        for bad in [
+            "",
+            "a\"b",
+            "a\\b",
+            "a b",
+            "k8s.pod.label.é",
+            "\n",
+            &"x".repeat(257),
+        ] {
+            let e = intern(&mut names, bad, 10).unwrap_err();
+            assert!(matches!(e, NameError::Invalid { .. }), "{bad:?}: {e}");
+        }
+        assert!(names.is_empty());
+        assert!(intern(&mut names, "k8s.pod.label.app.kubernetes.io/name", 10).is_ok());
     }
 }

@@ -89,6 +89,7 @@ pub fn hashes_ports(protocol: u8) -> bool {
 }
 
 /// A Community ID v1 hash (the SHA-1 digest).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CommunityId(pub [u8; 20]);
 

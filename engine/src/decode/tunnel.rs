@@ -19,6 +19,7 @@ use super::{
 use crate::error::{DecodeError, DecodeErrorKind, Layer};
 
 /// A tunnel protocol that is not IP-in-IP (`tunnel.type`).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TunnelKind {
     /// VXLAN (RFC 7348).
@@ -50,6 +51,7 @@ impl TunnelKind {
 }
 
 /// The outer headers of a tunnel as one packet carried them.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelHeader {
     /// The tunnel protocol.
@@ -86,6 +88,7 @@ impl TunnelHeader {
 }
 
 /// The outer header of an IP-in-IP encapsulation (`ipip.*`).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpIpHeader {
     /// Outer source address.

@@ -16,6 +16,7 @@ use crate::decode::PacketRepr;
 /// without ports have both ports 0. A tunnelled packet's key is its inner
 /// packet's, with the fingerprint of its tunnels (`tunnel`, 0 when not
 /// tunnelled), so the same inner flow in two tunnels is two flows.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     /// IP protocol number.

@@ -7,6 +7,7 @@ use crate::decode::{IpIpHeader, TunnelHeader};
 use crate::flow::key::FlowKey;
 
 /// Why a record was emitted (IPFIX `flowEndReason`, snake_case).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EndReason {
     /// No packet for longer than the protocol's idle timeout.
@@ -44,6 +45,7 @@ impl EndReason {
 }
 
 /// The observer's role in the flow, which gives span kind and `flow.direction`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowRole {
     /// Initiator known: CLIENT + `forward`.
@@ -67,6 +69,7 @@ impl FlowRole {
 
 /// TCP connection state from the initiator's point of view, as far as a
 /// passive observer can tell (see the README for the rules).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
 pub enum TcpState {
@@ -95,6 +98,7 @@ impl TcpState {
 }
 
 /// Header fields of the first packet of one direction in one record.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FirstPacket {
     /// IPv4 TTL or IPv6 hop limit.
@@ -124,6 +128,7 @@ impl FirstPacket {
 }
 
 /// Counters and attributes of one direction of a record.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DirectionRecord {
     /// Packets in this record.
@@ -142,6 +147,7 @@ pub struct DirectionRecord {
 
 /// TCP latency metrics of one record, in ns (README, "TCP latency"); each
 /// is absent where the flow gave no sample for it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpLatency {
     /// `flow.tcp.handshake.latency`: SYN → SYN/ACK.
@@ -157,6 +163,7 @@ pub struct TcpLatency {
 }
 
 /// One flow record: becomes one span.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord {
     /// The biflow key.
@@ -214,6 +221,7 @@ pub struct FlowRecord {
 }
 
 /// Encapsulation overhead bytes of one record, both directions.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OverheadBytes {
     /// Initiator → responder, this record.
@@ -228,6 +236,7 @@ pub struct OverheadBytes {
 
 /// A flow's tunnels and security identifiers, oriented like the record:
 /// `src` fields belong to the initiator's side.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EncapRecord {
     /// The outermost tunnel that is not IP-in-IP, as the initiator's first

@@ -55,6 +55,14 @@ pub struct DecodeCounts {
     pub super_frames_unsplit: u64,
     /// Flow observations (kernel aggregates) taken in.
     pub flow_observations: u64,
+    /// Fragmented outer datagrams put together to open their tunnel.
+    pub reassembled: u64,
+    /// The fragments of those datagrams.
+    pub reassembled_fragments: u64,
+    /// Fragments held for reassembly and then counted one by one: their
+    /// datagram did not come whole (lost or overlapping fragments, too
+    /// long a wait, a full table, the end of the input).
+    pub reassembly_given_up: u64,
 }
 
 impl Default for DecodeCounts {
@@ -71,6 +79,9 @@ impl Default for DecodeCounts {
             segments: 0,
             super_frames_unsplit: 0,
             flow_observations: 0,
+            reassembled: 0,
+            reassembled_fragments: 0,
+            reassembly_given_up: 0,
         }
     }
 }
@@ -200,6 +211,7 @@ struct DecodeCells {
     segments: Cell,
     super_frames_unsplit: Cell,
     flow_observations: Cell,
+    reassembly: [Cell; 3],
 }
 
 impl Default for DecodeCells {
@@ -217,6 +229,7 @@ impl Default for DecodeCells {
             segments: Cell::default(),
             super_frames_unsplit: Cell::default(),
             flow_observations: Cell::default(),
+            reassembly: Default::default(),
         }
     }
 }
@@ -473,6 +486,14 @@ impl Registry {
         c.super_frames.set(d.super_frames);
         c.segments.set(d.segments);
         c.super_frames_unsplit.set(d.super_frames_unsplit);
+        set_all(
+            &c.reassembly,
+            &[
+                d.reassembled,
+                d.reassembled_fragments,
+                d.reassembly_given_up,
+            ],
+        );
         c.flow_observations.set(d.flow_observations);
     }
 
@@ -531,6 +552,16 @@ impl Registry {
             segments: c.segments.get(),
             super_frames_unsplit: c.super_frames_unsplit.get(),
             flow_observations: c.flow_observations.get(),
+            reassembled: 0,
+            reassembled_fragments: 0,
+            reassembly_given_up: 0,
+        };
+        let [reassembled, reassembled_fragments, reassembly_given_up] = get_all(&c.reassembly);
+        let decode = DecodeCounts {
+            reassembled,
+            reassembled_fragments,
+            reassembly_given_up,
+            ..decode
         };
         let mut table = TableStats::default();
         let mut open_flows = 0;

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::decode::{Decoder, LinkType, PacketRepr, Stop};
+use crate::decode::reassembly::{HeldFrame, Offered, Reassembler};
+use crate::decode::{Decoder, Fragment, LinkType, PacketRepr, Stop};
 use crate::flow::observation::FlowObservation;
 use crate::pipeline::Pipeline;
 use crate::registry::{DecodeCounts, Registry};
@@ -125,6 +126,11 @@ struct Driver<'a> {
     closed: bool,
     /// The packet being decoded, in place.
     packet: PacketRepr,
+    /// Fragmented outer packets held until their tunnel can be opened.
+    reassembler: Reassembler,
+    /// When the reassembler next gives a datagram up (`u64::MAX`: holds
+    /// none), so that the packet path checks one number.
+    reassembly_deadline: u64,
 }
 
 impl Input for Driver<'_> {
@@ -133,6 +139,9 @@ impl Input for Driver<'_> {
     // where the heuristics left it out of line).
     #[inline(always)]
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
+        if frame.ts_ns >= self.reassembly_deadline {
+            self.expire_fragments(frame.ts_ns)?;
+        }
         let c = &mut self.counts;
         c.frames += 1;
         let link = LinkType(frame.link_type);
@@ -149,17 +158,10 @@ impl Input for Driver<'_> {
                 if let Some(s) = frame.segmentation {
                     count_segments(packet, s, c);
                 }
-                // One copy, from the packet decoded in place into the batch;
-                // the next decode overwrites it (and drops its `extra`,
-                // which the copy shares no more: `take` leaves `None`).
-                let copy = PacketRepr {
-                    extra: packet.extra.take(),
-                    ..*packet
-                };
-                if self.pipeline.push(copy, frame.ts_ns).is_err() {
-                    self.closed = true;
-                    return ControlFlow::Break(());
+                if packet.fragment != Fragment::Whole {
+                    return self.fragment(frame);
                 }
+                return self.push_packet(frame.ts_ns);
             }
             Err(Stop::Skip(reason)) => c.skip(reason, frame.link_type),
             Err(Stop::Err(e)) => c.malformed(e),
@@ -176,6 +178,144 @@ impl Input for Driver<'_> {
                 ControlFlow::Break(())
             }
         }
+    }
+}
+
+impl Driver<'_> {
+    /// Pushes the packet decoded in place, captured at `ts_ns`.
+    #[inline(always)]
+    fn push_packet(&mut self, ts_ns: u64) -> ControlFlow<()> {
+        // One copy, from the packet decoded in place into the batch; the
+        // next decode overwrites it (and drops its `extra`, which the copy
+        // shares no more: `take` leaves `None`).
+        let copy = PacketRepr {
+            extra: self.packet.extra.take(),
+            ..self.packet
+        };
+        if self.pipeline.push(copy, ts_ns).is_err() {
+            self.closed = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A fragment (decoded in place): held for reassembly if it may carry a
+    /// tunnel, else pushed as it is. Out of line: fragments are rare.
+    #[cold]
+    #[inline(never)]
+    fn fragment(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
+        let mut released = Vec::new();
+        let offered = self.reassembler.offer(
+            &self.decoder.tunnel_ports,
+            &self.packet,
+            frame.link_type,
+            frame.data,
+            frame.ts_ns,
+            frame.ifindex,
+            &mut released,
+        );
+        self.reassembly_deadline = self.reassembler.next_deadline();
+        // What was given up is older than this fragment: it goes first.
+        let decoded_again = !released.is_empty();
+        let mut flow = self.push_released(released);
+        match offered {
+            Offered::Pass if !decoded_again => flow = self.push_packet(frame.ts_ns),
+            Offered::Pass => {
+                // `push_released` decoded into the same packet: again.
+                if flow.is_continue()
+                    && self
+                        .decoder
+                        .decode_into(
+                            LinkType(frame.link_type),
+                            frame.data,
+                            frame.ifindex,
+                            &mut self.packet,
+                        )
+                        .is_ok()
+                {
+                    flow = self.push_packet(frame.ts_ns);
+                }
+            }
+            Offered::Held => {}
+            Offered::Whole {
+                frame: whole,
+                link_type,
+                fragments,
+                extra_bytes,
+                ts_ns,
+                ifindex,
+            } => {
+                if flow.is_break() {
+                    return flow;
+                }
+                let c = &mut self.counts;
+                c.reassembled += 1;
+                c.reassembled_fragments += u64::from(fragments);
+                let p = &mut self.packet;
+                if self
+                    .decoder
+                    .decode_into(LinkType(link_type), &whole, ifindex, p)
+                    .is_err()
+                {
+                    return ControlFlow::Continue(());
+                }
+                if p.extra.is_some() {
+                    c.decoded_extra(p);
+                }
+                // Each fragment was a packet on the wire, and every byte
+                // of their IP headers beyond the whole datagram's is
+                // overhead of the tunnel (or of the flow, if none opened).
+                p.segments = fragments;
+                match p.extra.as_mut().map(|x| &mut x.encap) {
+                    Some(e) if e.is_tunnelled() => {
+                        if e.tunnel.is_some() {
+                            e.tunnel_bytes = e.tunnel_bytes.saturating_add(extra_bytes);
+                        } else {
+                            e.ipip_bytes = e.ipip_bytes.saturating_add(extra_bytes);
+                        }
+                    }
+                    _ => p.ip_bytes = p.ip_bytes.saturating_add(extra_bytes),
+                }
+                flow = self.push_packet(ts_ns);
+            }
+        }
+        flow
+    }
+
+    /// Gives up the datagrams due at `now`.
+    #[cold]
+    #[inline(never)]
+    fn expire_fragments(&mut self, now: u64) -> ControlFlow<()> {
+        let mut released = Vec::new();
+        self.reassembler.expire(now, &mut released);
+        self.reassembly_deadline = self.reassembler.next_deadline();
+        self.push_released(released)
+    }
+
+    /// Gives up every datagram held (the end of the input).
+    fn release_fragments(&mut self) {
+        let mut released = Vec::new();
+        self.reassembler.release_all(&mut released);
+        self.reassembly_deadline = u64::MAX;
+        let _ = self.push_released(released);
+    }
+
+    /// Pushes fragments given up, each as it is, as if never held (they
+    /// were counted as decoded when they came).
+    fn push_released(&mut self, released: Vec<HeldFrame>) -> ControlFlow<()> {
+        self.counts.reassembly_given_up += released.len() as u64;
+        for held in released {
+            let decoded = self.decoder.decode_into(
+                LinkType(held.link_type),
+                &held.data,
+                held.ifindex,
+                &mut self.packet,
+            );
+            if decoded.is_ok() {
+                self.push_packet(held.ts_ns)?;
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -230,6 +370,8 @@ pub fn drive<S: CaptureSource>(
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             0,
         ),
+        reassembler: Reassembler::default(),
+        reassembly_deadline: u64::MAX,
     };
     let mut last_tick = Instant::now();
     let ended = loop {
@@ -258,6 +400,11 @@ pub fn drive<S: CaptureSource>(
             break Ok(Ended::OutputClosed);
         }
     };
+    // Fragments still waiting for the rest of their datagram count as
+    // they are.
+    if !driver.closed {
+        driver.release_fragments();
+    }
     source.publish();
     registry.publish_decode(&driver.counts);
     ended

@@ -100,6 +100,11 @@ impl fmt::Display for Summary<'_> {
         )?;
         reasons(f, d.tunnel_malformed_by_reason())?;
         writeln!(f)?;
+        writeln!(
+            f,
+            "  fragmented tunnels: {} outer datagrams put together from {} fragments; {} fragments counted as they came (datagram not whole)",
+            d.reassembled, d.reassembled_fragments, d.reassembly_given_up
+        )?;
         for (_, kind, r) in &c.sources {
             if *kind == SourceKind::File {
                 writeln!(

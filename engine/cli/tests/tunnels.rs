@@ -227,10 +227,97 @@ fn malformed_tunnel_headers_are_counted_and_their_packets_kept() {
     ] {
         assert!(line.contains(reason), "{reason} missing: {line}");
     }
-    // All 13 packets are in flows: the tunnels that carried them.
+    // All 16 packets are in flows: the 13 in the tunnels that carried
+    // them, and 3 ordinary UDP datagrams on tunnel ports in their own.
     let total: i64 = spans.iter().map(|sp| packets(sp).0 + packets(sp).1).sum();
-    assert_eq!(total, 13);
+    assert_eq!(total, 16);
     assert!(spans.iter().all(|sp| !has(sp, "tunnel.bytes.total")));
+}
+
+/// Issue 16: when a tunnel's outer packet was fragmented, its fragments
+/// were counted on the flow between the tunnel endpoints and the flow
+/// inside lost them. Every fragment is now one packet of the flow inside,
+/// and inner bytes plus overhead are the wire's IP bytes, per direction.
+#[test]
+fn fragmented_outer_packets_count_once_in_the_flow_inside() {
+    let path = fixture("tunnels_fragmented.pcap");
+    let (spans, stderr) = run(&["--pcap", &path, "--opt-in", "all"]);
+    // What the wire carried, by outer source address: fragments and IP
+    // bytes.
+    let mut wire: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut reader = capture_pcap::CaptureReader::open(&path).expect("fixture");
+    while let Some(frame) = reader.next_frame().expect("fixture reads") {
+        let ip = &frame.data[14..];
+        let (src, len) = if ip[0] >> 4 == 4 {
+            let a: [u8; 4] = ip[12..16].try_into().expect("4 bytes");
+            (
+                std::net::IpAddr::from(a),
+                i64::from(u16::from_be_bytes([ip[2], ip[3]])),
+            )
+        } else {
+            let a: [u8; 16] = ip[8..24].try_into().expect("16 bytes");
+            (
+                std::net::IpAddr::from(a),
+                40 + i64::from(u16::from_be_bytes([ip[4], ip[5]])),
+            )
+        };
+        let w = wire.entry(src.to_string()).or_default();
+        w.0 += 1;
+        w.1 += len;
+    }
+    let side = |sp: &Value, reverse: bool| -> (i64, i64) {
+        let r = if reverse { "reverse." } else { "" };
+        let get = |k: &str| {
+            attrs(sp)
+                .get(k)
+                .and_then(|v| v["intValue"].as_str()?.parse().ok())
+                .unwrap_or(0i64)
+        };
+        (
+            get(&format!("flow.{r}packets.total")),
+            get(&format!("flow.{r}bytes.total"))
+                + get(&format!("tunnel.{r}bytes.total"))
+                + get(&format!("ipip.{r}bytes.total")),
+        )
+    };
+    let vxlan = from(&spans, "10.50.0.1");
+    let gre = from(&spans, "10.51.0.1");
+    // Between the tunnel endpoints: the cut datagram, and the DNS answer
+    // (whose client, by the port rule, is 192.0.2.1).
+    let endpoints = from(&spans, "192.0.2.1");
+    let by_port = |port: i64| {
+        endpoints
+            .iter()
+            .filter(|sp| i(sp, "destination.port") == port)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let (cut, dns) = (by_port(4789), by_port(53));
+    assert_eq!(
+        (vxlan.len(), gre.len(), cut.len(), dns.len(), spans.len()),
+        (1, 1, 1, 1, 4)
+    );
+    assert_eq!(s(vxlan[0], "tunnel.type"), "vxlan");
+    assert_eq!(s(gre[0], "tunnel.type"), "gre");
+    // Outer 192.0.2.1 sent the VXLAN flow's forward packets and the cut
+    // datagram's two fragments (which stay a UDP flow of the endpoints).
+    let (v, c) = (side(vxlan[0], false), side(cut[0], false));
+    assert_eq!(c.0, 2, "{:?}", cut[0]);
+    assert_eq!((v.0 + c.0, v.1 + c.1), wire["192.0.2.1"]);
+    // 192.0.2.2 sent the VXLAN flow's answers and the fragmented DNS
+    // answer.
+    let (v, d) = (side(vxlan[0], true), side(dns[0], true));
+    assert_eq!(d.0, 2);
+    assert_eq!((v.0 + d.0, v.1 + d.1), wire["192.0.2.2"]);
+    assert_eq!(side(gre[0], false), wire["2001:db8:ffff::1"]);
+    assert_eq!(side(gre[0], true), wire["2001:db8:ffff::2"]);
+    assert!(
+        stderr.contains(
+            "fragmented tunnels: 10 outer datagrams put together from 47 fragments; \
+             2 fragments counted as they came"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

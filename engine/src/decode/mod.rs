@@ -24,6 +24,7 @@ use crate::error::{DecodeError, Layer};
 mod ip;
 mod link;
 mod packet;
+pub(crate) mod reassembly;
 #[cfg(test)]
 mod tests;
 mod tunnel;

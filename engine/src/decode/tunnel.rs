@@ -235,6 +235,11 @@ impl TunnelPorts {
         self.teredo
     }
 
+    /// Whether UDP between these ports is looked at as a tunnel.
+    pub(super) fn carries_tunnel(&self, src_port: u16, dst_port: u16) -> bool {
+        self.lookup(src_port, dst_port).is_some()
+    }
+
     fn lookup(&self, src_port: u16, dst_port: u16) -> Option<UdpTunnel> {
         self.ports.iter().find_map(|&(p, t)| {
             (p == dst_port || (t == UdpTunnel::Teredo && p == src_port)).then_some(t)

@@ -1356,6 +1356,12 @@ pub fn fixtures() -> Vec<Fixture> {
             bytes: tunnels::tunnels_malformed(),
         },
         Fixture {
+            name: "tunnels_fragmented.pcap",
+            about: "fragmented outer packets of VXLAN (IPv4) and GRE (IPv6, last fragment first), one datagram cut short, a fragmented DNS answer",
+            args: &["--opt-in", "all"],
+            bytes: tunnels::tunnels_fragmented(),
+        },
+        Fixture {
             name: "ipsec_wireguard.pcap",
             about: "ESP, AH, ESP in UDP 4500, AH around a GRE tunnel, WireGuard indices",
             args: &["--opt-in", "all"],

@@ -732,3 +732,112 @@ pub fn ipsec_wireguard() -> Vec<u8> {
     )));
     p.buf
 }
+
+/// The fragments of IPv4 packet `ip`, `chunk` payload bytes each (a
+/// multiple of 8), with IP id `id`.
+fn fragments_v4(ip: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let payload = &ip[ihl..];
+    let parts = payload.len().div_ceil(chunk);
+    (0..parts)
+        .map(|k| {
+            let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
+            let mut h = ip[..ihl].to_vec();
+            h[2..4].copy_from_slice(&((ihl + part.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            let more = if k + 1 < parts { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&(more | (k * chunk / 8) as u16).to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let mut sum: u32 = h
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            cat(&[&h, part])
+        })
+        .collect()
+}
+
+/// The fragments of IPv6 packet `ip` (no extension headers), `chunk`
+/// payload bytes each (a multiple of 8), with fragment id `id`.
+fn fragments_v6(ip: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
+    let payload = &ip[40..];
+    let parts = payload.len().div_ceil(chunk);
+    (0..parts)
+        .map(|k| {
+            let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
+            let mut h = ip[..40].to_vec();
+            h[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+            h[6] = 44;
+            let more = u16::from(k + 1 < parts);
+            let fragment_header = cat(&[
+                &[ip[6], 0],
+                &((k * chunk) as u16 | more).to_be_bytes(),
+                &id.to_be_bytes(),
+            ]);
+            cat(&[&h, &fragment_header, part])
+        })
+        .collect()
+}
+
+/// Tunnels whose outer packets are fragmented: each fragment is a packet
+/// of the flow inside, and the flow between the tunnel endpoints sees none
+/// (issue 16).
+pub fn tunnels_fragmented() -> Vec<u8> {
+    let mut p = Pcap::new(1);
+    let mut t = T0;
+    let mut id = 100u16;
+    // VXLAN over IPv4: every outer packet in 48-byte fragments.
+    for (fw, ip) in conv4("10.50.0.1", 40001, "10.50.0.2", 80) {
+        let sport = if fw { 49152 } else { 50000 };
+        let outer = outer4(
+            fw,
+            17,
+            &udp_with(sport, 4789, &vxlan(5050, &inner_frame(fw, &ip))),
+        );
+        id += 1;
+        for f in fragments_v4(&outer, 48, id) {
+            t += MS;
+            p.add(t, &outer_frame(fw, &f));
+        }
+    }
+    // GRE over IPv6 carrying IPv4 pings, 16-byte fragments sent last first
+    // (any GRE fragment says it is one: the datagram is held from its
+    // first-come fragment).
+    for (k, fw) in [true, false].into_iter().enumerate() {
+        let (src, dst) = if fw {
+            ("10.51.0.1", "10.51.0.2")
+        } else {
+            ("10.51.0.2", "10.51.0.1")
+        };
+        let ping = ipv4(src, dst, 1, &echo(if fw { 8 } else { 0 }, 7, 1));
+        let outer = outer6(fw, 47, &gre(0x0800, false, None, None, &ping));
+        for f in fragments_v6(&outer, 16, 900 + k as u32).into_iter().rev() {
+            t += MS;
+            p.add(t, &outer_frame(fw, &f));
+        }
+    }
+    // VXLAN whose last fragment was lost: the two that came are counted as
+    // they are, on the flow between the tunnel endpoints.
+    let (_, syn) = &conv4("10.52.0.1", 40002, "10.52.0.2", 80)[0];
+    let outer = outer4(
+        true,
+        17,
+        &udp_with(49153, 4789, &vxlan(5052, &inner_frame(true, syn))),
+    );
+    let fragments = fragments_v4(&outer, 24, 200);
+    for f in &fragments[..fragments.len() - 1] {
+        t += MS;
+        p.add(t, &outer_frame(true, f));
+    }
+    // A fragmented DNS answer: not a tunnel, counted as it always was.
+    let answer = outer4(false, 17, &udp_with(53, 40053, &[0x5a; 120]));
+    for f in fragments_v4(&answer, 64, 300) {
+        t += MS;
+        p.add(t, &outer_frame(false, &f));
+    }
+    p.buf
+}

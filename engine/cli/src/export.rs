@@ -18,8 +18,8 @@ use exporter::otlp::{
 use exporter::proto::ProtoEncoder;
 use exporter::resource::{Resource, parse_key_values};
 
-use crate::Args;
 use crate::output::OtlpSink;
+use flowspan_cli::args::Args;
 
 pub fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match path {

@@ -1,0 +1,501 @@
+//! The `engine` binary's flags: what each means, its checks, and the
+//! settings derived from them (the flow limit, the decoder). A library of
+//! its own so that the fuzz targets can parse arbitrary command lines.
+
+use std::path::PathBuf;
+use std::thread;
+
+use clap::Parser;
+use engine::decode::{Decoder, TunnelPorts, UdpTunnel};
+use engine::{FLOW_BYTES, FlowConfig, IpNet};
+use exporter::span::OptIn;
+
+pub const AFTER_HELP: &str = "\
+Default timeouts: idle TCP 300 s, UDP 60 s, ICMP/ICMPv6 30 s, other protocols 60 s,
+and 120 s (or the protocol's, if shorter) for flows that have not got going (TCP before
+its handshake completes, any flow with one packet); active 60 s; TCP end of flow (FIN
+from both sides, or RST) 2 s of linger.
+
+OTLP export is on when an endpoint is given (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); JSON is then written only with -o. Also read:
+OTEL_EXPORTER_OTLP_[TRACES_]{PROTOCOL,HEADERS,COMPRESSION,TIMEOUT (ms),CERTIFICATE,
+CLIENT_CERTIFICATE,CLIENT_KEY}, OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME. Flags win.
+Capture files are never dropped from: reading waits while the collector is away. On
+end of input or SIGINT/SIGTERM the queue is flushed for up to --shutdown-timeout; a
+second signal stops waiting. Spans not delivered are counted and reported.
+
+Live capture (-i, needs CAP_NET_RAW) runs until SIGINT or SIGTERM, which flush every open
+flow (forced_end) and exit 0; with OTLP export it drops spans beyond --queue-size rather
+than stall. Its flow state is bounded by --flow-memory (256M by default).
+
+Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
+flows from the records before it were written), or every live interface went away; 2 bad flags, settings or environment,
+or the input or output could not be opened, or the input is not a capture; 3 some spans
+were not delivered to the collector (takes precedence over 1 and 130); 130 interrupted
+by SIGINT or SIGTERM (open flows were flushed as forced_end).
+
+Examples:
+  engine --pcap trace.pcap                      # OTLP JSON on stdout
+  engine --pcap trace.pcapng -o spans.json --local-net 10.0.0.0/8
+  engine --pcap trace.pcap --otlp-endpoint http://localhost:4317
+  OTEL_EXPORTER_OTLP_ENDPOINT=https://otel:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
+    OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer%20TOKEN' engine --pcap trace.pcap
+  tcpdump -w - -i eth0 | engine --pcap -
+  engine -i eth0 -o spans.json                  # live, until Ctrl-C";
+
+/// Capture files in, OpenTelemetry flow spans out (OTLP JSON, OTLP/gRPC, OTLP/HTTP).
+#[derive(Debug, Parser)]
+#[command(
+    name = "engine",
+    version,
+    about = "Capture files or live interfaces in, one OpenTelemetry span per flow record out: OTLP JSON, or OTLP/gRPC and OTLP/HTTP to a collector.",
+    after_help = AFTER_HELP,
+    group(clap::ArgGroup::new("input").required(true).args(["pcap", "interfaces"]))
+)]
+pub struct Args {
+    /// Capture file to read (pcap or pcapng, any byte order); `-` reads standard input.
+    /// A regular file is mapped into memory and read in place; if another program may
+    /// truncate it during the run, pipe it in instead (`--pcap - < FILE`), since
+    /// truncating a mapped file kills the reader (SIGBUS).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Capture live on this interface (repeatable) until SIGINT or SIGTERM, which flush
+    /// every open flow (`forced_end`) and exit 0. Needs CAP_NET_RAW.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        help_heading = "Live capture"
+    )]
+    pub interfaces: Vec<String>,
+
+    /// Live capture backend.
+    #[arg(long, value_enum, default_value_t = Backend::Afpacket, help_heading = "Live capture")]
+    pub backend: Backend,
+
+    /// Bytes per ring block (a multiple of 4096 from 1 MiB, so that offloaded
+    /// super-frames fit, to 64 MiB). Each interface has one ring per worker; all
+    /// rings together may take at most 4 GiB, and at most a quarter of the
+    /// memory available.
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value_t = 2 << 20, value_parser = parse_block_size,
+          help_heading = "Live capture")]
+    pub ring_block_size: u32,
+
+    /// Blocks per ring.
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536),
+          help_heading = "Live capture")]
+    pub ring_blocks: u32,
+
+    /// How often to ask the kernel again for the host's addresses and listening
+    /// sockets, which make flows the host answers SERVER spans and flows it opens
+    /// CLIENT spans (decimals allowed).
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+          help_heading = "Live capture")]
+    pub host_refresh: u64,
+
+    /// Write OTLP JSON to FILE (`-` for standard output). Without it, JSON goes to
+    /// standard output unless spans are exported over OTLP.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Flow-table worker threads. Output is byte-identical for any value.
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = default_workers(),
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
+    /// Idle timeout for every protocol, in seconds (decimals allowed).
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs)]
+    pub idle_timeout: Option<u64>,
+
+    /// Active timeout in seconds: open flows emit a record this often; 0 disables.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub active_timeout: u64,
+
+    /// Idle timeout of flows that have not got going, in seconds: TCP flows
+    /// before their handshake completes, and flows of any protocol with one
+    /// packet. A protocol's own idle timeout applies if it is shorter.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "120", value_parser = parse_positive_secs)]
+    pub unestablished_timeout: u64,
+
+    /// Memory for flow state, e.g. 512M or 2G (bytes without a suffix): the
+    /// flow limit is this divided by 300 bytes a flow. A new flow beyond it
+    /// ends one with `lack_of_resources`: the least recently seen that has not
+    /// got going, else the least recently seen. Default: 256M for live
+    /// capture, no limit for capture files (whose output then does not
+    /// depend on --workers).
+    #[arg(allow_negative_numbers = true, long, value_name = "SIZE", value_parser = parse_flow_memory,
+          conflicts_with = "max_flows")]
+    pub flow_memory: Option<u64>,
+
+    /// The flow limit as a number of open flows instead of --flow-memory; 0 means
+    /// no limit. Split evenly among workers.
+    #[arg(allow_negative_numbers = true, long, value_name = "N", value_parser = parse_flow_count)]
+    pub max_flows: Option<usize>,
+
+    /// Community ID seed (0-65535).
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        value_name = "SEED",
+        default_value_t = 0
+    )]
+    pub community_id_seed: u16,
+
+    /// Network of the observing host (repeatable): flows that such an address
+    /// answered become SERVER spans with flow.direction `reverse`. Live capture
+    /// learns the host's own addresses and listening sockets from the kernel and
+    /// takes these networks as local too.
+    #[arg(long = "local-net", value_name = "CIDR")]
+    pub local_nets: Vec<IpNet>,
+
+    /// Write an opt-in attribute group of the specification (repeatable):
+    /// `tunnel` (tunnel.type, tunnel.id, the tunnel's and the IP-in-IP header's
+    /// addresses, ports, network.type and network.transport), `ipsec`
+    /// (flow.ipsec.ah.spi, flow.ipsec.esp.spi, the WireGuard
+    /// flow.ipsec.sender_index and receiver_index, tunnel.ipsec.ah.spi), or `all`.
+    /// Tunnel byte counters and tunnel.network.interface.mac are always written.
+    #[arg(long = "opt-in", value_name = "GROUP", value_enum)]
+    pub opt_in: Vec<OptInGroup>,
+
+    /// UDP ports of a tunnel protocol, as KIND=PORT[,PORT...] (repeatable), replacing
+    /// that protocol's defaults: vxlan (4789,8472), geneve (6081), gtpu (2152),
+    /// teredo (3544, either port); KIND=none stops looking for it. Packets in
+    /// tunnels are the flows of the packets inside.
+    #[arg(long = "tunnel-port", value_name = "KIND=PORTS", value_parser = parse_tunnel_ports)]
+    pub tunnel_ports: Vec<(UdpTunnel, Vec<u16>)>,
+
+    /// Spans per OTLP request (JSON line or export request).
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Resource attribute added to every request (repeatable); overrides
+    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME and the detected host.name/host.id.
+    #[arg(long = "resource-attribute", value_name = "KEY=VALUE")]
+    pub resource_attributes: Vec<String>,
+
+    /// OTLP receiver base URL, e.g. http://localhost:4317 (gRPC) or
+    /// http://localhost:4318 (HTTP, `/v1/traces` is appended). Turns export on.
+    #[arg(long, value_name = "URL", help_heading = "OTLP export")]
+    pub otlp_endpoint: Option<String>,
+
+    /// grpc, http/protobuf or http/json [default: grpc].
+    #[arg(long, value_name = "PROTOCOL", help_heading = "OTLP export")]
+    pub otlp_protocol: Option<String>,
+
+    /// Request header / gRPC metadata, e.g. `authorization=Bearer%20x` (repeatable;
+    /// values are %-decoded).
+    #[arg(
+        long = "otlp-header",
+        value_name = "KEY=VALUE",
+        help_heading = "OTLP export"
+    )]
+    pub otlp_headers: Vec<String>,
+
+    /// gzip or none [default: none].
+    #[arg(long, value_name = "ALGORITHM", help_heading = "OTLP export")]
+    pub otlp_compression: Option<String>,
+
+    /// Time allowed for one export request, in seconds [default: 10].
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs,
+          help_heading = "OTLP export")]
+    pub otlp_timeout: Option<u64>,
+
+    /// PEM file of CA certificates to trust for an https:// endpoint (instead of the
+    /// system's).
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    pub otlp_ca: Option<PathBuf>,
+
+    /// PEM client certificate chain for mutual TLS (with --otlp-client-key).
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    pub otlp_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --otlp-client-cert.
+    #[arg(long, value_name = "FILE", help_heading = "OTLP export")]
+    pub otlp_client_key: Option<PathBuf>,
+
+    /// Send a partly filled request once its oldest span has waited this long, in
+    /// seconds.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "1", value_parser = parse_positive_secs,
+          help_heading = "OTLP export")]
+    pub batch_interval: u64,
+
+    /// Export requests in flight at once.
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256),
+          help_heading = "OTLP export")]
+    pub otlp_concurrency: u16,
+
+    /// Most spans waiting for delivery. When it is full, reading a capture file waits.
+    #[arg(allow_negative_numbers = true, long, value_name = "SPANS", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000),
+          help_heading = "OTLP export")]
+    pub queue_size: u64,
+
+    /// At exit, how long to keep delivering queued spans before giving up on them,
+    /// in seconds.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "10", value_parser = parse_secs,
+          help_heading = "OTLP export")]
+    pub shutdown_timeout: u64,
+
+    /// No progress line and no summary on standard error (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// A group of opt-in attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptInGroup {
+    /// tunnel.* and ipip.* identity attributes.
+    Tunnel,
+    /// flow.ipsec.* and tunnel.ipsec.*.
+    Ipsec,
+    /// Every group.
+    All,
+}
+
+pub fn opt_in(groups: &[OptInGroup]) -> OptIn {
+    let has = |g| groups.contains(&g) || groups.contains(&OptInGroup::All);
+    OptIn {
+        tunnel: has(OptInGroup::Tunnel),
+        ipsec: has(OptInGroup::Ipsec),
+    }
+}
+
+pub fn parse_tunnel_ports(s: &str) -> Result<(UdpTunnel, Vec<u16>), String> {
+    let names = || {
+        UdpTunnel::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (kind, ports) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KIND=PORT[,PORT...] (KIND one of {})", names()))?;
+    let tunnel = UdpTunnel::ALL
+        .into_iter()
+        .find(|t| t.name() == kind)
+        .ok_or_else(|| format!("{kind:?} is not a UDP tunnel; expected one of {}", names()))?;
+    if ports == "none" {
+        return Ok((tunnel, Vec::new()));
+    }
+    let ports = ports
+        .split(',')
+        .map(|p| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{p:?} in {s:?} is not a UDP port (1-65535)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tunnel, ports))
+}
+
+pub fn decoder(args: &Args) -> Decoder {
+    let mut tunnel_ports = TunnelPorts::default();
+    for (tunnel, ports) in &args.tunnel_ports {
+        tunnel_ports.set(*tunnel, ports);
+    }
+    Decoder { tunnel_ports }
+}
+
+/// Where live packets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// AF_PACKET TPACKET_V3 rings, one per worker, in a fanout group.
+    Afpacket,
+}
+
+pub fn default_workers() -> u16 {
+    thread::available_parallelism()
+        .map(|n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+        .unwrap_or(1)
+}
+
+pub fn parse_secs(s: &str) -> Result<u64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!(
+            "{s:?} is out of range (expected 0 to 1000000000 seconds)"
+        ));
+    }
+    Ok((v * 1e9).round() as u64)
+}
+
+pub fn parse_block_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    capture_afpacket::RingConfig::check_block_size(v)
+        .map_err(|expected| format!("{v}: {expected}"))?;
+    Ok(v)
+}
+
+pub fn parse_flow_count(s: &str) -> Result<usize, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a number of flows (a whole number, 0 or more)"))
+}
+
+/// Flow memory when live capture is not given --flow-memory or --max-flows.
+pub const DEFAULT_LIVE_FLOW_MEMORY: u64 = 256 << 20;
+
+/// A size in bytes: a number, optionally followed by K, M, G or T (powers
+/// of 1024; `KiB`, `MiB`... and `KB`, `MB`... mean the same).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size (expected a number of bytes, optionally followed by K, M, G or T, e.g. 512M)"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (expected e.g. 512M or 2G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+pub fn parse_flow_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s)?;
+    const MIN: u64 = 1 << 20;
+    const MAX: u64 = 1 << 40;
+    if !(MIN..=MAX).contains(&bytes) {
+        return Err(format!("{s:?} is out of range (expected 1M to 1T)"));
+    }
+    Ok(bytes)
+}
+
+/// The flow limit over all workers (0: none), and what set it.
+pub fn flow_limit(args: &Args) -> (usize, String) {
+    let memory = |bytes: u64, how: &str| {
+        (
+            FlowConfig::flows_for_memory(bytes),
+            format!(
+                "{how}{} MiB at {FLOW_BYTES} bytes a flow",
+                bytes as f64 / f64::from(1u32 << 20)
+            ),
+        )
+    };
+    match (args.max_flows, args.flow_memory) {
+        (Some(0), _) => (0, "--max-flows 0".into()),
+        (Some(n), _) => (n, "--max-flows".into()),
+        (None, Some(bytes)) => memory(bytes, "--flow-memory "),
+        (None, None) if args.pcap.is_none() => {
+            memory(DEFAULT_LIVE_FLOW_MEMORY, "default live --flow-memory ")
+        }
+        (None, None) => (0, "capture files have none by default".into()),
+    }
+}
+
+pub fn parse_positive_secs(s: &str) -> Result<u64, String> {
+    let ns = parse_secs(s)?;
+    if ns == 0 {
+        return Err(format!("{s:?} must be more than 0 seconds"));
+    }
+    Ok(ns)
+}
+
+/// A flag error as one line, for the prefix every error has (clap's own
+/// rendering spreads it over several, with a usage block); `None` for help
+/// and the version, which clap prints itself.
+pub fn flag_error_line(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return None;
+    }
+    let text = e.render().to_string();
+    let mut line = String::new();
+    let mut in_usage = false;
+    for l in text.lines() {
+        let l = l.trim();
+        if l.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if l.starts_with("Usage:") {
+            in_usage = true;
+        }
+        if in_usage || l.starts_with("For more information") {
+            continue;
+        }
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        if !line.is_empty() {
+            line.push_str(if l.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(l);
+    }
+    Some(format!("{line} (engine --help lists every flag)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_the_rest() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1kb"), Ok(1024));
+        for bad in ["", "M", "1.5G", "-1M", "12Q", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_size("18446744073709551615T").is_err(), "overflow");
+        assert!(parse_flow_memory("512K").is_err(), "below 1M");
+        assert!(parse_flow_memory("2T").is_err(), "above 1T");
+    }
+
+    #[test]
+    fn the_flow_limit_defaults_to_a_budget_live_and_to_none_for_files() {
+        let limit = |argv: &[&str]| {
+            let args = Args::try_parse_from([&["engine"], argv].concat()).expect("valid flags");
+            flow_limit(&args).0
+        };
+        assert_eq!(limit(&["--pcap", "x"]), 0);
+        assert_eq!(
+            limit(&["-i", "eth0"]),
+            FlowConfig::flows_for_memory(DEFAULT_LIVE_FLOW_MEMORY)
+        );
+        assert_eq!(limit(&["-i", "eth0", "--max-flows", "0"]), 0);
+        assert_eq!(
+            limit(&["--pcap", "x", "--flow-memory", "3M"]),
+            (3 << 20) / 300
+        );
+        assert_eq!(limit(&["--pcap", "x", "--max-flows", "9"]), 9);
+    }
+
+    #[test]
+    fn flag_errors_are_one_line() {
+        for argv in [
+            &["engine"][..],
+            &["engine", "--pcap", "x", "--workers", "-1"],
+            &[
+                "engine",
+                "--pcap",
+                "x",
+                "--flow-memory",
+                "1G",
+                "--max-flows",
+                "2",
+            ],
+            &["engine", "--bogus"],
+        ] {
+            let e = Args::try_parse_from(argv).expect_err("refused");
+            let line = flag_error_line(&e).expect("an error, not help");
+            assert!(!line.contains('\n'), "{argv:?}: {line}");
+        }
+        let help = Args::try_parse_from(["engine", "--help"]).expect_err("help");
+        assert_eq!(flag_error_line(&help), None);
+    }
+}

@@ -11,7 +11,7 @@
 //! class in last-seen order, and one for the active timeout in record-start
 //! order. Expiring is popping heads. The idle classes are TCP, UDP, ICMP,
 //! other and TCP closing, and the same four protocols again for flows that
-//! have not got going ([`Flow::got_going`]): every flow starts in one of
+//! have not got going (`Flow::got_going`): every flow starts in one of
 //! those, with a shorter timeout, and moves to its protocol's class once it
 //! has.
 

@@ -29,10 +29,10 @@ flow (forced_end) and exit 0; with OTLP export it drops spans beyond --queue-siz
 than stall. Its flow state is bounded by --flow-memory (256M by default).
 
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
-flows from the records before it were written), or every live interface went away; 2 bad flags, settings or environment,
-or the input or output could not be opened, or the input is not a capture; 3 some spans
-were not delivered to the collector (takes precedence over 1 and 130); 130 interrupted
-by SIGINT or SIGTERM (open flows were flushed as forced_end).
+flows from the records before it were written), or every live interface went away; 2 bad
+flags, settings or environment, or the input or output could not be opened, or the input is
+not a capture; 3 some spans were not delivered to the collector (takes precedence over 1 and
+130); 130 interrupted by SIGINT or SIGTERM (open flows were flushed as forced_end).
 
 Examples:
   engine --pcap trace.pcap                      # OTLP JSON on stdout

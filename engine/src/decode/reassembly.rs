@@ -10,9 +10,11 @@
 //! so; a later one that comes before it is counted as it is). A datagram is
 //! given up, and its fragments counted one by one as they would be without
 //! reassembly, when its fragments overlap, when it has waited 30 s (IPv4)
-//! or 60 s (IPv6) of capture time, when the table is full (at most
-//! [`MAX_DATAGRAMS`] datagrams and [`MAX_HELD_BYTES`] bytes held, the
-//! oldest given up first), and at the end of the input.
+//! or 60 s (IPv6) of capture time, when it has more than
+//! [`MAX_FRAGMENTS_PER_DATAGRAM`] fragments, when the table is full (at most
+//! [`MAX_DATAGRAMS`] datagrams and [`MAX_HELD_BYTES`] bytes held, checked
+//! before a fragment is copied, the oldest given up first), and at the end
+//! of the input.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -29,6 +31,11 @@ pub const MAX_DATAGRAMS: usize = 256;
 /// Bytes of fragments held at most (Linux allows a network namespace 4 MiB
 /// of reassembly queues).
 pub const MAX_HELD_BYTES: usize = 4 << 20;
+/// Fragments of one datagram held at most: a 64 KiB datagram over a
+/// 1280-byte MTU takes 52. More are given up, which also bounds the work of
+/// checking each new fragment against those held (a flood of 8-byte
+/// fragments would otherwise cost time quadratic in their number).
+pub const MAX_FRAGMENTS_PER_DATAGRAM: usize = 64;
 /// How long an IPv4 datagram's fragments are waited for (as Linux).
 const WAIT_V4_NS: u64 = 30_000_000_000;
 /// How long an IPv6 datagram's fragments are waited for (RFC 8200).
@@ -107,12 +114,20 @@ struct Layout {
     wire_bytes: usize,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    offset: usize,
+    len: usize,
+    end_in_frame: usize,
+}
+
 #[derive(Debug)]
 struct Datagram {
     deadline: u64,
     frames: Vec<HeldFrame>,
-    /// (offset, length) of each fragment's payload, by frame.
-    pieces: Vec<(usize, usize)>,
+    /// Each fragment's payload: its offset in the datagram, its length,
+    /// and where it ends in the fragment's frame; by frame.
+    pieces: Vec<Piece>,
     /// The payload's length, once the last fragment came.
     total: Option<usize>,
     /// Index in `frames` of the fragment at offset 0, and its layout.
@@ -187,6 +202,14 @@ impl Reassembler {
             }
             return Offered::Pass;
         };
+        // Room is made before the fragment is copied, for a new datagram and
+        // for one that grows alike (the oldest goes first, which may be this
+        // fragment's own: it is then counted as it is).
+        self.make_room(known, frame.len(), released);
+        let known = self.datagrams.contains_key(&key);
+        if !known && !candidate {
+            return Offered::Pass;
+        }
         let held = HeldFrame {
             ts_ns,
             link_type,
@@ -194,7 +217,6 @@ impl Reassembler {
             data: frame.to_vec(),
         };
         if !known {
-            self.make_room(frame.len(), released);
             let wait = if packet.src.is_ipv6() {
                 WAIT_V6_NS
             } else {
@@ -225,14 +247,19 @@ impl Reassembler {
         // fragment that ends before another's end, a fragment with nothing
         // in it.
         let inconsistent = len == 0
+            || d.pieces.len() >= MAX_FRAGMENTS_PER_DATAGRAM
             || d.pieces
                 .iter()
-                .any(|&(o, l)| offset < o + l && o < piece_end)
+                .any(|p| offset < p.offset + p.len && p.offset < piece_end)
             || d.total.is_some_and(|t| piece_end > t)
             || (!layout.more
-                && (d.total.is_some() || d.pieces.iter().any(|&(o, l)| o + l > piece_end)));
+                && (d.total.is_some() || d.pieces.iter().any(|p| p.offset + p.len > piece_end)));
         d.frames.push(held);
-        d.pieces.push((offset, len));
+        d.pieces.push(Piece {
+            offset,
+            len,
+            end_in_frame: end,
+        });
         d.wire_bytes += layout.wire_bytes;
         d.held_bytes += frame.len();
         self.held_bytes += frame.len();
@@ -248,7 +275,7 @@ impl Reassembler {
         }
         let complete = d
             .total
-            .is_some_and(|t| d.pieces.iter().map(|&(_, l)| l).sum::<usize>() == t)
+            .is_some_and(|t| d.pieces.iter().map(|p| p.len).sum::<usize>() == t)
             && d.first.is_some();
         if !complete {
             return Offered::Held;
@@ -300,10 +327,12 @@ impl Reassembler {
         released.extend(self.remove(key).frames);
     }
 
-    /// Gives up the oldest datagrams until one more of `bytes` fits.
-    fn make_room(&mut self, bytes: usize, released: &mut Vec<HeldFrame>) {
+    /// Gives up the oldest datagrams until a fragment of `bytes` fits: in
+    /// a datagram held already (`grows`), or in a new one.
+    fn make_room(&mut self, grows: bool, bytes: usize, released: &mut Vec<HeldFrame>) {
         while !self.datagrams.is_empty()
-            && (self.datagrams.len() >= MAX_DATAGRAMS || self.held_bytes + bytes > MAX_HELD_BYTES)
+            && ((!grows && self.datagrams.len() >= MAX_DATAGRAMS)
+                || self.held_bytes + bytes > MAX_HELD_BYTES)
         {
             let Some(oldest) = self.order.front().copied() else {
                 break;
@@ -395,11 +424,10 @@ fn rebuild(d: &Datagram) -> Option<Offered> {
     let mut frame = Vec::with_capacity(layout.kept_end + total);
     frame.extend_from_slice(&head[..layout.kept_end]);
     frame.resize(layout.kept_end + total, 0);
-    for (held, &(offset, len)) in d.frames.iter().zip(&d.pieces) {
-        // The payload sits at the end of each fragment's IP datagram.
-        let end = layout_end(held)?;
-        let payload = &held.data[end - len..end];
-        frame[layout.kept_end + offset..layout.kept_end + offset + len].copy_from_slice(payload);
+    for (held, p) in d.frames.iter().zip(&d.pieces) {
+        let payload = &held.data[p.end_in_frame - p.len..p.end_in_frame];
+        let at = layout.kept_end + p.offset;
+        frame[at..at + p.len].copy_from_slice(payload);
     }
     let ip = layout.ip_at;
     match layout.next_header_at {
@@ -426,11 +454,6 @@ fn rebuild(d: &Datagram) -> Option<Offered> {
         ifindex: last.ifindex,
         frame,
     })
-}
-
-/// Where the IP datagram of a held fragment ends in its frame.
-fn layout_end(held: &HeldFrame) -> Option<usize> {
-    layout(LinkType(held.link_type), &held.data).map(|l| l.payload.1)
 }
 
 #[cfg(test)]
@@ -529,6 +552,45 @@ mod tests {
         r.release_all(&mut released);
         assert_eq!(released.len(), MAX_DATAGRAMS);
         assert!(released.windows(2).all(|w| w[0].ts_ns < w[1].ts_ns));
+        assert_eq!(r.held_bytes, 0);
+    }
+
+    /// The byte bound holds for a datagram that grows too, not only for new
+    /// ones: one datagram of many small fragments cannot pass it.
+    #[test]
+    fn a_growing_datagram_is_bounded_too() {
+        let mut r = Reassembler::default();
+        let mut released = Vec::new();
+        // 63 fragments of 1 KiB: 66 kB of frames each datagram.
+        for id in 0..80u16 {
+            for k in 0..63 {
+                let f = gre_fragment(4, id, k * 1024, 1024, true);
+                offer(&mut r, &f, u64::from(id), &mut released);
+                assert!(
+                    r.held_bytes <= MAX_HELD_BYTES,
+                    "{} bytes held",
+                    r.held_bytes
+                );
+            }
+        }
+        assert!(!released.is_empty());
+    }
+
+    #[test]
+    fn a_datagram_of_too_many_fragments_is_given_up() {
+        let mut r = Reassembler::default();
+        let mut released = Vec::new();
+        for k in 0..MAX_FRAGMENTS_PER_DATAGRAM {
+            offer(
+                &mut r,
+                &gre_fragment(5, 1, k * 8, 8, true),
+                0,
+                &mut released,
+            );
+        }
+        assert!(released.is_empty());
+        offer(&mut r, &gre_fragment(5, 1, 4096, 8, true), 0, &mut released);
+        assert_eq!(released.len(), MAX_FRAGMENTS_PER_DATAGRAM + 1);
         assert_eq!(r.held_bytes, 0);
     }
 

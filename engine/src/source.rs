@@ -192,7 +192,13 @@ impl Driver<'_> {
             extra: self.packet.extra.take(),
             ..self.packet
         };
-        if self.pipeline.push(copy, ts_ns).is_err() {
+        self.push(copy, ts_ns)
+    }
+
+    /// Pushes `packet`, captured at `ts_ns`.
+    #[inline(always)]
+    fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> ControlFlow<()> {
+        if self.pipeline.push(packet, ts_ns).is_err() {
             self.closed = true;
             return ControlFlow::Break(());
         }
@@ -215,25 +221,19 @@ impl Driver<'_> {
             &mut released,
         );
         self.reassembly_deadline = self.reassembler.next_deadline();
-        // What was given up is older than this fragment: it goes first.
-        let decoded_again = !released.is_empty();
+        // What was given up is older than this fragment and goes first; it
+        // is decoded into the same packet, so this one is kept aside.
+        let this = matches!(offered, Offered::Pass).then(|| PacketRepr {
+            extra: self.packet.extra.take(),
+            ..self.packet
+        });
         let mut flow = self.push_released(released);
         match offered {
-            Offered::Pass if !decoded_again => flow = self.push_packet(frame.ts_ns),
             Offered::Pass => {
-                // `push_released` decoded into the same packet: again.
-                if flow.is_continue()
-                    && self
-                        .decoder
-                        .decode_into(
-                            LinkType(frame.link_type),
-                            frame.data,
-                            frame.ifindex,
-                            &mut self.packet,
-                        )
-                        .is_ok()
+                if let Some(p) = this
+                    && flow.is_continue()
                 {
-                    flow = self.push_packet(frame.ts_ns);
+                    flow = self.push(p, frame.ts_ns);
                 }
             }
             Offered::Held => {}

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::flow::config::Timeouts;
+use crate::flow::config::{DEFAULT_MAX_FRAGMENTS, Timeouts};
 use crate::flow::record::{FlowRole, TcpState};
 use crate::flow::tcp::FIN;
 
@@ -513,4 +513,21 @@ fn ipv6_fragments_are_matched_for_60_s_and_ipv4_fragments_for_30_s() {
     assert!(run_pair(&mut t, "2001:db8::1", "2001:db8::2", 61 * S));
     assert!(!run_pair(&mut t, "10.0.0.1", "10.0.0.2", 25 * S));
     assert!(run_pair(&mut t, "10.0.0.1", "10.0.0.2", 31 * S));
+}
+
+/// What README and `DEFAULT_MAX_FRAGMENTS` say of a full fragment table:
+/// about 2 MiB per worker (`-- --nocapture` prints the figure).
+#[test]
+fn a_full_fragment_table_takes_about_2_mib() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    for id in 0..DEFAULT_MAX_FRAGMENTS as u32 + 100 {
+        let f = fragment("10.0.0.1", "10.0.0.2", Fragment::First { id }, (5000, 53));
+        t.observe(&f, S, S, &mut out);
+    }
+    assert_eq!(t.fragments.len(), DEFAULT_MAX_FRAGMENTS);
+    assert_eq!(t.stats().fragments_untracked, 100);
+    let bytes = t.fragments.allocation_size();
+    eprintln!("fragment table at its limit: {bytes} bytes");
+    assert!(bytes <= 5 << 19, "{bytes} bytes");
 }

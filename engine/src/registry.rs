@@ -537,6 +537,7 @@ impl Registry {
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.0.decode;
         let slots = (c.link_type_slots.load(Ordering::Acquire) as usize).min(c.link_types.len());
+        let [reassembled, reassembled_fragments, reassembly_given_up] = get_all(&c.reassembly);
         let decode = DecodeCounts {
             frames: c.frames.get(),
             decoded: c.decoded.get(),
@@ -552,16 +553,9 @@ impl Registry {
             segments: c.segments.get(),
             super_frames_unsplit: c.super_frames_unsplit.get(),
             flow_observations: c.flow_observations.get(),
-            reassembled: 0,
-            reassembled_fragments: 0,
-            reassembly_given_up: 0,
-        };
-        let [reassembled, reassembled_fragments, reassembly_given_up] = get_all(&c.reassembly);
-        let decode = DecodeCounts {
             reassembled,
             reassembled_fragments,
             reassembly_given_up,
-            ..decode
         };
         let mut table = TableStats::default();
         let mut open_flows = 0;

@@ -32,7 +32,7 @@ pub const MAX_DATAGRAMS: usize = 256;
 /// of reassembly queues).
 pub const MAX_HELD_BYTES: usize = 4 << 20;
 /// Fragments of one datagram held at most: a 64 KiB datagram over a
-/// 1280-byte MTU takes 52. More are given up, which also bounds the work of
+/// 1280-byte MTU takes 54 (IPv6; 53 for IPv4). More are given up, which also bounds the work of
 /// checking each new fragment against those held (a flood of 8-byte
 /// fragments would otherwise cost time quadratic in their number).
 pub const MAX_FRAGMENTS_PER_DATAGRAM: usize = 64;

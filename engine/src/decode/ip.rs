@@ -13,6 +13,14 @@ use crate::wire::{
     TcpPacket, UdpPacket,
 };
 
+/// Whether IPv6 next header `n` is an extension header that only chains
+/// to the next (hop-by-hop, routing, destination options, mobility, HIP,
+/// shim6), with the generic length field.
+#[inline(always)]
+pub(super) fn is_chained_ext(n: u8) -> bool {
+    matches!(n, 0 | 43 | 60 | 135 | 139 | 140)
+}
+
 /// The view at `at` in `b`, or the error naming `layer` and `at`.
 #[inline(always)]
 fn view<'a, V>(
@@ -113,8 +121,7 @@ fn ipv6(f: &[u8], at: usize, repr: &mut PacketRepr) -> Result<(usize, usize), De
     let mut l4 = at + 40;
     loop {
         match next {
-            // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
-            0 | 43 | 60 | 135 | 139 | 140 => {
+            n if is_chained_ext(n) => {
                 let e = view(Layer::Ipv6Ext, datagram, l4, Ipv6ExtHeader::new_checked)?;
                 next = e.next_header();
                 l4 += e.header_len();

@@ -22,9 +22,11 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::IpVersion;
+use super::ip::is_chained_ext;
 use super::link::link_layer;
 use super::packet::{Fragment, LinkType, PacketRepr};
 use super::tunnel::TunnelPorts;
+use crate::wire::{Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet};
 
 /// Datagrams held at most.
 pub const MAX_DATAGRAMS: usize = 256;
@@ -347,68 +349,55 @@ impl Reassembler {
 }
 
 /// Where the IP header, the headers to keep, the fragment fields and the
-/// payload of the fragment in `frame` are; `None` if it is cut short or
-/// its headers cannot be placed.
+/// payload of the fragment in `frame` are, read through the same
+/// [`crate::wire`] views as the decoder; `None` if it is cut short or its
+/// headers cannot be placed.
 fn layout(link: LinkType, frame: &[u8]) -> Option<Layout> {
     let (ip_at, version) = link_layer(link, frame).ok()?;
-    let be16 = |at: usize| -> Option<usize> {
-        Some(usize::from(u16::from_be_bytes([
-            *frame.get(at)?,
-            *frame.get(at + 1)?,
-        ])))
-    };
+    let ip = frame.get(ip_at..)?;
     match version {
         IpVersion::V4 => {
-            let ihl = usize::from(frame.get(ip_at)? & 0x0f) * 4;
-            let total = be16(ip_at + 2)?;
-            let flags = be16(ip_at + 6)?;
-            let end = ip_at + total;
-            if ihl < 20 || total < ihl || end > frame.len() {
+            let h = Ipv4Packet::new_checked(ip).ok()?;
+            let (header, total) = (h.header_len(), usize::from(h.total_len()));
+            if total < header || total > ip.len() {
                 return None;
             }
             Some(Layout {
                 ip_at,
-                kept_end: ip_at + ihl,
+                kept_end: ip_at + header,
                 next_header_at: None,
                 next_header: 0,
-                payload: (ip_at + ihl, end),
-                offset: (flags & 0x1fff) * 8,
-                more: flags & 0x2000 != 0,
+                payload: (ip_at + header, ip_at + total),
+                offset: usize::from(h.frag_offset()) * 8,
+                more: h.more_frags(),
                 wire_bytes: total,
             })
         }
         IpVersion::V6 => {
-            let end = ip_at + 40 + be16(ip_at + 4)?;
-            if end > frame.len() {
+            let h = Ipv6Packet::new_checked(ip).ok()?;
+            let total = 40 + usize::from(h.payload_len());
+            let datagram = ip.get(..total)?;
+            // Extension headers may come before the fragment header; the
+            // byte naming the fragment header is rewritten on reassembly.
+            let (mut next, mut next_at, mut at) = (h.next_header(), 6, 40);
+            while is_chained_ext(next) {
+                let e = Ipv6ExtHeader::new_checked(datagram.get(at..)?).ok()?;
+                (next, next_at, at) = (e.next_header(), at, at + e.header_len());
+            }
+            if next != 44 {
                 return None;
             }
-            // Hop-by-hop, routing and destination options may come before
-            // the fragment header.
-            let (mut next_at, mut at) = (ip_at + 6, ip_at + 40);
-            loop {
-                match *frame.get(next_at)? {
-                    44 => break,
-                    0 | 43 | 60 => {
-                        let len = (usize::from(*frame.get(at + 1)?) + 1) * 8;
-                        next_at = at;
-                        at += len;
-                    }
-                    _ => return None,
-                }
-            }
-            let offset_flags = be16(at + 2)?;
-            if at + 8 > end {
-                return None;
-            }
+            let f = Ipv6FragmentHeader::new_checked(datagram.get(at..)?).ok()?;
+            let payload_at = at + Ipv6FragmentHeader::<&[u8]>::LEN;
             Some(Layout {
                 ip_at,
-                kept_end: at,
-                next_header_at: Some(next_at),
-                next_header: *frame.get(at)?,
-                payload: (at + 8, end),
-                offset: offset_flags & !7,
-                more: offset_flags & 1 != 0,
-                wire_bytes: end - ip_at,
+                kept_end: ip_at + at,
+                next_header_at: Some(ip_at + next_at),
+                next_header: f.next_header(),
+                payload: (ip_at + payload_at, ip_at + total),
+                offset: usize::from(f.frag_offset()) * 8,
+                more: f.more_frags(),
+                wire_bytes: total,
             })
         }
     }

@@ -736,27 +736,19 @@ pub fn ipsec_wireguard() -> Vec<u8> {
 /// The fragments of IPv4 packet `ip`, `chunk` payload bytes each (a
 /// multiple of 8), with IP id `id`.
 fn fragments_v4(ip: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let payload = &ip[ihl..];
+    let (header, payload) = etherparse::Ipv4Header::from_slice(ip).expect("an IPv4 packet");
     let parts = payload.len().div_ceil(chunk);
     (0..parts)
         .map(|k| {
             let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
-            let mut h = ip[..ihl].to_vec();
-            h[2..4].copy_from_slice(&((ihl + part.len()) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&id.to_be_bytes());
-            let more = if k + 1 < parts { 0x2000 } else { 0 };
-            h[6..8].copy_from_slice(&(more | (k * chunk / 8) as u16).to_be_bytes());
-            h[10..12].copy_from_slice(&[0, 0]);
-            let mut sum: u32 = h
-                .chunks(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-            cat(&[&h, part])
+            let mut h = header.clone();
+            h.identification = id;
+            h.more_fragments = k + 1 < parts;
+            h.fragment_offset =
+                etherparse::IpFragOffset::try_new((k * chunk / 8) as u16).expect("13-bit offset");
+            h.set_payload_len(part.len()).expect("small payload");
+            h.header_checksum = h.calc_header_checksum();
+            cat(&[&h.to_bytes(), part])
         })
         .collect()
 }

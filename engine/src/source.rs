@@ -100,6 +100,18 @@ pub trait CaptureSource {
     /// problems) into the slots it registered; called by [`drive`] now and
     /// then and at the end.
     fn publish(&mut self) {}
+
+    /// Hands on what the source still holds when the capture stops (a
+    /// signal, or the end of the input): flows a kernel program counted
+    /// since they were last read. Called once by [`drive`], unless the
+    /// pipeline's consumer has gone.
+    ///
+    /// # Errors
+    /// The source cannot be read.
+    fn finish<I: Input>(&mut self, input: &mut I) -> Result<(), Self::Error> {
+        let _ = input;
+        Ok(())
+    }
 }
 
 /// How [`drive`] ended.
@@ -399,6 +411,12 @@ pub fn drive<S: CaptureSource>(
         if closed || driver.closed {
             break Ok(Ended::OutputClosed);
         }
+    };
+    let ended = match ended {
+        Ok(how) if how != Ended::OutputClosed && !driver.closed => {
+            source.finish(&mut driver).map(|()| how)
+        }
+        other => other,
     };
     // Fragments still waiting for the rest of their datagram count as
     // they are.

@@ -88,6 +88,29 @@ pub struct Args {
           help_heading = "Live capture")]
     pub ring_blocks: u32,
 
+    /// eBPF backend: flow map entries. The kernel allocates them all when the programs
+    /// load, about 304 bytes each (the default takes 19 MiB), memory no cgroup is
+    /// charged for; at most 4194304 and a quarter of the memory available. A new flow
+    /// finding the map full goes to userspace packet by packet (counted).
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u32).range(1..=4_194_304),
+          help_heading = "Live capture")]
+    pub ebpf_flows: u32,
+
+    /// eBPF backend: bytes of the ring buffer that carries packets the kernel does not
+    /// count to userspace (a power of two from 64K to 1G; suffixes K, M, G). A packet
+    /// finding it full is counted as lost.
+    #[arg(allow_negative_numbers = true, long, value_name = "BYTES", default_value = "8M",
+          value_parser = parse_ebpf_ring, help_heading = "Live capture")]
+    pub ebpf_ring_size: u32,
+
+    /// eBPF backend: how often to read the flow map, in seconds (decimals allowed).
+    /// Flows are handed to the flow table this often; idle and closed entries are
+    /// deleted after their last counts are read.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "0.5",
+          value_parser = parse_positive_secs, help_heading = "Live capture")]
+    pub ebpf_scan_interval: u64,
+
     /// How often to ask the kernel again for the host's addresses and listening
     /// sockets, which make flows the host answers SERVER spans and flows it opens
     /// CLIENT spans (decimals allowed).
@@ -305,6 +328,19 @@ pub fn decoder(args: &Args) -> Decoder {
 pub enum Backend {
     /// AF_PACKET TPACKET_V3 rings, one per worker, in a fanout group.
     Afpacket,
+    /// eBPF TC programs that count flows in the kernel (README "eBPF backend").
+    Ebpf,
+}
+
+/// `--ebpf-ring-size`: a power of two from 64 KiB to 1 GiB.
+pub fn parse_ebpf_ring(s: &str) -> Result<u32, String> {
+    let v = parse_size(s)?;
+    if !(64 << 10..=1 << 30).contains(&v) || !v.is_power_of_two() {
+        return Err(format!(
+            "{s:?} is not a power of two from 64K to 1G (a ring buffer's size must be one)"
+        ));
+    }
+    u32::try_from(v).map_err(|_| format!("{s:?} is too large"))
 }
 
 pub fn default_workers() -> u16 {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use capture_afpacket::{LiveCapture, LiveError, RingConfig};
+use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource};
 use clap::Parser;
 use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, Timeouts, drive};
@@ -73,7 +74,18 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<Outcome> {
-    if args.pcap.is_none() {
+    if args.pcap.is_none() && args.backend == Backend::Ebpf {
+        // Before anything is loaded: the flow map is kernel memory no
+        // cgroup charges, allocated whole at load time.
+        capture_ebpf::check_kernel_memory(args.ebpf_flows, args.ebpf_ring_size).map_err(|e| {
+            anyhow!(
+                "--ebpf-flows {} × {} bytes + --ebpf-ring-size {} = {e}; lower --ebpf-flows",
+                args.ebpf_flows,
+                capture_ebpf::ENTRY_BYTES,
+                args.ebpf_ring_size
+            )
+        })?;
+    } else if args.pcap.is_none() {
         // Before anything is opened, so that the answer comes without
         // privileges too: ring memory is kernel memory no cgroup charges.
         let rings = args.interfaces.len() * usize::from(args.workers);
@@ -121,8 +133,24 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             CaptureReader::open(path).map_err(|e| anyhow!(e))?,
             &registry,
         )),
+        None if args.backend == Backend::Ebpf => {
+            let decoder = decoder(args);
+            let config = EbpfConfig {
+                flows: args.ebpf_flows,
+                ring_bytes: args.ebpf_ring_size,
+                timeouts: flow.timeouts,
+                udp_ports: decoder.udp_ports_looked_into(),
+                teredo_anywhere: decoder.teredo_anywhere(),
+                scan_interval: Duration::from_nanos(args.ebpf_scan_interval),
+                ..EbpfConfig::default()
+            };
+            let capture = EbpfCapture::open(&args.interfaces, &config, &registry, &|line| {
+                eprintln!("engine: warning: {line}")
+            })
+            .map_err(|e| anyhow!(e))?;
+            Source::Ebpf(Box::new(capture))
+        }
         None => {
-            let Backend::Afpacket = args.backend;
             let ring = RingConfig {
                 block_size: args.ring_block_size,
                 block_count: args.ring_blocks,
@@ -141,14 +169,16 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             Source::Live(capture)
         }
     };
-    let live = matches!(source, Source::Live(_));
+    let live = !matches!(source, Source::File(_));
     let name = match &source {
         Source::File(s) => s.reader().path().to_owned(),
         Source::Live(capture) => format!("live capture on {}", capture.interface_list()),
+        Source::Ebpf(capture) => format!("live capture on {}", capture.interface_list()),
     };
     let mapping = Mapping {
         interfaces: match &source {
             Source::Live(capture) => InterfaceNames::new(capture.interface_names()),
+            Source::Ebpf(capture) => InterfaceNames::new(capture.interface_names()),
             Source::File(_) => InterfaceNames::default(),
         },
         opt_in: opt_in(&args.opt_in),
@@ -239,6 +269,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(args.quiet, registry.clone(), name.clone());
     let mut damaged = None;
     let mut all_interfaces_gone = false;
+    let mut capture_error = None;
     match &mut source {
         Source::File(file) => {
             if let Err(e) = drive(file, &decoder, &mut pipeline, &registry, &stop, || {
@@ -261,6 +292,27 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 progress.tick()
             });
             all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
+        }
+        Source::Ebpf(capture) => {
+            eprintln!(
+                "engine: capturing on {} (ebpf, {}); SIGINT or SIGTERM stops",
+                capture.interface_list(),
+                match capture.mode() {
+                    AttachMode::Tcx => "TCX links",
+                    AttachMode::Clsact => "clsact filters",
+                }
+            );
+            let ended = drive(
+                capture.as_mut(),
+                &decoder,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
+            if let Err(e) = ended {
+                capture_error = Some(e);
+            }
         }
     }
     let reading = started.elapsed();
@@ -326,6 +378,9 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     if all_interfaces_gone {
         eprintln!("engine: error: every interface went away; open flows were flushed");
     }
+    if let Some(e) = &capture_error {
+        eprintln!("engine: error: {e}; the capture stopped and open flows were flushed");
+    }
     if let Some(e) = &damaged {
         eprintln!("engine: error: {e}; flows from the records before it were written");
     }
@@ -345,7 +400,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         Outcome::SpansLost
     } else if interrupted {
         Outcome::Interrupted
-    } else if damaged.is_some() || all_interfaces_gone {
+    } else if damaged.is_some() || all_interfaces_gone || capture_error.is_some() {
         Outcome::DamagedInput
     } else {
         Outcome::Complete
@@ -364,6 +419,8 @@ fn output_target(args: &Args) -> String {
 enum Source {
     /// A capture file or standard input.
     File(FileSource),
-    /// Live capture.
+    /// Live capture on AF_PACKET rings.
     Live(LiveCapture),
+    /// Live capture with the eBPF TC programs.
+    Ebpf(Box<EbpfCapture>),
 }

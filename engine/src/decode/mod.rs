@@ -95,6 +95,23 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// The UDP ports whose packets this decoder looks into (tunnels,
+    /// IPsec NAT traversal, WireGuard), on either side: what a kernel
+    /// program that counts packets itself must send up whole instead.
+    pub fn udp_ports_looked_into(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.tunnel_ports.all_ports().collect();
+        ports.extend([NAT_T_PORT, WIREGUARD_PORT]);
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// Whether this decoder looks for Teredo on any UDP port (then a UDP
+    /// payload that may hold an IPv6 packet is looked into too).
+    pub fn teredo_anywhere(&self) -> bool {
+        self.tunnel_ports.teredo_anywhere()
+    }
+
     /// Decodes one frame of the given link type. A tunnelled packet
     /// becomes the packet inside, its tunnels described in
     /// [`PacketRepr::encap`].

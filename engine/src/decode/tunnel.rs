@@ -230,8 +230,13 @@ impl TunnelPorts {
             .map(|&(p, _)| p)
     }
 
+    /// Every port that carries a tunnel.
+    pub(super) fn all_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().map(|&(p, _)| p)
+    }
+
     /// Whether Teredo is looked for at all (then also off its port).
-    fn teredo_anywhere(&self) -> bool {
+    pub(super) fn teredo_anywhere(&self) -> bool {
         self.teredo
     }
 

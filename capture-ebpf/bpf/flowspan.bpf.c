@@ -1,0 +1,633 @@
+/* flowspan's TC programs: count flows in the kernel, send the rest up.
+ *
+ * Attached to ingress and egress of each captured interface. A packet this
+ * program understands completely (Ethernet with up to three VLAN tags,
+ * IPv4 with options or IPv6 with up to four extension headers, then TCP,
+ * UDP, SCTP, ICMP or ICMPv6, not fragmented, not a tunnel) is counted in
+ * its flow's entry of `fs_flows`, exactly as the engine's flow table would
+ * count it (engine/src/flow/table, README "TCP latency"). Every other
+ * packet goes to userspace whole, through the `fs_events` ring buffer, and
+ * is decoded there by the same decoder as a capture file's packets.
+ *
+ * Exactness (README "eBPF backend"): an entry is only ever written under
+ * its bpf_spin_lock and userspace reads it with BPF_F_LOCK, so every read
+ * is a consistent snapshot; counters are never reset, userspace takes
+ * differences; an entry that has ended (TCP closed, or idle past its
+ * timeout) is frozen, never written again, so userspace can delete it
+ * after reading it without losing an increment. */
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flowspan.h"
+
+/* Set by userspace before loading. */
+
+/* Idle timeouts (ns): TCP, UDP, ICMP, other, and the one for flows that
+ * have not got going (engine::Timeouts). */
+const volatile __u64 fs_idle_ns[5] = {300000000000ULL, 60000000000ULL, 30000000000ULL,
+				      60000000000ULL, 120000000000ULL};
+/* UDP ports whose packets the engine looks into (tunnels, NAT-T,
+ * WireGuard): one bit per port, either direction. */
+const volatile __u32 fs_udp_ports[2048] = {};
+/* The engine looks for Teredo on any UDP port. */
+const volatile __u8 fs_teredo_anywhere = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* userspace sets it (--ebpf-flows) */
+	__type(key, struct fs_key);
+	__type(value, struct fs_flow);
+} fs_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* userspace sets it */
+} fs_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fs_stats SEC(".maps");
+
+struct fs_scratch {
+	struct fs_event ev;
+	__u8 data[FS_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_scratch);
+} fs_scratch SEC(".maps");
+
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* What parsing found out about a packet. */
+struct pkt {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 tcp_seq;
+	__u32 tcp_ack;
+	__u32 ip_bytes;
+	__u32 payload; /* TCP payload bytes */
+	__u32 flow_label;
+	__u16 tcp_flags;
+	__u8 protocol;
+	__u8 v6;
+	__u8 ttl;
+	__u8 tos;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 sctp_chunk;
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+};
+
+/* A packet's working state, per CPU: more than the 512 bytes of stack. The
+ * new entry is bytes here (a per-CPU map cannot hold a bpf_spin_lock) and
+ * becomes a struct fs_flow when copied into fs_flows. */
+struct fs_work {
+	struct pkt p;
+	struct fs_key k;
+	__u64 n[(sizeof(struct fs_flow) + 7) / 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_work);
+} fs_work SEC(".maps");
+
+/* Packet is counted in the kernel. */
+#define COUNTED -1
+
+/* Per-CPU counters: a TC program runs to completion with migration
+ * disabled and is not re-entered on its CPU, so a plain add is exact. */
+static __always_inline void bump(__u32 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&fs_stats, &i);
+	if (v)
+		*v += 1;
+}
+
+/* Sends the packet to userspace with its bytes. */
+static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __u8 egress)
+{
+	__u32 zero = 0;
+	struct fs_scratch *s;
+	/* 64 bits: a 32-bit length is zero-extended into a second register,
+	 * and the verifier then loses the bounds checked on the first. */
+	__u64 len = skb->len;
+
+	bump(FS_STAT_UP + (reason & 7));
+	s = bpf_map_lookup_elem(&fs_scratch, &zero);
+	if (!s)
+		return TC_ACT_OK;
+	if (len > FS_SNAP)
+		len = FS_SNAP;
+	s->ev.ts_ns = now;
+	s->ev.ifindex = skb->ifindex;
+	s->ev.wire_len = skb->len;
+	s->ev.gso_segs = skb->gso_segs;
+	s->ev.gso_size = skb->gso_size;
+	s->ev.reason = reason;
+	s->ev.egress = egress;
+	if (len < 1 || bpf_skb_load_bytes(skb, 0, s->data, len) < 0)
+		len = 0;
+	s->ev.cap_len = len;
+	if (bpf_ringbuf_output(&fs_events, s, sizeof(struct fs_event) + (len & 0x3fff), 0) < 0)
+		bump(FS_STAT_LOST);
+	return TC_ACT_OK;
+}
+
+static __always_inline int vlan_tpid(__u16 et)
+{
+	return et == 0x8100 || et == 0x88a8 || et == 0x9100 || et == 0x9200 || et == 0x9300;
+}
+
+static __always_inline int ipv6_ext(__u8 nh)
+{
+	return nh == 0 || nh == 43 || nh == 60 || nh == 135 || nh == 139 || nh == 140;
+}
+
+static __always_inline int udp_port_special(__u16 port)
+{
+	return (fs_udp_ports[port >> 5] >> (port & 31)) & 1;
+}
+
+/* Parses the frame; returns COUNTED when the kernel can count it, or why
+ * it goes to userspace. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 eth[14];
+	__u32 off = 14, l4, end, len = skb->len;
+	__u16 et;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, 0, eth, 14) < 0)
+		return FS_UP_NOT_IP;
+	__builtin_memcpy(p->dst_mac, eth, 6);
+	__builtin_memcpy(p->src_mac, eth + 6, 6);
+	et = ((__u16)eth[12] << 8) | eth[13];
+#pragma unroll
+	for (i = 0; i < 3; i++) {
+		__u8 tag[4];
+		if (!vlan_tpid(et))
+			break;
+		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0)
+			return FS_UP_MALFORMED;
+		et = ((__u16)tag[2] << 8) | tag[3];
+		off += 4;
+	}
+	if (et == 0x0800) {
+		__u8 h[20];
+		__u32 ihl, tot;
+		__u16 frag;
+		if (bpf_skb_load_bytes(skb, off, h, 20) < 0)
+			return FS_UP_MALFORMED;
+		ihl = (h[0] & 15) * 4;
+		tot = ((__u32)h[2] << 8) | h[3];
+		if (h[0] >> 4 != 4 || ihl < 20 || tot < ihl || off + tot > len)
+			return FS_UP_MALFORMED;
+		frag = ((__u16)h[6] << 8) | h[7];
+		if (frag & 0x3fff)
+			return FS_UP_FRAGMENT;
+		p->v6 = 0;
+		p->tos = h[1];
+		p->ttl = h[8];
+		p->protocol = h[9];
+		__builtin_memcpy(p->src, h + 12, 4);
+		__builtin_memcpy(p->dst, h + 16, 4);
+		p->ip_bytes = tot;
+		l4 = off + ihl;
+		end = off + tot;
+	} else if (et == 0x86dd) {
+		__u8 h[40];
+		__u32 plen;
+		__u8 nh;
+		if (bpf_skb_load_bytes(skb, off, h, 40) < 0)
+			return FS_UP_MALFORMED;
+		plen = ((__u32)h[4] << 8) | h[5];
+		if (h[0] >> 4 != 6 || off + 40 + plen > len)
+			return FS_UP_MALFORMED;
+		if (plen == 0)
+			return FS_UP_UNUSUAL; /* a jumbogram, or nothing at all */
+		p->v6 = 1;
+		p->tos = (h[0] << 4) | (h[1] >> 4);
+		p->flow_label = ((__u32)(h[1] & 15) << 16) | ((__u32)h[2] << 8) | h[3];
+		p->ttl = h[7];
+		__builtin_memcpy(p->src, h + 8, 16);
+		__builtin_memcpy(p->dst, h + 24, 16);
+		p->ip_bytes = 40 + plen;
+		nh = h[6];
+		l4 = off + 40;
+		end = l4 + plen;
+#pragma unroll
+		for (i = 0; i < 4; i++) {
+			__u8 x[2];
+			if (!ipv6_ext(nh))
+				break;
+			if (l4 + 2 > end || bpf_skb_load_bytes(skb, l4, x, 2) < 0)
+				return FS_UP_MALFORMED;
+			nh = x[0];
+			l4 += ((__u32)x[1] + 1) * 8;
+		}
+		if (nh == 44)
+			return FS_UP_FRAGMENT;
+		if (ipv6_ext(nh))
+			return FS_UP_UNUSUAL;
+		if (l4 > end)
+			return FS_UP_MALFORMED;
+		p->protocol = nh;
+	} else {
+		return FS_UP_NOT_IP;
+	}
+
+	switch (p->protocol) {
+	case 6: {
+		__u8 t[20];
+		__u32 doff;
+		if (l4 + 20 > end || bpf_skb_load_bytes(skb, l4, t, 20) < 0)
+			return FS_UP_MALFORMED;
+		doff = (__u32)(t[12] >> 4) * 4;
+		if (doff < 20 || l4 + doff > end)
+			return FS_UP_MALFORMED;
+		p->sport = ((__u16)t[0] << 8) | t[1];
+		p->dport = ((__u16)t[2] << 8) | t[3];
+		p->tcp_seq = ((__u32)t[4] << 24) | ((__u32)t[5] << 16) | ((__u32)t[6] << 8) | t[7];
+		p->tcp_ack = ((__u32)t[8] << 24) | ((__u32)t[9] << 16) | ((__u32)t[10] << 8) | t[11];
+		p->tcp_flags = t[13] | ((__u16)(t[12] & 1) << 8);
+		p->payload = end - l4 - doff;
+		return COUNTED;
+	}
+	case 17: {
+		__u8 u[8];
+		if (l4 + 8 > end || bpf_skb_load_bytes(skb, l4, u, 8) < 0)
+			return FS_UP_MALFORMED;
+		p->sport = ((__u16)u[0] << 8) | u[1];
+		p->dport = ((__u16)u[2] << 8) | u[3];
+		if (udp_port_special(p->sport) || udp_port_special(p->dport))
+			return FS_UP_TUNNEL;
+		/* The engine's quick Teredo test (tunnel::may_carry), or more:
+		 * a payload of 40 bytes or more starting with a zero byte or
+		 * with an IPv6 version nibble. */
+		if (fs_teredo_anywhere && l4 + 8 + 40 <= end) {
+			__u8 b;
+			if (bpf_skb_load_bytes(skb, l4 + 8, &b, 1) < 0)
+				return FS_UP_MALFORMED;
+			if (b == 0 || b >> 4 == 6)
+				return FS_UP_TUNNEL;
+		}
+		return COUNTED;
+	}
+	case 132: {
+		__u8 s[13];
+		if (l4 + 12 > end)
+			return FS_UP_MALFORMED;
+		if (l4 + 13 <= end) {
+			if (bpf_skb_load_bytes(skb, l4, s, 13) < 0)
+				return FS_UP_MALFORMED;
+			p->sctp_chunk = s[12];
+		} else if (bpf_skb_load_bytes(skb, l4, s, 12) < 0) {
+			return FS_UP_MALFORMED;
+		}
+		p->sport = ((__u16)s[0] << 8) | s[1];
+		p->dport = ((__u16)s[2] << 8) | s[3];
+		return COUNTED;
+	}
+	case 1:
+	case 58: {
+		__u8 m[2];
+		if (l4 + 2 > end || bpf_skb_load_bytes(skb, l4, m, 2) < 0)
+			return FS_UP_MALFORMED;
+		p->icmp_type = m[0];
+		p->icmp_code = m[1];
+		return COUNTED;
+	}
+	case 4:
+	case 41:
+	case 47:
+		return FS_UP_TUNNEL;
+	default:
+		return FS_UP_UNUSUAL;
+	}
+}
+
+/* The Community ID port equivalent of an ICMP type (community_id.rs):
+ * its counterpart's type, or -1 for a one-way message. */
+static __always_inline int icmp_counterpart(__u8 protocol, __u8 t)
+{
+	if (protocol == 1) {
+		switch (t) {
+		case 8: return 0;
+		case 0: return 8;
+		case 13: return 14;
+		case 14: return 13;
+		case 15: return 16;
+		case 16: return 15;
+		case 10: return 9;
+		case 9: return 10;
+		case 17: return 18;
+		case 18: return 17;
+		}
+	} else {
+		switch (t) {
+		case 128: return 129;
+		case 129: return 128;
+		case 130: return 131;
+		case 131: return 130;
+		case 133: return 134;
+		case 134: return 133;
+		case 135: return 136;
+		case 136: return 135;
+		case 139: return 140;
+		case 140: return 139;
+		case 144: return 145;
+		case 145: return 144;
+		}
+	}
+	return -1;
+}
+
+/* -1, 0 or 1 as (x, xp) compares with (y, yp), addresses in network order
+ * (an IPv4 address is zero after its fourth byte). */
+static __always_inline int endpoint_cmp(const __u8 *x, __u16 xp, const __u8 *y, __u16 yp)
+{
+	int i;
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		if (x[i] != y[i])
+			return x[i] < y[i] ? -1 : 1;
+	}
+	if (xp != yp)
+		return xp < yp ? -1 : 1;
+	return 0;
+}
+
+/* The flow key of `p`; returns whether `p` was sent by endpoint a. */
+static __always_inline int make_key(const struct pkt *p, struct fs_key *k)
+{
+	__u16 sport = p->sport, dport = p->dport;
+	int one_way = 0, from_a;
+
+	if (p->protocol == 1 || p->protocol == 58) {
+		int c = icmp_counterpart(p->protocol, p->icmp_type);
+		sport = p->icmp_type;
+		if (c < 0) {
+			dport = p->icmp_code;
+			one_way = 1;
+		} else {
+			dport = c;
+		}
+	}
+	from_a = one_way || endpoint_cmp(p->src, sport, p->dst, dport) < 0;
+	if (from_a) {
+		__builtin_memcpy(k->a, p->src, 16);
+		__builtin_memcpy(k->b, p->dst, 16);
+		k->a_port = sport;
+		k->b_port = dport;
+	} else {
+		__builtin_memcpy(k->a, p->dst, 16);
+		__builtin_memcpy(k->b, p->src, 16);
+		k->a_port = dport;
+		k->b_port = sport;
+	}
+	k->protocol = p->protocol;
+	k->v6 = p->v6;
+	k->one_way = one_way;
+	k->pad = 0;
+	return from_a;
+}
+
+/* flow/tcp.rs `TcpTiming::add_sample`. */
+static __always_inline void tcp_sample(struct fs_tcp *t, __u64 gap)
+{
+	if (t->flags & FS_TCP_HAS_LAST)
+		t->jitter_sum_ns += gap > t->last_gap_ns ? gap - t->last_gap_ns : t->last_gap_ns - gap;
+	t->samples += 1;
+	t->gap_sum_ns += gap;
+	t->last_gap_ns = gap;
+	t->flags |= FS_TCP_HAS_LAST;
+}
+
+/* flow/tcp.rs `TcpTiming::observe`, for packet `p` sent by side `side` of
+ * a flow that began at `start`. */
+static __always_inline void tcp_observe(struct fs_flow *f, const struct pkt *p, int side, __u64 now)
+{
+	struct fs_tcp *t = &f->tcp;
+	__u16 syn_ack = p->tcp_flags & (TCP_SYN | TCP_ACK);
+	int forward, established;
+
+	if (t->initiator > 1)
+		return;
+	forward = side == t->initiator;
+	/* The initiator's ACK after the responder's SYN and ACK completes
+	 * the handshake (flow/table: `update`). */
+	established = forward && syn_ack == TCP_ACK &&
+		      (f->side[t->initiator ^ 1].tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK);
+	if (syn_ack == TCP_SYN && forward) {
+		if ((t->flags & FS_TCP_SYN_SEEN) && !(t->flags & FS_TCP_SYNACK))
+			t->flags |= FS_TCP_SYN_AGAIN;
+		t->flags |= FS_TCP_SYN_SEEN;
+	} else if (syn_ack == (TCP_SYN | TCP_ACK) && !forward) {
+		if (t->flags & FS_TCP_SYNACK) {
+			if (!(t->flags & FS_TCP_ESTABLISHED))
+				t->flags |= FS_TCP_SYNACK_AGAIN;
+		} else {
+			t->flags |= FS_TCP_SYNACK;
+			t->next_seq[0] = p->tcp_ack;
+			t->next_seq[1] = p->tcp_seq + 1;
+			if (now >= f->first_ns && now - f->first_ns <= 0xffffffffULL) {
+				t->synack_at_ns = now - f->first_ns;
+				t->flags |= FS_TCP_SYNACK_AT;
+			}
+		}
+	} else if (established && !(t->flags & FS_TCP_ESTABLISHED)) {
+		t->flags |= FS_TCP_ESTABLISHED;
+		if ((t->flags & FS_TCP_SYNACK_AT) && !(t->flags & FS_TCP_SYNACK_AGAIN)) {
+			__u64 synack = f->first_ns + t->synack_at_ns;
+			if (now >= synack && now - synack <= 0xffffffffULL) {
+				t->ack_after_ns = now - synack;
+				t->flags |= FS_TCP_ACK_AFTER;
+			}
+		}
+	}
+	if (!(t->flags & FS_TCP_SYNACK) || p->payload == 0)
+		return;
+
+	/* `on_data` */
+	{
+		int s = !forward;
+		__u32 next = t->next_seq[s & 1];
+		__u32 start = p->tcp_seq + ((p->tcp_flags & TCP_SYN) ? 1 : 0);
+		__u32 e = start + p->payload;
+		int in_order = start == next;
+
+		if ((__s32)(e - next) <= 0) {
+			if (forward && (t->flags & FS_TCP_CLIENT_TALKS))
+				t->flags |= FS_TCP_TAINTED;
+			return;
+		}
+		t->next_seq[s & 1] = e;
+		if (forward) {
+			if (!(t->flags & FS_TCP_CLIENT_TALKS))
+				t->flags = (t->flags & ~(FS_TCP_SERVER_TALKS | FS_TCP_TAINTED)) |
+					   FS_TCP_CLIENT_TALKS;
+			if (!in_order)
+				t->flags |= FS_TCP_TAINTED;
+			t->mark = now;
+			return;
+		}
+		if ((t->flags & FS_TCP_CLIENT_TALKS) && !(t->flags & FS_TCP_TAINTED) && in_order &&
+		    (p->tcp_flags & TCP_ACK) && (__s32)(p->tcp_ack - t->next_seq[0]) >= 0 &&
+		    now >= t->mark)
+			tcp_sample(t, now - t->mark);
+		t->flags = (t->flags & ~(FS_TCP_CLIENT_TALKS | FS_TCP_TAINTED)) | FS_TCP_SERVER_TALKS;
+	}
+}
+
+/* How long the entry may stay idle: the engine's idle timeout for its
+ * class (flow/table/state.rs `got_going`). */
+static __always_inline __u64 idle_for(const struct fs_flow *f, __u8 protocol)
+{
+	__u64 idle, packets = f->side[0].packets + f->side[1].packets;
+	int going;
+
+	if (protocol == 6) {
+		__u16 any = f->side[0].tcp_flags | f->side[1].tcp_flags;
+		going = (f->tcp.flags & FS_TCP_ESTABLISHED) ||
+			(!(any & TCP_SYN) && f->side[0].packets > 0 && f->side[1].packets > 0);
+		idle = fs_idle_ns[0];
+	} else {
+		going = packets >= 2;
+		idle = protocol == 17 ? fs_idle_ns[1]
+		       : (protocol == 1 || protocol == 58) ? fs_idle_ns[2]
+							   : fs_idle_ns[3];
+	}
+	if (!going && fs_idle_ns[4] < idle)
+		idle = fs_idle_ns[4];
+	return idle;
+}
+
+/* Counts packet `p` from side `side` into entry `f` (locked, or not yet
+ * in the map). No helper calls: this runs under the entry's lock. */
+static __always_inline void account(struct fs_flow *f, const struct pkt *p, int side, __u64 now)
+{
+	struct fs_side *s = &f->side[side & 1];
+	__u16 flags;
+
+	if (s->packets == 0) {
+		s->first_ns = now;
+		s->ttl = p->ttl;
+		s->tos = p->tos;
+		s->flow_label = p->flow_label;
+		s->icmp_type = p->icmp_type;
+		s->icmp_code = p->icmp_code;
+	}
+	s->packets += 1;
+	s->bytes += p->ip_bytes;
+	s->tcp_flags |= p->tcp_flags;
+	if (now > f->last_ns)
+		f->last_ns = now;
+	if (p->protocol == 6) {
+		tcp_observe(f, p, side & 1, now);
+		flags = f->side[0].tcp_flags & f->side[1].tcp_flags;
+		if (((f->side[0].tcp_flags | f->side[1].tcp_flags) & TCP_RST) || (flags & TCP_FIN))
+			f->closed = 1;
+	}
+	f->idle_ns = idle_for(f, p->protocol);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct fs_work *w;
+	struct fs_flow *f, *n;
+	struct pkt *p;
+	__u32 zero = 0;
+	int r, from_a, side;
+
+	bump(FS_STAT_PACKETS);
+	if (skb->gso_segs > 1)
+		return up(skb, FS_UP_SEGMENTED, now, egress);
+	w = bpf_map_lookup_elem(&fs_work, &zero);
+	if (!w)
+		return up(skb, FS_UP_TABLE_FULL, now, egress);
+	p = &w->p;
+	__builtin_memset(p, 0, sizeof(*p));
+	r = parse(skb, p);
+	if (r != COUNTED)
+		return up(skb, r, now, egress);
+	from_a = make_key(p, &w->k);
+	side = from_a ? 0 : 1;
+
+	f = bpf_map_lookup_elem(&fs_flows, &w->k);
+	if (!f) {
+		n = (struct fs_flow *)w->n;
+		__builtin_memset(n, 0, sizeof(*n));
+		n->ifindex = skb->ifindex;
+		n->first_ns = now;
+		n->last_ns = now;
+		n->opening.tcp_flags = p->tcp_flags;
+		n->opening.from_a = from_a;
+		n->opening.sctp_chunk = p->sctp_chunk;
+		n->opening.icmp_type = p->icmp_type;
+		__builtin_memcpy(n->opening.src_mac, p->src_mac, 6);
+		__builtin_memcpy(n->opening.dst_mac, p->dst_mac, 6);
+		/* Who initiated, for the timing (flow/table/role.rs): the SYN's
+		 * sender, or the SYN/ACK's receiver; unknown otherwise. */
+		n->tcp.initiator = 2;
+		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+			n->tcp.initiator = side;
+			n->tcp.flags = FS_TCP_SYN_FIRST;
+		} else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+			n->tcp.initiator = side ^ 1;
+		}
+		account(n, p, side, now);
+		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
+			bump(FS_STAT_COUNTED);
+			return TC_ACT_OK;
+		}
+		/* Another CPU made the entry first: count into it. Any other
+		 * failure is a full map. */
+		f = bpf_map_lookup_elem(&fs_flows, &w->k);
+		if (!f)
+			return up(skb, FS_UP_TABLE_FULL, now, egress);
+	}
+	bpf_spin_lock(&f->lock);
+	if (f->closed || (now > f->last_ns && now - f->last_ns > f->idle_ns)) {
+		bpf_spin_unlock(&f->lock);
+		return up(skb, FS_UP_FROZEN, now, egress);
+	}
+	account(f, p, side, now);
+	bpf_spin_unlock(&f->lock);
+	bump(FS_STAT_COUNTED);
+	return TC_ACT_OK;
+}
+
+SEC("classifier")
+int flowspan_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, 0);
+}
+
+SEC("classifier")
+int flowspan_egress(struct __sk_buff *skb)
+{
+	return handle(skb, 1);
+}
+
+char _license[] SEC("license") = "Apache-2.0";

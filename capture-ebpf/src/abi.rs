@@ -1,0 +1,420 @@
+//! Mirrors of the structures in `bpf/flowspan.h`, which the TC programs
+//! share with userspace. A test reads the compiled object's BTF and checks
+//! every mirror's size and every field's offset against it.
+
+/// Why a packet went to userspace (`enum fs_up_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpReason {
+    /// Not IPv4 or IPv6 after at most three VLAN tags.
+    NotIp = 0,
+    /// An IPv4 or IPv6 fragment.
+    Fragment = 1,
+    /// UDP to a port the engine looks into (tunnels, NAT-T, WireGuard,
+    /// possible Teredo), IP-in-IP, GRE.
+    Tunnel = 2,
+    /// IPsec, a long IPv6 extension chain, another transport.
+    Unusual = 3,
+    /// A header cut short or inconsistent.
+    Malformed = 4,
+    /// A new flow while the flow map was full.
+    TableFull = 5,
+    /// The flow's entry had ended (closed or idle) and awaited collection.
+    Frozen = 6,
+    /// A GSO/GRO super-packet.
+    Segmented = 7,
+}
+
+impl UpReason {
+    /// Every reason, in counter order.
+    pub const ALL: [UpReason; 8] = [
+        UpReason::NotIp,
+        UpReason::Fragment,
+        UpReason::Tunnel,
+        UpReason::Unusual,
+        UpReason::Malformed,
+        UpReason::TableFull,
+        UpReason::Frozen,
+        UpReason::Segmented,
+    ];
+
+    /// The reason numbered `n`, if there is one.
+    pub fn from_u8(n: u8) -> Option<UpReason> {
+        UpReason::ALL.get(usize::from(n)).copied()
+    }
+
+    /// How the summary names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpReason::NotIp => "not IP",
+            UpReason::Fragment => "fragments",
+            UpReason::Tunnel => "tunnels",
+            UpReason::Unusual => "other headers",
+            UpReason::Malformed => "malformed",
+            UpReason::TableFull => "flow map full",
+            UpReason::Frozen => "ended flows",
+            UpReason::Segmented => "super-packets",
+        }
+    }
+}
+
+/// `FS_STAT_PACKETS`: packets the programs ran on.
+pub const STAT_PACKETS: u32 = 0;
+/// `FS_STAT_COUNTED`: packets counted in the flow map.
+pub const STAT_COUNTED: u32 = 1;
+/// `FS_STAT_LOST`: packets for userspace lost because the ring was full.
+pub const STAT_LOST: u32 = 2;
+/// `FS_STAT_UP`: the first of the per-reason counters.
+pub const STAT_UP: u32 = 3;
+/// `FS_STATS`: the number of counters.
+pub const STATS: u32 = STAT_UP + UpReason::ALL.len() as u32;
+
+/// `FS_SNAP`: bytes of a packet copied to userspace at most.
+pub const SNAP: usize = 9216;
+
+/// TCP timing flags (`FS_TCP_*`) userspace reads.
+pub mod tcp_flags {
+    /// The flow's first packet was the initiator's SYN.
+    pub const SYN_FIRST: u16 = 1;
+    /// The SYN was sent again before the SYN/ACK.
+    pub const SYN_AGAIN: u16 = 1 << 1;
+    /// `synack_at_ns` holds the SYN/ACK's time.
+    pub const SYNACK_AT: u16 = 1 << 3;
+    /// The initiator acknowledged the SYN/ACK.
+    pub const ESTABLISHED: u16 = 1 << 5;
+    /// `ack_after_ns` holds `c`.
+    pub const ACK_AFTER: u16 = 1 << 6;
+}
+
+/// `struct fs_key`: a flow in the engine's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FsKey {
+    /// Endpoint a's address, network order (IPv4 in the first 4 bytes).
+    pub a: [u8; 16],
+    /// Endpoint b's address.
+    pub b: [u8; 16],
+    /// Endpoint a's port or ICMP port equivalent.
+    pub a_port: u16,
+    /// Endpoint b's port or ICMP port equivalent.
+    pub b_port: u16,
+    /// IP protocol.
+    pub protocol: u8,
+    /// 1 for IPv6.
+    pub v6: u8,
+    /// 1 for a one-way ICMP message.
+    pub one_way: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+/// `struct fs_side`: one direction, cumulative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FsSide {
+    /// Packets.
+    pub packets: u64,
+    /// IP-layer bytes.
+    pub bytes: u64,
+    /// Monotonic time of its first packet (0: none).
+    pub first_ns: u64,
+    /// Union of TCP flags.
+    pub tcp_flags: u16,
+    /// First packet's TTL or hop limit.
+    pub ttl: u8,
+    /// First packet's DSCP << 2 | ECN.
+    pub tos: u8,
+    /// First packet's IPv6 flow label.
+    pub flow_label: u32,
+    /// First packet's ICMP type.
+    pub icmp_type: u8,
+    /// First packet's ICMP code.
+    pub icmp_code: u8,
+    /// Zero.
+    pub pad: [u8; 6],
+}
+
+/// `struct fs_tcp`: TCP timing, as `engine::flow::tcp` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FsTcp {
+    /// Last new request segment.
+    pub mark: u64,
+    /// Sum of `g`, cumulative.
+    pub gap_sum_ns: u64,
+    /// Sum of |`g` − previous `g`|, cumulative.
+    pub jitter_sum_ns: u64,
+    /// The latest `g`.
+    pub last_gap_ns: u64,
+    /// Next new sequence number of the initiator and of the responder.
+    pub next_seq: [u32; 2],
+    /// SYN/ACK after the flow's first packet.
+    pub synack_at_ns: u32,
+    /// `c`.
+    pub ack_after_ns: u32,
+    /// Samples of `g`, cumulative.
+    pub samples: u32,
+    /// `FS_TCP_*`.
+    pub flags: u16,
+    /// 0: a, 1: b, 2: unknown.
+    pub initiator: u8,
+    /// Zero.
+    pub pad: u8,
+}
+
+/// `struct fs_opening`: the flow's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FsOpening {
+    /// Its TCP flags.
+    pub tcp_flags: u16,
+    /// Sent by endpoint a.
+    pub from_a: u8,
+    /// Its first SCTP chunk type.
+    pub sctp_chunk: u8,
+    /// Its ICMP type.
+    pub icmp_type: u8,
+    /// Zero.
+    pub pad: u8,
+    /// Its Ethernet source.
+    pub src_mac: [u8; 6],
+    /// Its Ethernet destination.
+    pub dst_mac: [u8; 6],
+    /// Zero.
+    pub pad2: [u8; 2],
+}
+
+/// `struct fs_flow`: one flow map entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FsFlow {
+    /// The entry's `bpf_spin_lock` (zero as userspace sees it).
+    pub lock: u32,
+    /// Interface of the first packet.
+    pub ifindex: u32,
+    /// Monotonic time of the first packet.
+    pub first_ns: u64,
+    /// Monotonic time of the latest packet.
+    pub last_ns: u64,
+    /// Idle time after which the entry freezes.
+    pub idle_ns: u64,
+    /// `[0]`: sent by a.
+    pub side: [FsSide; 2],
+    /// TCP timing.
+    pub tcp: FsTcp,
+    /// The first packet.
+    pub opening: FsOpening,
+    /// TCP: closed (RST, or FIN both ways); frozen.
+    pub closed: u8,
+    /// Zero.
+    pub pad: [u8; 7],
+}
+
+/// `struct fs_event`: what precedes a packet's bytes in the ring buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FsEvent {
+    /// Monotonic capture time.
+    pub ts_ns: u64,
+    /// Interface.
+    pub ifindex: u32,
+    /// Length of the packet.
+    pub wire_len: u32,
+    /// Bytes that follow.
+    pub cap_len: u32,
+    /// GSO segments (0 or 1: not a super-packet).
+    pub gso_segs: u16,
+    /// GSO segment size.
+    pub gso_size: u16,
+    /// [`UpReason`].
+    pub reason: u8,
+    /// 1 on egress.
+    pub egress: u8,
+    /// Zero.
+    pub pad: [u8; 6],
+}
+
+// SAFETY: each is `repr(C)`, made of integers and arrays of integers with
+// every hole filled by an explicit pad field (the layout test checks that
+// the sizes add up), so any bit pattern is a valid value.
+unsafe impl aya::Pod for FsKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FsFlow {}
+
+impl FsEvent {
+    /// Reads the header at the start of a ring buffer record.
+    pub fn read(bytes: &[u8]) -> Option<FsEvent> {
+        let b = bytes.get(..size_of::<FsEvent>())?;
+        let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(FsEvent {
+            ts_ns: u64::from(u32_at(0)) | (u64::from(u32_at(4)) << 32),
+            ifindex: u32_at(8),
+            wire_len: u32_at(12),
+            cap_len: u32_at(16),
+            gso_segs: u16_at(20),
+            gso_size: u16_at(22),
+            reason: b[24],
+            egress: b[25],
+            pad: [0; 6],
+        })
+    }
+}
+
+#[cfg(all(test, not(flowspan_no_bpf)))]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::mem::offset_of;
+
+    /// Struct layouts from a BTF blob: name → (size, [(member, byte offset)]).
+    fn btf_structs(btf: &[u8]) -> HashMap<String, (u32, Vec<(String, u32)>)> {
+        let u32_at = |i: usize| u32::from_le_bytes(btf[i..i + 4].try_into().unwrap());
+        assert_eq!(&btf[..2], &0xeb9f_u16.to_le_bytes(), "BTF magic");
+        let hdr_len = u32_at(4) as usize;
+        let (type_off, type_len) = (u32_at(8) as usize, u32_at(12) as usize);
+        let str_off = u32_at(16) as usize;
+        let types = hdr_len + type_off;
+        let strings = hdr_len + str_off;
+        let name = |off: u32| {
+            let s = &btf[strings + off as usize..];
+            String::from_utf8(s[..s.iter().position(|&c| c == 0).unwrap()].to_vec()).unwrap()
+        };
+        let mut out = HashMap::new();
+        let mut at = types;
+        while at < types + type_len {
+            let (name_off, info, size) = (u32_at(at), u32_at(at + 4), u32_at(at + 8));
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            at += 12;
+            let extra = match kind {
+                1 | 14 | 17 => 4,             // int, var, decl tag
+                3 => 12,                      // array
+                4 | 5 | 15 | 19 => vlen * 12, // struct, union, datasec, enum64
+                6 | 13 => vlen * 8,           // enum, func proto
+                _ => 0,
+            };
+            if kind == 4 {
+                let members = (0..vlen)
+                    .map(|m| {
+                        let base = at + m * 12;
+                        // Without the bitfield flag the offset is in bits.
+                        assert_eq!(info >> 31, 0, "no bitfields");
+                        (name(u32_at(base)), u32_at(base + 8) / 8)
+                    })
+                    .collect();
+                out.insert(name(name_off), (size, members));
+            }
+            at += extra;
+        }
+        out
+    }
+
+    fn object_btf() -> Vec<u8> {
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(crate::OBJECT).expect("the embedded object parses");
+        let section = file.section_by_name(".BTF").expect("the object has BTF");
+        section.data().expect("BTF data").to_vec()
+    }
+
+    macro_rules! check {
+        ($structs:expr, $c:literal, $rust:ty, [$($field:ident),* $(,)?]) => {{
+            let (size, members) = $structs.get($c).unwrap_or_else(|| panic!("{} in BTF", $c));
+            assert_eq!(*size as usize, size_of::<$rust>(), "size of {}", $c);
+            let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, [$(stringify!($field)),*], "fields of {}", $c);
+            $(
+                let off = members.iter().find(|(n, _)| n == stringify!($field)).unwrap().1;
+                assert_eq!(off as usize, offset_of!($rust, $field), "{}.{}", $c, stringify!($field));
+            )*
+        }};
+    }
+
+    #[test]
+    fn every_mirror_has_the_c_layout() {
+        let structs = btf_structs(&object_btf());
+        check!(
+            structs,
+            "fs_key",
+            FsKey,
+            [a, b, a_port, b_port, protocol, v6, one_way, pad]
+        );
+        check!(
+            structs,
+            "fs_side",
+            FsSide,
+            [
+                packets, bytes, first_ns, tcp_flags, ttl, tos, flow_label, icmp_type, icmp_code,
+                pad
+            ]
+        );
+        check!(
+            structs,
+            "fs_tcp",
+            FsTcp,
+            [
+                mark,
+                gap_sum_ns,
+                jitter_sum_ns,
+                last_gap_ns,
+                next_seq,
+                synack_at_ns,
+                ack_after_ns,
+                samples,
+                flags,
+                initiator,
+                pad
+            ]
+        );
+        check!(
+            structs,
+            "fs_opening",
+            FsOpening,
+            [
+                tcp_flags, from_a, sctp_chunk, icmp_type, pad, src_mac, dst_mac, pad2
+            ]
+        );
+        check!(
+            structs,
+            "fs_flow",
+            FsFlow,
+            [
+                lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, pad
+            ]
+        );
+        check!(
+            structs,
+            "fs_event",
+            FsEvent,
+            [
+                ts_ns, ifindex, wire_len, cap_len, gso_segs, gso_size, reason, egress, pad
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_header_reads_back() {
+        let e = FsEvent {
+            ts_ns: 0x0102_0304_0506_0708,
+            ifindex: 7,
+            wire_len: 1500,
+            cap_len: 1400,
+            gso_segs: 3,
+            gso_size: 1448,
+            reason: UpReason::Tunnel as u8,
+            egress: 1,
+            pad: [0; 6],
+        };
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&e.ts_ns.to_ne_bytes());
+        bytes.extend_from_slice(&e.ifindex.to_ne_bytes());
+        bytes.extend_from_slice(&e.wire_len.to_ne_bytes());
+        bytes.extend_from_slice(&e.cap_len.to_ne_bytes());
+        bytes.extend_from_slice(&e.gso_segs.to_ne_bytes());
+        bytes.extend_from_slice(&e.gso_size.to_ne_bytes());
+        bytes.extend_from_slice(&[e.reason, e.egress, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes.len(), size_of::<FsEvent>());
+        assert_eq!(FsEvent::read(&bytes), Some(e));
+        assert_eq!(FsEvent::read(&bytes[..31]), None);
+    }
+}

@@ -1,0 +1,754 @@
+//! The eBPF backend as an [`engine::CaptureSource`]: loads the TC programs,
+//! attaches them to each interface, and hands the engine the flows the
+//! kernel counted (as observations) and the packets it sent up (as frames).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::tc::{self, NlOptions, TcAttachOptions, TcAttachType};
+use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
+use aya::{Ebpf, EbpfLoader};
+use engine::Timeouts;
+use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
+use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
+
+use crate::abi::{self, FsEvent, FsFlow, FsKey};
+use crate::flows::{Tracker, ended};
+
+/// The programs' names in the object (their ELF symbols).
+const INGRESS: &str = "flowspan_ingress";
+const EGRESS: &str = "flowspan_egress";
+
+/// Kernel memory one flow map entry takes, all-in: key, value and the hash
+/// table's element header (`struct htab_elem`, 48 bytes), rounded up.
+pub const ENTRY_BYTES: u64 = 304;
+
+/// Most flow map entries `--ebpf-flows` accepts: about 1.2 GiB of kernel
+/// memory, which no cgroup is charged for.
+pub const MAX_FLOWS: u32 = 4 << 20;
+
+/// Time between a program's clock reading and its taking an entry's lock
+/// is at most this (microseconds in practice: programs run to completion);
+/// see [`ended`].
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// How the backend is set up.
+#[derive(Debug, Clone)]
+pub struct EbpfConfig {
+    /// Flow map entries.
+    pub flows: u32,
+    /// Ring buffer bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+    /// The engine's idle timeouts, which the programs apply to their
+    /// entries too.
+    pub timeouts: Timeouts,
+    /// UDP ports whose packets the engine looks into (tunnels, NAT-T,
+    /// WireGuard): sent up whole.
+    pub udp_ports: Vec<u16>,
+    /// The engine looks for Teredo on any UDP port.
+    pub teredo_anywhere: bool,
+    /// How often the flow map is read.
+    pub scan_interval: Duration,
+    /// Where a verifier rejection's log is written.
+    pub verifier_log: PathBuf,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        EbpfConfig {
+            flows: 65_536,
+            ring_bytes: 8 << 20,
+            timeouts: Timeouts::default(),
+            udp_ports: Vec::new(),
+            teredo_anywhere: true,
+            scan_interval: Duration::from_millis(500),
+            verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
+        }
+    }
+}
+
+/// Why the backend cannot start or go on: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    /// Built without the programs.
+    #[error("eBPF backend unavailable: {0}")]
+    Unavailable(&'static str),
+    /// A setting out of range.
+    #[error("{0}")]
+    Config(String),
+    /// The kernel refused the programs or their maps.
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    /// An interface could not be found or attached to.
+    #[error("interface {interface:?}: {message}")]
+    Attach {
+        /// The interface.
+        interface: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Reading a map failed.
+    #[error("reading the eBPF {map} failed: {message}")]
+    Map {
+        /// Which map.
+        map: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// How the programs are attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// TCX links (Linux 6.6 and later): they go with the process.
+    Tcx,
+    /// Filters on a clsact qdisc (netlink): removed at exit, and at the
+    /// next start if the process was killed.
+    Clsact,
+}
+
+/// The kernel's own counters (per-CPU, summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// Packets the programs ran on.
+    pub packets: u64,
+    /// Packets counted in the flow map.
+    pub counted: u64,
+    /// Packets for userspace lost because the ring buffer was full.
+    pub lost: u64,
+    /// Packets sent to userspace, by [`UpReason`].
+    pub up: [u64; 8],
+}
+
+impl KernelCounts {
+    /// Packets sent to userspace, all reasons.
+    pub fn up_total(&self) -> u64 {
+        self.up.iter().sum()
+    }
+}
+
+struct Interface {
+    name: String,
+    ifindex: u32,
+    slot: SourceSlot,
+    bytes: u64,
+    read: u64,
+}
+
+/// Live capture with the TC programs. Dropping it detaches them.
+pub struct EbpfCapture {
+    /// Holds the programs and their links.
+    _ebpf: Ebpf,
+    flows: BpfHashMap<MapData, FsKey, FsFlow>,
+    events: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    tracker: Tracker,
+    interfaces: Vec<Interface>,
+    mode: AttachMode,
+    scan_interval: Duration,
+    next_scan: Instant,
+    mono_to_real: i64,
+    kernel: KernelCounts,
+    /// Entries deleted after they ended.
+    collected: u64,
+    keys: Vec<FsKey>,
+}
+
+impl std::fmt::Debug for EbpfCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbpfCapture")
+            .field("interfaces", &self.interface_list())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the kernel memory `flows` map entries and a ring buffer of
+/// `ring_bytes` take (allocated when the programs load, charged to no
+/// cgroup) against a quarter of the memory available; returns the total.
+///
+/// # Errors
+/// Too much: the message says how much of what.
+pub fn check_kernel_memory(flows: u32, ring_bytes: u32) -> Result<u64, String> {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("MemAvailable:"))?
+            .to_owned();
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    memory_within(
+        flows,
+        ring_bytes,
+        available.map(|kib| kib.saturating_mul(1024)),
+    )
+}
+
+/// [`check_kernel_memory`] with `available` bytes (`None`: unknown).
+fn memory_within(flows: u32, ring_bytes: u32, available: Option<u64>) -> Result<u64, String> {
+    let total = u64::from(flows) * ENTRY_BYTES + u64::from(ring_bytes);
+    match available {
+        Some(a) if total > a / 4 => Err(format!(
+            "{} MiB of kernel memory for the flow map and ring buffer, more than a quarter of \
+             the {} MiB available",
+            total >> 20,
+            a >> 20
+        )),
+        _ => Ok(total),
+    }
+}
+
+/// Whether this build has the programs, and if not, why.
+pub fn available() -> Result<(), EbpfError> {
+    if crate::OBJECT.is_empty() {
+        return Err(EbpfError::Unavailable(env!("FLOWSPAN_BPF_WHY")));
+    }
+    Ok(())
+}
+
+/// The interface index of `name`, from sysfs.
+fn ifindex(name: &str) -> Result<u32, EbpfError> {
+    let path = Path::new("/sys/class/net").join(name).join("ifindex");
+    let bad = |message: String| EbpfError::Attach {
+        interface: name.to_owned(),
+        message,
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(bad("not an interface name".into()));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => bad("no such interface".into()),
+        _ => bad(format!("reading {}: {e}", path.display())),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| bad(format!("{} holds {:?}", path.display(), text.trim())))
+}
+
+/// Monotonic and wall-clock now, in nanoseconds.
+fn clocks() -> (u64, i64) {
+    let mono = nix_clock(libc::CLOCK_MONOTONIC);
+    let real = nix_clock(libc::CLOCK_REALTIME);
+    (
+        mono,
+        i64::try_from(real).unwrap_or(i64::MAX) - i64::try_from(mono).unwrap_or(0),
+    )
+}
+
+fn nix_clock(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only
+    // writes it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// One line for a failed program load, the verifier's log saved to `log`.
+fn load_error(program: &str, e: ProgramError, log: &Path) -> EbpfError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let text = verifier_log.to_string();
+            let saved = match std::fs::write(log, &text) {
+                Ok(()) => format!("the verifier's log is in {}", log.display()),
+                Err(w) => format!(
+                    "writing the verifier's log to {} failed: {w}",
+                    log.display()
+                ),
+            };
+            if io_error.kind() == io::ErrorKind::PermissionDenied && text.trim().is_empty() {
+                EbpfError::Load(format!(
+                    "{program}: {io_error}: loading TC programs needs CAP_BPF and CAP_NET_ADMIN \
+                     (CAP_SYS_ADMIN before Linux 5.8), or root"
+                ))
+            } else {
+                EbpfError::Load(format!(
+                    "the kernel's verifier rejected {program} ({io_error}); {saved}"
+                ))
+            }
+        }
+        other => EbpfError::Load(format!("{program}: {}", one_line(&other))),
+    }
+}
+
+/// An error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// Removes the filters an earlier run left on `interface`'s clsact qdisc
+/// (it was killed before it could): returns how many directions had one.
+fn remove_stale(interface: &str) -> usize {
+    [
+        (TcAttachType::Ingress, INGRESS),
+        (TcAttachType::Egress, EGRESS),
+    ]
+    .into_iter()
+    .filter(|(at, name)| tc::qdisc_detach_program(interface, *at, name).is_ok())
+    .count()
+}
+
+impl EbpfCapture {
+    /// Loads the programs and attaches them to ingress and egress of each
+    /// of `interfaces`, registering each interface's counters in
+    /// `registry`.
+    ///
+    /// # Errors
+    /// Built without the programs, missing privileges, a kernel that
+    /// refuses them, an interface that does not exist.
+    pub fn open(
+        interfaces: &[String],
+        config: &EbpfConfig,
+        registry: &Registry,
+        warn: &dyn Fn(&str),
+    ) -> Result<EbpfCapture, EbpfError> {
+        available()?;
+        if config.flows == 0 || config.flows > MAX_FLOWS {
+            return Err(EbpfError::Config(format!(
+                "--ebpf-flows {}: expected 1 to {MAX_FLOWS}",
+                config.flows
+            )));
+        }
+        let mut found = Vec::new();
+        for name in interfaces {
+            found.push((name.clone(), ifindex(name)?));
+        }
+        let t = &config.timeouts;
+        let idle = [
+            t.tcp_idle_ns,
+            t.udp_idle_ns,
+            t.icmp_idle_ns,
+            t.other_idle_ns,
+            t.unestablished_idle_ns,
+        ];
+        let mut ports = [0u32; 2048];
+        for &p in &config.udp_ports {
+            ports[usize::from(p >> 5)] |= 1 << (p & 31);
+        }
+        let teredo = u8::from(config.teredo_anywhere);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("fs_idle_ns", &idle, true)
+            .override_global("fs_udp_ports", &ports, true)
+            .override_global("fs_teredo_anywhere", &teredo, true)
+            .map_max_entries("fs_flows", config.flows)
+            .map_max_entries("fs_events", config.ring_bytes)
+            .load(crate::OBJECT)
+            .map_err(|e| {
+                let line = one_line(&e);
+                if line.contains("Operation not permitted") {
+                    EbpfError::Load(format!(
+                        "{line}: creating BPF maps needs CAP_BPF (CAP_SYS_ADMIN before Linux 5.8), or root"
+                    ))
+                } else {
+                    EbpfError::Load(line)
+                }
+            })?;
+        for name in [INGRESS, EGRESS] {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?
+                .try_into()
+                .map_err(|e: ProgramError| EbpfError::Load(one_line(&e)))?;
+            program
+                .load()
+                .map_err(|e| load_error(name, e, &config.verifier_log))?;
+        }
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let mut mode = if tcx {
+            AttachMode::Tcx
+        } else {
+            AttachMode::Clsact
+        };
+        for (interface, _) in &found {
+            let stale = remove_stale(interface);
+            if stale > 0 {
+                warn(&format!(
+                    "removed the eBPF filters an earlier run left on {interface:?}"
+                ));
+            }
+            for (at, name) in [
+                (TcAttachType::Ingress, INGRESS),
+                (TcAttachType::Egress, EGRESS),
+            ] {
+                let program: &mut SchedClassifier = ebpf
+                    .program_mut(name)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?;
+                let attach_err = |e: &dyn std::error::Error| EbpfError::Attach {
+                    interface: interface.clone(),
+                    message: format!("attaching {name} failed: {}", one_line(e)),
+                };
+                if mode == AttachMode::Tcx {
+                    match program.attach_with_options(
+                        interface,
+                        at,
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    ) {
+                        Ok(_) => continue,
+                        Err(e) => {
+                            warn(&format!(
+                                "TCX attach on {interface:?} failed ({}); using a clsact qdisc",
+                                one_line(&e)
+                            ));
+                            mode = AttachMode::Clsact;
+                        }
+                    }
+                }
+                if let Err(e) = tc::qdisc_add_clsact(interface) {
+                    // EEXIST: it is there already.
+                    if !one_line(&e).contains("exists") {
+                        return Err(attach_err(&e));
+                    }
+                }
+                program
+                    .attach_with_options(
+                        interface,
+                        at,
+                        TcAttachOptions::Netlink(NlOptions::default()),
+                    )
+                    .map_err(|e| attach_err(&e))?;
+            }
+        }
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| EbpfError::Load(format!("the object has no map {name}")))
+        };
+        let map_err = |map: &'static str| {
+            move |e: aya::maps::MapError| EbpfError::Map {
+                map,
+                message: one_line(&e),
+            }
+        };
+        let flows =
+            BpfHashMap::try_from(take(&mut ebpf, "fs_flows")?).map_err(map_err("flow map"))?;
+        let events =
+            RingBuf::try_from(take(&mut ebpf, "fs_events")?).map_err(map_err("ring buffer"))?;
+        let stats =
+            PerCpuArray::try_from(take(&mut ebpf, "fs_stats")?).map_err(map_err("counters"))?;
+        let (_, mono_to_real) = clocks();
+        Ok(EbpfCapture {
+            _ebpf: ebpf,
+            flows,
+            events,
+            stats,
+            tracker: Tracker::default(),
+            interfaces: found
+                .into_iter()
+                .map(|(name, ifindex)| Interface {
+                    slot: registry.source(&name, SourceKind::Interface),
+                    name,
+                    ifindex,
+                    bytes: 0,
+                    read: 0,
+                })
+                .collect(),
+            mode,
+            scan_interval: config.scan_interval,
+            next_scan: Instant::now() + config.scan_interval,
+            mono_to_real,
+            kernel: KernelCounts::default(),
+            collected: 0,
+            keys: Vec::new(),
+        })
+    }
+
+    /// The interfaces, comma-separated.
+    pub fn interface_list(&self) -> String {
+        let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// `(ifindex, name)` of each interface.
+    pub fn interface_names(&self) -> Vec<(u32, String)> {
+        self.interfaces
+            .iter()
+            .map(|i| (i.ifindex, i.name.clone()))
+            .collect()
+    }
+
+    /// How the programs are attached.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// The kernel's counters as last read.
+    pub fn kernel_counts(&self) -> KernelCounts {
+        self.kernel
+    }
+
+    /// Flow map entries deleted after they ended.
+    pub fn collected(&self) -> u64 {
+        self.collected
+    }
+
+    /// Reads the programs' counters (summed over CPUs).
+    ///
+    /// # Errors
+    /// The map cannot be read.
+    pub fn read_counts(&mut self) -> Result<KernelCounts, EbpfError> {
+        let mut c = KernelCounts::default();
+        for i in 0..abi::STATS {
+            let per_cpu = self.stats.get(&i, 0).map_err(|e| EbpfError::Map {
+                map: "counters",
+                message: one_line(&e),
+            })?;
+            let sum: u64 = per_cpu.iter().sum();
+            match i {
+                abi::STAT_PACKETS => c.packets = sum,
+                abi::STAT_COUNTED => c.counted = sum,
+                abi::STAT_LOST => c.lost = sum,
+                _ => c.up[(i - abi::STAT_UP) as usize] = sum,
+            }
+        }
+        self.kernel = c;
+        Ok(c)
+    }
+
+    /// Hands every packet waiting in the ring buffer to `input`.
+    fn drain_events<I: Input>(&mut self, input: &mut I) -> bool {
+        let offset = self.mono_to_real;
+        let header = size_of::<FsEvent>();
+        while let Some(item) = self.events.next() {
+            let Some(ev) = FsEvent::read(&item) else {
+                continue;
+            };
+            let end = header + ev.cap_len as usize;
+            let Some(data) = item.get(header..end) else {
+                continue;
+            };
+            if let Some(i) = self.interfaces.iter_mut().find(|i| i.ifindex == ev.ifindex) {
+                i.bytes += u64::from(ev.wire_len);
+                i.read += 1;
+            }
+            let frame = Frame {
+                ts_ns: ev.ts_ns.saturating_add_signed(offset),
+                link_type: 1,
+                data,
+                ifindex: ev.ifindex,
+                segmentation: (ev.gso_segs > 1 && ev.gso_size > 0).then(|| Segmentation {
+                    // The kernel does not say which transport it segments;
+                    // the decoder splits only TCP and UDP packets.
+                    transport: segmented_transport(data),
+                    segment_size: ev.gso_size,
+                }),
+            };
+            if input.frame(&frame).is_break() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reads every flow map entry: hands on what changed, and deletes the
+    /// entries that have ended (after handing on their last counts).
+    fn scan<I: Input>(&mut self, input: &mut I) -> Result<bool, EbpfError> {
+        let (now, mono_to_real) = clocks();
+        self.mono_to_real = mono_to_real;
+        self.keys.clear();
+        for key in self.flows.keys() {
+            match key {
+                Ok(k) => self.keys.push(k),
+                // The entry went while the walk was on it: the walk
+                // restarts from the start, which later scans catch up.
+                Err(_) => break,
+            }
+        }
+        let margin = u64::try_from(MARGIN.as_nanos()).unwrap_or(u64::MAX);
+        for k in std::mem::take(&mut self.keys) {
+            // BPF_F_LOCK: the copy is taken under the entry's lock.
+            let flow = match self.flows.get(&k, BPF_F_LOCK) {
+                Ok(f) => f,
+                Err(_) => continue,
+            };
+            if let Some(o) = self.tracker.observe(&k, &flow, mono_to_real)
+                && input.flow(o).is_break()
+            {
+                return Ok(false);
+            }
+            if ended(&flow, now, margin) {
+                match self.flows.remove(&k) {
+                    Ok(()) => {
+                        self.tracker.forget(&k);
+                        self.collected += 1;
+                    }
+                    Err(e) => {
+                        return Err(EbpfError::Map {
+                            map: "flow map",
+                            message: format!("deleting an ended entry: {}", one_line(&e)),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits up to `timeout` for the ring buffer to have data.
+    fn wait(&self, timeout: Duration) {
+        let mut fds = [libc::pollfd {
+            fd: self.events.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(100);
+        // SAFETY: `fds` is a valid array of one pollfd for the call's
+        // duration; poll only writes its `revents`.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), 1, ms);
+        }
+    }
+}
+
+/// `BPF_F_LOCK`: copy an entry's value under its bpf_spin_lock.
+const BPF_F_LOCK: u64 = 4;
+
+/// The transport of an Ethernet frame's IP packet (6 or 17 when the kernel
+/// can segment it), for a super-packet's [`Segmentation`].
+fn segmented_transport(frame: &[u8]) -> u8 {
+    let mut at = 12;
+    let mut et = u16::from_be_bytes([
+        frame.get(at).copied().unwrap_or(0),
+        frame.get(at + 1).copied().unwrap_or(0),
+    ]);
+    while matches!(et, 0x8100 | 0x88a8) {
+        at += 4;
+        et = u16::from_be_bytes([
+            frame.get(at).copied().unwrap_or(0),
+            frame.get(at + 1).copied().unwrap_or(0),
+        ]);
+    }
+    let ip = at + 2;
+    let protocol = match et {
+        0x0800 => frame.get(ip + 9).copied(),
+        0x86dd => frame.get(ip + 6).copied(),
+        _ => None,
+    };
+    protocol.filter(|p| matches!(p, 6 | 17)).unwrap_or(0)
+}
+
+impl CaptureSource for EbpfCapture {
+    type Error = EbpfError;
+
+    fn poll<I: Input>(&mut self, input: &mut I) -> Result<Poll, EbpfError> {
+        if !self.drain_events(input) {
+            return Ok(Poll::Ready);
+        }
+        let now = Instant::now();
+        if now >= self.next_scan {
+            self.next_scan = now + self.scan_interval;
+            if !self.scan(input)? {
+                return Ok(Poll::Ready);
+            }
+            // The ring buffer first: a packet sent up before an entry
+            // froze came before the packets counted in its successor.
+            self.drain_events(input);
+            return Ok(Poll::Ready);
+        }
+        let until_scan = self.next_scan.saturating_duration_since(now);
+        self.wait(until_scan.min(Duration::from_millis(100)));
+        if !self.drain_events(input) {
+            return Ok(Poll::Ready);
+        }
+        Ok(Poll::Idle)
+    }
+
+    fn clock(&self) -> Clock {
+        Clock::Wall
+    }
+
+    fn finish<I: Input>(&mut self, input: &mut I) -> Result<(), EbpfError> {
+        // Everything counted so far, ended or not; the ring buffer before
+        // and after, as in `poll`.
+        if self.drain_events(input) && self.scan(input)? {
+            self.drain_events(input);
+        }
+        self.read_counts()?;
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        // Per interface: what reached userspace as frames. Counted flows
+        // are reported by the kernel counters (summary).
+        let _ = self.read_counts();
+        for i in &self.interfaces {
+            i.slot.publish(&SourceCounts {
+                bytes: i.bytes,
+                kernel_packets: i.read,
+                ..SourceCounts::default()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_programs_are_built_where_the_tests_run() {
+        // Without clang the crate builds without its programs; the test
+        // command runs where .ci/run installed clang, so that must fail
+        // there rather than leave the backend untested.
+        if let Err(e) = available() {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn kernel_memory_is_checked_against_a_quarter_of_what_is_available() {
+        let gib = 1u64 << 30;
+        assert_eq!(
+            memory_within(1, 1 << 16, Some(gib)),
+            Ok(ENTRY_BYTES + (1 << 16))
+        );
+        assert_eq!(
+            memory_within(65_536, 8 << 20, None),
+            Ok(65_536 * ENTRY_BYTES + (8 << 20))
+        );
+        let e = memory_within(MAX_FLOWS, 1 << 20, Some(4 * gib)).unwrap_err();
+        assert_eq!(
+            e,
+            "1217 MiB of kernel memory for the flow map and ring buffer, more than a quarter of \
+             the 4096 MiB available"
+        );
+        assert!(memory_within(MAX_FLOWS, 1 << 20, Some(6 * gib)).is_ok());
+    }
+
+    #[test]
+    fn a_super_packet_names_its_transport() {
+        let mut frame = vec![0u8; 14 + 20];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14 + 9] = 6;
+        assert_eq!(segmented_transport(&frame), 6);
+        frame[14 + 9] = 1;
+        assert_eq!(segmented_transport(&frame), 0);
+        let mut tagged = vec![0u8; 18 + 40];
+        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+        tagged[16..18].copy_from_slice(&[0x86, 0xdd]);
+        tagged[18 + 6] = 17;
+        assert_eq!(segmented_transport(&tagged), 17);
+        assert_eq!(segmented_transport(&[]), 0);
+    }
+}

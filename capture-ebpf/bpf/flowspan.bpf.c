@@ -2,7 +2,7 @@
  *
  * Attached to ingress and egress of each captured interface. A packet this
  * program understands completely (Ethernet with up to three VLAN tags,
- * IPv4 with options or IPv6 with up to four extension headers, then TCP,
+ * IPv4 with options or IPv6 with up to five extension headers, then TCP,
  * UDP, SCTP, ICMP or ICMPv6, not fragmented, not a tunnel) is counted in
  * its flow's entry of `fs_flows`, exactly as the engine's flow table would
  * count it (engine/src/flow/table, README "TCP latency"). Every other
@@ -93,7 +93,11 @@ struct pkt {
 	__u8 sctp_chunk;
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
+	__u8 up;       /* parsed whole, but goes up anyway (FS_UP_*), or NOT_UP */
 };
+
+/* `pkt.up`: the kernel counts the packet. */
+#define NOT_UP 0xff
 
 /* A packet's working state, per CPU: more than the 512 bytes of stack. The
  * new entry is bytes here (a per-CPU map cannot hold a bpf_spin_lock) and
@@ -124,7 +128,8 @@ static __always_inline void bump(__u32 i)
 }
 
 /* Sends the packet to userspace with its bytes. */
-static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __u8 egress)
+static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __u8 egress,
+			      const struct fs_key *key)
 {
 	__u32 zero = 0;
 	struct fs_scratch *s;
@@ -132,7 +137,7 @@ static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __
 	 * and the verifier then loses the bounds checked on the first. */
 	__u64 len = skb->len;
 
-	bump(FS_STAT_UP + (reason & 7));
+	bump(FS_STAT_UP + (reason < FS_UP_REASONS ? reason : FS_UP_UNUSUAL));
 	s = bpf_map_lookup_elem(&fs_scratch, &zero);
 	if (!s)
 		return TC_ACT_OK;
@@ -145,6 +150,9 @@ static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __
 	s->ev.gso_size = skb->gso_size;
 	s->ev.reason = reason;
 	s->ev.egress = egress;
+	s->ev.keyed = key != 0;
+	if (key)
+		__builtin_memcpy(&s->ev.key, key, sizeof(*key));
 	if (len < 1 || bpf_skb_load_bytes(skb, 0, s->data, len) < 0)
 		len = 0;
 	s->ev.cap_len = len;
@@ -203,8 +211,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if (h[0] >> 4 != 4 || ihl < 20 || tot < ihl || off + tot > len)
 			return FS_UP_MALFORMED;
 		frag = ((__u16)h[6] << 8) | h[7];
-		if (frag & 0x3fff)
+		/* A later fragment has no transport header: up without a key.
+		 * The first one has it: up, but with its flow's key. */
+		if (frag & 0x1fff)
 			return FS_UP_FRAGMENT;
+		if (frag & 0x2000)
+			p->up = FS_UP_FRAGMENT;
 		p->v6 = 0;
 		p->tos = h[1];
 		p->ttl = h[8];
@@ -214,6 +226,16 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		p->ip_bytes = tot;
 		l4 = off + ihl;
 		end = off + tot;
+		if (p->protocol == 51) {
+			/* AH: the engine reads its SPI; the flow is the
+			 * transport's after it. */
+			__u8 x[2];
+			if (l4 + 2 > end || bpf_skb_load_bytes(skb, l4, x, 2) < 0)
+				return FS_UP_MALFORMED;
+			p->protocol = x[0];
+			l4 += ((__u32)x[1] + 2) * 4;
+			p->up = FS_UP_UNUSUAL;
+		}
 	} else if (et == 0x86dd) {
 		__u8 h[40];
 		__u32 plen;
@@ -236,18 +258,24 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		l4 = off + 40;
 		end = l4 + plen;
 #pragma unroll
-		for (i = 0; i < 4; i++) {
+		for (i = 0; i < 5; i++) {
 			__u8 x[2];
-			if (!ipv6_ext(nh))
+			if (!ipv6_ext(nh) && nh != 51)
 				break;
 			if (l4 + 2 > end || bpf_skb_load_bytes(skb, l4, x, 2) < 0)
 				return FS_UP_MALFORMED;
+			if (nh == 51) {
+				/* AH counts 4-byte words, less two. */
+				l4 += ((__u32)x[1] + 2) * 4;
+				p->up = FS_UP_UNUSUAL;
+			} else {
+				l4 += ((__u32)x[1] + 1) * 8;
+			}
 			nh = x[0];
-			l4 += ((__u32)x[1] + 1) * 8;
 		}
 		if (nh == 44)
 			return FS_UP_FRAGMENT;
-		if (ipv6_ext(nh))
+		if (ipv6_ext(nh) || nh == 51)
 			return FS_UP_UNUSUAL;
 		if (l4 > end)
 			return FS_UP_MALFORMED;
@@ -279,8 +307,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 			return FS_UP_MALFORMED;
 		p->sport = ((__u16)u[0] << 8) | u[1];
 		p->dport = ((__u16)u[2] << 8) | u[3];
-		if (udp_port_special(p->sport) || udp_port_special(p->dport))
-			return FS_UP_TUNNEL;
+		if (udp_port_special(p->sport) || udp_port_special(p->dport)) {
+			p->up = FS_UP_TUNNEL;
+			return COUNTED;
+		}
 		/* The engine's quick Teredo test (tunnel::may_carry), or more:
 		 * a payload of 40 bytes or more starting with a zero byte or
 		 * with an IPv6 version nibble. */
@@ -289,7 +319,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 			if (bpf_skb_load_bytes(skb, l4 + 8, &b, 1) < 0)
 				return FS_UP_MALFORMED;
 			if (b == 0 || b >> 4 == 6)
-				return FS_UP_TUNNEL;
+				p->up = FS_UP_TUNNEL;
 		}
 		return COUNTED;
 	}
@@ -551,6 +581,36 @@ static __always_inline void account(struct fs_flow *f, const struct pkt *p, int 
 	f->idle_ns = idle_for(f, p->protocol);
 }
 
+/* A TCP packet of flow `k` goes up although the kernel parsed it: from now
+ * on all the flow's packets do, so that the engine times the flow from
+ * its own packets (README "TCP latency" needs them in order, on one side
+ * of the boundary). What the entry counted so far is handed on first. */
+static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w, __u64 now)
+{
+	struct fs_flow *f = bpf_map_lookup_elem(&fs_flows, k);
+	struct fs_flow *n;
+
+	if (f) {
+		bpf_spin_lock(&f->lock);
+		if (!f->closed && !(now > f->last_ns && now - f->last_ns > f->idle_ns)) {
+			f->user = 1;
+			if (now > f->last_ns)
+				f->last_ns = now;
+			f->idle_ns = fs_idle_ns[0];
+		}
+		bpf_spin_unlock(&f->lock);
+		return;
+	}
+	n = (struct fs_flow *)w->n;
+	__builtin_memset(n, 0, sizeof(*n));
+	n->first_ns = now;
+	n->last_ns = now;
+	n->idle_ns = fs_idle_ns[0];
+	n->user = 1;
+	/* A full map, or another CPU's entry: the packet goes up either way. */
+	bpf_map_update_elem(&fs_flows, k, n, BPF_NOEXIST);
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 {
 	__u64 now = bpf_ktime_get_ns();
@@ -562,17 +622,26 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 
 	bump(FS_STAT_PACKETS);
 	if (skb->gso_segs > 1)
-		return up(skb, FS_UP_SEGMENTED, now, egress);
+		return up(skb, FS_UP_SEGMENTED, now, egress, 0);
 	w = bpf_map_lookup_elem(&fs_work, &zero);
 	if (!w)
-		return up(skb, FS_UP_TABLE_FULL, now, egress);
+		return up(skb, FS_UP_TABLE_FULL, now, egress, 0);
 	p = &w->p;
 	__builtin_memset(p, 0, sizeof(*p));
+	p->up = NOT_UP;
 	r = parse(skb, p);
 	if (r != COUNTED)
-		return up(skb, r, now, egress);
+		return up(skb, p->up != NOT_UP ? p->up : r, now, egress, 0);
 	from_a = make_key(p, &w->k);
 	side = from_a ? 0 : 1;
+	/* Parsed, but the engine must see this packet itself. Its key goes
+	 * with it, so that the flow's counts in the map are handed on
+	 * first and the engine sees the flow's packets in order. */
+	if (p->up != NOT_UP) {
+		if (p->protocol == 6)
+			hand_over(&w->k, w, now);
+		return up(skb, p->up, now, egress, &w->k);
+	}
 
 	f = bpf_map_lookup_elem(&fs_flows, &w->k);
 	if (!f) {
@@ -605,12 +674,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		 * failure is a full map. */
 		f = bpf_map_lookup_elem(&fs_flows, &w->k);
 		if (!f)
-			return up(skb, FS_UP_TABLE_FULL, now, egress);
+			return up(skb, FS_UP_TABLE_FULL, now, egress, &w->k);
 	}
 	bpf_spin_lock(&f->lock);
 	if (f->closed || (now > f->last_ns && now - f->last_ns > f->idle_ns)) {
 		bpf_spin_unlock(&f->lock);
-		return up(skb, FS_UP_FROZEN, now, egress);
+		return up(skb, FS_UP_FROZEN, now, egress, &w->k);
+	}
+	if (f->user) {
+		if (now > f->last_ns)
+			f->last_ns = now;
+		bpf_spin_unlock(&f->lock);
+		return up(skb, FS_UP_FOLLOWS, now, egress, &w->k);
 	}
 	account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);

@@ -20,7 +20,10 @@ enum fs_up_reason {
 	FS_UP_TABLE_FULL = 5,  /* a new flow and the flow map is full */
 	FS_UP_FROZEN = 6,      /* the flow's entry ended (closed or idle) and awaits collection */
 	FS_UP_SEGMENTED = 7,   /* a GSO/GRO super-packet */
-	FS_UP_REASONS = 8,
+	FS_UP_FOLLOWS = 8,     /* a TCP flow whose first packet the kernel could
+				* not count: all its packets go up, so that the
+				* engine alone times it */
+	FS_UP_REASONS = 9,
 };
 
 /* Per-CPU counters (array fs_stats). */
@@ -114,7 +117,8 @@ struct fs_flow {
 	struct fs_tcp tcp;
 	struct fs_opening opening;
 	__u8 closed;           /* TCP: RST, or FIN both ways; frozen */
-	__u8 pad[7];
+	__u8 user;             /* the flow's packets go up (FS_UP_FOLLOWS) */
+	__u8 pad[6];
 };
 
 /* What precedes a packet's bytes in the ring buffer. */
@@ -127,7 +131,10 @@ struct fs_event {
 	__u16 gso_size;
 	__u8 reason;           /* enum fs_up_reason */
 	__u8 egress;
-	__u8 pad[6];
+	__u8 keyed;            /* `key` is the packet's flow: userspace hands on
+				* what its entry counted before the packet */
+	__u8 pad[5];
+	struct fs_key key;
 };
 
 /* The bytes of a packet copied to userspace at most (a 9000-byte jumbo

@@ -2,6 +2,8 @@
 //! share with userspace. A test reads the compiled object's BTF and checks
 //! every mirror's size and every field's offset against it.
 
+use std::mem::offset_of;
+
 /// Why a packet went to userspace (`enum fs_up_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -23,11 +25,14 @@ pub enum UpReason {
     Frozen = 6,
     /// A GSO/GRO super-packet.
     Segmented = 7,
+    /// A TCP flow whose first packet the kernel could not count: all its
+    /// packets go up, so that the engine alone times it.
+    Follows = 8,
 }
 
 impl UpReason {
     /// Every reason, in counter order.
-    pub const ALL: [UpReason; 8] = [
+    pub const ALL: [UpReason; 9] = [
         UpReason::NotIp,
         UpReason::Fragment,
         UpReason::Tunnel,
@@ -36,6 +41,7 @@ impl UpReason {
         UpReason::TableFull,
         UpReason::Frozen,
         UpReason::Segmented,
+        UpReason::Follows,
     ];
 
     /// The reason numbered `n`, if there is one.
@@ -54,6 +60,7 @@ impl UpReason {
             UpReason::TableFull => "flow map full",
             UpReason::Frozen => "ended flows",
             UpReason::Segmented => "super-packets",
+            UpReason::Follows => "TCP flows handed to userspace",
         }
     }
 }
@@ -206,8 +213,10 @@ pub struct FsFlow {
     pub opening: FsOpening,
     /// TCP: closed (RST, or FIN both ways); frozen.
     pub closed: u8,
+    /// The flow's packets go to userspace ([`UpReason::Follows`]).
+    pub user: u8,
     /// Zero.
-    pub pad: [u8; 7],
+    pub pad: [u8; 6],
 }
 
 /// `struct fs_event`: what precedes a packet's bytes in the ring buffer.
@@ -230,8 +239,13 @@ pub struct FsEvent {
     pub reason: u8,
     /// 1 on egress.
     pub egress: u8,
+    /// 1 when `key` is the packet's flow: what its entry counted goes to
+    /// the engine before the packet.
+    pub keyed: u8,
     /// Zero.
-    pub pad: [u8; 6],
+    pub pad: [u8; 5],
+    /// The packet's flow, when `keyed`.
+    pub key: FsKey,
 }
 
 // SAFETY: each is `repr(C)`, made of integers and arrays of integers with
@@ -245,10 +259,31 @@ impl FsEvent {
     /// Reads the header at the start of a ring buffer record.
     pub fn read(bytes: &[u8]) -> Option<FsEvent> {
         let b = bytes.get(..size_of::<FsEvent>())?;
+        let u64_at = |i: usize| {
+            u64::from_ne_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
         let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        let k = &b[offset_of!(FsEvent, key)..];
+        let mut key = FsKey::default();
+        key.a.copy_from_slice(&k[..16]);
+        key.b.copy_from_slice(&k[16..32]);
+        key.a_port = u16::from_ne_bytes([k[32], k[33]]);
+        key.b_port = u16::from_ne_bytes([k[34], k[35]]);
+        key.protocol = k[36];
+        key.v6 = k[37];
+        key.one_way = k[38];
         Some(FsEvent {
-            ts_ns: u64::from(u32_at(0)) | (u64::from(u32_at(4)) << 32),
+            ts_ns: u64_at(0),
             ifindex: u32_at(8),
             wire_len: u32_at(12),
             cap_len: u32_at(16),
@@ -256,7 +291,9 @@ impl FsEvent {
             gso_size: u16_at(22),
             reason: b[24],
             egress: b[25],
-            pad: [0; 6],
+            keyed: b[26],
+            pad: [0; 5],
+            key,
         })
     }
 }
@@ -265,7 +302,6 @@ impl FsEvent {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::mem::offset_of;
 
     /// Struct layouts from a BTF blob: name → (size, [(member, byte offset)]).
     fn btf_structs(btf: &[u8]) -> HashMap<String, (u32, Vec<(String, u32)>)> {
@@ -379,7 +415,7 @@ mod tests {
             "fs_flow",
             FsFlow,
             [
-                lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, pad
+                lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, user, pad
             ]
         );
         check!(
@@ -387,13 +423,23 @@ mod tests {
             "fs_event",
             FsEvent,
             [
-                ts_ns, ifindex, wire_len, cap_len, gso_segs, gso_size, reason, egress, pad
+                ts_ns, ifindex, wire_len, cap_len, gso_segs, gso_size, reason, egress, keyed, pad,
+                key
             ]
         );
     }
 
     #[test]
     fn an_event_header_reads_back() {
+        let mut key = FsKey {
+            a_port: 53,
+            b_port: 40000,
+            protocol: 17,
+            v6: 1,
+            ..FsKey::default()
+        };
+        key.a[15] = 1;
+        key.b[0] = 0xfe;
         let e = FsEvent {
             ts_ns: 0x0102_0304_0506_0708,
             ifindex: 7,
@@ -403,7 +449,9 @@ mod tests {
             gso_size: 1448,
             reason: UpReason::Tunnel as u8,
             egress: 1,
-            pad: [0; 6],
+            keyed: 1,
+            pad: [0; 5],
+            key,
         };
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&e.ts_ns.to_ne_bytes());
@@ -412,9 +460,14 @@ mod tests {
         bytes.extend_from_slice(&e.cap_len.to_ne_bytes());
         bytes.extend_from_slice(&e.gso_segs.to_ne_bytes());
         bytes.extend_from_slice(&e.gso_size.to_ne_bytes());
-        bytes.extend_from_slice(&[e.reason, e.egress, 0, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[e.reason, e.egress, e.keyed, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&key.a);
+        bytes.extend_from_slice(&key.b);
+        bytes.extend_from_slice(&key.a_port.to_ne_bytes());
+        bytes.extend_from_slice(&key.b_port.to_ne_bytes());
+        bytes.extend_from_slice(&[key.protocol, key.v6, key.one_way, 0]);
         assert_eq!(bytes.len(), size_of::<FsEvent>());
         assert_eq!(FsEvent::read(&bytes), Some(e));
-        assert_eq!(FsEvent::read(&bytes[..31]), None);
+        assert_eq!(FsEvent::read(&bytes[..bytes.len() - 1]), None);
     }
 }

@@ -120,7 +120,7 @@ pub struct KernelCounts {
     /// Packets for userspace lost because the ring buffer was full.
     pub lost: u64,
     /// Packets sent to userspace, by [`UpReason`].
-    pub up: [u64; 8],
+    pub up: [u64; 9],
 }
 
 impl KernelCounts {
@@ -541,6 +541,15 @@ impl EbpfCapture {
             if let Some(i) = self.interfaces.iter_mut().find(|i| i.ifindex == ev.ifindex) {
                 i.bytes += u64::from(ev.wire_len);
                 i.read += 1;
+            }
+            // What the flow's entry counted came before this packet: hand
+            // it on first, so that the engine sees the flow in order.
+            if ev.keyed != 0
+                && let Ok(flow) = self.flows.get(&ev.key, BPF_F_LOCK)
+                && let Some(o) = self.tracker.observe(&ev.key, &flow, offset)
+                && input.flow(o).is_break()
+            {
+                return false;
             }
             let frame = Frame {
                 ts_ns: ev.ts_ns.saturating_add_signed(offset),

@@ -11,6 +11,8 @@ pub fn root() -> PathBuf {
 
 pub use capture_afpacket::testnet::skip;
 
+pub mod live;
+
 /// `../shared/data` beside the checkout, or `None` (tests then skip; in CI
 /// they fail).
 pub fn shared_data() -> Option<PathBuf> {

@@ -51,17 +51,7 @@ impl UpReason {
 
     /// How the summary names it.
     pub fn name(self) -> &'static str {
-        match self {
-            UpReason::NotIp => "not IP",
-            UpReason::Fragment => "fragments",
-            UpReason::Tunnel => "tunnels",
-            UpReason::Unusual => "other headers",
-            UpReason::Malformed => "malformed",
-            UpReason::TableFull => "flow map full",
-            UpReason::Frozen => "ended flows",
-            UpReason::Segmented => "super-packets",
-            UpReason::Follows => "TCP flows handed to userspace",
-        }
+        engine::registry::UP_REASONS[self as usize]
     }
 }
 

@@ -12,7 +12,9 @@ use aya::programs::tc::{self, NlOptions, TcAttachOptions, TcAttachType};
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
 use engine::Timeouts;
-use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
+use engine::registry::{
+    ProgramCounts, ProgramSlot, Registry, SourceCounts, SourceKind, SourceSlot,
+};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
 
 use crate::abi::{self, FsEvent, FsFlow, FsKey};
@@ -110,26 +112,6 @@ pub enum AttachMode {
     Clsact,
 }
 
-/// The kernel's own counters (per-CPU, summed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelCounts {
-    /// Packets the programs ran on.
-    pub packets: u64,
-    /// Packets counted in the flow map.
-    pub counted: u64,
-    /// Packets for userspace lost because the ring buffer was full.
-    pub lost: u64,
-    /// Packets sent to userspace, by [`UpReason`].
-    pub up: [u64; 9],
-}
-
-impl KernelCounts {
-    /// Packets sent to userspace, all reasons.
-    pub fn up_total(&self) -> u64 {
-        self.up.iter().sum()
-    }
-}
-
 struct Interface {
     name: String,
     ifindex: u32,
@@ -151,9 +133,8 @@ pub struct EbpfCapture {
     scan_interval: Duration,
     next_scan: Instant,
     mono_to_real: i64,
-    kernel: KernelCounts,
-    /// Entries deleted after they ended.
-    collected: u64,
+    kernel: ProgramCounts,
+    programs: ProgramSlot,
     keys: Vec<FsKey>,
 }
 
@@ -468,8 +449,8 @@ impl EbpfCapture {
             scan_interval: config.scan_interval,
             next_scan: Instant::now() + config.scan_interval,
             mono_to_real,
-            kernel: KernelCounts::default(),
-            collected: 0,
+            kernel: ProgramCounts::default(),
+            programs: registry.programs(),
             keys: Vec::new(),
         })
     }
@@ -494,21 +475,20 @@ impl EbpfCapture {
     }
 
     /// The kernel's counters as last read.
-    pub fn kernel_counts(&self) -> KernelCounts {
+    pub fn kernel_counts(&self) -> ProgramCounts {
         self.kernel
-    }
-
-    /// Flow map entries deleted after they ended.
-    pub fn collected(&self) -> u64 {
-        self.collected
     }
 
     /// Reads the programs' counters (summed over CPUs).
     ///
     /// # Errors
     /// The map cannot be read.
-    pub fn read_counts(&mut self) -> Result<KernelCounts, EbpfError> {
-        let mut c = KernelCounts::default();
+    pub fn read_counts(&mut self) -> Result<ProgramCounts, EbpfError> {
+        let mut c = ProgramCounts {
+            entries: self.kernel.entries,
+            collected: self.kernel.collected,
+            ..ProgramCounts::default()
+        };
         for i in 0..abi::STATS {
             let per_cpu = self.stats.get(&i, 0).map_err(|e| EbpfError::Map {
                 map: "counters",
@@ -585,7 +565,10 @@ impl EbpfCapture {
             }
         }
         let margin = u64::try_from(MARGIN.as_nanos()).unwrap_or(u64::MAX);
-        for k in std::mem::take(&mut self.keys) {
+        self.kernel.entries = self.keys.len() as u64;
+        let keys = std::mem::take(&mut self.keys);
+        for k in &keys {
+            let k = *k;
             // BPF_F_LOCK: the copy is taken under the entry's lock.
             let flow = match self.flows.get(&k, BPF_F_LOCK) {
                 Ok(f) => f,
@@ -600,7 +583,8 @@ impl EbpfCapture {
                 match self.flows.remove(&k) {
                     Ok(()) => {
                         self.tracker.forget(&k);
-                        self.collected += 1;
+                        self.kernel.collected += 1;
+                        self.kernel.entries -= 1;
                     }
                     Err(e) => {
                         return Err(EbpfError::Map {
@@ -611,6 +595,8 @@ impl EbpfCapture {
                 }
             }
         }
+        // Kept for the next scan's walk.
+        self.keys = keys;
         Ok(true)
     }
 
@@ -700,7 +686,9 @@ impl CaptureSource for EbpfCapture {
     fn publish(&mut self) {
         // Per interface: what reached userspace as frames. Counted flows
         // are reported by the kernel counters (summary).
-        let _ = self.read_counts();
+        if self.read_counts().is_ok() {
+            self.programs.publish(&self.kernel);
+        }
         for i in &self.interfaces {
             i.slot.publish(&SourceCounts {
                 bytes: i.bytes,

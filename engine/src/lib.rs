@@ -55,5 +55,5 @@ pub use flow::observation::{FlowObservation, ObservedEncap, Opening, SideDelta, 
 pub use flow::record::{DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState};
 pub use flow::table::{FlowTable, TableStats};
 pub use pipeline::{Pipeline, PipelineClosed, PipelineConfig};
-pub use registry::{DecodeCounts, Registry, Snapshot};
+pub use registry::{DecodeCounts, ProgramCounts, Registry, Snapshot};
 pub use source::{CaptureSource, Clock, Ended, Frame, Input, Poll, drive};

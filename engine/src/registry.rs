@@ -308,6 +308,76 @@ struct SourceCells {
     values: [Cell; 8],
 }
 
+/// How the eBPF backend's programs name why a packet went to userspace,
+/// in their counters' order (`capture_ebpf::abi::UpReason`).
+pub const UP_REASONS: [&str; 9] = [
+    "not_ip",
+    "fragment",
+    "tunnel_port",
+    "other_header",
+    "malformed",
+    "flow_map_full",
+    "ended_flow",
+    "super_packet",
+    "tcp_flow_handed_over",
+];
+
+/// Counters of kernel programs that count flows themselves (the eBPF
+/// backend), summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgramCounts {
+    /// Packets the programs ran on.
+    pub packets: u64,
+    /// Packets counted in the kernel's flow map.
+    pub counted: u64,
+    /// Packets for userspace lost because the ring buffer was full.
+    pub lost: u64,
+    /// Packets sent to userspace whole, by [`UP_REASONS`].
+    pub up: [u64; 9],
+    /// Flow map entries now.
+    pub entries: u64,
+    /// Flow map entries deleted after they ended.
+    pub collected: u64,
+}
+
+impl ProgramCounts {
+    /// Packets sent to userspace, all reasons.
+    pub fn up_total(&self) -> u64 {
+        self.up.iter().sum()
+    }
+}
+
+/// Where kernel programs' counters are published; see
+/// [`Registry::programs`].
+#[derive(Debug, Clone)]
+pub struct ProgramSlot(Arc<[Cell; 14]>);
+
+impl ProgramSlot {
+    /// Publishes the programs' counters so far.
+    pub fn publish(&self, c: &ProgramCounts) {
+        let mut values = [0; 14];
+        values[..3].copy_from_slice(&[c.packets, c.counted, c.lost]);
+        values[3..12].copy_from_slice(&c.up);
+        values[12] = c.entries;
+        values[13] = c.collected;
+        set_all(&self.0[..], &values);
+    }
+
+    fn read(&self) -> ProgramCounts {
+        let v = get_all(&self.0);
+        let mut up = [0; 9];
+        up.copy_from_slice(&v[3..12]);
+        ProgramCounts {
+            packets: v[0],
+            counted: v[1],
+            lost: v[2],
+            up,
+            entries: v[12],
+            collected: v[13],
+        }
+    }
+}
+
 /// Where a source publishes the counters of one input; see
 /// [`Registry::source`].
 #[derive(Debug, Clone)]
@@ -437,6 +507,8 @@ pub struct Snapshot {
     pub sources: Vec<(String, SourceKind, SourceCounts)>,
     /// Each output's counts, in the order they were registered.
     pub outputs: Vec<OutputCounts>,
+    /// The kernel programs' counters (eBPF backend), if any registered.
+    pub programs: Option<ProgramCounts>,
 }
 
 #[derive(Debug, Default)]
@@ -445,6 +517,7 @@ struct Inner {
     tables: RwLock<Vec<TableSlot>>,
     sources: RwLock<Vec<SourceSlot>>,
     outputs: RwLock<Vec<OutputSlot>>,
+    programs: RwLock<Option<ProgramSlot>>,
 }
 
 /// The run's live counters; cheap to clone (all clones share the cells).
@@ -500,6 +573,18 @@ impl Registry {
     /// A new slot for one flow table's counters (one per worker).
     pub fn table(&self) -> TableSlot {
         push(&self.0.tables, TableSlot(Arc::default()))
+    }
+
+    /// Registers the counters of kernel programs that count flows (one
+    /// per run: a second call replaces the first).
+    pub fn programs(&self) -> ProgramSlot {
+        let slot = ProgramSlot(Arc::new(Default::default()));
+        *self
+            .0
+            .programs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(slot.clone());
+        slot
     }
 
     /// A new slot for the counters of input `name`.
@@ -586,12 +671,20 @@ impl Registry {
                 export: o.0.export.as_ref().map(|e| e.counts()),
             })
             .collect();
+        let programs = self
+            .0
+            .programs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(ProgramSlot::read);
         Snapshot {
             decode,
             table,
             open_flows,
             sources,
             outputs,
+            programs,
         }
     }
 }

@@ -42,23 +42,85 @@ impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self.counters;
         let d = &c.decode;
+        let bytes: u64 = c.sources.iter().map(|(_, _, s)| s.bytes).sum();
+        let Some(programs) = &c.programs else {
+            writeln!(
+                f,
+                "engine: summary of {}: {} packets read ({} bytes) in {:.3} s; then {:.3} s to end open flows and write or deliver the last spans",
+                self.path,
+                d.frames,
+                bytes,
+                self.reading.as_secs_f64(),
+                self.finishing.as_secs_f64()
+            )?;
+            return self.rest(f);
+        };
+        writeln!(
+            f,
+            "engine: summary of {}: {} packets in {:.3} s; then {:.3} s to end open flows and write or deliver the last spans",
+            self.path,
+            programs.packets,
+            self.reading.as_secs_f64(),
+            self.finishing.as_secs_f64()
+        )?;
+        let share = |n: u64| 100.0 * n as f64 / programs.packets.max(1) as f64;
+        writeln!(
+            f,
+            "  eBPF programs: {} packets counted in the kernel ({:.1} %), handed on as {} flow observations",
+            programs.counted,
+            share(programs.counted),
+            d.flow_observations
+        )?;
+        write!(
+            f,
+            "  eBPF programs: {} packets sent to userspace whole ({:.1} %):",
+            programs.up_total(),
+            share(programs.up_total())
+        )?;
+        reasons(
+            f,
+            capture_names()
+                .iter()
+                .copied()
+                .zip(programs.up)
+                .filter(|&(_, n)| n > 0),
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  eBPF programs: {} packets lost (ring buffer full); flow map: {} entries at the end, {} deleted after their flows ended",
+            programs.lost, programs.entries, programs.collected
+        )?;
+        for (interface, kind, r) in &c.sources {
+            if *kind == SourceKind::Interface {
+                writeln!(
+                    f,
+                    "  interface {interface}: {} packets ({} bytes) sent to userspace whole",
+                    r.kernel_packets, r.bytes
+                )?;
+            }
+        }
+        self.rest(f)
+    }
+}
+
+/// How the summary names the reasons a packet goes to userspace.
+fn capture_names() -> &'static [&'static str] {
+    &engine::registry::UP_REASONS
+}
+
+impl Summary<'_> {
+    /// Everything after the headline and the capture's own lines.
+    fn rest(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.counters;
+        let d = &c.decode;
         let t = &c.table;
         let live = c
             .sources
             .iter()
             .any(|(_, k, _)| *k == SourceKind::Interface);
-        let bytes: u64 = c.sources.iter().map(|(_, _, s)| s.bytes).sum();
-        writeln!(
-            f,
-            "engine: summary of {}: {} packets read ({} bytes) in {:.3} s; then {:.3} s to end open flows and write or deliver the last spans",
-            self.path,
-            d.frames,
-            bytes,
-            self.reading.as_secs_f64(),
-            self.finishing.as_secs_f64()
-        )?;
         for (interface, kind, r) in &c.sources {
-            if *kind == SourceKind::Interface {
+            if *kind == SourceKind::Interface && c.programs.is_none() {
                 writeln!(
                     f,
                     "  interface {interface}: kernel passed {} packets, dropped {} (ring full), ring froze {} times, not read {}",

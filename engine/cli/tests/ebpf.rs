@@ -58,3 +58,98 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     assert!(!spans(&live).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Pins the calling thread to CPU `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+    // within it, and sched_setaffinity(0, …) changes the calling thread
+    // only.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+}
+
+/// Sum of an integer attribute over `spans`.
+fn sum(spans: &[serde_json::Value], key: &str) -> i64 {
+    spans.iter().map(|s| common::i(s, key)).sum()
+}
+
+#[test]
+fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
+    let Some(ns) = namespace("x") else { return };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "the test needs two CPUs, this machine has {cpus}");
+    const PER_CPU: u64 = 50_000;
+    let dir = scratch("exact");
+    let out_path = dir.join("ebpf.json");
+    let out = out_path.to_str().expect("path");
+    // The map is read every 10 ms while the packets arrive: reads race with
+    // the programs' writes all along.
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--backend",
+            "ebpf",
+            "--ebpf-scan-interval",
+            "0.01",
+            "-o",
+            out,
+        ],
+    );
+    // Every CPU sends the same flow (request and reply) at once: the veth
+    // delivers each frame on the CPU that sent it, so the programs update
+    // the one entry from all CPUs concurrently.
+    let senders: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            let left = ns.left.clone();
+            let a = ns.a.clone();
+            std::thread::spawn(move || {
+                pin_to_cpu(cpu);
+                capture_afpacket::testnet::enter_namespace(&left);
+                let sender = PacketSender::open(&a).expect("sender");
+                let request = capture_afpacket::testnet::udp_frame(7, false, None);
+                let reply = capture_afpacket::testnet::udp_frame(7, true, None);
+                for k in 0..PER_CPU {
+                    let frame = if k % 2 == 0 { &request } else { &reply };
+                    sender.send(frame).expect("sending a frame");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("sender thread");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let spans = spans(&std::fs::read(&out_path).expect("output"));
+    let flow: Vec<_> = spans
+        .iter()
+        .filter(|s| common::s(s, "network.transport") == "udp")
+        .cloned()
+        .collect();
+    let total = cpus as u64 * PER_CPU;
+    let packets = sum(&flow, "flow.packets.delta") + sum(&flow, "flow.reverse.packets.delta");
+    let bytes = sum(&flow, "flow.bytes.delta") + sum(&flow, "flow.reverse.bytes.delta");
+    assert_eq!(packets as u64, total, "{stderr}");
+    // 20 + 8 + 18 bytes of IP datagram each.
+    assert_eq!(bytes as u64, total * 46, "{stderr}");
+    // Counted in the kernel, not handed up packet by packet.
+    assert!(
+        stderr.contains(&format!("eBPF programs: {total} packets counted in the kernel")),
+        "{stderr}"
+    );
+    let observations: u64 = stderr
+        .split("handed on as ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("observations in the summary");
+    assert!(observations > 2, "the map was read while the packets arrived: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -208,8 +208,14 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 			return FS_UP_MALFORMED;
 		ihl = (h[0] & 15) * 4;
 		tot = ((__u32)h[2] << 8) | h[3];
-		if (h[0] >> 4 != 4 || ihl < 20 || tot < ihl || off + tot > len)
+		if (h[0] >> 4 != 4 || ihl < 20 || tot < ihl)
 			return FS_UP_MALFORMED;
+		/* Cut short: the engine reads what there is (its flow is known
+		 * from the headers), but the bytes are not all here. */
+		if (off + tot > len) {
+			p->up = FS_UP_MALFORMED;
+			tot = len - off;
+		}
 		frag = ((__u16)h[6] << 8) | h[7];
 		/* A later fragment has no transport header: up without a key.
 		 * The first one has it: up, but with its flow's key. */
@@ -226,6 +232,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		p->ip_bytes = tot;
 		l4 = off + ihl;
 		end = off + tot;
+		if (l4 > end)
+			return FS_UP_MALFORMED;
 		if (p->protocol == 51) {
 			/* AH: the engine reads its SPI; the flow is the
 			 * transport's after it. */
@@ -243,8 +251,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if (bpf_skb_load_bytes(skb, off, h, 40) < 0)
 			return FS_UP_MALFORMED;
 		plen = ((__u32)h[4] << 8) | h[5];
-		if (h[0] >> 4 != 6 || off + 40 + plen > len)
+		if (h[0] >> 4 != 6)
 			return FS_UP_MALFORMED;
+		if (off + 40 + plen > len) {
+			p->up = FS_UP_MALFORMED;
+			plen = len - off - 40;
+		}
 		if (plen == 0)
 			return FS_UP_UNUSUAL; /* a jumbogram, or nothing at all */
 		p->v6 = 1;
@@ -291,8 +303,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if (l4 + 20 > end || bpf_skb_load_bytes(skb, l4, t, 20) < 0)
 			return FS_UP_MALFORMED;
 		doff = (__u32)(t[12] >> 4) * 4;
-		if (doff < 20 || l4 + doff > end)
-			return FS_UP_MALFORMED;
+		/* The engine keeps such a segment in its flow, with no payload
+		 * length: up, with the key. */
+		if (doff < 20 || l4 + doff > end) {
+			p->up = FS_UP_MALFORMED;
+			doff = 20;
+		}
 		p->sport = ((__u16)t[0] << 8) | t[1];
 		p->dport = ((__u16)t[2] << 8) | t[3];
 		p->tcp_seq = ((__u32)t[4] << 24) | ((__u32)t[5] << 16) | ((__u32)t[6] << 8) | t[7];

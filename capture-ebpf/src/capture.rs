@@ -56,6 +56,9 @@ pub struct EbpfConfig {
     pub scan_interval: Duration,
     /// Where a verifier rejection's log is written.
     pub verifier_log: PathBuf,
+    /// How to attach; `None`: TCX where the kernel has it (6.6), clsact
+    /// otherwise.
+    pub attach: Option<AttachMode>,
 }
 
 impl Default for EbpfConfig {
@@ -68,6 +71,7 @@ impl Default for EbpfConfig {
             teredo_anywhere: true,
             scan_interval: Duration::from_millis(500),
             verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
+            attach: None,
         }
     }
 }
@@ -278,6 +282,29 @@ fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The names of the TCX programs attached to `interface` (ingress, then
+/// egress), whoever attached them.
+///
+/// # Errors
+/// The interface does not exist, or the kernel cannot be asked.
+pub fn attached_tcx(interface: &str) -> Result<Vec<String>, EbpfError> {
+    let mut names = Vec::new();
+    for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (_, programs) =
+            SchedClassifier::query_tcx(interface, at).map_err(|e| EbpfError::Attach {
+                interface: interface.to_owned(),
+                message: format!("querying TCX programs: {}", one_line(&e)),
+            })?;
+        // The kernel keeps 15 bytes of a name: "flowspan_ingres".
+        names.extend(
+            programs
+                .iter()
+                .map(|p| p.name_as_str().unwrap_or("?").to_owned()),
+        );
+    }
+    Ok(names)
+}
+
 /// Removes the filters an earlier run left on `interface`'s clsact qdisc
 /// (it was killed before it could): returns how many directions had one.
 fn remove_stale(interface: &str) -> usize {
@@ -357,11 +384,11 @@ impl EbpfCapture {
         }
         let tcx = aya::util::KernelVersion::current()
             .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
-        let mut mode = if tcx {
+        let mut mode = config.attach.unwrap_or(if tcx {
             AttachMode::Tcx
         } else {
             AttachMode::Clsact
-        };
+        });
         for (interface, _) in &found {
             let stale = remove_stale(interface);
             if stale > 0 {
@@ -524,8 +551,11 @@ impl EbpfCapture {
             }
             // What the flow's entry counted came before this packet: hand
             // it on first, so that the engine sees the flow in order.
+            // An entry made after the packet (its flow's previous entry
+            // ended and was deleted) holds only later packets: they wait.
             if ev.keyed != 0
                 && let Ok(flow) = self.flows.get(&ev.key, BPF_F_LOCK)
+                && flow.first_ns <= ev.ts_ns
                 && let Some(o) = self.tracker.observe(&ev.key, &flow, offset)
                 && input.flow(o).is_break()
             {
@@ -569,6 +599,13 @@ impl EbpfCapture {
         let keys = std::mem::take(&mut self.keys);
         for k in &keys {
             let k = *k;
+            if !self.tracker.knows(&k) {
+                // A new entry: packets sent up before it was made (say,
+                // the end of the flow's previous entry) go first.
+                if !self.drain_events(input) {
+                    return Ok(false);
+                }
+            }
             // BPF_F_LOCK: the copy is taken under the entry's lock.
             let flow = match self.flows.get(&k, BPF_F_LOCK) {
                 Ok(f) => f,

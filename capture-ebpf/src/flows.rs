@@ -66,6 +66,11 @@ impl Tracker {
         self.seen.is_empty()
     }
 
+    /// Whether entry `key` has been observed (and not forgotten).
+    pub fn knows(&self, key: &FsKey) -> bool {
+        self.seen.contains_key(key)
+    }
+
     /// What changed in entry `key` since it was last observed, as an
     /// observation with wall-clock times (`mono_to_real` added to the
     /// kernel's monotonic ones); `None` if nothing did.
@@ -122,11 +127,13 @@ impl Tracker {
         if key.protocol == 6 {
             o.tcp = tcp_samples(flow, seen);
         }
+        // Never backwards: a snapshot older than one already handed on
+        // (taken before it, handed on after) adds nothing.
         for side in 0..2 {
-            seen.packets[side] = flow.side[side].packets;
-            seen.bytes[side] = flow.side[side].bytes;
+            seen.packets[side] = seen.packets[side].max(flow.side[side].packets);
+            seen.bytes[side] = seen.bytes[side].max(flow.side[side].bytes);
         }
-        seen.last_ns = flow.last_ns;
+        seen.last_ns = seen.last_ns.max(flow.last_ns);
         Some(o)
     }
 
@@ -165,8 +172,8 @@ fn tcp_samples(flow: &FsFlow, seen: &mut Seen) -> TcpSamples {
         s.jitter_sum_ns = t.jitter_sum_ns.saturating_sub(seen.jitter_sum_ns);
         s.first_turn = seen.samples == 0;
         seen.samples = t.samples;
-        seen.gap_sum_ns = t.gap_sum_ns;
-        seen.jitter_sum_ns = t.jitter_sum_ns;
+        seen.gap_sum_ns = seen.gap_sum_ns.max(t.gap_sum_ns);
+        seen.jitter_sum_ns = seen.jitter_sum_ns.max(t.jitter_sum_ns);
     }
     s
 }
@@ -277,7 +284,17 @@ mod tests {
             "monotonic to wall clock"
         );
 
+        assert!(
+            t.observe(&k, &flow([4, 3], 2, 70), 0).is_none(),
+            "an older snapshot read late adds nothing"
+        );
+        let third = t
+            .observe(&k, &flow([6, 4], 3, 100), 0)
+            .expect("more traffic");
+        assert_eq!((third.sides[0].packets, third.sides[1].packets), (1, 0));
+
         t.forget(&k);
+        assert!(!t.knows(&k));
         let again = t.observe(&k, &flow([1, 0], 0, 0), 0).expect("a new entry");
         assert!(again.opening.is_some());
         assert_eq!(again.sides[0].packets, 1);

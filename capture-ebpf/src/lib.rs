@@ -21,8 +21,8 @@ mod capture;
 pub mod flows;
 
 pub use capture::{
-    AttachMode, ENTRY_BYTES, EbpfCapture, EbpfConfig, EbpfError, MAX_FLOWS, available,
-    check_kernel_memory,
+    AttachMode, ENTRY_BYTES, EbpfCapture, EbpfConfig, EbpfError, MAX_FLOWS, attached_tcx,
+    available, check_kernel_memory,
 };
 
 /// The compiled programs (empty when the build had no clang).

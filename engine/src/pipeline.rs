@@ -71,12 +71,15 @@ pub struct PipelineConfig {
 /// A packet, its timestamp and the capture clock when it arrived.
 type Observation = (PacketRepr, u64, u64);
 
-/// A flow observation and the capture clock when it arrived.
-type FlowInput = (FlowObservation, u64);
+/// A flow observation, the capture clock when it arrived, and how many of
+/// its batch's packets came before it (so that the worker takes packets and
+/// observations in the order they were pushed).
+type FlowInput = (FlowObservation, u64, usize);
 
 #[derive(Debug)]
 enum WorkerMsg {
-    /// Packets, then flow observations (usually none), then the watermark.
+    /// Packets and flow observations (usually none; each says where among
+    /// the packets it came), then the watermark.
     Batch(Vec<Observation>, Vec<FlowInput>, u64),
     Finish(u64),
 }
@@ -238,7 +241,8 @@ impl Pipeline {
         self.clock_ns = self.clock_ns.max(observation.last_seen_ns);
         let k = &observation.key;
         let w = shard_of(k.a, k.b, k.protocol, self.senders.len());
-        self.flow_batches[w].push((observation, self.clock_ns));
+        let at = self.batches[w].len();
+        self.flow_batches[w].push((observation, self.clock_ns, at));
         if self.flow_batches[w].len() >= BATCH {
             self.send_batch(w)?;
         }
@@ -382,13 +386,18 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
         }
         match msg {
             WorkerMsg::Batch(mut batch, flows, watermark) => {
-                table.observe_batch(&batch, &mut out);
+                // In the order they were pushed: the packets before each
+                // observation, then it.
+                let mut done = 0;
+                for (observation, clock, at) in &flows {
+                    table.observe_batch(&batch[done..*at], &mut out);
+                    done = *at;
+                    table.observe_flow(observation, *clock, &mut out);
+                }
+                table.observe_batch(&batch[done..], &mut out);
                 batch.clear();
                 // Only fails if the reader has gone away.
                 let _ = returns.try_send(batch);
-                for (observation, clock) in &flows {
-                    table.observe_flow(observation, *clock, &mut out);
-                }
                 table.advance(watermark, &mut out);
                 slot.publish(table.stats(), table.len());
                 let msg = MergeMsg::Records {

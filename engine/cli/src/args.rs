@@ -104,6 +104,12 @@ pub struct Args {
           value_parser = parse_ebpf_ring, help_heading = "Live capture")]
     pub ebpf_ring_size: u32,
 
+    /// eBPF backend: how to attach the programs. `auto`: TCX links on Linux 6.6 and
+    /// later (they go with the process, even when it is killed), filters on a clsact
+    /// qdisc before (removed at exit, and at the next start after a kill).
+    #[arg(long, value_enum, default_value_t = EbpfAttach::Auto, help_heading = "Live capture")]
+    pub ebpf_attach: EbpfAttach,
+
     /// eBPF backend: how often to read the flow map, in seconds (decimals allowed).
     /// Flows are handed to the flow table this often; idle and closed entries are
     /// deleted after their last counts are read.
@@ -330,6 +336,17 @@ pub enum Backend {
     Afpacket,
     /// eBPF TC programs that count flows in the kernel (README "eBPF backend").
     Ebpf,
+}
+
+/// How the eBPF programs are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EbpfAttach {
+    /// TCX where the kernel has it, clsact otherwise.
+    Auto,
+    /// TCX links (Linux 6.6 and later).
+    Tcx,
+    /// Filters on a clsact qdisc (netlink).
+    Clsact,
 }
 
 /// `--ebpf-ring-size`: a power of two from 64 KiB to 1 GiB.

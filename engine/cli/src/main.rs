@@ -29,7 +29,7 @@ use exporter::otlp::Protocol;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping};
 use exporter::{Encodings, encode_spans};
-use flowspan_cli::args::{self, Args, Backend, decoder, flow_limit, opt_in};
+use flowspan_cli::args::{self, Args, Backend, EbpfAttach, decoder, flow_limit, opt_in};
 
 use crate::export::{open_output, otlp_config, resource, start_export};
 use crate::output::JsonSink;
@@ -142,6 +142,11 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 udp_ports: decoder.udp_ports_looked_into(),
                 teredo_anywhere: decoder.teredo_anywhere(),
                 scan_interval: Duration::from_nanos(args.ebpf_scan_interval),
+                attach: match args.ebpf_attach {
+                    EbpfAttach::Auto => None,
+                    EbpfAttach::Tcx => Some(AttachMode::Tcx),
+                    EbpfAttach::Clsact => Some(AttachMode::Clsact),
+                },
                 ..EbpfConfig::default()
             };
             let capture = EbpfCapture::open(&args.interfaces, &config, &registry, &|line| {

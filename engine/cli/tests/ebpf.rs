@@ -69,7 +69,12 @@ fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
     };
-    assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Sum of an integer attribute over `spans`.
@@ -81,7 +86,10 @@ fn sum(spans: &[serde_json::Value], key: &str) -> i64 {
 fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
     let Some(ns) = namespace("x") else { return };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(cpus >= 2, "the test needs two CPUs, this machine has {cpus}");
+    assert!(
+        cpus >= 2,
+        "the test needs two CPUs, this machine has {cpus}"
+    );
     const PER_CPU: u64 = 50_000;
     let dir = scratch("exact");
     let out_path = dir.join("ebpf.json");
@@ -141,7 +149,9 @@ fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
     assert_eq!(bytes as u64, total * 46, "{stderr}");
     // Counted in the kernel, not handed up packet by packet.
     assert!(
-        stderr.contains(&format!("eBPF programs: {total} packets counted in the kernel")),
+        stderr.contains(&format!(
+            "eBPF programs: {total} packets counted in the kernel"
+        )),
         "{stderr}"
     );
     let observations: u64 = stderr
@@ -150,6 +160,103 @@ fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("observations in the summary");
-    assert!(observations > 2, "the map was read while the packets arrived: {stderr}");
+    assert!(
+        observations > 2,
+        "the map was read while the packets arrived: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The TCX programs attached to `ns.b`, asked from inside its namespace.
+fn tcx_on_b(ns: &VethPair) -> Vec<String> {
+    let (right, b) = (ns.right.clone(), ns.b.clone());
+    std::thread::spawn(move || {
+        capture_afpacket::testnet::enter_namespace(&right);
+        capture_ebpf::attached_tcx(&b).expect("querying TCX")
+    })
+    .join()
+    .expect("query thread")
+}
+
+/// `tc filter show dev b DIRECTION` inside `ns.right`.
+fn clsact_filters_on_b(ns: &VethPair, direction: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns.right, "tc", "filter", "show", "dev", &ns.b, direction,
+        ])
+        .output()
+        .expect("running tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kills `child` with SIGKILL and reaps it.
+fn kill_9(mut child: std::process::Child, reader: std::thread::JoinHandle<String>) -> String {
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("engine exits");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    reader.join().expect("stderr reader")
+}
+
+#[test]
+fn nothing_stays_attached_after_sigkill_with_tcx_links() {
+    let Some(ns) = namespace("k") else { return };
+    assert!(tcx_on_b(&ns).is_empty());
+    let (child, reader) = start_in(&ns, &["-i", &ns.b, "--backend", "ebpf", "-o", "/dev/null"]);
+    let attached = tcx_on_b(&ns);
+    assert_eq!(
+        attached,
+        ["flowspan_ingres", "flowspan_egress"],
+        "TCX on 6.6 and later"
+    );
+    kill_9(child, reader);
+    // The links went with the process's descriptors.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !tcx_on_b(&ns).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tcx_on_b(&ns).is_empty(), "{:?}", tcx_on_b(&ns));
+}
+
+#[test]
+fn clsact_filters_a_killed_run_left_are_removed_at_the_next_start() {
+    let Some(ns) = namespace("q") else { return };
+    let args = [
+        "-i",
+        &ns.b,
+        "--backend",
+        "ebpf",
+        "--ebpf-attach",
+        "clsact",
+        "-o",
+        "/dev/null",
+    ];
+    let (child, reader) = start_in(&ns, &args);
+    assert!(clsact_filters_on_b(&ns, "ingress").contains("flowspan_ingress"));
+    assert!(clsact_filters_on_b(&ns, "egress").contains("flowspan_egress"));
+    kill_9(child, reader);
+    // A killed process cannot take netlink filters with it.
+    assert!(clsact_filters_on_b(&ns, "ingress").contains("flowspan_ingress"));
+
+    let (child, reader) = start_in(&ns, &args);
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "engine: warning: removed the eBPF filters an earlier run left on {:?}",
+            ns.b
+        )),
+        "{stderr}"
+    );
+    // And a clean exit removes its own.
+    assert_eq!(clsact_filters_on_b(&ns, "ingress").trim(), "");
+    assert_eq!(clsact_filters_on_b(&ns, "egress").trim(), "");
+    assert!(tcx_on_b(&ns).is_empty());
 }

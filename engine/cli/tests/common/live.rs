@@ -120,9 +120,15 @@ pub fn start_in(
         }
         all
     });
-    let first = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("engine -i says it is capturing");
+    // Warnings may come first (the reader keeps them for the caller).
+    let first = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("engine -i says it is capturing");
+        if !line.starts_with("engine: warning: ") {
+            break line;
+        }
+    };
     assert!(first.starts_with("engine: capturing on "), "{first}");
     (child, reader)
 }

@@ -27,12 +27,13 @@ fn scratch(test: &str) -> std::path::PathBuf {
     dir
 }
 
-#[test]
-fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
-    let Some(ns) = namespace("e") else { return };
+/// Replays every fixture frame into `ns.a` with `engine -i b --backend ebpf
+/// EXTRA…` capturing; asserts its spans equal pcap mode's on a capture of
+/// the same frames, and returns the engine's stderr.
+fn replay_fixtures(ns: &VethPair, test: &str, extra: &[&str]) -> String {
     let frames = fixture_frames();
     assert!(frames.len() > 200, "{} frames", frames.len());
-    let dir = scratch("fixtures");
+    let dir = scratch(test);
     let sent_pcap = dir.join("sent.pcap");
     let mut pcap = flowspan_testdata::Pcap::new(1);
     for (k, f) in frames.iter().enumerate() {
@@ -44,7 +45,9 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
 
     let live_json = dir.join("ebpf.json");
     let out = live_json.to_str().expect("path");
-    let (child, reader) = start_in(&ns, &["-i", &ns.b, "--backend", "ebpf", "-o", out]);
+    let mut args = vec!["-i", &ns.b, "--backend", "ebpf", "-o", out];
+    args.extend_from_slice(extra);
+    let (child, reader) = start_in(ns, &args);
     ns.enter_left();
     let sender = PacketSender::open(&ns.a).expect("sender");
     for f in &frames {
@@ -57,6 +60,50 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     assert_same_spans(&from_pcap.stdout, &live);
     assert!(!spans(&live).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+    stderr
+}
+
+/// A counter from the summary line that starts with `prefix`: the number
+/// right after it.
+fn summary_number(stderr: &str, prefix: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{stderr}"))
+}
+
+#[test]
+fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
+    let Some(ns) = namespace("e") else { return };
+    let stderr = replay_fixtures(&ns, "fixtures", &[]);
+    // Most packets are counted in the kernel, every fixture's odd ones
+    // (fragments, tunnels, malformed headers) notwithstanding.
+    let counted = summary_number(&stderr, "eBPF programs: ");
+    assert!(counted > 100, "{stderr}");
+    assert!(
+        stderr.contains("packets lost (ring buffer full)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" 0 packets lost"), "{stderr}");
+}
+
+#[test]
+fn a_full_flow_map_sends_new_flows_to_userspace_and_changes_no_span() {
+    let Some(ns) = namespace("f") else { return };
+    let stderr = replay_fixtures(&ns, "full", &["--ebpf-flows", "4"]);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("packets sent to userspace whole"))
+        .expect("the summary line");
+    let full: u64 = line
+        .split("flow_map_full=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(full > 100, "{line}");
 }
 
 /// Pins the calling thread to CPU `cpu`.
@@ -259,4 +306,58 @@ fn clsact_filters_a_killed_run_left_are_removed_at_the_next_start() {
     assert_eq!(clsact_filters_on_b(&ns, "ingress").trim(), "");
     assert_eq!(clsact_filters_on_b(&ns, "egress").trim(), "");
     assert!(tcx_on_b(&ns).is_empty());
+}
+
+#[test]
+fn missing_privileges_bad_settings_and_unknown_interfaces_are_one_line_errors() {
+    let unknown = engine(&["-i", "no-such-if0", "--backend", "ebpf"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "engine: error: interface \"no-such-if0\": no such interface\n"
+    );
+    let ring = engine(&["-i", "lo", "--backend", "ebpf", "--ebpf-ring-size", "1000"]);
+    assert_eq!(ring.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&ring.stderr).starts_with(
+            "engine: error: invalid value '1000' for '--ebpf-ring-size <BYTES>': \"1000\" is not a \
+             power of two from 64K to 1G"
+        ),
+        "{ring:?}"
+    );
+    let flows = engine(&["-i", "lo", "--backend", "ebpf", "--ebpf-flows", "5000000"]);
+    assert_eq!(flows.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&flows.stderr)
+            .starts_with("engine: error: invalid value '5000000' for '--ebpf-flows <N>'"),
+        "{flows:?}"
+    );
+    // Without CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN: as
+    // root, drop them from the bounding set first.
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let caps = "-bpf,-perfmon,-net_admin,-sys_admin";
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set", caps, "--inh-caps", caps, "--"])
+            .arg(env!("CARGO_BIN_EXE_engine"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+    };
+    let out = cmd
+        .args(["-i", "lo", "--backend", "ebpf"])
+        .output()
+        .expect("running engine");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("engine: error: loading the eBPF programs failed: ")
+            && stderr.contains("Operation not permitted")
+            && stderr.ends_with("needs CAP_BPF (CAP_SYS_ADMIN before Linux 5.8), or root\n"),
+        "{stderr}"
+    );
 }

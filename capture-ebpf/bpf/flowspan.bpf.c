@@ -32,6 +32,10 @@ const volatile __u64 fs_idle_ns[5] = {300000000000ULL, 60000000000ULL, 300000000
 /* UDP ports whose packets the engine looks into (tunnels, NAT-T,
  * WireGuard): one bit per port, either direction. */
 const volatile __u32 fs_udp_ports[2048] = {};
+/* The engine's VXLAN and Geneve ports (destination; 0: none), whose
+ * packets the programs decapsulate. More ports than fit here go up. */
+const volatile __u16 fs_vxlan_ports[4] = {4789, 8472};
+const volatile __u16 fs_geneve_ports[4] = {6081};
 /* The engine looks for Teredo on any UDP port. */
 const volatile __u8 fs_teredo_anywhere = 1;
 
@@ -94,6 +98,20 @@ struct pkt {
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
 	__u8 up;       /* parsed whole, but goes up anyway (FS_UP_*), or NOT_UP */
+	__u32 l4;      /* transport header offset */
+	__u32 end;     /* end of the IP datagram */
+	__u16 udp_len; /* UDP length field */
+	/* The tunnel (decapsulated packets): kind, VNI, outer endpoints,
+	 * ports and source MAC, encapsulation bytes. */
+	__u8 tun_kind;
+	__u8 tun_v6;
+	__u32 tun_id;
+	__u8 tun_src[16];
+	__u8 tun_dst[16];
+	__u16 tun_sport;
+	__u16 tun_dport;
+	__u8 tun_mac[6];
+	__u32 tun_bytes;
 };
 
 /* `pkt.up`: the kernel counts the packet. */
@@ -176,30 +194,47 @@ static __always_inline int udp_port_special(__u16 port)
 	return (fs_udp_ports[port >> 5] >> (port & 31)) & 1;
 }
 
-/* Parses the frame; returns COUNTED when the kernel can count it, or why
- * it goes to userspace. */
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+/* Parses the Ethernet header at `off` (and up to three VLAN tags): its
+ * addresses into `p`, the EtherType after the tags into `*et` and where
+ * the payload starts into `*payload`. */
+static __always_inline int parse_eth(struct __sk_buff *skb, __u32 off, struct pkt *p, __u16 *et,
+				     __u32 *payload)
 {
 	__u8 eth[14];
-	__u32 off = 14, l4, end, len = skb->len;
-	__u16 et;
+	__u16 t;
 	int i;
 
-	if (bpf_skb_load_bytes(skb, 0, eth, 14) < 0)
+	if (bpf_skb_load_bytes(skb, off, eth, 14) < 0)
 		return FS_UP_NOT_IP;
 	__builtin_memcpy(p->dst_mac, eth, 6);
 	__builtin_memcpy(p->src_mac, eth + 6, 6);
-	et = ((__u16)eth[12] << 8) | eth[13];
+	t = ((__u16)eth[12] << 8) | eth[13];
+	off += 14;
 #pragma unroll
 	for (i = 0; i < 3; i++) {
 		__u8 tag[4];
-		if (!vlan_tpid(et))
+		if (!vlan_tpid(t))
 			break;
 		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0)
 			return FS_UP_MALFORMED;
-		et = ((__u16)tag[2] << 8) | tag[3];
+		t = ((__u16)tag[2] << 8) | tag[3];
 		off += 4;
 	}
+	*et = t;
+	*payload = off;
+	return COUNTED;
+}
+
+/* Parses the IP packet of EtherType `et` at `off`, which may not reach
+ * past `len`, and its transport header; returns COUNTED when the kernel
+ * can count it (or knows its flow, `p->up` saying why it goes up anyway),
+ * or why it goes to userspace. */
+static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, __u32 len,
+				    struct pkt *p)
+{
+	__u32 l4, end;
+	int i;
+
 	if (et == 0x0800) {
 		__u8 h[20];
 		__u32 ihl, tot;
@@ -296,6 +331,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		return FS_UP_NOT_IP;
 	}
 
+	p->l4 = l4;
+	p->end = end;
 	switch (p->protocol) {
 	case 6: {
 		__u8 t[20];
@@ -323,6 +360,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 			return FS_UP_MALFORMED;
 		p->sport = ((__u16)u[0] << 8) | u[1];
 		p->dport = ((__u16)u[2] << 8) | u[3];
+		p->udp_len = ((__u16)u[4] << 8) | u[5];
 		if (udp_port_special(p->sport) || udp_port_special(p->dport)) {
 			p->up = FS_UP_TUNNEL;
 			return COUNTED;
@@ -370,6 +408,102 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	default:
 		return FS_UP_UNUSUAL;
 	}
+}
+
+static __always_inline int port_in(const volatile __u16 *ports, __u16 port)
+{
+	int i;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		if (ports[i] != 0 && ports[i] == port)
+			return 1;
+	return 0;
+}
+
+/* `p` is UDP to a tunnel port: if it is VXLAN or Geneve as the engine
+ * decodes it (decode/tunnel.rs `udp`), becomes the packet inside with the
+ * tunnel in its `tun_*` fields. Returns COUNTED with `p->up` still
+ * FS_UP_TUNNEL when the engine must see it (another tunnel, a header it
+ * would call broken, something unusual inside). */
+static __always_inline int decap(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 at = p->l4 + 8, end = p->end, inner, outer_bytes = p->ip_bytes, off;
+	__u8 h[8], kind;
+	__u16 et;
+	int r;
+
+	if (port_in(fs_vxlan_ports, p->dport))
+		kind = FS_TUN_VXLAN;
+	else if (port_in(fs_geneve_ports, p->dport))
+		kind = FS_TUN_GENEVE;
+	else
+		return COUNTED;
+	if (at + 8 > end || bpf_skb_load_bytes(skb, at, h, 8) < 0)
+		return COUNTED;
+	if (kind == FS_TUN_VXLAN) {
+		/* The I flag: the VNI is valid. */
+		if (!(h[0] & 0x08))
+			return COUNTED;
+		inner = at + 8;
+		et = 0x6558;
+	} else {
+		__u32 len = 8 + (__u32)(h[0] & 0x3f) * 4;
+		if (p->l4 + p->udp_len < at + 8 || h[7] != 0 || h[0] >> 6 != 0)
+			return COUNTED;
+		et = ((__u16)h[2] << 8) | h[3];
+		if (et != 0x6558 && et != 0x0800 && et != 0x86dd)
+			return COUNTED;
+		if (at + len > end)
+			return COUNTED;
+		inner = at + len;
+	}
+	__builtin_memcpy(p->tun_src, p->src, 16);
+	__builtin_memcpy(p->tun_dst, p->dst, 16);
+	p->tun_v6 = p->v6;
+	p->tun_sport = p->sport;
+	p->tun_dport = p->dport;
+	__builtin_memcpy(p->tun_mac, p->src_mac, 6);
+	__builtin_memset(p->src, 0, 32);
+	p->sport = p->dport = 0;
+	p->tcp_seq = p->tcp_ack = p->payload = p->flow_label = 0;
+	p->tcp_flags = 0;
+	p->protocol = p->v6 = p->ttl = p->tos = 0;
+	p->icmp_type = p->icmp_code = p->sctp_chunk = 0;
+	p->up = NOT_UP;
+	off = inner;
+	if (et == 0x6558) {
+		/* The inner frame's addresses are the flow's. */
+		r = parse_eth(skb, inner, p, &et, &off);
+		if (r != COUNTED)
+			return FS_UP_TUNNEL;
+	}
+	r = parse_ip(skb, off, et, end, p);
+	if (r != COUNTED || p->up != NOT_UP) {
+		p->up = NOT_UP;
+		return FS_UP_TUNNEL;
+	}
+	p->tun_kind = kind;
+	p->tun_id = ((__u32)h[4] << 16) | ((__u32)h[5] << 8) | h[6];
+	p->tun_bytes = outer_bytes - p->ip_bytes;
+	return COUNTED;
+}
+
+/* Parses the frame; returns COUNTED when the kernel can count it (or knows
+ * its flow, `p->up` saying why it goes up anyway), or why it goes to
+ * userspace. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 off;
+	__u16 et;
+	int r;
+
+	r = parse_eth(skb, 0, p, &et, &off);
+	if (r != COUNTED)
+		return r;
+	r = parse_ip(skb, off, et, skb->len, p);
+	if (r != COUNTED || p->up != FS_UP_TUNNEL || p->protocol != 17)
+		return r;
+	return decap(skb, p);
 }
 
 /* The Community ID port equivalent of an ICMP type (community_id.rs):
@@ -429,6 +563,16 @@ static __always_inline int make_key(const struct pkt *p, struct fs_key *k)
 	__u16 sport = p->sport, dport = p->dport;
 	int one_way = 0, from_a;
 
+	__builtin_memset(k, 0, sizeof(*k));
+	if (p->tun_kind) {
+		int lo = endpoint_cmp(p->tun_src, 0, p->tun_dst, 0) <= 0;
+		k->tun_kind = p->tun_kind;
+		k->tun_v6 = p->tun_v6;
+		k->tun_id = p->tun_id;
+		__builtin_memcpy(k->tun_lo, lo ? p->tun_src : p->tun_dst, 16);
+		__builtin_memcpy(k->tun_hi, lo ? p->tun_dst : p->tun_src, 16);
+	}
+
 	if (p->protocol == 1 || p->protocol == 58) {
 		int c = icmp_counterpart(p->protocol, p->icmp_type);
 		sport = p->icmp_type;
@@ -454,7 +598,6 @@ static __always_inline int make_key(const struct pkt *p, struct fs_key *k)
 	k->protocol = p->protocol;
 	k->v6 = p->v6;
 	k->one_way = one_way;
-	k->pad = 0;
 	return from_a;
 }
 
@@ -582,7 +725,12 @@ static __always_inline void account(struct fs_flow *f, const struct pkt *p, int 
 		s->flow_label = p->flow_label;
 		s->icmp_type = p->icmp_type;
 		s->icmp_code = p->icmp_code;
+		s->tun_sport = p->tun_sport;
+		s->tun_dport = p->tun_dport;
+		__builtin_memcpy(s->tun_mac, p->tun_mac, 6);
+		s->tun_from_lo = endpoint_cmp(p->tun_src, 0, p->tun_dst, 0) <= 0;
 	}
+	s->tun_bytes += p->tun_bytes;
 	s->packets += 1;
 	s->bytes += p->ip_bytes;
 	s->tcp_flags |= p->tcp_flags;
@@ -684,6 +832,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		account(n, p, side, now);
 		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
 			bump(FS_STAT_COUNTED);
+			if (p->tun_kind)
+				bump(FS_STAT_DECAP);
 			return TC_ACT_OK;
 		}
 		/* Another CPU made the entry first: count into it. Any other
@@ -706,6 +856,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);
 	bump(FS_STAT_COUNTED);
+	if (p->tun_kind)
+		bump(FS_STAT_DECAP);
 	return TC_ACT_OK;
 }
 

@@ -32,7 +32,8 @@ enum fs_stat {
 	FS_STAT_COUNTED = 1,   /* packets counted in the flow map */
 	FS_STAT_LOST = 2,      /* packets for userspace lost: ring buffer full */
 	FS_STAT_UP = 3,        /* FS_STAT_UP + reason: packets sent to userspace */
-	FS_STATS = FS_STAT_UP + FS_UP_REASONS,
+	FS_STAT_DECAP = FS_STAT_UP + FS_UP_REASONS, /* counted after decapsulation */
+	FS_STATS,
 };
 
 /* A flow, in the engine's order (flowspan_engine::FlowKey): endpoint a is
@@ -47,7 +48,18 @@ struct fs_key {
 	__u8 v6;
 	__u8 one_way;
 	__u8 pad;
+	/* The tunnel the packets came in (all zero when they did not): its
+	 * kind (FS_TUN_*), VNI and outer endpoints, the lower one first. */
+	__u8 tun_kind;
+	__u8 tun_v6;
+	__u8 tun_pad[2];
+	__u32 tun_id;
+	__u8 tun_lo[16];
+	__u8 tun_hi[16];
 };
+
+#define FS_TUN_VXLAN 1
+#define FS_TUN_GENEVE 2
 
 /* One direction of a flow, cumulative since the entry was made. */
 struct fs_side {
@@ -61,6 +73,15 @@ struct fs_side {
 	__u8 icmp_type;        /* first packet's ICMP type and code */
 	__u8 icmp_code;
 	__u8 pad[6];
+	/* Tunnelled flows: encapsulation bytes (cumulative), and the first
+	 * packet's outer UDP ports, outer source MAC and whether its outer
+	 * source was the key's tun_lo. */
+	__u64 tun_bytes;
+	__u16 tun_sport;
+	__u16 tun_dport;
+	__u8 tun_mac[6];
+	__u8 tun_from_lo;
+	__u8 tun_pad[3];
 };
 
 /* README "TCP latency", as engine/src/flow/tcp.rs keeps it; the sums and

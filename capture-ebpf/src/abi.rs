@@ -63,8 +63,10 @@ pub const STAT_COUNTED: u32 = 1;
 pub const STAT_LOST: u32 = 2;
 /// `FS_STAT_UP`: the first of the per-reason counters.
 pub const STAT_UP: u32 = 3;
+/// `FS_STAT_DECAP`: packets counted after decapsulation (VXLAN, Geneve).
+pub const STAT_DECAP: u32 = STAT_UP + UpReason::ALL.len() as u32;
 /// `FS_STATS`: the number of counters.
-pub const STATS: u32 = STAT_UP + UpReason::ALL.len() as u32;
+pub const STATS: u32 = STAT_DECAP + 1;
 
 /// `FS_SNAP`: bytes of a packet copied to userspace at most.
 pub const SNAP: usize = 9216;
@@ -103,7 +105,24 @@ pub struct FsKey {
     pub one_way: u8,
     /// Zero.
     pub pad: u8,
+    /// The tunnel the packets came in: [`TUN_VXLAN`], [`TUN_GENEVE`], or 0.
+    pub tun_kind: u8,
+    /// 1 for an IPv6 outer header.
+    pub tun_v6: u8,
+    /// Zero.
+    pub tun_pad: [u8; 2],
+    /// The VNI.
+    pub tun_id: u32,
+    /// The lower outer endpoint.
+    pub tun_lo: [u8; 16],
+    /// The higher outer endpoint.
+    pub tun_hi: [u8; 16],
 }
+
+/// `FS_TUN_VXLAN`.
+pub const TUN_VXLAN: u8 = 1;
+/// `FS_TUN_GENEVE`.
+pub const TUN_GENEVE: u8 = 2;
 
 /// `struct fs_side`: one direction, cumulative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +148,18 @@ pub struct FsSide {
     pub icmp_code: u8,
     /// Zero.
     pub pad: [u8; 6],
+    /// Encapsulation bytes (tunnelled flows).
+    pub tun_bytes: u64,
+    /// First packet's outer UDP source port.
+    pub tun_sport: u16,
+    /// First packet's outer UDP destination port.
+    pub tun_dport: u16,
+    /// First packet's outer source MAC.
+    pub tun_mac: [u8; 6],
+    /// 1 when the first packet's outer source was the key's `tun_lo`.
+    pub tun_from_lo: u8,
+    /// Zero.
+    pub tun_pad: [u8; 3],
 }
 
 /// `struct fs_tcp`: TCP timing, as `engine::flow::tcp` keeps it.
@@ -272,6 +303,11 @@ impl FsEvent {
         key.protocol = k[36];
         key.v6 = k[37];
         key.one_way = k[38];
+        key.tun_kind = k[40];
+        key.tun_v6 = k[41];
+        key.tun_id = u32::from_ne_bytes([k[44], k[45], k[46], k[47]]);
+        key.tun_lo.copy_from_slice(&k[48..64]);
+        key.tun_hi.copy_from_slice(&k[64..80]);
         Some(FsEvent {
             ts_ns: u64_at(0),
             ifindex: u32_at(8),
@@ -363,15 +399,32 @@ mod tests {
             structs,
             "fs_key",
             FsKey,
-            [a, b, a_port, b_port, protocol, v6, one_way, pad]
+            [
+                a, b, a_port, b_port, protocol, v6, one_way, pad, tun_kind, tun_v6, tun_pad,
+                tun_id, tun_lo, tun_hi
+            ]
         );
         check!(
             structs,
             "fs_side",
             FsSide,
             [
-                packets, bytes, first_ns, tcp_flags, ttl, tos, flow_label, icmp_type, icmp_code,
-                pad
+                packets,
+                bytes,
+                first_ns,
+                tcp_flags,
+                ttl,
+                tos,
+                flow_label,
+                icmp_type,
+                icmp_code,
+                pad,
+                tun_bytes,
+                tun_sport,
+                tun_dport,
+                tun_mac,
+                tun_from_lo,
+                tun_pad
             ]
         );
         check!(
@@ -430,6 +483,10 @@ mod tests {
         };
         key.a[15] = 1;
         key.b[0] = 0xfe;
+        key.tun_kind = TUN_GENEVE;
+        key.tun_id = 0x00ab_cdef;
+        key.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
+        key.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
         let e = FsEvent {
             ts_ns: 0x0102_0304_0506_0708,
             ifindex: 7,
@@ -456,6 +513,10 @@ mod tests {
         bytes.extend_from_slice(&key.a_port.to_ne_bytes());
         bytes.extend_from_slice(&key.b_port.to_ne_bytes());
         bytes.extend_from_slice(&[key.protocol, key.v6, key.one_way, 0]);
+        bytes.extend_from_slice(&[key.tun_kind, key.tun_v6, 0, 0]);
+        bytes.extend_from_slice(&key.tun_id.to_ne_bytes());
+        bytes.extend_from_slice(&key.tun_lo);
+        bytes.extend_from_slice(&key.tun_hi);
         assert_eq!(bytes.len(), size_of::<FsEvent>());
         assert_eq!(FsEvent::read(&bytes), Some(e));
         assert_eq!(FsEvent::read(&bytes[..bytes.len() - 1]), None);

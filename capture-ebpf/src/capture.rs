@@ -50,6 +50,11 @@ pub struct EbpfConfig {
     /// UDP ports whose packets the engine looks into (tunnels, NAT-T,
     /// WireGuard): sent up whole.
     pub udp_ports: Vec<u16>,
+    /// The engine's VXLAN ports: the programs decapsulate what arrives on
+    /// the first four.
+    pub vxlan_ports: Vec<u16>,
+    /// The engine's Geneve ports, likewise.
+    pub geneve_ports: Vec<u16>,
     /// The engine looks for Teredo on any UDP port.
     pub teredo_anywhere: bool,
     /// How often the flow map is read.
@@ -68,6 +73,8 @@ impl Default for EbpfConfig {
             ring_bytes: 8 << 20,
             timeouts: Timeouts::default(),
             udp_ports: Vec::new(),
+            vxlan_ports: vec![4789, 8472],
+            geneve_ports: vec![6081],
             teredo_anywhere: true,
             scan_interval: Duration::from_millis(500),
             verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
@@ -355,10 +362,20 @@ impl EbpfCapture {
             ports[usize::from(p >> 5)] |= 1 << (p & 31);
         }
         let teredo = u8::from(config.teredo_anywhere);
+        let four = |ports: &[u16]| {
+            let mut a = [0u16; 4];
+            for (slot, p) in a.iter_mut().zip(ports) {
+                *slot = *p;
+            }
+            a
+        };
+        let (vxlan, geneve) = (four(&config.vxlan_ports), four(&config.geneve_ports));
         let mut ebpf = EbpfLoader::new()
             .override_global("fs_idle_ns", &idle, true)
             .override_global("fs_udp_ports", &ports, true)
             .override_global("fs_teredo_anywhere", &teredo, true)
+            .override_global("fs_vxlan_ports", &vxlan, true)
+            .override_global("fs_geneve_ports", &geneve, true)
             .map_max_entries("fs_flows", config.flows)
             .map_max_entries("fs_events", config.ring_bytes)
             .load(crate::OBJECT)
@@ -526,6 +543,7 @@ impl EbpfCapture {
                 abi::STAT_PACKETS => c.packets = sum,
                 abi::STAT_COUNTED => c.counted = sum,
                 abi::STAT_LOST => c.lost = sum,
+                abi::STAT_DECAP => c.decapsulated = sum,
                 _ => c.up[(i - abi::STAT_UP) as usize] = sum,
             }
         }

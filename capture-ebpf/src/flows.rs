@@ -9,17 +9,19 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use engine::FirstPacket;
-use engine::FlowKey;
-use engine::{FlowObservation, Opening, SideDelta, TcpSamples};
+use engine::decode::{Encap, TunnelHeader, TunnelKind};
+use engine::{
+    FirstPacket, FlowKey, FlowObservation, ObservedEncap, Opening, SideDelta, TcpSamples,
+};
 
-use crate::abi::{FsFlow, FsKey, tcp_flags};
+use crate::abi::{FsFlow, FsKey, TUN_GENEVE, TUN_VXLAN, tcp_flags};
 
 /// What was handed on for one entry.
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
     packets: [u64; 2],
     bytes: [u64; 2],
+    tunnel_bytes: [u64; 2],
     samples: u32,
     gap_sum_ns: u64,
     jitter_sum_ns: u64,
@@ -35,24 +37,74 @@ pub struct Tracker {
     seen: HashMap<FsKey, Seen>,
 }
 
+/// An address as the kernel keeps it: 16 bytes, IPv4 in the first 4.
+fn address(bytes: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+/// The tunnel kind of a kernel key, if its packets were tunnelled.
+fn tunnel_kind(k: &FsKey) -> Option<TunnelKind> {
+    match k.tun_kind {
+        TUN_VXLAN => Some(TunnelKind::Vxlan),
+        TUN_GENEVE => Some(TunnelKind::Geneve),
+        _ => None,
+    }
+}
+
 /// The engine's key of a kernel key.
 pub fn flow_key(k: &FsKey) -> FlowKey {
-    let addr = |b: &[u8; 16]| -> IpAddr {
-        if k.v6 != 0 {
-            IpAddr::V6(Ipv6Addr::from(*b))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-        }
-    };
+    let v6 = k.v6 != 0;
+    let tunnel = tunnel_kind(k).map_or(0, |kind| {
+        let tv6 = k.tun_v6 != 0;
+        Encap::one_tunnel_fingerprint(
+            kind,
+            Some(k.tun_id),
+            address(&k.tun_lo, tv6),
+            address(&k.tun_hi, tv6),
+        )
+    });
     FlowKey {
         protocol: k.protocol,
         one_way: k.one_way != 0,
-        a: addr(&k.a),
+        a: address(&k.a, v6),
         a_port: k.a_port,
-        b: addr(&k.b),
+        b: address(&k.b, v6),
         b_port: k.b_port,
-        tunnel: 0,
+        tunnel,
     }
+}
+
+/// What a tunnelled entry's snapshot says of its tunnel since `seen`.
+fn observed_encap(key: &FsKey, kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> ObservedEncap {
+    let tv6 = key.tun_v6 != 0;
+    let (lo, hi) = (address(&key.tun_lo, tv6), address(&key.tun_hi, tv6));
+    let mut e = ObservedEncap::default();
+    for (side, s) in flow.side.iter().enumerate() {
+        if s.packets == 0 {
+            continue;
+        }
+        let (src, dst) = if s.tun_from_lo != 0 {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
+        e.tunnel[side] = Some(TunnelHeader {
+            kind,
+            id: Some(key.tun_id),
+            src,
+            dst,
+            src_port: s.tun_sport,
+            dst_port: s.tun_dport,
+            transport: 17,
+            src_mac: s.tun_mac,
+        });
+        e.tunnel_bytes[side] = s.tun_bytes.saturating_sub(seen.tunnel_bytes[side]);
+    }
+    e
 }
 
 impl Tracker {
@@ -127,11 +179,15 @@ impl Tracker {
         if key.protocol == 6 {
             o.tcp = tcp_samples(flow, seen);
         }
+        if let Some(kind) = tunnel_kind(key) {
+            o.encap = Some(Box::new(observed_encap(key, kind, flow, seen)));
+        }
         // Never backwards: a snapshot older than one already handed on
         // (taken before it, handed on after) adds nothing.
         for side in 0..2 {
             seen.packets[side] = seen.packets[side].max(flow.side[side].packets);
             seen.bytes[side] = seen.bytes[side].max(flow.side[side].bytes);
+            seen.tunnel_bytes[side] = seen.tunnel_bytes[side].max(flow.side[side].tun_bytes);
         }
         seen.last_ns = seen.last_ns.max(flow.last_ns);
         Some(o)
@@ -298,6 +354,67 @@ mod tests {
         let again = t.observe(&k, &flow([1, 0], 0, 0), 0).expect("a new entry");
         assert!(again.opening.is_some());
         assert_eq!(again.sides[0].packets, 1);
+    }
+
+    /// An Ethernet/IPv4 frame from `src` to `dst` carrying UDP `payload`.
+    fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = u16::try_from(20 + 8 + payload.len()).unwrap();
+        f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&(total - 20).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn a_vxlan_entry_has_the_key_and_tunnel_the_decoder_gives_its_packets() {
+        // VXLAN (VNI 0x1234) from 192.0.2.2 to 192.0.2.1 around UDP from
+        // 10.1.0.2:5000 to 10.1.0.1:53.
+        let inner = udp_frame([10, 1, 0, 2], [10, 1, 0, 1], 5000, 53, &[0; 10]);
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0x12, 0x34, 0];
+        vxlan.extend_from_slice(&inner);
+        let outer = udp_frame([192, 0, 2, 2], [192, 0, 2, 1], 33333, 4789, &vxlan);
+        let engine::Decoded::Ip(p) = engine::decode(engine::LinkType::ETHERNET, &outer) else {
+            panic!("decodes");
+        };
+        let (want, from_a) = FlowKey::from_packet(&p);
+        assert!(!from_a, "10.1.0.1 is endpoint a");
+        let mut k = FsKey {
+            a_port: 53,
+            b_port: 5000,
+            protocol: 17,
+            tun_kind: TUN_VXLAN,
+            tun_id: 0x1234,
+            ..FsKey::default()
+        };
+        k.a[..4].copy_from_slice(&[10, 1, 0, 1]);
+        k.b[..4].copy_from_slice(&[10, 1, 0, 2]);
+        k.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
+        k.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
+        assert_eq!(flow_key(&k), want);
+
+        let mut f = flow([0, 1], 0, 0);
+        f.side[1].tun_bytes = 50;
+        f.side[1].tun_sport = 33333;
+        f.side[1].tun_dport = 4789;
+        f.side[1].tun_mac = [2, 0, 0, 0, 0, 1];
+        f.side[1].tun_from_lo = 0;
+        let o = Tracker::default().observe(&k, &f, 0).unwrap();
+        let e = o.encap.expect("a tunnelled flow");
+        let x = p.extra.as_ref().expect("the decoder's encapsulation");
+        assert_eq!(
+            e.tunnel[1], x.encap.tunnel,
+            "the header as the decoder reads it"
+        );
+        assert_eq!(e.tunnel[0], None);
+        assert_eq!(u64::from(x.encap.tunnel_bytes), 50);
+        assert_eq!(e.tunnel_bytes, [0, 50]);
     }
 
     #[test]

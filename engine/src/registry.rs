@@ -334,6 +334,8 @@ pub struct ProgramCounts {
     pub lost: u64,
     /// Packets sent to userspace whole, by [`UP_REASONS`].
     pub up: [u64; 9],
+    /// Of the packets counted, those decapsulated in the kernel.
+    pub decapsulated: u64,
     /// Flow map entries now.
     pub entries: u64,
     /// Flow map entries deleted after they ended.
@@ -350,16 +352,17 @@ impl ProgramCounts {
 /// Where kernel programs' counters are published; see
 /// [`Registry::programs`].
 #[derive(Debug, Clone)]
-pub struct ProgramSlot(Arc<[Cell; 14]>);
+pub struct ProgramSlot(Arc<[Cell; 15]>);
 
 impl ProgramSlot {
     /// Publishes the programs' counters so far.
     pub fn publish(&self, c: &ProgramCounts) {
-        let mut values = [0; 14];
+        let mut values = [0; 15];
         values[..3].copy_from_slice(&[c.packets, c.counted, c.lost]);
         values[3..12].copy_from_slice(&c.up);
         values[12] = c.entries;
         values[13] = c.collected;
+        values[14] = c.decapsulated;
         set_all(&self.0[..], &values);
     }
 
@@ -374,6 +377,7 @@ impl ProgramSlot {
             up,
             entries: v[12],
             collected: v[13],
+            decapsulated: v[14],
         }
     }
 }

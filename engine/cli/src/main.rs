@@ -23,6 +23,7 @@ use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource};
 use clap::Parser;
+use engine::decode::UdpTunnel;
 use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
 use exporter::otlp::Protocol;
@@ -140,6 +141,8 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 ring_bytes: args.ebpf_ring_size,
                 timeouts: flow.timeouts,
                 udp_ports: decoder.udp_ports_looked_into(),
+                vxlan_ports: decoder.tunnel_ports.ports(UdpTunnel::Vxlan).collect(),
+                geneve_ports: decoder.tunnel_ports.ports(UdpTunnel::Geneve).collect(),
                 teredo_anywhere: decoder.teredo_anywhere(),
                 scan_interval: Duration::from_nanos(args.ebpf_scan_interval),
                 attach: match args.ebpf_attach {

@@ -66,9 +66,10 @@ impl fmt::Display for Summary<'_> {
         let share = |n: u64| 100.0 * n as f64 / programs.packets.max(1) as f64;
         writeln!(
             f,
-            "  eBPF programs: {} packets counted in the kernel ({:.1} %), handed on as {} flow observations",
+            "  eBPF programs: {} packets counted in the kernel ({:.1} %, {} of them decapsulated), handed on as {} flow observations",
             programs.counted,
             share(programs.counted),
+            programs.decapsulated,
             d.flow_observations
         )?;
         write!(

@@ -82,6 +82,14 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     // (fragments, tunnels, malformed headers) notwithstanding.
     let counted = summary_number(&stderr, "eBPF programs: ");
     assert!(counted > 100, "{stderr}");
+    // VXLAN and Geneve decapsulated in the kernel, with the same spans.
+    let decapsulated: u64 = stderr
+        .split(" of them decapsulated")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(decapsulated >= 10, "{stderr}");
     assert!(
         stderr.contains("packets lost (ring buffer full)"),
         "{stderr}"

@@ -135,6 +135,19 @@ pub struct Encap {
 }
 
 impl Encap {
+    /// The fingerprint of a packet that came in one tunnel of `kind` between
+    /// `src` and `dst` with `shared_id` (the identifier both directions
+    /// carry, as VXLAN's and Geneve's VNI): what a kernel program that
+    /// decapsulates such packets itself gives the flow key.
+    pub fn one_tunnel_fingerprint(
+        kind: TunnelKind,
+        shared_id: Option<u32>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> u64 {
+        fold(0, Some(kind), shared_id, src, dst)
+    }
+
     /// Whether the packet was tunnelled.
     pub fn is_tunnelled(&self) -> bool {
         self.fingerprint != 0

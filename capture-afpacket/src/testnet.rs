@@ -263,7 +263,7 @@ pub fn udp_frame_from(client: [u8; 4], flow: u16, reply: bool, vlan: Option<u16>
 }
 
 /// The 16-bit ones' complement sum of `bytes` (the IP and ICMP checksum).
-fn checksum(bytes: &[u8]) -> u16 {
+pub fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))

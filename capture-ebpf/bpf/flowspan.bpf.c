@@ -36,6 +36,9 @@ const volatile __u32 fs_udp_ports[2048] = {};
  * packets the programs decapsulate. More ports than fit here go up. */
 const volatile __u16 fs_vxlan_ports[4] = {4789, 8472};
 const volatile __u16 fs_geneve_ports[4] = {6081};
+/* 1: a flow's first interface keeps it, its packets on other interfaces
+ * are left out (engine InterfaceFlows::First); 0: one flow per interface. */
+const volatile __u8 fs_first_interface = 0;
 /* The engine looks for Teredo on any UDP port. */
 const volatile __u8 fs_teredo_anywhere = 1;
 
@@ -749,7 +752,8 @@ static __always_inline void account(struct fs_flow *f, const struct pkt *p, int 
  * on all the flow's packets do, so that the engine times the flow from
  * its own packets (README "TCP latency" needs them in order, on one side
  * of the boundary). What the entry counted so far is handed on first. */
-static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w, __u64 now)
+static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w, __u64 now,
+				      __u32 ifindex)
 {
 	struct fs_flow *f = bpf_map_lookup_elem(&fs_flows, k);
 	struct fs_flow *n;
@@ -767,6 +771,7 @@ static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w,
 	}
 	n = (struct fs_flow *)w->n;
 	__builtin_memset(n, 0, sizeof(*n));
+	n->ifindex = ifindex;
 	n->first_ns = now;
 	n->last_ns = now;
 	n->idle_ns = fs_idle_ns[0];
@@ -798,12 +803,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		return up(skb, p->up != NOT_UP ? p->up : r, now, egress, 0);
 	from_a = make_key(p, &w->k);
 	side = from_a ? 0 : 1;
+	if (!fs_first_interface)
+		w->k.ifindex = skb->ifindex;
 	/* Parsed, but the engine must see this packet itself. Its key goes
 	 * with it, so that the flow's counts in the map are handed on
 	 * first and the engine sees the flow's packets in order. */
 	if (p->up != NOT_UP) {
 		if (p->protocol == 6)
-			hand_over(&w->k, w, now);
+			hand_over(&w->k, w, now, skb->ifindex);
 		return up(skb, p->up, now, egress, &w->k);
 	}
 
@@ -846,6 +853,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	if (f->closed || (now > f->last_ns && now - f->last_ns > f->idle_ns)) {
 		bpf_spin_unlock(&f->lock);
 		return up(skb, FS_UP_FROZEN, now, egress, &w->k);
+	}
+	if (f->ifindex != skb->ifindex) {
+		/* Only when the flow's first interface keeps it. */
+		bpf_spin_unlock(&f->lock);
+		bump(FS_STAT_DUPLICATE);
+		return TC_ACT_OK;
 	}
 	if (f->user) {
 		if (now > f->last_ns)

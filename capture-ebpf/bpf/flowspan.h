@@ -33,6 +33,7 @@ enum fs_stat {
 	FS_STAT_LOST = 2,      /* packets for userspace lost: ring buffer full */
 	FS_STAT_UP = 3,        /* FS_STAT_UP + reason: packets sent to userspace */
 	FS_STAT_DECAP = FS_STAT_UP + FS_UP_REASONS, /* counted after decapsulation */
+	FS_STAT_DUPLICATE,     /* seen on an interface other than its flow's (left out) */
 	FS_STATS,
 };
 
@@ -56,6 +57,9 @@ struct fs_key {
 	__u32 tun_id;
 	__u8 tun_lo[16];
 	__u8 tun_hi[16];
+	/* The interface, when flows are kept apart per interface (0 when a
+	 * flow's first interface keeps it). */
+	__u32 ifindex;
 };
 
 #define FS_TUN_VXLAN 1

@@ -65,8 +65,11 @@ pub const STAT_LOST: u32 = 2;
 pub const STAT_UP: u32 = 3;
 /// `FS_STAT_DECAP`: packets counted after decapsulation (VXLAN, Geneve).
 pub const STAT_DECAP: u32 = STAT_UP + UpReason::ALL.len() as u32;
+/// `FS_STAT_DUPLICATE`: packets seen on an interface other than their
+/// flow's, left out.
+pub const STAT_DUPLICATE: u32 = STAT_DECAP + 1;
 /// `FS_STATS`: the number of counters.
-pub const STATS: u32 = STAT_DECAP + 1;
+pub const STATS: u32 = STAT_DUPLICATE + 1;
 
 /// `FS_SNAP`: bytes of a packet copied to userspace at most.
 pub const SNAP: usize = 9216;
@@ -117,6 +120,8 @@ pub struct FsKey {
     pub tun_lo: [u8; 16],
     /// The higher outer endpoint.
     pub tun_hi: [u8; 16],
+    /// The interface, when flows are kept apart per interface.
+    pub ifindex: u32,
 }
 
 /// `FS_TUN_VXLAN`.
@@ -308,6 +313,7 @@ impl FsEvent {
         key.tun_id = u32::from_ne_bytes([k[44], k[45], k[46], k[47]]);
         key.tun_lo.copy_from_slice(&k[48..64]);
         key.tun_hi.copy_from_slice(&k[64..80]);
+        key.ifindex = u32::from_ne_bytes([k[80], k[81], k[82], k[83]]);
         Some(FsEvent {
             ts_ns: u64_at(0),
             ifindex: u32_at(8),
@@ -401,7 +407,7 @@ mod tests {
             FsKey,
             [
                 a, b, a_port, b_port, protocol, v6, one_way, pad, tun_kind, tun_v6, tun_pad,
-                tun_id, tun_lo, tun_hi
+                tun_id, tun_lo, tun_hi, ifindex
             ]
         );
         check!(
@@ -484,6 +490,7 @@ mod tests {
         key.a[15] = 1;
         key.b[0] = 0xfe;
         key.tun_kind = TUN_GENEVE;
+        key.ifindex = 9;
         key.tun_id = 0x00ab_cdef;
         key.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
         key.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
@@ -517,6 +524,9 @@ mod tests {
         bytes.extend_from_slice(&key.tun_id.to_ne_bytes());
         bytes.extend_from_slice(&key.tun_lo);
         bytes.extend_from_slice(&key.tun_hi);
+        bytes.extend_from_slice(&key.ifindex.to_ne_bytes());
+        // The struct's tail padding (its alignment is 8).
+        bytes.extend_from_slice(&[0; 4]);
         assert_eq!(bytes.len(), size_of::<FsEvent>());
         assert_eq!(FsEvent::read(&bytes), Some(e));
         assert_eq!(FsEvent::read(&bytes[..bytes.len() - 1]), None);

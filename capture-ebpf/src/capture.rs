@@ -57,6 +57,9 @@ pub struct EbpfConfig {
     pub geneve_ports: Vec<u16>,
     /// The engine looks for Teredo on any UDP port.
     pub teredo_anywhere: bool,
+    /// A flow's first interface keeps it (`engine::InterfaceFlows::First`);
+    /// otherwise each interface has its own flow.
+    pub first_interface: bool,
     /// How often the flow map is read.
     pub scan_interval: Duration,
     /// Where a verifier rejection's log is written.
@@ -76,6 +79,7 @@ impl Default for EbpfConfig {
             vxlan_ports: vec![4789, 8472],
             geneve_ports: vec![6081],
             teredo_anywhere: true,
+            first_interface: false,
             scan_interval: Duration::from_millis(500),
             verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
             attach: None,
@@ -261,8 +265,16 @@ fn load_error(program: &str, e: ProgramError, log: &Path) -> EbpfError {
             };
             if io_error.kind() == io::ErrorKind::PermissionDenied && text.trim().is_empty() {
                 EbpfError::Load(format!(
-                    "{program}: {io_error}: loading TC programs needs CAP_BPF and CAP_NET_ADMIN \
-                     (CAP_SYS_ADMIN before Linux 5.8), or root"
+                    "{program}: {io_error}: loading TC programs needs CAP_BPF, CAP_PERFMON and \
+                     CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8), or root"
+                ))
+            } else if text.contains("prohibited for !root") {
+                // Without CAP_PERFMON the verifier refuses pointer
+                // arithmetic it otherwise allows (Spectre hardening).
+                EbpfError::Load(format!(
+                    "the kernel's verifier rejected {program} ({io_error}) as it does without \
+                     CAP_PERFMON: grant CAP_PERFMON besides CAP_BPF and CAP_NET_ADMIN, or run as \
+                     root; {saved}"
                 ))
             } else {
                 EbpfError::Load(format!(
@@ -375,6 +387,7 @@ impl EbpfCapture {
             .override_global("fs_udp_ports", &ports, true)
             .override_global("fs_teredo_anywhere", &teredo, true)
             .override_global("fs_vxlan_ports", &vxlan, true)
+            .override_global("fs_first_interface", &u8::from(config.first_interface), true)
             .override_global("fs_geneve_ports", &geneve, true)
             .map_max_entries("fs_flows", config.flows)
             .map_max_entries("fs_events", config.ring_bytes)
@@ -544,6 +557,7 @@ impl EbpfCapture {
                 abi::STAT_COUNTED => c.counted = sum,
                 abi::STAT_LOST => c.lost = sum,
                 abi::STAT_DECAP => c.decapsulated = sum,
+                abi::STAT_DUPLICATE => c.duplicates = sum,
                 _ => c.up[(i - abi::STAT_UP) as usize] = sum,
             }
         }

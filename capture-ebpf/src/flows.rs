@@ -58,6 +58,9 @@ fn tunnel_kind(k: &FsKey) -> Option<TunnelKind> {
 /// The engine's key of a kernel key.
 pub fn flow_key(k: &FsKey) -> FlowKey {
     let v6 = k.v6 != 0;
+    // As the flow table keys a packet (its `key_of`): the tunnels'
+    // fingerprint, with the interface mixed in when the program keeps
+    // flows apart per interface.
     let tunnel = tunnel_kind(k).map_or(0, |kind| {
         let tv6 = k.tun_v6 != 0;
         Encap::one_tunnel_fingerprint(
@@ -74,7 +77,7 @@ pub fn flow_key(k: &FsKey) -> FlowKey {
         a_port: k.a_port,
         b: address(&k.b, v6),
         b_port: k.b_port,
-        tunnel,
+        scope: FlowKey::scoped_to_interface(tunnel, k.ifindex),
     }
 }
 

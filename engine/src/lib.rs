@@ -48,7 +48,9 @@ pub mod wire;
 pub use community_id::CommunityId;
 pub use decode::{Decoded, Fragment, LinkType, PacketRepr, SkipReason, decode};
 pub use error::{DecodeError, DecodeErrorKind, Layer};
-pub use flow::config::{DEFAULT_MAX_FRAGMENTS, FLOW_BYTES, FlowConfig, IpNet, Timeouts};
+pub use flow::config::{
+    DEFAULT_MAX_FRAGMENTS, FLOW_BYTES, FlowConfig, InterfaceFlows, IpNet, Timeouts,
+};
 pub use flow::host::{HostSockets, HostView, Listener};
 pub use flow::key::FlowKey;
 pub use flow::observation::{FlowObservation, ObservedEncap, Opening, SideDelta, TcpSamples};

@@ -246,6 +246,7 @@ struct TableCells {
     evicted: Cell,
     peak_flows: Cell,
     peak_memory_bytes: Cell,
+    duplicates: Cell,
 }
 
 /// Where a worker publishes its table's counters; see [`Registry::table`].
@@ -265,6 +266,7 @@ impl TableSlot {
         c.evicted.set(stats.evicted);
         c.peak_flows.set(stats.peak_flows);
         c.peak_memory_bytes.set(stats.peak_memory_bytes);
+        c.duplicates.set(stats.duplicates);
     }
 }
 
@@ -336,6 +338,9 @@ pub struct ProgramCounts {
     pub up: [u64; 9],
     /// Of the packets counted, those decapsulated in the kernel.
     pub decapsulated: u64,
+    /// Packets seen on an interface other than their flow's, left out
+    /// (`InterfaceFlows::First`).
+    pub duplicates: u64,
     /// Flow map entries now.
     pub entries: u64,
     /// Flow map entries deleted after they ended.
@@ -352,17 +357,18 @@ impl ProgramCounts {
 /// Where kernel programs' counters are published; see
 /// [`Registry::programs`].
 #[derive(Debug, Clone)]
-pub struct ProgramSlot(Arc<[Cell; 15]>);
+pub struct ProgramSlot(Arc<[Cell; 16]>);
 
 impl ProgramSlot {
     /// Publishes the programs' counters so far.
     pub fn publish(&self, c: &ProgramCounts) {
-        let mut values = [0; 15];
+        let mut values = [0; 16];
         values[..3].copy_from_slice(&[c.packets, c.counted, c.lost]);
         values[3..12].copy_from_slice(&c.up);
         values[12] = c.entries;
         values[13] = c.collected;
         values[14] = c.decapsulated;
+        values[15] = c.duplicates;
         set_all(&self.0[..], &values);
     }
 
@@ -378,6 +384,7 @@ impl ProgramSlot {
             entries: v[12],
             collected: v[13],
             decapsulated: v[14],
+            duplicates: v[15],
         }
     }
 }
@@ -659,6 +666,7 @@ impl Registry {
                 evicted: t.evicted.get(),
                 peak_flows: t.peak_flows.get(),
                 peak_memory_bytes: t.peak_memory_bytes.get(),
+                duplicates: t.duplicates.get(),
             });
             open_flows += t.open.get();
         }

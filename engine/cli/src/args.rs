@@ -88,6 +88,14 @@ pub struct Args {
           help_heading = "Live capture")]
     pub ring_blocks: u32,
 
+    /// What a flow whose packets cross several of the -i interfaces (a pod's veth and
+    /// the uplink) becomes. `separate`: one flow, and so one span per record, per
+    /// interface, each saying which (`network.interface.*`). `first`: one flow in
+    /// total, kept by the interface its first packet was seen on; its packets on the
+    /// other interfaces are left out and counted as duplicates.
+    #[arg(long, value_enum, default_value_t = InterfaceFlowsArg::Separate, help_heading = "Live capture")]
+    pub interface_flows: InterfaceFlowsArg,
+
     /// eBPF backend: flow map entries. The kernel allocates them all when the programs
     /// load, about 304 bytes each (the default takes 19 MiB), memory no cgroup is
     /// charged for; at most 4194304 and a quarter of the memory available. A new flow
@@ -336,6 +344,15 @@ pub enum Backend {
     Afpacket,
     /// eBPF TC programs that count flows in the kernel (README "eBPF backend").
     Ebpf,
+}
+
+/// `--interface-flows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InterfaceFlowsArg {
+    /// One flow per interface.
+    Separate,
+    /// One flow in total, on the first interface.
+    First,
 }
 
 /// How the eBPF programs are attached.

@@ -24,13 +24,15 @@ use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource};
 use clap::Parser;
 use engine::decode::UdpTunnel;
-use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, Timeouts, drive};
+use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
 use exporter::otlp::Protocol;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping};
 use exporter::{Encodings, encode_spans};
-use flowspan_cli::args::{self, Args, Backend, EbpfAttach, decoder, flow_limit, opt_in};
+use flowspan_cli::args::{
+    self, Args, Backend, EbpfAttach, InterfaceFlowsArg, decoder, flow_limit, opt_in,
+};
 
 use crate::export::{open_output, otlp_config, resource, start_export};
 use crate::output::JsonSink;
@@ -117,6 +119,10 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         max_flows,
         community_id_seed: args.community_id_seed,
         local_nets: args.local_nets.clone(),
+        interfaces: match args.interface_flows {
+            InterfaceFlowsArg::Separate => InterfaceFlows::Separate,
+            InterfaceFlowsArg::First => InterfaceFlows::First,
+        },
         ..FlowConfig::default()
     };
     let resource = resource(args)?;
@@ -144,6 +150,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 vxlan_ports: decoder.tunnel_ports.ports(UdpTunnel::Vxlan).collect(),
                 geneve_ports: decoder.tunnel_ports.ports(UdpTunnel::Geneve).collect(),
                 teredo_anywhere: decoder.teredo_anywhere(),
+                first_interface: args.interface_flows == InterfaceFlowsArg::First,
                 scan_interval: Duration::from_nanos(args.ebpf_scan_interval),
                 attach: match args.ebpf_attach {
                     EbpfAttach::Auto => None,

@@ -187,6 +187,13 @@ impl Summary<'_> {
             "  flows: {} (most open at once, summed over workers: {})",
             t.flows, t.peak_flows
         )?;
+        let duplicates = t.duplicates + c.programs.map_or(0, |p| p.duplicates);
+        if live {
+            writeln!(
+                f,
+                "  packets left out as seen on a second interface (--interface-flows first): {duplicates}"
+            )?;
+        }
         writeln!(
             f,
             "  flow table memory at that peak: {:.1} MB ({} bytes per open flow)",

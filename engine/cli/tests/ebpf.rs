@@ -368,4 +368,157 @@ fn missing_privileges_bad_settings_and_unknown_interfaces_are_one_line_errors() 
             && stderr.ends_with("needs CAP_BPF (CAP_SYS_ADMIN before Linux 5.8), or root\n"),
         "{stderr}"
     );
+    if !is_root {
+        return;
+    }
+    // With CAP_BPF and CAP_NET_ADMIN but not CAP_PERFMON, the verifier
+    // rejects the programs: one line naming the missing capability and the
+    // file that holds the verifier's log.
+    let caps = "-perfmon,-sys_admin";
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", caps, "--inh-caps", caps, "--"])
+        .arg(env!("CARGO_BIN_EXE_engine"))
+        .args(["-i", "lo", "--backend", "ebpf"])
+        .output()
+        .expect("running engine");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "engine: error: loading the eBPF programs failed: the kernel's verifier rejected \
+             flowspan_ingress (Permission denied (os error 13)) as it does without CAP_PERFMON"
+        ),
+        "{stderr}"
+    );
+    let log = stderr
+        .split("the verifier's log is in ")
+        .nth(1)
+        .expect("the log's path")
+        .trim_end();
+    let text = std::fs::read_to_string(log).expect("the verifier's log");
+    assert!(text.contains("prohibited for !root"), "{text}");
+}
+
+/// Sleeps until `deadline`, spinning for the last 200 µs (a VM's timer
+/// oversleeps by tens of microseconds, more under load).
+fn sleep_until(deadline: std::time::Instant) {
+    loop {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        let left = deadline - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(200));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Each span's TCP latency attributes, by Community ID and source port.
+fn latencies(json: &[u8]) -> std::collections::BTreeMap<String, Vec<(String, i64)>> {
+    spans(json)
+        .iter()
+        .filter(|s| common::s(s, "network.transport") == "tcp")
+        .map(|s| {
+            let attrs = common::attrs(s);
+            let values = attrs
+                .keys()
+                .filter(|k| {
+                    k.starts_with("flow.tcp.")
+                        && (k.ends_with(".latency") || k.ends_with(".jitter"))
+                })
+                .map(|k| (k.clone(), common::i(s, k)))
+                .collect();
+            let id = format!(
+                "{} {}",
+                common::s(s, "flow.community_id"),
+                common::i(s, "source.port")
+            );
+            (id, values)
+        })
+        .collect()
+}
+
+#[test]
+fn latency_values_agree_with_pcap_mode_on_a_replay_with_its_timing() {
+    let Some(ns) = namespace("l") else { return };
+    // latency.pcap with its timing, but gaps over 50 ms cut to 50 ms (they
+    // separate its flows; no latency sample spans one), so that the replay
+    // takes about 1.2 s. pcap mode reads the same timing from a file.
+    let path = common::root().join("testdata/pcap/latency.pcap");
+    let mut reader = capture_pcap::CaptureReader::open(&path).expect("fixture");
+    let (mut frames, mut times) = (Vec::new(), Vec::new());
+    let (mut last, mut at) = (None, 0u64);
+    while let Some(f) = reader.next_frame().expect("fixture reads") {
+        let gap = last.map_or(0, |l: u64| f.ts_ns - l).min(50_000_000);
+        last = Some(f.ts_ns);
+        at += gap;
+        frames.push(f.data.to_vec());
+        times.push(at);
+    }
+    let dir = scratch("latency");
+    let sent_pcap = dir.join("sent.pcap");
+    let mut pcap = flowspan_testdata::Pcap::new(1);
+    for (f, t) in frames.iter().zip(&times) {
+        pcap.add(1_700_000_000_000_000_000 + t, f);
+    }
+    std::fs::write(&sent_pcap, pcap.take_bytes()).expect("writing sent.pcap");
+    let from_pcap = engine(&["--pcap", sent_pcap.to_str().expect("path"), "-q"]);
+    assert_eq!(from_pcap.status.code(), Some(0));
+
+    let out = dir.join("ebpf.json");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--backend",
+            "ebpf",
+            "-o",
+            out.to_str().expect("path"),
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let start = std::time::Instant::now() + Duration::from_millis(10);
+    for (f, t) in frames.iter().zip(&times) {
+        sleep_until(start + Duration::from_nanos(*t));
+        sender.send(f).expect("sending a frame");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let want = latencies(&from_pcap.stdout);
+    let got = latencies(&std::fs::read(&out).expect("output"));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "the same TCP spans"
+    );
+    let (mut compared, mut worst) = (0, 0);
+    for (id, want) in &want {
+        let got = &got[id];
+        let names = |v: &[(String, i64)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(names(got), names(want), "{id}: the same latency attributes");
+        for ((name, w), (_, g)) in want.iter().zip(got) {
+            // The tolerance: 1 ms, plus 10 % of the value. The sender's
+            // sleeps and the kernel's scheduling move each packet by up to
+            // a few hundred microseconds here; a value is a difference (or
+            // a mean of differences) of two such times.
+            let tolerance = 1_000_000 + w / 10;
+            assert!(
+                (g - w).abs() <= tolerance,
+                "{id} {name}: eBPF {g} ns, pcap mode {w} ns (tolerance {tolerance})"
+            );
+            compared += 1;
+            worst = worst.max((g - w).abs());
+        }
+    }
+    assert!(compared >= 30, "{compared} values compared");
+    eprintln!("{compared} latency values compared; the largest difference was {worst} ns");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -216,6 +216,24 @@ pub struct FlowConfig {
     pub community_id_seed: u16,
     /// The observing host's own networks (for span kind SERVER).
     pub local_nets: Vec<IpNet>,
+    /// What a flow seen on several interfaces becomes (live capture on more
+    /// than one).
+    pub interfaces: InterfaceFlows,
+}
+
+/// What a flow whose packets cross several captured interfaces (a pod's
+/// veth and the node's uplink) becomes. Capture files carry no interface
+/// (0): one flow either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InterfaceFlows {
+    /// One flow, and so one record, per interface: each counts what
+    /// crossed that interface, and says which (`network.interface.*`).
+    #[default]
+    Separate,
+    /// One flow in total: the interface a flow's first packet was seen on
+    /// keeps it; its packets seen on any other interface are counted as
+    /// duplicates and otherwise left out (so nothing is counted twice).
+    First,
 }
 
 impl Default for FlowConfig {
@@ -226,6 +244,7 @@ impl Default for FlowConfig {
             max_fragments: DEFAULT_MAX_FRAGMENTS,
             community_id_seed: 0,
             local_nets: Vec::new(),
+            interfaces: InterfaceFlows::Separate,
         }
     }
 }

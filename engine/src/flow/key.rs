@@ -14,8 +14,10 @@ use crate::decode::PacketRepr;
 /// reply share one key; one-way ICMP types keep the sender as `a` and are
 /// never reordered (`one_way`), exactly as their Community ID is. Protocols
 /// without ports have both ports 0. A tunnelled packet's key is its inner
-/// packet's, with the fingerprint of its tunnels (`tunnel`, 0 when not
-/// tunnelled), so the same inner flow in two tunnels is two flows.
+/// packet's, with the fingerprint of its tunnels in `scope`, so the same
+/// inner flow in two tunnels is two flows; live capture that keeps flows
+/// apart per interface mixes the interface into `scope` too
+/// ([`FlowKey::scoped_to_interface`]).
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -31,9 +33,15 @@ pub struct FlowKey {
     pub b: IpAddr,
     /// Higher endpoint port (or ICMP port equivalent).
     pub b_port: u16,
-    /// [`Encap::fingerprint`](crate::decode::Encap::fingerprint) of the
-    /// packet's tunnels; 0 when not tunnelled.
-    pub tunnel: u64,
+    /// What else keeps flows of the same addresses, ports and protocol
+    /// apart: the [`Encap::fingerprint`](crate::decode::Encap::fingerprint)
+    /// of the packets' tunnels, with the interface mixed in when flows are
+    /// kept apart per interface
+    /// ([`InterfaceFlows::Separate`](crate::flow::config::InterfaceFlows),
+    /// live capture); 0 for neither (so always 0 for a capture file's flow
+    /// outside tunnels). A fingerprint rather than the fields, so that the
+    /// key, which every flow slot holds, stays 48 bytes.
+    pub scope: u64,
 }
 
 impl Hash for FlowKey {
@@ -54,7 +62,7 @@ impl Hash for FlowKey {
             | u64::from(self.b_port) << 32;
         state.write_u128(bits(self.a));
         state.write_u128(bits(self.b));
-        state.write_u64(small ^ self.tunnel.rotate_left(17));
+        state.write_u64(small ^ self.scope.rotate_left(17));
     }
 }
 
@@ -90,7 +98,7 @@ impl FlowKey {
                 a_port: sport,
                 b: p.dst,
                 b_port: dport,
-                tunnel: p.tunnel_fingerprint(),
+                scope: p.tunnel_fingerprint(),
             }
         } else {
             FlowKey {
@@ -100,10 +108,28 @@ impl FlowKey {
                 a_port: dport,
                 b: p.src,
                 b_port: sport,
-                tunnel: p.tunnel_fingerprint(),
+                scope: p.tunnel_fingerprint(),
             }
         };
         (key, from_a)
+    }
+
+    /// `scope` (a tunnel fingerprint, or 0) with interface `ifindex` mixed
+    /// in: what a flow captured on that interface has in its key when flows
+    /// are kept apart per interface. `ifindex` 0 (unknown) leaves it as it
+    /// is. SplitMix64's finaliser over both, written out so that keys (and
+    /// trace ids) never change with a dependency; never 0.
+    pub fn scoped_to_interface(scope: u64, ifindex: u32) -> u64 {
+        if ifindex == 0 {
+            return scope;
+        }
+        let mut x = scope ^ (u64::from(ifindex) << 32 | 0x6966_6163);
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        x.max(1)
     }
 
     /// Whether the protocol has real ports (TCP, UDP, SCTP).
@@ -135,9 +161,10 @@ impl FlowKey {
             }
             out.extend_from_slice(&port.to_be_bytes());
         }
-        // Keys outside tunnels keep the trace ids they always had.
-        if self.tunnel != 0 {
-            out.extend_from_slice(&self.tunnel.to_be_bytes());
+        // Keys outside tunnels and interfaces keep the trace ids they
+        // always had.
+        if self.scope != 0 {
+            out.extend_from_slice(&self.scope.to_be_bytes());
         }
     }
 }

@@ -21,6 +21,7 @@ impl FlowTable {
             return;
         }
         self.stats.packets += packets;
+        // Its source keyed it as the table does (`key_of`).
         let key = o.key;
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
@@ -44,6 +45,11 @@ impl FlowTable {
                 self.insert(key, hash, &opening, o.ifindex, o.first_seen_ns, clock_ns)
             }
         };
+        if self.flow(i).ifindex != o.ifindex {
+            // Only with `InterfaceFlows::First`: seen on another interface.
+            self.stats.duplicates += packets;
+            return;
+        }
         if let Some(x) = &o.encap {
             self.flow_mut(i).extra = true;
             self.extras.entry(i).or_default().merge(x);

@@ -36,7 +36,7 @@ use self::state::{Direction, Flow, FlowExtra};
 use self::timers::{Link, List, NIL};
 use super::index::SlotIndex;
 use crate::decode::{Fragment, PacketRepr};
-use crate::flow::config::FlowConfig;
+use crate::flow::config::{FlowConfig, InterfaceFlows};
 use crate::flow::host::HostSockets;
 use crate::flow::key::FlowKey;
 use crate::flow::record::{EndReason, FirstPacket, FlowRecord, sort_in_output_order};
@@ -89,6 +89,9 @@ pub struct TableStats {
     /// Bytes the table had allocated when it held `peak_flows` flows (see
     /// [`FlowTable::memory_bytes`]); summed by [`merge`](Self::merge).
     pub peak_memory_bytes: u64,
+    /// Packets of a flow seen on an interface other than the one that keeps
+    /// the flow ([`InterfaceFlows::First`]): left out.
+    pub duplicates: u64,
 }
 
 impl TableStats {
@@ -104,6 +107,7 @@ impl TableStats {
         self.evicted += other.evicted;
         self.peak_flows += other.peak_flows;
         self.peak_memory_bytes += other.peak_memory_bytes;
+        self.duplicates += other.duplicates;
     }
 
     /// Total records emitted.
@@ -243,7 +247,7 @@ impl FlowTable {
             resolved = Some(q);
         }
         let p = resolved.as_ref().unwrap_or(packet);
-        let (key, from_a) = FlowKey::from_packet(p);
+        let (key, from_a) = self.key_of(p);
         let hash = match hash {
             Some(h) if matches!(p.fragment, Fragment::Whole) => {
                 debug_assert_eq!(h, self.hasher.hash_one(key));
@@ -283,7 +287,7 @@ impl FlowTable {
         let mut found = [NIL; RING];
         for k in 0..batch.len() {
             if let Some((p, _, _)) = batch.get(k + 3 * AHEAD) {
-                let (key, _) = FlowKey::from_packet(p);
+                let (key, _) = self.key_of(p);
                 let hash = self.hasher.hash_one(key);
                 hashes[(k + 3 * AHEAD) % RING] = hash;
                 prefetch_addr(self.index.entry_addr(hash));
@@ -601,10 +605,27 @@ impl FlowTable {
         i
     }
 
+    /// The key of packet `p` as this table keeps flows apart
+    /// ([`FlowConfig::interfaces`]), and whether endpoint `a` sent it.
+    #[inline(always)]
+    fn key_of(&self, p: &PacketRepr) -> (FlowKey, bool) {
+        let (mut key, from_a) = FlowKey::from_packet(p);
+        if self.config.interfaces == InterfaceFlows::Separate && p.ifindex != 0 {
+            key.scope = FlowKey::scoped_to_interface(key.scope, p.ifindex);
+        }
+        (key, from_a)
+    }
+
     #[inline]
     fn update(&mut self, i: u32, p: &PacketRepr, from_a: bool, ts_ns: u64, clock_ns: u64) {
         let active_enabled = self.config.timeouts.active_ns > 0;
         let f = self.slots.get_mut(i).expect("updated slot is occupied");
+        // Only with `InterfaceFlows::First`: otherwise the key holds the
+        // interface.
+        if p.ifindex != f.ifindex {
+            self.stats.duplicates += u64::from(p.segments);
+            return;
+        }
         let forward = from_a == f.initiator_is_a;
         if let Some(x) = &p.extra {
             f.extra = true;

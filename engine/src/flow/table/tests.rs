@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::flow::config::{DEFAULT_MAX_FRAGMENTS, Timeouts};
+use crate::flow::observation::FlowObservation;
 use crate::flow::record::{FlowRole, TcpState};
 use crate::flow::tcp::FIN;
 
@@ -530,4 +531,103 @@ fn a_full_fragment_table_takes_about_2_mib() {
     let bytes = t.fragments.allocation_size();
     eprintln!("fragment table at its limit: {bytes} bytes");
     assert!(bytes <= 5 << 19, "{bytes} bytes");
+}
+
+/// A connection whose packets all cross interface 3 and then interface 5
+/// (a pod's veth and the uplink), each packet seen on both.
+fn crossing_two_interfaces() -> Vec<(u64, PacketRepr)> {
+    let mut pkts = Vec::new();
+    let mut k = 0;
+    for (flags, reply) in [
+        (SYN, false),
+        (SYN | ACK, true),
+        (ACK, false),
+        (FIN | ACK, false),
+    ] {
+        let mut p = if reply {
+            tcp("10.0.0.2", 443, "10.0.0.1", 40000, flags)
+        } else {
+            tcp("10.0.0.1", 40000, "10.0.0.2", 443, flags)
+        };
+        // Requests enter the pod's veth first; replies the uplink.
+        let order = if reply { [5, 3] } else { [3, 5] };
+        for ifindex in order {
+            p.ifindex = ifindex;
+            pkts.push((S + k * 1_000, p.clone()));
+            k += 1;
+        }
+    }
+    pkts
+}
+
+#[test]
+fn a_flow_on_two_interfaces_is_one_flow_per_interface_by_default() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let out = run(&mut t, &crossing_two_interfaces());
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let mut by_interface: Vec<_> = out
+        .iter()
+        .map(|r| {
+            (
+                r.interface_index,
+                r.forward.packets_delta,
+                r.reverse.packets_delta,
+                r.community_id,
+            )
+        })
+        .collect();
+    by_interface.sort_by_key(|x| x.0);
+    assert_eq!(by_interface[0].0, Some(3));
+    assert_eq!(by_interface[1].0, Some(5));
+    for (_, fwd, rev, _) in &by_interface {
+        assert_eq!((*fwd, *rev), (3, 1), "each interface saw every packet once");
+    }
+    assert_eq!(by_interface[0].3, by_interface[1].3, "one Community ID");
+    assert_ne!(out[0].trace_id, out[1].trace_id);
+    assert_eq!(t.stats().duplicates, 0);
+}
+
+#[test]
+fn a_flow_on_two_interfaces_is_one_flow_on_its_first_interface_with_first() {
+    let config = FlowConfig {
+        interfaces: InterfaceFlows::First,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(config.clone());
+    let pkts = crossing_two_interfaces();
+    let out = run(&mut t, &pkts);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].interface_index, Some(3));
+    assert_eq!(
+        (out[0].forward.packets_delta, out[0].reverse.packets_delta),
+        (3, 1)
+    );
+    assert_eq!(t.stats().duplicates, 4);
+
+    // Flow observations (the eBPF backend) take the same path.
+    let mut t = FlowTable::new(config);
+    let mut out = Vec::new();
+    for (ts, p) in &pkts {
+        let (key, from_a) = FlowKey::from_packet(p);
+        let mut o = FlowObservation::new(key, *ts);
+        o.sides[usize::from(!from_a)] = crate::flow::observation::SideDelta {
+            packets: 1,
+            bytes: u64::from(p.ip_bytes),
+            tcp_flags: p.tcp_flags,
+            first: FirstPacket::of(p),
+        };
+        o.ifindex = p.ifindex;
+        if t.is_empty() {
+            o.opening = Some(role::opening_of(p, from_a));
+        }
+        t.observe_flow(&o, *ts, &mut out);
+    }
+    t.flush(2 * S, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].interface_index, Some(3));
+    assert_eq!(
+        (out[0].forward.packets_delta, out[0].reverse.packets_delta),
+        (3, 1)
+    );
+    assert_eq!(t.stats().duplicates, 4);
 }

@@ -1,0 +1,250 @@
+//! The eBPF backend against AF_PACKET on the same replay (issue 17), on a
+//! veth pair in network namespaces of its own (needs root):
+//!
+//!     ebpf-bench CAPTURE [PACKETS] [ROUNDS]   (defaults: 2000000 packets, 3 rounds)
+//!
+//! Frames are the first PACKETS Ethernet frames of CAPTURE (the `gen-bigcap`
+//! mix), sent into one end of the pair with the project's raw sender while
+//! `engine -i B --backend ebpf|afpacket --workers 1 -o /dev/null` captures on
+//! the other; the backends alternate, ROUNDS times each. For each run:
+//!
+//! - the engine's own CPU time (user + system, from `wait4`), per packet;
+//! - with eBPF, the programs' time per packet (`run_time_ns / run_cnt`,
+//!   with BPF statistics on while the bench runs) and the share of packets
+//!   sent to userspace (from the engine's summary).
+//!
+//! Then, with eBPF only: 1000 UDP flows get one packet each, and 1,000,000
+//! more packets of those flows follow: the programs' time per packet of a
+//! flow already in the map.
+// The results are the output.
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use aya::programs::loaded_programs;
+use aya::sys::{Stats, enable_stats};
+use capture_afpacket::PacketSender;
+use capture_afpacket::testnet::{VethPair, enter_namespace, udp_frame_from};
+
+/// The programs' names as the kernel keeps them (15 bytes).
+const PROGRAMS: [&str; 2] = ["flowspan_ingres", "flowspan_egress"];
+
+/// `(run_time_ns, run_cnt)` summed over the loaded flowspan programs.
+fn program_stats() -> (u64, u64) {
+    let mut total = (0, 0);
+    for info in loaded_programs().flatten() {
+        if info.name_as_str().is_some_and(|n| PROGRAMS.contains(&n)) {
+            total.0 += info.run_time().as_nanos() as u64;
+            total.1 += info.run_count();
+        }
+    }
+    total
+}
+
+/// The `engine` binary beside this one (target/release).
+fn engine_binary() -> std::path::PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .with_file_name("engine")
+}
+
+/// A running engine and its stderr lines.
+struct Engine {
+    pid: i32,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<String>,
+}
+
+fn start(ns: &VethPair, backend: &str) -> Engine {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.right])
+        .arg(engine_binary())
+        .args([
+            "-i",
+            &ns.b,
+            "--backend",
+            backend,
+            "--workers",
+            "1",
+            "-o",
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting engine (build it: cargo build --release -p flowspan-cli)");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let engine = Engine {
+        pid: i32::try_from(child.id()).expect("pid"),
+        lines,
+        reader,
+    };
+    // The child is reaped with wait4 (for its resource usage), not here.
+    std::mem::forget(child);
+    loop {
+        let line = engine
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("engine says it is capturing");
+        if line.starts_with("engine: capturing on") {
+            break;
+        }
+    }
+    engine
+}
+
+/// Stops the engine with SIGINT: its CPU seconds and stderr.
+#[allow(unsafe_code)]
+fn stop(engine: Engine) -> (f64, String) {
+    // SAFETY: signalling and reaping our own child by its pid.
+    let usage = unsafe {
+        libc::kill(engine.pid, libc::SIGINT);
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(engine.pid, &mut status, 0, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+    (cpu, engine.reader.join().expect("stderr reader"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(path) = args.first() else {
+        eprintln!("usage: ebpf-bench CAPTURE [PACKETS] [ROUNDS]");
+        return ExitCode::from(2);
+    };
+    let count: usize = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000);
+    let rounds: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3);
+    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(count);
+    let mut reader = match capture_pcap::CaptureReader::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ebpf-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    while frames.len() < count {
+        match reader.next_frame() {
+            Ok(Some(f)) if f.link_type == 1 && (14..=1514).contains(&f.data.len()) => {
+                frames.push(f.data.to_vec());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("ebpf-bench: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let ns = match VethPair::create("eb") {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("ebpf-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // BPF run-time statistics while this descriptor is open.
+    let _stats = match enable_stats(Stats::RunTime) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("ebpf-bench: turning BPF statistics on: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The sender lives in the left namespace, on a thread of its own.
+    let send = |frames: &[Vec<u8>]| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                enter_namespace(&ns.left);
+                let sender = PacketSender::open(&ns.a).expect("sender");
+                sender.send_all(frames).expect("sending");
+            });
+        });
+    };
+    println!(
+        "frames: {} from {path}; machine: {} CPUs, kernel {}",
+        frames.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!("backend   engine CPU s  engine ns/packet  programs ns/packet  sent up");
+    for _ in 0..rounds {
+        for backend in ["ebpf", "afpacket"] {
+            let engine = start(&ns, backend);
+            let before = program_stats();
+            send(&frames);
+            std::thread::sleep(Duration::from_secs(1));
+            let after = program_stats();
+            let (cpu, stderr) = stop(engine);
+            let n = frames.len() as f64;
+            let (prog, up) = if backend == "ebpf" {
+                let runs = after.1.saturating_sub(before.1).max(1);
+                let ns_per = after.0.saturating_sub(before.0) as f64 / runs as f64;
+                let up = stderr
+                    .split("packets sent to userspace whole (")
+                    .nth(1)
+                    .and_then(|s| s.split(' ').next())
+                    .unwrap_or("?")
+                    .to_owned();
+                (format!("{ns_per:.1}"), format!("{up} %"))
+            } else {
+                ("-".into(), "all".into())
+            };
+            println!(
+                "{backend:<9} {cpu:>12.3}  {:>16.1}  {prog:>18}  {up}",
+                cpu * 1e9 / n
+            );
+        }
+    }
+
+    // Packets of flows already in the map: UDP, 1000 flows.
+    let engine = start(&ns, "ebpf");
+    let first: Vec<Vec<u8>> = (0..1000u32)
+        .map(|k| {
+            let [_, _, x, y] = k.to_be_bytes();
+            udp_frame_from([10, 20, x, y], 1, false, None)
+        })
+        .collect();
+    send(&first);
+    std::thread::sleep(Duration::from_millis(200));
+    let more: Vec<Vec<u8>> = (0..1_000_000usize)
+        .map(|k| first[k % 1000].clone())
+        .collect();
+    let before = program_stats();
+    send(&more);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = program_stats();
+    let (_, stderr) = stop(engine);
+    let runs = after.1.saturating_sub(before.1).max(1);
+    println!(
+        "existing flows: {} runs, {:.1} ns per packet; {}",
+        runs,
+        after.0.saturating_sub(before.0) as f64 / runs as f64,
+        stderr
+            .lines()
+            .find(|l| l.contains("counted in the kernel"))
+            .unwrap_or("")
+            .trim()
+    );
+    ExitCode::SUCCESS
+}

@@ -25,10 +25,10 @@
 
 /* Set by userspace before loading. */
 
-/* Idle timeouts (ns): TCP, UDP, ICMP, other, and the one for flows that
- * have not got going (engine::Timeouts). */
-const volatile __u64 fs_idle_ns[5] = {300000000000ULL, 60000000000ULL, 30000000000ULL,
-				      60000000000ULL, 120000000000ULL};
+/* Idle timeouts (ns): TCP, UDP, ICMP, other, the one for flows that have
+ * not got going, and a closed TCP flow's linger (engine::Timeouts). */
+const volatile __u64 fs_idle_ns[6] = {300000000000ULL, 60000000000ULL, 30000000000ULL,
+				      60000000000ULL, 120000000000ULL, 2000000000ULL};
 /* UDP ports whose packets the engine looks into (tunnels, NAT-T,
  * WireGuard): one bit per port, either direction. */
 const volatile __u32 fs_udp_ports[2048] = {};
@@ -54,11 +54,16 @@ struct {
 	__uint(max_entries, 1 << 22); /* userspace sets it */
 } fs_events SEC(".maps");
 
+/* The programs' counters, per CPU: one entry, an array of FS_STATS. */
+struct fs_counters {
+	__u64 c[FS_STATS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FS_STATS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct fs_counters);
 } fs_stats SEC(".maps");
 
 struct fs_scratch {
@@ -141,16 +146,15 @@ struct {
 
 /* Per-CPU counters: a TC program runs to completion with migration
  * disabled and is not re-entered on its CPU, so a plain add is exact. */
-static __always_inline void bump(__u32 i)
+static __always_inline void bump(struct fs_counters *c, __u32 i)
 {
-	__u64 *v = bpf_map_lookup_elem(&fs_stats, &i);
-	if (v)
-		*v += 1;
+	if (i < FS_STATS)
+		c->c[i] += 1;
 }
 
 /* Sends the packet to userspace with its bytes. */
-static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __u8 egress,
-			      const struct fs_key *key)
+static __always_inline int up(struct __sk_buff *skb, struct fs_counters *c, __u32 reason,
+			      __u64 now, __u8 egress, const struct fs_key *key)
 {
 	__u32 zero = 0;
 	struct fs_scratch *s;
@@ -158,7 +162,7 @@ static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __
 	 * and the verifier then loses the bounds checked on the first. */
 	__u64 len = skb->len;
 
-	bump(FS_STAT_UP + (reason < FS_UP_REASONS ? reason : FS_UP_UNUSUAL));
+	bump(c, FS_STAT_UP + (reason < FS_UP_REASONS ? reason : FS_UP_UNUSUAL));
 	s = bpf_map_lookup_elem(&fs_scratch, &zero);
 	if (!s)
 		return TC_ACT_OK;
@@ -178,7 +182,7 @@ static __always_inline int up(struct __sk_buff *skb, __u32 reason, __u64 now, __
 		len = 0;
 	s->ev.cap_len = len;
 	if (bpf_ringbuf_output(&fs_events, s, sizeof(struct fs_event) + (len & 0x3fff), 0) < 0)
-		bump(FS_STAT_LOST);
+		bump(c, FS_STAT_LOST);
 	return TC_ACT_OK;
 }
 
@@ -368,14 +372,23 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 			p->up = FS_UP_TUNNEL;
 			return COUNTED;
 		}
-		/* The engine's quick Teredo test (tunnel::may_carry), or more:
-		 * a payload of 40 bytes or more starting with a zero byte or
-		 * with an IPv6 version nibble. */
+		/* Teredo anywhere (decode/tunnel.rs `teredo`): after an
+		 * optional authentication and origin indication, exactly one
+		 * IPv6 packet. Only then does the engine see a tunnel. */
 		if (fs_teredo_anywhere && l4 + 8 + 40 <= end) {
-			__u8 b;
-			if (bpf_skb_load_bytes(skb, l4 + 8, &b, 1) < 0)
+			__u32 at = l4 + 8;
+			__u8 h[6];
+			if (bpf_skb_load_bytes(skb, at, h, 4) < 0)
 				return FS_UP_MALFORMED;
-			if (b == 0 || b >> 4 == 6)
+			if (h[0] == 0 && h[1] == 1) {
+				at += 4 + (__u32)h[2] + h[3] + 9;
+				if (at + 4 > end || bpf_skb_load_bytes(skb, at, h, 4) < 0)
+					return COUNTED;
+			}
+			if (at + 8 <= end && h[0] == 0 && h[1] == 0)
+				at += 8;
+			if (at + 40 <= end && bpf_skb_load_bytes(skb, at, h, 6) == 0 &&
+			    h[0] >> 4 == 6 && end - at == 40 + (((__u32)h[4] << 8) | h[5]))
 				p->up = FS_UP_TUNNEL;
 		}
 		return COUNTED;
@@ -739,13 +752,26 @@ static __always_inline void account(struct fs_flow *f, const struct pkt *p, int 
 	s->tcp_flags |= p->tcp_flags;
 	if (now > f->last_ns)
 		f->last_ns = now;
-	if (p->protocol == 6) {
+	if (p->protocol == 6 && !f->closed) {
 		tcp_observe(f, p, side & 1, now);
 		flags = f->side[0].tcp_flags & f->side[1].tcp_flags;
-		if (((f->side[0].tcp_flags | f->side[1].tcp_flags) & TCP_RST) || (flags & TCP_FIN))
+		if (((f->side[0].tcp_flags | f->side[1].tcp_flags) & TCP_RST) || (flags & TCP_FIN)) {
+			/* Closed: the engine keeps the flow for its linger (the
+			 * last ACKs), from now, and stops timing it. */
 			f->closed = 1;
+			f->closed_ns = now;
+		}
 	}
-	f->idle_ns = idle_for(f, p->protocol);
+	f->idle_ns = f->closed ? fs_idle_ns[5] : idle_for(f, p->protocol);
+}
+
+/* Whether entry `f` has ended at `now`: frozen, closed longer than the
+ * linger, or idle past its timeout. Once true it stays true (README "No
+ * lost increments"); the program then never writes the entry again. */
+static __always_inline int ended(const struct fs_flow *f, __u64 now)
+{
+	__u64 since = f->closed ? f->closed_ns : f->last_ns;
+	return f->frozen || (now > since && now - since > f->idle_ns);
 }
 
 /* A TCP packet of flow `k` goes up although the kernel parsed it: from now
@@ -760,7 +786,7 @@ static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w,
 
 	if (f) {
 		bpf_spin_lock(&f->lock);
-		if (!f->closed && !(now > f->last_ns && now - f->last_ns > f->idle_ns)) {
+		if (!ended(f, now)) {
 			f->user = 1;
 			if (now > f->last_ns)
 				f->last_ns = now;
@@ -783,24 +809,28 @@ static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w,
 static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 {
 	__u64 now = bpf_ktime_get_ns();
+	struct fs_counters *c;
 	struct fs_work *w;
 	struct fs_flow *f, *n;
 	struct pkt *p;
 	__u32 zero = 0;
 	int r, from_a, side;
 
-	bump(FS_STAT_PACKETS);
+	c = bpf_map_lookup_elem(&fs_stats, &zero);
+	if (!c)
+		return TC_ACT_OK;
+	bump(c, FS_STAT_PACKETS);
 	if (skb->gso_segs > 1)
-		return up(skb, FS_UP_SEGMENTED, now, egress, 0);
+		return up(skb, c, FS_UP_SEGMENTED, now, egress, 0);
 	w = bpf_map_lookup_elem(&fs_work, &zero);
 	if (!w)
-		return up(skb, FS_UP_TABLE_FULL, now, egress, 0);
+		return up(skb, c, FS_UP_TABLE_FULL, now, egress, 0);
 	p = &w->p;
 	__builtin_memset(p, 0, sizeof(*p));
 	p->up = NOT_UP;
 	r = parse(skb, p);
 	if (r != COUNTED)
-		return up(skb, p->up != NOT_UP ? p->up : r, now, egress, 0);
+		return up(skb, c, p->up != NOT_UP ? p->up : r, now, egress, 0);
 	from_a = make_key(p, &w->k);
 	side = from_a ? 0 : 1;
 	if (!fs_first_interface)
@@ -811,7 +841,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	if (p->up != NOT_UP) {
 		if (p->protocol == 6)
 			hand_over(&w->k, w, now, skb->ifindex);
-		return up(skb, p->up, now, egress, &w->k);
+		return up(skb, c, p->up, now, egress, &w->k);
 	}
 
 	f = bpf_map_lookup_elem(&fs_flows, &w->k);
@@ -838,39 +868,46 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		}
 		account(n, p, side, now);
 		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
-			bump(FS_STAT_COUNTED);
+			bump(c, FS_STAT_COUNTED);
 			if (p->tun_kind)
-				bump(FS_STAT_DECAP);
+				bump(c, FS_STAT_DECAP);
 			return TC_ACT_OK;
 		}
 		/* Another CPU made the entry first: count into it. Any other
 		 * failure is a full map. */
 		f = bpf_map_lookup_elem(&fs_flows, &w->k);
 		if (!f)
-			return up(skb, FS_UP_TABLE_FULL, now, egress, &w->k);
+			return up(skb, c, FS_UP_TABLE_FULL, now, egress, &w->k);
 	}
 	bpf_spin_lock(&f->lock);
-	if (f->closed || (now > f->last_ns && now - f->last_ns > f->idle_ns)) {
+	if (ended(f, now)) {
 		bpf_spin_unlock(&f->lock);
-		return up(skb, FS_UP_FROZEN, now, egress, &w->k);
+		return up(skb, c, FS_UP_FROZEN, now, egress, &w->k);
+	}
+	if (f->closed && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+		/* A new connection on a closed flow's ports: the engine starts
+		 * a new flow with this SYN. The entry ends here. */
+		f->frozen = 1;
+		bpf_spin_unlock(&f->lock);
+		return up(skb, c, FS_UP_FROZEN, now, egress, &w->k);
 	}
 	if (f->ifindex != skb->ifindex) {
 		/* Only when the flow's first interface keeps it. */
 		bpf_spin_unlock(&f->lock);
-		bump(FS_STAT_DUPLICATE);
+		bump(c, FS_STAT_DUPLICATE);
 		return TC_ACT_OK;
 	}
 	if (f->user) {
 		if (now > f->last_ns)
 			f->last_ns = now;
 		bpf_spin_unlock(&f->lock);
-		return up(skb, FS_UP_FOLLOWS, now, egress, &w->k);
+		return up(skb, c, FS_UP_FOLLOWS, now, egress, &w->k);
 	}
 	account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);
-	bump(FS_STAT_COUNTED);
+	bump(c, FS_STAT_COUNTED);
 	if (p->tun_kind)
-		bump(FS_STAT_DECAP);
+		bump(c, FS_STAT_DECAP);
 	return TC_ACT_OK;
 }
 

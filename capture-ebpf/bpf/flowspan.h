@@ -18,7 +18,7 @@ enum fs_up_reason {
 	FS_UP_UNUSUAL = 3,     /* IPsec, long extension chains, other protocols */
 	FS_UP_MALFORMED = 4,   /* a header cut short or inconsistent */
 	FS_UP_TABLE_FULL = 5,  /* a new flow and the flow map is full */
-	FS_UP_FROZEN = 6,      /* the flow's entry ended (closed or idle) and awaits collection */
+	FS_UP_FROZEN = 6,      /* the flow's entry ended (closed and lingered, idle, a new SYN) and awaits collection */
 	FS_UP_SEGMENTED = 7,   /* a GSO/GRO super-packet */
 	FS_UP_FOLLOWS = 8,     /* a TCP flow whose first packet the kernel could
 				* not count: all its packets go up, so that the
@@ -141,9 +141,11 @@ struct fs_flow {
 	struct fs_side side[2];/* [0]: sent by a */
 	struct fs_tcp tcp;
 	struct fs_opening opening;
-	__u8 closed;           /* TCP: RST, or FIN both ways; frozen */
+	__u8 closed;           /* TCP: RST, or FIN both ways (at closed_ns) */
 	__u8 user;             /* the flow's packets go up (FS_UP_FOLLOWS) */
-	__u8 pad[6];
+	__u8 frozen;           /* ended for good: never written again */
+	__u8 pad[5];
+	__u64 closed_ns;
 };
 
 /* What precedes a packet's bytes in the ring buffer. */

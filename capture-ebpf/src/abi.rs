@@ -237,12 +237,16 @@ pub struct FsFlow {
     pub tcp: FsTcp,
     /// The first packet.
     pub opening: FsOpening,
-    /// TCP: closed (RST, or FIN both ways); frozen.
+    /// TCP: closed (RST, or FIN both ways) at `closed_ns`.
     pub closed: u8,
     /// The flow's packets go to userspace ([`UpReason::Follows`]).
     pub user: u8,
+    /// Ended for good: never written again.
+    pub frozen: u8,
     /// Zero.
-    pub pad: [u8; 6],
+    pub pad: [u8; 5],
+    /// Monotonic time the TCP flow closed.
+    pub closed_ns: u64,
 }
 
 /// `struct fs_event`: what precedes a packet's bytes in the ring buffer.
@@ -464,7 +468,8 @@ mod tests {
             "fs_flow",
             FsFlow,
             [
-                lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, user, pad
+                lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, user,
+                frozen, pad, closed_ns
             ]
         );
         check!(

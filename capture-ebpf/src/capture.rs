@@ -140,8 +140,10 @@ pub struct EbpfCapture {
     /// Holds the programs and their links.
     _ebpf: Ebpf,
     flows: BpfHashMap<MapData, FsKey, FsFlow>,
+    /// The flow map's descriptor, for batch reads.
+    flows_fd: std::os::fd::OwnedFd,
     events: RingBuf<MapData>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, [u64; abi::STATS as usize]>,
     tracker: Tracker,
     interfaces: Vec<Interface>,
     mode: AttachMode,
@@ -151,6 +153,7 @@ pub struct EbpfCapture {
     kernel: ProgramCounts,
     programs: ProgramSlot,
     keys: Vec<FsKey>,
+    values: Vec<FsFlow>,
 }
 
 impl std::fmt::Debug for EbpfCapture {
@@ -368,6 +371,7 @@ impl EbpfCapture {
             t.icmp_idle_ns,
             t.other_idle_ns,
             t.unestablished_idle_ns,
+            t.tcp_end_linger_ns,
         ];
         let mut ports = [0u32; 2048];
         for &p in &config.udp_ports {
@@ -479,8 +483,16 @@ impl EbpfCapture {
                 message: one_line(&e),
             }
         };
-        let flows =
-            BpfHashMap::try_from(take(&mut ebpf, "fs_flows")?).map_err(map_err("flow map"))?;
+        let flows_map = take(&mut ebpf, "fs_flows")?;
+        let flows_fd = match &flows_map {
+            aya::maps::Map::HashMap(data) => data.fd().as_fd().try_clone_to_owned(),
+            _ => return Err(EbpfError::Load("fs_flows is not a hash map".into())),
+        }
+        .map_err(|e| EbpfError::Map {
+            map: "flow map",
+            message: e.to_string(),
+        })?;
+        let flows = BpfHashMap::try_from(flows_map).map_err(map_err("flow map"))?;
         let events =
             RingBuf::try_from(take(&mut ebpf, "fs_events")?).map_err(map_err("ring buffer"))?;
         let stats =
@@ -489,6 +501,7 @@ impl EbpfCapture {
         Ok(EbpfCapture {
             _ebpf: ebpf,
             flows,
+            flows_fd,
             events,
             stats,
             tracker: Tracker::default(),
@@ -509,6 +522,7 @@ impl EbpfCapture {
             kernel: ProgramCounts::default(),
             programs: registry.programs(),
             keys: Vec::new(),
+            values: Vec::new(),
         })
     }
 
@@ -546,12 +560,12 @@ impl EbpfCapture {
             collected: self.kernel.collected,
             ..ProgramCounts::default()
         };
+        let per_cpu = self.stats.get(&0, 0).map_err(|e| EbpfError::Map {
+            map: "counters",
+            message: one_line(&e),
+        })?;
         for i in 0..abi::STATS {
-            let per_cpu = self.stats.get(&i, 0).map_err(|e| EbpfError::Map {
-                map: "counters",
-                message: one_line(&e),
-            })?;
-            let sum: u64 = per_cpu.iter().sum();
+            let sum: u64 = per_cpu.iter().map(|cpu| cpu[i as usize]).sum();
             match i {
                 abi::STAT_PACKETS => c.packets = sum,
                 abi::STAT_COUNTED => c.counted = sum,
@@ -617,41 +631,36 @@ impl EbpfCapture {
     fn scan<I: Input>(&mut self, input: &mut I) -> Result<bool, EbpfError> {
         let (now, mono_to_real) = clocks();
         self.mono_to_real = mono_to_real;
-        self.keys.clear();
-        for key in self.flows.keys() {
-            match key {
-                Ok(k) => self.keys.push(k),
-                // The entry went while the walk was on it: the walk
-                // restarts from the start, which later scans catch up.
-                Err(_) => break,
-            }
-        }
+        self.read_all()?;
         let margin = u64::try_from(MARGIN.as_nanos()).unwrap_or(u64::MAX);
         self.kernel.entries = self.keys.len() as u64;
-        let keys = std::mem::take(&mut self.keys);
-        for k in &keys {
-            let k = *k;
-            if !self.tracker.knows(&k) {
+        let (keys, values) = (
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.values),
+        );
+        for (k, snapshot) in keys.iter().zip(&values) {
+            let mut flow = *snapshot;
+            if !self.tracker.knows(k) {
                 // A new entry: packets sent up before it was made (say,
-                // the end of the flow's previous entry) go first.
+                // the end of the flow's previous entry) go first, then a
+                // snapshot taken after them.
                 if !self.drain_events(input) {
                     return Ok(false);
                 }
+                match self.flows.get(k, BPF_F_LOCK) {
+                    Ok(f) => flow = f,
+                    Err(_) => continue,
+                }
             }
-            // BPF_F_LOCK: the copy is taken under the entry's lock.
-            let flow = match self.flows.get(&k, BPF_F_LOCK) {
-                Ok(f) => f,
-                Err(_) => continue,
-            };
-            if let Some(o) = self.tracker.observe(&k, &flow, mono_to_real)
+            if let Some(o) = self.tracker.observe(k, &flow, mono_to_real)
                 && input.flow(o).is_break()
             {
                 return Ok(false);
             }
             if ended(&flow, now, margin) {
-                match self.flows.remove(&k) {
+                match self.flows.remove(k) {
                     Ok(()) => {
-                        self.tracker.forget(&k);
+                        self.tracker.forget(k);
                         self.kernel.collected += 1;
                         self.kernel.entries -= 1;
                     }
@@ -664,9 +673,64 @@ impl EbpfCapture {
                 }
             }
         }
-        // Kept for the next scan's walk.
-        self.keys = keys;
+        // Kept for the next scan.
+        (self.keys, self.values) = (keys, values);
         Ok(true)
+    }
+
+    /// Reads every entry of the flow map into `keys` and `values`, each
+    /// value copied under its entry's lock, BATCH entries a system call
+    /// (`BPF_MAP_LOOKUP_BATCH`; aya 0.14 has no batch operations).
+    fn read_all(&mut self) -> Result<(), EbpfError> {
+        const BATCH: usize = 4096;
+        self.keys.clear();
+        self.values.clear();
+        let mut token = [0u64; 2];
+        let mut first = true;
+        loop {
+            let at = self.keys.len();
+            self.keys.resize(at + BATCH, FsKey::default());
+            self.values.resize(at + BATCH, FsFlow::default());
+            let mut attr = BatchAttr {
+                in_batch: if first { 0 } else { token.as_ptr() as u64 },
+                out_batch: token.as_mut_ptr() as u64,
+                keys: self.keys[at..].as_mut_ptr() as u64,
+                values: self.values[at..].as_mut_ptr() as u64,
+                count: BATCH as u32,
+                map_fd: self.flows_fd.as_raw_fd() as u32,
+                elem_flags: BPF_F_LOCK,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
+            // (linux/bpf.h), its size passed; `keys` and `values` have room
+            // for `count` keys and values of the map's sizes (checked when
+            // the map was opened) and `token` for the map's batch token
+            // (a u32 for hash maps); the kernel writes only those.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    size_of::<BatchAttr>(),
+                )
+            };
+            let got = attr.count as usize;
+            self.keys.truncate(at + got);
+            self.values.truncate(at + got);
+            first = false;
+            if rc == 0 {
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            // ENOENT: the walk is done (the last batch may hold entries).
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(());
+            }
+            return Err(EbpfError::Map {
+                map: "flow map",
+                message: format!("reading it in batches: {e}"),
+            });
+        }
     }
 
     /// Waits up to `timeout` for the ring buffer to have data.
@@ -687,6 +751,22 @@ impl EbpfCapture {
 
 /// `BPF_F_LOCK`: copy an entry's value under its bpf_spin_lock.
 const BPF_F_LOCK: u64 = 4;
+
+/// `BPF_MAP_LOOKUP_BATCH` (linux/bpf.h `enum bpf_cmd`).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
 
 /// The transport of an Ethernet frame's IP packet (6 or 17 when the kernel
 /// can segment it), for a super-packet's [`Segmentation`].

@@ -34,7 +34,9 @@ struct Seen {
 /// The differences between successive snapshots of each entry.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    seen: HashMap<FsKey, Seen>,
+    /// foldhash: every entry is looked up on every scan, and SipHash over
+    /// an 84-byte key was the scan's largest cost.
+    seen: HashMap<FsKey, Seen, foldhash::fast::FixedState>,
 }
 
 /// An address as the kernel keeps it: 16 bytes, IPv4 in the first 4.
@@ -136,8 +138,9 @@ impl Tracker {
         mono_to_real: i64,
     ) -> Option<FlowObservation> {
         let real = |mono: u64| mono.saturating_add_signed(mono_to_real);
-        let first_look = !self.seen.contains_key(key);
-        let seen = self.seen.entry(*key).or_default();
+        let entry = self.seen.entry(*key);
+        let first_look = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
+        let seen = entry.or_default();
         let mut o = FlowObservation::new(flow_key(key), 0);
         for (side, s) in flow.side.iter().enumerate() {
             o.sides[side] = SideDelta {
@@ -237,20 +240,25 @@ fn tcp_samples(flow: &FsFlow, seen: &mut Seen) -> TcpSamples {
     s
 }
 
-/// Whether entry `flow` has ended for good and may be deleted: it is
-/// closed, or it has been idle past its timeout by more than `margin_ns`
-/// at monotonic time `now_ns`, read before the snapshot was taken.
+/// Whether entry `flow` has ended for good and may be deleted: frozen, or
+/// closed longer than its linger, or idle past its timeout, by more than
+/// `margin_ns` at monotonic time `now_ns`, read before the snapshot was
+/// taken (`idle_ns` holds the linger once the flow has closed).
 ///
 /// Why no increment is lost: the program writes an entry only under its
-/// lock, and only when the entry is not closed and its own clock reading
-/// is within the entry's idle timeout of the latest packet. Both
-/// conditions, once true in a snapshot, stay true for any later writer:
-/// `closed` is never cleared, and a writer that locks after the snapshot
-/// read its clock at most `margin_ns` before `now_ns` (a program runs to
-/// completion in microseconds), so it sees the entry idle too and sends
-/// its packet to userspace instead.
+/// lock, and only when the entry has not ended by the same rule without the
+/// margin, at its own clock reading. Once true in a snapshot, the rule stays
+/// true for any later writer: `frozen` and `closed` are never cleared, and a
+/// writer that locks after the snapshot read its clock at most `margin_ns`
+/// before `now_ns` (a program runs to completion in microseconds), so it
+/// sees the entry ended too and sends its packet to userspace instead.
 pub fn ended(flow: &FsFlow, now_ns: u64, margin_ns: u64) -> bool {
-    flow.closed != 0 || now_ns.saturating_sub(flow.last_ns) > flow.idle_ns.saturating_add(margin_ns)
+    let since = if flow.closed != 0 {
+        flow.closed_ns
+    } else {
+        flow.last_ns
+    };
+    flow.frozen != 0 || now_ns.saturating_sub(since) > flow.idle_ns.saturating_add(margin_ns)
 }
 
 #[cfg(test)]
@@ -421,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_ends_when_closed_or_idle_past_its_timeout_and_the_margin() {
+    fn an_entry_ends_when_frozen_lingered_or_idle_past_its_timeout_and_the_margin() {
         let mut f = flow([1, 1], 0, 0);
         f.idle_ns = 10;
         let last = f.last_ns;
@@ -429,7 +437,13 @@ mod tests {
         assert!(!ended(&f, last + 15, 5));
         assert!(ended(&f, last + 16, 5));
         assert!(!ended(&f, last - 1, 5), "a clock behind the entry's");
+        // Closed: the linger (in idle_ns) runs from the close, not from the
+        // latest packet.
         f.closed = 1;
+        f.closed_ns = last - 8;
+        assert!(!ended(&f, last + 7, 5));
+        assert!(ended(&f, last + 8, 5));
+        f.frozen = 1;
         assert!(ended(&f, last, 5));
     }
 

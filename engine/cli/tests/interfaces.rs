@@ -153,7 +153,18 @@ fn both_modes(tag: &str, backend: &str) {
         &bridged,
         &["--backend", backend, "--interface-flows", "first"],
     );
-    assert_eq!(first, [(b, 100)], "{stderr}");
+    if backend == "ebpf" {
+        // The programs see each packet on b before c.
+        assert_eq!(first, [(b, 100)], "{stderr}");
+    } else {
+        // Rings hand packets over in blocks (10 ms block timeout), so the
+        // interface whose ring is read first keeps the flow.
+        assert_eq!(first.len(), 1, "{stderr}");
+        assert!(
+            first[0] == (b.clone(), 100) || first[0] == (c.clone(), 100),
+            "{first:?}"
+        );
+    }
     assert!(
         stderr.contains(
             "packets left out as seen on a second interface (--interface-flows first): 100"

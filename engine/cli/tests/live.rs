@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{Setup, VethPair, udp_frame};
-use common::live::{assert_same_spans, fixture_frames, interface, interrupt, start_in};
+use common::live::{
+    assert_same_spans, fixture_frames, interface, interrupt, pcap_mode_of, start_in,
+};
 use common::{engine, spans};
 
 /// A veth pair between two namespaces, or `None` (with a message) where
@@ -34,14 +36,7 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     // splits a flow, as on the wire here).
     let dir = std::env::temp_dir().join(format!("flowspan-live-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let sent_pcap = dir.join("sent.pcap");
-    let mut pcap = flowspan_testdata::Pcap::new(1);
-    for (k, f) in frames.iter().enumerate() {
-        pcap.add(1_700_000_000_000_000_000 + k as u64 * 1000, f);
-    }
-    std::fs::write(&sent_pcap, pcap.take_bytes()).expect("writing sent.pcap");
-    let from_pcap = engine(&["--pcap", sent_pcap.to_str().expect("path"), "-q"]);
-    assert_eq!(from_pcap.status.code(), Some(0));
+    let from_pcap = pcap_mode_of(&frames, &dir);
 
     // engine -i on end b, inside namespace `right`.
     let live_json = dir.join("live.json");
@@ -79,11 +74,11 @@ fn live_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
         assert_eq!(index.as_deref(), Some(ifindex.as_str()), "{span}");
     }
     assert!(
-        spans(&from_pcap.stdout)
+        spans(&from_pcap)
             .iter()
             .all(|s| interface(s) == (None, None))
     );
-    assert_same_spans(&from_pcap.stdout, &live);
+    assert_same_spans(&from_pcap, &live);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -30,6 +30,7 @@ mod tests;
 mod tunnel;
 
 pub use packet::{Decoded, Fragment, Ipsec, LinkType, PacketExtra, PacketRepr, SkipReason};
+pub(crate) use tunnel::splitmix_finish;
 pub use tunnel::{Encap, IpIpHeader, TunnelHeader, TunnelKind, TunnelPorts, UdpTunnel};
 
 pub(crate) use crate::wire::{be16, be32};

@@ -636,13 +636,18 @@ pub(super) fn fold(
             IpAddr::V6(v6) => eat(x, &v6.octets()),
         };
     }
+    // 0 means "not tunnelled".
+    splitmix_finish(x).max(1)
+}
+
+/// SplitMix64's finaliser, written out so that fingerprints, flow keys and
+/// the trace ids made from them never change with a dependency.
+pub(crate) fn splitmix_finish(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    // 0 means "not tunnelled".
-    x.max(1)
+    x ^ (x >> 31)
 }
 
 impl Decoder {

@@ -117,19 +117,12 @@ impl FlowKey {
     /// `scope` (a tunnel fingerprint, or 0) with interface `ifindex` mixed
     /// in: what a flow captured on that interface has in its key when flows
     /// are kept apart per interface. `ifindex` 0 (unknown) leaves it as it
-    /// is. SplitMix64's finaliser over both, written out so that keys (and
-    /// trace ids) never change with a dependency; never 0.
+    /// is. SplitMix64's finaliser over both; never 0.
     pub fn scoped_to_interface(scope: u64, ifindex: u32) -> u64 {
         if ifindex == 0 {
             return scope;
         }
-        let mut x = scope ^ (u64::from(ifindex) << 32 | 0x6966_6163);
-        x ^= x >> 30;
-        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x ^= x >> 27;
-        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        x.max(1)
+        crate::decode::splitmix_finish(scope ^ (u64::from(ifindex) << 32 | 0x6966_6163)).max(1)
     }
 
     /// Whether the protocol has real ports (TCP, UDP, SCTP).

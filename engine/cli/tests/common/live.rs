@@ -32,6 +32,21 @@ pub fn fixture_frames() -> Vec<Vec<u8>> {
     frames
 }
 
+/// Writes `frames` to `dir/sent.pcap`, 1 µs apart (so that no timeout
+/// splits a flow, as on the wire of a replay), and returns what
+/// `engine --pcap` makes of it (OTLP JSON).
+pub fn pcap_mode_of(frames: &[Vec<u8>], dir: &std::path::Path) -> Vec<u8> {
+    let sent_pcap = dir.join("sent.pcap");
+    let mut pcap = flowspan_testdata::Pcap::new(1);
+    for (k, f) in frames.iter().enumerate() {
+        pcap.add(1_700_000_000_000_000_000 + k as u64 * 1000, f);
+    }
+    std::fs::write(&sent_pcap, pcap.take_bytes()).expect("writing sent.pcap");
+    let out = super::engine(&["--pcap", sent_pcap.to_str().expect("path"), "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    out.stdout
+}
+
 /// A span without what depends on when its packets were seen (times, the
 /// ids derived from the first packet's time, and the values of the TCP
 /// latency metrics, of which only the presence is kept) or where (the

@@ -853,13 +853,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_programs_are_built_where_the_tests_run() {
-        // Without clang the crate builds without its programs; the test
-        // command runs where .ci/run installed clang, so that must fail
-        // there rather than leave the backend untested.
-        if let Err(e) = available() {
-            panic!("{e}");
-        }
+    fn the_programs_are_built_in_ci_and_for_root() {
+        // Without clang the crate builds without its programs. In CI and as
+        // root (README, "What the tests need") that is an install step's
+        // fault and fails; elsewhere the eBPF tests say why and skip.
+        let Err(e) = available() else { return };
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(!ci && !root, "{e}");
+        eprintln!("SKIP: {e}");
     }
 
     #[test]

@@ -15,13 +15,24 @@ use common::live::{assert_same_spans, fixture_frames, interrupt, pcap_mode_of, s
 use common::{engine, spans};
 
 /// A veth pair between two namespaces, or `None` (with a message) where
-/// the test cannot run.
-fn namespace(tag: &str) -> Option<VethPair> {
-    VethPair::for_test(tag, Setup::default())
+/// the test cannot run: without root and the tools, or in an engine built
+/// without its eBPF programs (no clang).
+///
+/// The tests of this file run one at a time (the guard): two of them time
+/// packets or want the CPUs to themselves, and any test replaying frames
+/// beside them would disturb that.
+fn namespace(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, VethPair)> {
+    if let Err(e) = capture_ebpf::available() {
+        capture_afpacket::testnet::skip(&e.to_string());
+        return None;
+    }
+    let alone = TIMING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some((alone, VethPair::for_test(tag, Setup::default())?))
 }
 
-/// Held by the tests whose results depend on timing or on having the CPUs
-/// to themselves, so that they do not run at once.
+/// Held by each test of this file that uses the kernel (see `namespace`).
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A scratch directory for one test.
@@ -73,7 +84,9 @@ fn summary_number(stderr: &str, prefix: &str) -> u64 {
 
 #[test]
 fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
-    let Some(ns) = namespace("e") else { return };
+    let Some((_alone, ns)) = namespace("e") else {
+        return;
+    };
     let stderr = replay_fixtures(&ns, "fixtures", &[]);
     // Most packets are counted in the kernel, every fixture's odd ones
     // (fragments, tunnels, malformed headers) notwithstanding.
@@ -96,7 +109,9 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
 
 #[test]
 fn a_full_flow_map_sends_new_flows_to_userspace_and_changes_no_span() {
-    let Some(ns) = namespace("f") else { return };
+    let Some((_alone, ns)) = namespace("f") else {
+        return;
+    };
     let stderr = replay_fixtures(&ns, "full", &["--ebpf-flows", "4"]);
     let line = stderr
         .lines()
@@ -136,10 +151,9 @@ fn sum(spans: &[serde_json::Value], key: &str) -> i64 {
 
 #[test]
 fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
-    let Some(ns) = namespace("x") else { return };
-    let _alone = TIMING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((_alone, ns)) = namespace("x") else {
+        return;
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(
         cpus >= 2,
@@ -262,7 +276,9 @@ fn kill_9(mut child: std::process::Child, reader: std::thread::JoinHandle<String
 
 #[test]
 fn nothing_stays_attached_after_sigkill_with_tcx_links() {
-    let Some(ns) = namespace("k") else { return };
+    let Some((_alone, ns)) = namespace("k") else {
+        return;
+    };
     assert!(tcx_on_b(&ns).is_empty());
     let (child, reader) = start_in(&ns, &["-i", &ns.b, "--backend", "ebpf", "-o", "/dev/null"]);
     let attached = tcx_on_b(&ns);
@@ -282,7 +298,9 @@ fn nothing_stays_attached_after_sigkill_with_tcx_links() {
 
 #[test]
 fn clsact_filters_a_killed_run_left_are_removed_at_the_next_start() {
-    let Some(ns) = namespace("q") else { return };
+    let Some((_alone, ns)) = namespace("q") else {
+        return;
+    };
     let args = [
         "-i",
         &ns.b,
@@ -318,6 +336,10 @@ fn clsact_filters_a_killed_run_left_are_removed_at_the_next_start() {
 
 #[test]
 fn missing_privileges_bad_settings_and_unknown_interfaces_are_one_line_errors() {
+    if let Err(e) = capture_ebpf::available() {
+        capture_afpacket::testnet::skip(&e.to_string());
+        return;
+    }
     let unknown = engine(&["-i", "no-such-if0", "--backend", "ebpf"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert_eq!(
@@ -444,10 +466,9 @@ fn latencies(json: &[u8]) -> std::collections::BTreeMap<String, Vec<(String, i64
 
 #[test]
 fn latency_values_agree_with_pcap_mode_on_a_replay_with_its_timing() {
-    let Some(ns) = namespace("l") else { return };
-    let _alone = TIMING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((_alone, ns)) = namespace("l") else {
+        return;
+    };
     // latency.pcap with its timing, but gaps over 50 ms cut to 50 ms (they
     // separate its flows; no latency sample spans one), so that the replay
     // takes about 1.2 s.

@@ -134,6 +134,12 @@ fn capture(bridged: &Bridged, args: &[&str]) -> (Vec<(String, i64)>, String) {
 }
 
 fn both_modes(tag: &str, backend: &str) {
+    if backend == "ebpf"
+        && let Err(e) = capture_ebpf::available()
+    {
+        capture_afpacket::testnet::skip(&e.to_string());
+        return;
+    }
     let Some(bridged) = Bridged::new(tag) else {
         return;
     };

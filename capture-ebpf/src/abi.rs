@@ -43,17 +43,10 @@ impl UpReason {
         UpReason::Segmented,
         UpReason::Follows,
     ];
-
-    /// The reason numbered `n`, if there is one.
-    pub fn from_u8(n: u8) -> Option<UpReason> {
-        UpReason::ALL.get(usize::from(n)).copied()
-    }
-
-    /// How the summary names it.
-    pub fn name(self) -> &'static str {
-        engine::registry::UP_REASONS[self as usize]
-    }
 }
+
+// The summary names each reason from the registry's list.
+const _: () = assert!(engine::registry::UP_REASONS.len() == UpReason::ALL.len());
 
 /// `FS_STAT_PACKETS`: packets the programs ran on.
 pub const STAT_PACKETS: u32 = 0;
@@ -70,9 +63,6 @@ pub const STAT_DECAP: u32 = STAT_UP + UpReason::ALL.len() as u32;
 pub const STAT_DUPLICATE: u32 = STAT_DECAP + 1;
 /// `FS_STATS`: the number of counters.
 pub const STATS: u32 = STAT_DUPLICATE + 1;
-
-/// `FS_SNAP`: bytes of a packet copied to userspace at most.
-pub const SNAP: usize = 9216;
 
 /// TCP timing flags (`FS_TCP_*`) userspace reads.
 pub mod tcp_flags {

@@ -113,16 +113,6 @@ fn observed_encap(key: &FsKey, kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> 
 }
 
 impl Tracker {
-    /// Entries the tracker remembers (at most the flow map's).
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether it remembers none.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
     /// Whether entry `key` has been observed (and not forgotten).
     pub fn knows(&self, key: &FsKey) -> bool {
         self.seen.contains_key(key)

@@ -97,7 +97,7 @@ pub struct Args {
     pub interface_flows: InterfaceFlowsArg,
 
     /// eBPF backend: flow map entries. The kernel allocates them all when the programs
-    /// load, about 304 bytes each (the default takes 19 MiB), memory no cgroup is
+    /// load, 424 bytes each (the default takes 27 MiB), memory no cgroup is
     /// charged for; at most 4194304 and a quarter of the memory available. A new flow
     /// finding the map full goes to userspace packet by packet (counted).
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 65_536,

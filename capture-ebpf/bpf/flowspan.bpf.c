@@ -778,10 +778,9 @@ static __always_inline int ended(const struct fs_flow *f, __u64 now)
  * on all the flow's packets do, so that the engine times the flow from
  * its own packets (README "TCP latency" needs them in order, on one side
  * of the boundary). What the entry counted so far is handed on first. */
-static __always_inline void hand_over(const struct fs_key *k, struct fs_work *w, __u64 now,
-				      __u32 ifindex)
+static __always_inline void hand_over(struct fs_flow *f, const struct fs_key *k, struct fs_work *w,
+				      __u64 now, __u32 ifindex)
 {
-	struct fs_flow *f = bpf_map_lookup_elem(&fs_flows, k);
 	struct fs_flow *n;
 
 	if (f) {
@@ -839,9 +838,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	 * with it, so that the flow's counts in the map are handed on
 	 * first and the engine sees the flow's packets in order. */
 	if (p->up != NOT_UP) {
+		/* The key goes with the packet only when the flow has an entry
+		 * (userspace then hands on what it counted first): no lookup
+		 * in userspace for flows that live there alone. */
+		f = bpf_map_lookup_elem(&fs_flows, &w->k);
 		if (p->protocol == 6)
-			hand_over(&w->k, w, now, skb->ifindex);
-		return up(skb, c, p->up, now, egress, &w->k);
+			hand_over(f, &w->k, w, now, skb->ifindex);
+		return up(skb, c, p->up, now, egress, f ? &w->k : 0);
 	}
 
 	f = bpf_map_lookup_elem(&fs_flows, &w->k);
@@ -901,7 +904,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		if (now > f->last_ns)
 			f->last_ns = now;
 		bpf_spin_unlock(&f->lock);
-		return up(skb, c, FS_UP_FOLLOWS, now, egress, &w->k);
+		/* What the entry counted went to userspace before the packet
+		 * that handed the flow over: nothing more to hand on. */
+		return up(skb, c, FS_UP_FOLLOWS, now, egress, 0);
 	}
 	account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);

@@ -139,31 +139,15 @@ fn main() -> ExitCode {
         .and_then(|n| n.parse().ok())
         .unwrap_or(2_000_000);
     let rounds: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3);
-    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(count);
-    let mut reader = match capture_pcap::CaptureReader::open(path) {
-        Ok(r) => r,
+    // Whole packets, as a wire carries them: the capture keeps headers
+    // only; the rest is zeros.
+    let frames = match flowspan_benches::wire_frames(path, count, true) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("ebpf-bench: {e}");
             return ExitCode::from(2);
         }
     };
-    while frames.len() < count {
-        match reader.next_frame() {
-            Ok(Some(f)) if f.link_type == 1 && (14..=1514).contains(&f.orig_len) => {
-                // Whole packets, as a wire carries them: the capture keeps
-                // headers only; the rest is zeros.
-                let mut frame = f.data.to_vec();
-                frame.resize(f.orig_len as usize, 0);
-                frames.push(frame);
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => {
-                eprintln!("ebpf-bench: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
     let ns = match VethPair::create("eb") {
         Ok(ns) => ns,
         Err(e) => {

@@ -56,3 +56,31 @@ pub fn fixture_records() -> Vec<engine::FlowRecord> {
     }
     records
 }
+
+/// The first `count` Ethernet frames of at most 1514 bytes (what a veth
+/// carries) of the capture at `path`, for the live-capture benches. With
+/// `whole`, each frame is padded with zeros to its original length (a
+/// headers-only capture replayed as the wire carried it).
+///
+/// # Errors
+/// The capture cannot be opened or read: the reader's message.
+pub fn wire_frames(path: &str, count: usize, whole: bool) -> Result<Vec<Vec<u8>>, String> {
+    let mut frames = Vec::with_capacity(count);
+    let mut reader = capture_pcap::CaptureReader::open(path).map_err(|e| e.to_string())?;
+    while frames.len() < count {
+        let Some(f) = reader.next_frame().map_err(|e| e.to_string())? else {
+            break;
+        };
+        let len = if whole {
+            f.orig_len as usize
+        } else {
+            f.data.len()
+        };
+        if f.link_type == 1 && (14..=1514).contains(&len) {
+            let mut frame = f.data.to_vec();
+            frame.resize(len, 0);
+            frames.push(frame);
+        }
+    }
+    Ok(frames)
+}

@@ -56,27 +56,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(count);
-    let mut reader = match capture_pcap::CaptureReader::open(path) {
-        Ok(r) => r,
+    let frames = match flowspan_benches::wire_frames(path, count, false) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("ring-bench: {e}");
             return ExitCode::from(2);
         }
     };
-    while frames.len() < count {
-        match reader.next_frame() {
-            Ok(Some(f)) if f.link_type == 1 && (14..=1514).contains(&f.data.len()) => {
-                frames.push(f.data.to_vec());
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => {
-                eprintln!("ring-bench: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
     let ns = match VethPair::create("rb") {
         Ok(ns) => ns,
         Err(why) => {

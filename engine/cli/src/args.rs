@@ -101,7 +101,7 @@ pub struct Args {
     /// charged for; at most 4194304 and a quarter of the memory available. A new flow
     /// finding the map full goes to userspace packet by packet (counted).
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 65_536,
-          value_parser = clap::value_parser!(u32).range(1..=4_194_304),
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(capture_ebpf::MAX_FLOWS)),
           help_heading = "Live capture")]
     pub ebpf_flows: u32,
 

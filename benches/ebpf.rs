@@ -16,9 +16,19 @@
 //!   with BPF statistics on while the bench runs) and the share of packets
 //!   sent to userspace (from the engine's summary).
 //!
-//! Then, with eBPF only: 1000 UDP flows get one packet each, and 1,000,000
-//! more packets of those flows follow: the programs' time per packet of a
-//! flow already in the map.
+//! Then long flows, ROUNDS times for each backend: 1000 UDP flows get one
+//! packet each, and 1,000,000 more packets of those flows follow: each
+//! backend's engine CPU per packet when flows are long, and the programs'
+//! time per packet of a flow already in the map.
+//!
+//!     ebpf-bench --test-run CAPTURE [PACKETS]
+//!
+//! runs the ingress program on the same frames in the kernel itself
+//! (`BPF_PROG_TEST_RUN`, no interface, no sender): each frame once in
+//! capture order (the mean on the benchmark traffic), the whole sequence a
+//! second time (every flow now in the map), then one UDP frame of a flow
+//! in the map 1,000,000 times in a row. The kernel times each run; a run's
+//! time includes one clock read of the timer.
 // The results are the output.
 #![allow(clippy::print_stdout)]
 
@@ -30,6 +40,8 @@ use aya::programs::loaded_programs;
 use aya::sys::{Stats, enable_stats};
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{VethPair, enter_namespace, udp_frame_from};
+use capture_ebpf::{EbpfCapture, EbpfConfig, EbpfError};
+use engine::decode::UdpTunnel;
 
 /// The programs' names as the kernel keeps them (15 bytes).
 const PROGRAMS: [&str; 2] = ["flowspan_ingres", "flowspan_egress"];
@@ -128,10 +140,67 @@ fn stop(engine: Engine) -> (f64, String) {
     (cpu, engine.reader.join().expect("stderr reader"))
 }
 
+/// `ebpf-bench --test-run CAPTURE [PACKETS]`.
+fn test_run(frames: &[Vec<u8>]) -> ExitCode {
+    let decoder = engine::decode::Decoder::default();
+    let config = EbpfConfig {
+        // Every flow of the capture fits.
+        flows: 262_144,
+        udp_ports: decoder.udp_ports_looked_into(),
+        vxlan_ports: decoder.tunnel_ports.ports(UdpTunnel::Vxlan).collect(),
+        geneve_ports: decoder.tunnel_ports.ports(UdpTunnel::Geneve).collect(),
+        teredo_anywhere: decoder.teredo_anywhere(),
+        ..EbpfConfig::default()
+    };
+    let registry = engine::registry::Registry::new();
+    let capture = match EbpfCapture::open(&[], &config, &registry, &|_| {}) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ebpf-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run_all = |label: &str| -> Result<(), EbpfError> {
+        let mut total = Duration::ZERO;
+        for frame in frames {
+            total += capture.test_run(frame, 1)?;
+        }
+        println!(
+            "{label}: {} frames, {:.1} ns per packet",
+            frames.len(),
+            total.as_nanos() as f64 / frames.len().max(1) as f64
+        );
+        Ok(())
+    };
+    let result = (|| {
+        run_all("capture order, first pass (new flows included)")?;
+        run_all("capture order, second pass (every flow in the map)")?;
+        let frame = udp_frame_from([10, 20, 0, 1], 1, false, None);
+        capture.test_run(&frame, 1)?;
+        let mean = capture.test_run(&frame, 1_000_000)?;
+        println!(
+            "one UDP flow in the map, 1000000 runs: {:.1} ns per packet",
+            mean.as_nanos() as f64
+        );
+        Ok::<(), EbpfError>(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ebpf-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let in_kernel = args.first().is_some_and(|a| a == "--test-run");
+    if in_kernel {
+        args.remove(0);
+    }
     let Some(path) = args.first() else {
-        eprintln!("usage: ebpf-bench CAPTURE [PACKETS] [ROUNDS]");
+        eprintln!("usage: ebpf-bench [--test-run] CAPTURE [PACKETS] [ROUNDS]");
         return ExitCode::from(2);
     };
     let count: usize = args
@@ -148,6 +217,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if in_kernel {
+        return test_run(&frames);
+    }
     let ns = match VethPair::create("eb") {
         Ok(ns) => ns,
         Err(e) => {
@@ -208,43 +280,55 @@ fn main() -> ExitCode {
                 "{backend:<9} {cpu:>12.3}  {:>16.1}  {prog:>18}  {up}",
                 cpu * 1e9 / n
             );
-            if let Some(line) = stderr
-                .lines()
-                .find(|l| l.contains("sent to userspace whole ("))
-            {
+            for line in stderr.lines().filter(|l| {
+                l.contains("sent to userspace whole (")
+                    || l.contains("flow map reads:")
+                    || l.contains("entries at the end")
+            }) {
                 println!("          {}", line.trim());
             }
         }
     }
 
-    // Packets of flows already in the map: UDP, 1000 flows.
-    let engine = start(&ns, "ebpf");
+    // Long flows: 1000 UDP flows get one packet each, then 1,000,000 more
+    // packets of those flows follow. The programs' time per packet of a
+    // flow already in the map, and both backends' engine CPU when flows
+    // are long (1001 packets each), against the capture's 9.
     let first: Vec<Vec<u8>> = (0..1000u32)
         .map(|k| {
             let [_, _, x, y] = k.to_be_bytes();
             udp_frame_from([10, 20, x, y], 1, false, None)
         })
         .collect();
-    send(&first);
-    std::thread::sleep(Duration::from_millis(200));
     let more: Vec<Vec<u8>> = (0..1_000_000usize)
         .map(|k| first[k % 1000].clone())
         .collect();
-    let before = program_stats();
-    send(&more);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = program_stats();
-    let (_, stderr) = stop(engine);
-    let runs = after.1.saturating_sub(before.1).max(1);
-    println!(
-        "existing flows: {} runs, {:.1} ns per packet; {}",
-        runs,
-        after.0.saturating_sub(before.0) as f64 / runs as f64,
-        stderr
-            .lines()
-            .find(|l| l.contains("counted in the kernel"))
-            .unwrap_or("")
-            .trim()
-    );
+    println!("long flows: 1000 flows of 1001 packets");
+    for _ in 0..rounds {
+        for backend in ["ebpf", "afpacket"] {
+            let engine = start(&ns, backend);
+            send(&first);
+            std::thread::sleep(Duration::from_millis(200));
+            let before = program_stats();
+            send(&more);
+            std::thread::sleep(Duration::from_millis(500));
+            let after = program_stats();
+            let (cpu, _) = stop(engine);
+            let n = (first.len() + more.len()) as f64;
+            let prog = if backend == "ebpf" {
+                let runs = after.1.saturating_sub(before.1).max(1);
+                format!(
+                    "{:.1} ns per packet of a flow in the map ({runs} runs)",
+                    after.0.saturating_sub(before.0) as f64 / runs as f64
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "{backend:<9} engine CPU {cpu:.3} s, {:.1} ns per packet; {prog}",
+                cpu * 1e9 / n
+            );
+        }
+    }
     ExitCode::SUCCESS
 }

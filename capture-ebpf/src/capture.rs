@@ -142,7 +142,7 @@ struct Interface {
 /// Live capture with the TC programs. Dropping it detaches them.
 pub struct EbpfCapture {
     /// Holds the programs and their links.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     flows: BpfHashMap<MapData, FsKey, FsFlow>,
     /// The flow map's descriptor, for batch reads.
     flows_fd: std::os::fd::OwnedFd,
@@ -503,7 +503,7 @@ impl EbpfCapture {
             PerCpuArray::try_from(take(&mut ebpf, "fs_stats")?).map_err(map_err("counters"))?;
         let (_, mono_to_real) = clocks();
         Ok(EbpfCapture {
-            _ebpf: ebpf,
+            ebpf,
             flows,
             flows_fd,
             events,
@@ -528,6 +528,31 @@ impl EbpfCapture {
             keys: Vec::new(),
             values: Vec::new(),
         })
+    }
+
+    /// Runs the ingress program on `frame`, `repeat` times in a row, in
+    /// the kernel (`BPF_PROG_TEST_RUN`, as if the frame arrived on the
+    /// loopback interface): the flow map counts it like a captured packet.
+    /// Returns the kernel's mean time per run. For benchmarks of the
+    /// programs themselves (`ebpf-bench --test-run`).
+    ///
+    /// # Errors
+    /// The kernel refuses the run (a frame shorter than 14 bytes, a kernel
+    /// without test runs for TC programs).
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, EbpfError> {
+        use aya::programs::{TestRun, TestRunOptions};
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(INGRESS)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| EbpfError::Load(format!("the object has no program {INGRESS}")))?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let result = program
+            .test_run(opts)
+            .map_err(|e| EbpfError::Load(format!("test run: {}", one_line(&e))))?;
+        Ok(result.duration)
     }
 
     /// The interfaces, comma-separated.

@@ -186,6 +186,28 @@ static __always_inline int up(struct __sk_buff *skb, struct fs_counters *c, __u3
 	return TC_ACT_OK;
 }
 
+/* Tells userspace about entry `k` (FS_NOTICE_*). A notice the full ring
+ * cannot take is counted: userspace then reads the whole map. Notices do
+ * not wake userspace (a wake-up per new flow costs it more than the flow):
+ * it finds them on its next look, within 100 ms. */
+static __always_inline void notice(struct fs_counters *c, __u8 what, const struct fs_key *k,
+				   __u64 now, __u32 ifindex)
+{
+	struct fs_event *e = bpf_ringbuf_reserve(&fs_events, sizeof(*e), 0);
+
+	if (!e) {
+		bump(c, FS_STAT_NOTICE_LOST);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e) - sizeof(e->key));
+	e->ts_ns = now;
+	e->ifindex = ifindex;
+	e->keyed = 1;
+	e->notice = what;
+	__builtin_memcpy(&e->key, k, sizeof(*k));
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline int vlan_tpid(__u16 et)
 {
 	return et == 0x8100 || et == 0x88a8 || et == 0x9100 || et == 0x9200 || et == 0x9300;
@@ -728,9 +750,11 @@ static __always_inline __u64 idle_for(const struct fs_flow *f, __u8 protocol)
 }
 
 /* Counts packet `p` from side `side` into entry `f` (locked, or not yet
- * in the map). No helper calls: this runs under the entry's lock. */
-static __always_inline void account(struct fs_flow *f, const struct pkt *p, int side, __u64 now)
+ * in the map); returns 1 when the packet closed the TCP flow. No helper
+ * calls: this runs under the entry's lock. */
+static __always_inline int account(struct fs_flow *f, const struct pkt *p, int side, __u64 now)
 {
+	int closes = 0;
 	struct fs_side *s = &f->side[side & 1];
 	__u16 flags;
 
@@ -760,9 +784,11 @@ static __always_inline void account(struct fs_flow *f, const struct pkt *p, int 
 			 * last ACKs), from now, and stops timing it. */
 			f->closed = 1;
 			f->closed_ns = now;
+			closes = 1;
 		}
 	}
 	f->idle_ns = f->closed ? fs_idle_ns[5] : idle_for(f, p->protocol);
+	return closes;
 }
 
 /* Whether entry `f` has ended at `now`: frozen, closed longer than the
@@ -778,8 +804,9 @@ static __always_inline int ended(const struct fs_flow *f, __u64 now)
  * on all the flow's packets do, so that the engine times the flow from
  * its own packets (README "TCP latency" needs them in order, on one side
  * of the boundary). What the entry counted so far is handed on first. */
-static __always_inline void hand_over(struct fs_flow *f, const struct fs_key *k, struct fs_work *w,
-				      __u64 now, __u32 ifindex)
+static __always_inline void hand_over(struct fs_counters *c, struct fs_flow *f,
+				      const struct fs_key *k, struct fs_work *w, __u64 now,
+				      __u32 ifindex)
 {
 	struct fs_flow *n;
 
@@ -802,7 +829,8 @@ static __always_inline void hand_over(struct fs_flow *f, const struct fs_key *k,
 	n->idle_ns = fs_idle_ns[0];
 	n->user = 1;
 	/* A full map, or another CPU's entry: the packet goes up either way. */
-	bpf_map_update_elem(&fs_flows, k, n, BPF_NOEXIST);
+	if (bpf_map_update_elem(&fs_flows, k, n, BPF_NOEXIST) == 0)
+		notice(c, FS_NOTICE_NEW, k, now, ifindex);
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
@@ -813,7 +841,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	struct fs_flow *f, *n;
 	struct pkt *p;
 	__u32 zero = 0;
-	int r, from_a, side;
+	int r, from_a, side, closes;
 
 	c = bpf_map_lookup_elem(&fs_stats, &zero);
 	if (!c)
@@ -843,7 +871,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		 * in userspace for flows that live there alone. */
 		f = bpf_map_lookup_elem(&fs_flows, &w->k);
 		if (p->protocol == 6)
-			hand_over(f, &w->k, w, now, skb->ifindex);
+			hand_over(c, f, &w->k, w, now, skb->ifindex);
 		return up(skb, c, p->up, now, egress, f ? &w->k : 0);
 	}
 
@@ -869,8 +897,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		} else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
 			n->tcp.initiator = side ^ 1;
 		}
-		account(n, p, side, now);
+		closes = account(n, p, side, now);
 		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
+			notice(c, FS_NOTICE_NEW, &w->k, now, skb->ifindex);
+			if (closes)
+				notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
 			bump(c, FS_STAT_COUNTED);
 			if (p->tun_kind)
 				bump(c, FS_STAT_DECAP);
@@ -908,8 +939,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		 * that handed the flow over: nothing more to hand on. */
 		return up(skb, c, FS_UP_FOLLOWS, now, egress, 0);
 	}
-	account(f, p, side, now);
+	closes = account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);
+	if (closes)
+		notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
 	bump(c, FS_STAT_COUNTED);
 	if (p->tun_kind)
 		bump(c, FS_STAT_DECAP);

@@ -34,6 +34,7 @@ enum fs_stat {
 	FS_STAT_UP = 3,        /* FS_STAT_UP + reason: packets sent to userspace */
 	FS_STAT_DECAP = FS_STAT_UP + FS_UP_REASONS, /* counted after decapsulation */
 	FS_STAT_DUPLICATE,     /* seen on an interface other than its flow's (left out) */
+	FS_STAT_NOTICE_LOST,   /* notices (fs_event.notice) lost: ring buffer full */
 	FS_STATS,
 };
 
@@ -160,9 +161,15 @@ struct fs_event {
 	__u8 egress;
 	__u8 keyed;            /* `key` is the packet's flow: userspace hands on
 				* what its entry counted before the packet */
-	__u8 pad[5];
+	__u8 notice;           /* FS_NOTICE_*: no packet, news of entry `key` */
+	__u8 pad[4];
 	struct fs_key key;
 };
+
+/* fs_event.notice: userspace reads an entry when something can be due for
+ * it (README "eBPF backend"), and learns of entries from these. */
+#define FS_NOTICE_NEW 1        /* the entry was made */
+#define FS_NOTICE_CLOSED 2     /* its TCP flow closed: RST, or FIN both ways */
 
 /* The bytes of a packet copied to userspace at most (a 9000-byte jumbo
  * frame fits; a longer super-packet is cut, its length in wire_len). */

@@ -61,8 +61,10 @@ pub const STAT_DECAP: u32 = STAT_UP + UpReason::ALL.len() as u32;
 /// `FS_STAT_DUPLICATE`: packets seen on an interface other than their
 /// flow's, left out.
 pub const STAT_DUPLICATE: u32 = STAT_DECAP + 1;
-/// `FS_STATS`: the number of counters.
-pub const STATS: u32 = STAT_DUPLICATE + 1;
+/// `FS_STAT_NOTICE_LOST`: notices lost because the ring was full.
+pub const STAT_NOTICE_LOST: u32 = STAT_DUPLICATE + 1;
+/// `FS_STATS`: how many counters there are.
+pub const STATS: u32 = STAT_NOTICE_LOST + 1;
 
 /// TCP timing flags (`FS_TCP_*`) userspace reads.
 pub mod tcp_flags {
@@ -78,8 +80,9 @@ pub mod tcp_flags {
     pub const ACK_AFTER: u16 = 1 << 6;
 }
 
-/// `struct fs_key`: a flow in the engine's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// `struct fs_key`: a flow in the engine's order. (Ordered only so that
+/// due times can break ties in a heap.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(C)]
 pub struct FsKey {
     /// Endpoint a's address, network order (IPv4 in the first 4 bytes).
@@ -262,11 +265,20 @@ pub struct FsEvent {
     /// 1 when `key` is the packet's flow: what its entry counted goes to
     /// the engine before the packet.
     pub keyed: u8,
+    /// [`NOTICE_NEW`] or [`NOTICE_CLOSED`]: no packet follows; news of
+    /// entry `key`. 0 for a packet.
+    pub notice: u8,
     /// Zero.
-    pub pad: [u8; 5],
+    pub pad: [u8; 4],
     /// The packet's flow, when `keyed`.
     pub key: FsKey,
 }
+
+/// `FS_NOTICE_NEW`: entry `key` was made.
+pub const NOTICE_NEW: u8 = 1;
+/// `FS_NOTICE_CLOSED`: entry `key`'s TCP flow closed (RST, or FIN both
+/// ways).
+pub const NOTICE_CLOSED: u8 = 2;
 
 // SAFETY: each is `repr(C)`, made of integers and arrays of integers with
 // every hole filled by an explicit pad field (the layout test checks that
@@ -318,7 +330,8 @@ impl FsEvent {
             reason: b[24],
             egress: b[25],
             keyed: b[26],
-            pad: [0; 5],
+            notice: b[27],
+            pad: [0; 4],
             key,
         })
     }
@@ -467,8 +480,8 @@ mod tests {
             "fs_event",
             FsEvent,
             [
-                ts_ns, ifindex, wire_len, cap_len, gso_segs, gso_size, reason, egress, keyed, pad,
-                key
+                ts_ns, ifindex, wire_len, cap_len, gso_segs, gso_size, reason, egress, keyed,
+                notice, pad, key
             ]
         );
     }
@@ -499,7 +512,8 @@ mod tests {
             reason: UpReason::Tunnel as u8,
             egress: 1,
             keyed: 1,
-            pad: [0; 5],
+            notice: NOTICE_CLOSED,
+            pad: [0; 4],
             key,
         };
         let mut bytes = Vec::new();
@@ -509,7 +523,7 @@ mod tests {
         bytes.extend_from_slice(&e.cap_len.to_ne_bytes());
         bytes.extend_from_slice(&e.gso_segs.to_ne_bytes());
         bytes.extend_from_slice(&e.gso_size.to_ne_bytes());
-        bytes.extend_from_slice(&[e.reason, e.egress, e.keyed, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[e.reason, e.egress, e.keyed, e.notice, 0, 0, 0, 0]);
         bytes.extend_from_slice(&key.a);
         bytes.extend_from_slice(&key.b);
         bytes.extend_from_slice(&key.a_port.to_ne_bytes());

@@ -19,6 +19,7 @@ use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
 
 use crate::abi::{self, FsEvent, FsFlow, FsKey};
 use crate::flows::{Tracker, ended};
+use crate::schedule::Schedule;
 
 /// The programs' names in the object (their ELF symbols).
 const INGRESS: &str = "flowspan_ingress";
@@ -64,7 +65,8 @@ pub struct EbpfConfig {
     /// A flow's first interface keeps it (`engine::InterfaceFlows::First`);
     /// otherwise each interface has its own flow.
     pub first_interface: bool,
-    /// How often the flow map is read.
+    /// How often the whole flow map is read besides the reads of entries
+    /// something is due for (zero: never).
     pub scan_interval: Duration,
     /// Where a verifier rejection's log is written.
     pub verifier_log: PathBuf,
@@ -84,7 +86,7 @@ impl Default for EbpfConfig {
             geneve_ports: vec![6081],
             teredo_anywhere: true,
             first_interface: false,
-            scan_interval: Duration::from_millis(500),
+            scan_interval: Duration::ZERO,
             verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
             attach: None,
         }
@@ -149,10 +151,18 @@ pub struct EbpfCapture {
     events: RingBuf<MapData>,
     stats: PerCpuArray<MapData, [u64; abi::STATS as usize]>,
     tracker: Tracker,
+    /// When to read each entry.
+    schedule: Schedule,
+    /// The idle timeouts and linger the programs apply, and the active
+    /// timeout: when reads are due.
+    timeouts: Timeouts,
     interfaces: Vec<Interface>,
     mode: AttachMode,
+    /// Full reads: every `scan_interval` (if not zero), and when notices
+    /// were lost.
     scan_interval: Duration,
-    next_scan: Instant,
+    next_scan: Option<Instant>,
+    full_read_pending: bool,
     mono_to_real: i64,
     kernel: ProgramCounts,
     programs: ProgramSlot,
@@ -509,6 +519,8 @@ impl EbpfCapture {
             events,
             stats,
             tracker: Tracker::default(),
+            schedule: Schedule::default(),
+            timeouts: config.timeouts,
             interfaces: found
                 .into_iter()
                 .map(|(name, ifindex)| Interface {
@@ -521,7 +533,9 @@ impl EbpfCapture {
                 .collect(),
             mode,
             scan_interval: config.scan_interval,
-            next_scan: Instant::now() + config.scan_interval,
+            next_scan: (!config.scan_interval.is_zero())
+                .then(|| Instant::now() + config.scan_interval),
+            full_read_pending: false,
             mono_to_real,
             kernel: ProgramCounts::default(),
             programs: registry.programs(),
@@ -580,8 +594,10 @@ impl EbpfCapture {
     /// The map cannot be read.
     pub fn read_counts(&mut self) -> Result<ProgramCounts, EbpfError> {
         let mut c = ProgramCounts {
-            entries: self.kernel.entries,
+            entries: self.schedule.len() as u64,
             collected: self.kernel.collected,
+            reads: self.kernel.reads,
+            full_reads: self.kernel.full_reads,
             ..ProgramCounts::default()
         };
         let per_cpu = self.stats.get(&0, 0).map_err(|e| EbpfError::Map {
@@ -596,8 +612,13 @@ impl EbpfCapture {
                 abi::STAT_LOST => c.lost = sum,
                 abi::STAT_DECAP => c.decapsulated = sum,
                 abi::STAT_DUPLICATE => c.duplicates = sum,
+                abi::STAT_NOTICE_LOST => c.notices_lost = sum,
                 _ => c.up[(i - abi::STAT_UP) as usize] = sum,
             }
+        }
+        // A lost notice leaves an entry unknown: the whole map is read.
+        if c.notices_lost > self.kernel.notices_lost {
+            self.full_read_pending = true;
         }
         self.kernel = c;
         Ok(c)
@@ -612,6 +633,12 @@ impl EbpfCapture {
                 continue;
             };
             let end = header + ev.cap_len as usize;
+            if ev.notice != 0 {
+                if let Some(at) = notice_due(&self.timeouts, &ev) {
+                    self.schedule.by(ev.key, at);
+                }
+                continue;
+            }
             let Some(data) = item.get(header..end) else {
                 continue;
             };
@@ -626,10 +653,21 @@ impl EbpfCapture {
             if ev.keyed != 0
                 && let Ok(flow) = self.flows.get(&ev.key, BPF_F_LOCK)
                 && flow.first_ns <= ev.ts_ns
-                && let Some(o) = self.tracker.observe(&ev.key, &flow, offset)
-                && input.flow(o).is_break()
             {
-                return false;
+                // Frozen (a new SYN on a closed flow's ports): read and
+                // deleted right away. An entry whose notice was lost is
+                // scheduled from here.
+                if flow.frozen != 0 {
+                    self.schedule.by(ev.key, 0);
+                } else if !self.schedule.contains(&ev.key) {
+                    self.schedule
+                        .set(ev.key, next_due(&self.timeouts, &flow, ev.ts_ns));
+                }
+                if let Some(o) = self.tracker.observe(&ev.key, &flow, offset)
+                    && input.flow(o).is_break()
+                {
+                    return false;
+                }
             }
             let frame = Frame {
                 ts_ns: ev.ts_ns.saturating_add_signed(offset),
@@ -650,14 +688,70 @@ impl EbpfCapture {
         true
     }
 
-    /// Reads every flow map entry: hands on what changed, and deletes the
-    /// entries that have ended (after handing on their last counts).
+    /// Reads the entries that are due (at most READS_PER_POLL): hands on
+    /// what changed, deletes the ones that ended, sets the others' next
+    /// time.
+    fn read_due<I: Input>(&mut self, input: &mut I) -> Result<bool, EbpfError> {
+        const READS_PER_POLL: usize = 4096;
+        let (now, mono_to_real) = clocks();
+        self.mono_to_real = mono_to_real;
+        for _ in 0..READS_PER_POLL {
+            let Some(key) = self.schedule.pop_due(now) else {
+                break;
+            };
+            self.kernel.reads += 1;
+            let flow = match self.flows.get(&key, BPF_F_LOCK) {
+                Ok(f) => f,
+                Err(aya::maps::MapError::KeyNotFound) => {
+                    self.tracker.forget(&key);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(EbpfError::Map {
+                        map: "flow map",
+                        message: format!("reading an entry: {}", one_line(&e)),
+                    });
+                }
+            };
+            if let Some(o) = self.tracker.observe(&key, &flow, mono_to_real)
+                && input.flow(o).is_break()
+            {
+                return Ok(false);
+            }
+            if ended(&flow, now, margin_ns()) {
+                self.delete(&key)?;
+            } else {
+                self.schedule.set(key, next_due(&self.timeouts, &flow, now));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Deletes ended entry `key`, whose last counts were handed on.
+    fn delete(&mut self, key: &FsKey) -> Result<(), EbpfError> {
+        match self.flows.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {
+                self.tracker.forget(key);
+                self.schedule.remove(key);
+                self.kernel.collected += 1;
+                Ok(())
+            }
+            Err(e) => Err(EbpfError::Map {
+                map: "flow map",
+                message: format!("deleting an ended entry: {}", one_line(&e)),
+            }),
+        }
+    }
+
+    /// Reads every flow map entry: hands on what changed, deletes the
+    /// entries that have ended (after handing on their last counts), and
+    /// schedules any it did not know.
     fn scan<I: Input>(&mut self, input: &mut I) -> Result<bool, EbpfError> {
         let (now, mono_to_real) = clocks();
         self.mono_to_real = mono_to_real;
+        self.kernel.full_reads += 1;
         self.read_all()?;
-        let margin = u64::try_from(MARGIN.as_nanos()).unwrap_or(u64::MAX);
-        self.kernel.entries = self.keys.len() as u64;
+        let margin = margin_ns();
         let (keys, values) = (
             std::mem::take(&mut self.keys),
             std::mem::take(&mut self.values),
@@ -682,19 +776,9 @@ impl EbpfCapture {
                 return Ok(false);
             }
             if ended(&flow, now, margin) {
-                match self.flows.remove(k) {
-                    Ok(()) => {
-                        self.tracker.forget(k);
-                        self.kernel.collected += 1;
-                        self.kernel.entries -= 1;
-                    }
-                    Err(e) => {
-                        return Err(EbpfError::Map {
-                            map: "flow map",
-                            message: format!("deleting an ended entry: {}", one_line(&e)),
-                        });
-                    }
-                }
+                self.delete(k)?;
+            } else if !self.schedule.contains(k) {
+                self.schedule.set(*k, next_due(&self.timeouts, &flow, now));
             }
         }
         // Kept for the next scan.
@@ -773,6 +857,71 @@ impl EbpfCapture {
     }
 }
 
+/// When the entry a notice is about must be read at the latest.
+fn notice_due(t: &Timeouts, ev: &FsEvent) -> Option<u64> {
+    let after = match ev.notice {
+        // Nothing read yet: its shortest possible timeout.
+        abi::NOTICE_NEW => {
+            let idle = match ev.key.protocol {
+                6 => t.tcp_idle_ns,
+                17 => t.udp_idle_ns,
+                1 | 58 => t.icmp_idle_ns,
+                _ => t.other_idle_ns,
+            };
+            let end = idle.min(t.unestablished_idle_ns) + margin_ns() + 1;
+            match t.active_ns {
+                0 => end,
+                active => end.min(active.saturating_sub(EARLY_NS)),
+            }
+        }
+        abi::NOTICE_CLOSED => t.tcp_end_linger_ns + margin_ns() + 1,
+        _ => return None,
+    };
+    Some(ev.ts_ns.saturating_add(after))
+}
+
+/// When entry `flow` must be read next, after a read at monotonic
+/// time `now`: once it can have ended (its idle timeout or linger past,
+/// by the margin that makes deleting it safe, [`ended`]), or just
+/// before its next active-timeout boundary, whichever comes first.
+fn next_due(t: &Timeouts, flow: &FsFlow, now: u64) -> u64 {
+    if flow.frozen != 0 {
+        return now;
+    }
+    let since = if flow.closed != 0 {
+        flow.closed_ns
+    } else {
+        flow.last_ns
+    };
+    let end = since
+        .saturating_add(flow.idle_ns)
+        .saturating_add(margin_ns())
+        .saturating_add(1);
+    match t.active_ns {
+        0 => end,
+        active => {
+            // Boundaries first + k * active (k >= 1), read EARLY_NS
+            // before one: the next such read after `now`.
+            let k = (now.saturating_add(EARLY_NS).saturating_sub(flow.first_ns) / active) + 1;
+            let boundary = flow.first_ns.saturating_add(k.saturating_mul(active));
+            end.min(boundary - EARLY_NS.min(boundary))
+        }
+    }
+}
+
+/// How long a poll waits for the ring buffer at most: the granularity of
+/// the entries' due times.
+const WAIT: Duration = Duration::from_millis(100);
+
+/// A read before an active-timeout boundary comes this long before it, so
+/// that the record cut there holds the packets counted up to it.
+const EARLY_NS: u64 = 100_000_000;
+
+/// [`MARGIN`] in nanoseconds.
+fn margin_ns() -> u64 {
+    u64::try_from(MARGIN.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// `BPF_F_LOCK`: copy an entry's value under its bpf_spin_lock.
 const BPF_F_LOCK: u64 = 4;
 
@@ -824,8 +973,9 @@ impl CaptureSource for EbpfCapture {
             return Ok(Poll::Ready);
         }
         let now = Instant::now();
-        if now >= self.next_scan {
-            self.next_scan = now + self.scan_interval;
+        if self.full_read_pending || self.next_scan.is_some_and(|at| now >= at) {
+            self.full_read_pending = false;
+            self.next_scan = self.next_scan.map(|_| now + self.scan_interval);
             if !self.scan(input)? {
                 return Ok(Poll::Ready);
             }
@@ -834,8 +984,13 @@ impl CaptureSource for EbpfCapture {
             self.drain_events(input);
             return Ok(Poll::Ready);
         }
-        let until_scan = self.next_scan.saturating_duration_since(now);
-        self.wait(until_scan.min(Duration::from_millis(100)));
+        if !self.read_due(input)? {
+            return Ok(Poll::Ready);
+        }
+        let until_scan = self
+            .next_scan
+            .map_or(WAIT, |at| at.saturating_duration_since(now));
+        self.wait(until_scan.min(WAIT));
         if !self.drain_events(input) {
             return Ok(Poll::Ready);
         }
@@ -844,6 +999,13 @@ impl CaptureSource for EbpfCapture {
 
     fn clock(&self) -> Clock {
         Clock::Wall
+    }
+
+    fn report_delay(&self) -> Duration {
+        // An entry is read after its timeout or linger by MARGIN, plus up
+        // to one wait for the ring buffer: a second more leaves room for
+        // a busy moment.
+        MARGIN + WAIT + Duration::from_secs(1)
     }
 
     fn finish<I: Input>(&mut self, input: &mut I) -> Result<(), EbpfError> {

@@ -19,6 +19,7 @@
 pub mod abi;
 mod capture;
 pub mod flows;
+mod schedule;
 
 pub use capture::{
     AttachMode, ENTRY_BYTES, EbpfCapture, EbpfConfig, EbpfError, MAX_FLOWS, attached_tcx,

@@ -345,6 +345,14 @@ pub struct ProgramCounts {
     pub entries: u64,
     /// Flow map entries deleted after they ended.
     pub collected: u64,
+    /// Flow map entries read one by one, when something could be due.
+    pub reads: u64,
+    /// Reads of the whole flow map (at the end, after lost notices, and
+    /// every `--ebpf-scan-interval` when set).
+    pub full_reads: u64,
+    /// Notices of new and closed entries lost because the ring buffer was
+    /// full (each one costs a read of the whole map).
+    pub notices_lost: u64,
 }
 
 impl ProgramCounts {
@@ -357,18 +365,26 @@ impl ProgramCounts {
 /// Where kernel programs' counters are published; see
 /// [`Registry::programs`].
 #[derive(Debug, Clone)]
-pub struct ProgramSlot(Arc<[Cell; 16]>);
+pub struct ProgramSlot(Arc<[Cell; PROGRAM_CELLS]>);
+
+/// The cells of a [`ProgramSlot`]: the fields of [`ProgramCounts`].
+const PROGRAM_CELLS: usize = 19;
 
 impl ProgramSlot {
     /// Publishes the programs' counters so far.
     pub fn publish(&self, c: &ProgramCounts) {
-        let mut values = [0; 16];
+        let mut values = [0; PROGRAM_CELLS];
         values[..3].copy_from_slice(&[c.packets, c.counted, c.lost]);
         values[3..12].copy_from_slice(&c.up);
-        values[12] = c.entries;
-        values[13] = c.collected;
-        values[14] = c.decapsulated;
-        values[15] = c.duplicates;
+        values[12..].copy_from_slice(&[
+            c.entries,
+            c.collected,
+            c.decapsulated,
+            c.duplicates,
+            c.reads,
+            c.full_reads,
+            c.notices_lost,
+        ]);
         set_all(&self.0[..], &values);
     }
 
@@ -385,6 +401,9 @@ impl ProgramSlot {
             collected: v[13],
             decapsulated: v[14],
             duplicates: v[15],
+            reads: v[16],
+            full_reads: v[17],
+            notices_lost: v[18],
         }
     }
 }

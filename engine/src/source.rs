@@ -96,6 +96,15 @@ pub trait CaptureSource {
     /// Which clock the source's flows follow.
     fn clock(&self) -> Clock;
 
+    /// How late the source may hand on a flow's traffic after it happened
+    /// (with [`Clock::Wall`]): the flow table's clock stays this far behind
+    /// the wall clock, so that it does not time out a flow whose latest
+    /// counts are still to come. Zero for sources of packets as they
+    /// arrive.
+    fn report_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Publishes the source's own counters (kernel ring statistics, reader
     /// problems) into the slots it registered; called by [`drive`] now and
     /// then and at the end.
@@ -372,6 +381,7 @@ pub fn drive<S: CaptureSource>(
     mut tick: impl FnMut(),
 ) -> Result<Ended, S::Error> {
     let wall = source.clock() == Clock::Wall;
+    let delay_ns = u64::try_from(source.report_delay().as_nanos()).unwrap_or(u64::MAX);
     let mut driver = Driver {
         decoder,
         pipeline,
@@ -402,7 +412,9 @@ pub fn drive<S: CaptureSource>(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             if wall {
-                driver.pipeline.advance_clock(wall_clock_ns());
+                driver
+                    .pipeline
+                    .advance_clock(wall_clock_ns().saturating_sub(delay_ns));
                 closed |= driver.pipeline.sync().is_err();
             }
             source.publish();

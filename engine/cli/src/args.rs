@@ -118,11 +118,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = EbpfAttach::Auto, help_heading = "Live capture")]
     pub ebpf_attach: EbpfAttach,
 
-    /// eBPF backend: how often to read the flow map, in seconds (decimals allowed).
-    /// Flows are handed to the flow table this often; idle and closed entries are
-    /// deleted after their last counts are read.
-    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "0.5",
-          value_parser = parse_positive_secs, help_heading = "Live capture")]
+    /// eBPF backend: also read the whole flow map this often, in seconds (decimals
+    /// allowed; 0: never). The engine reads an entry when something can be due for
+    /// it (its idle timeout or TCP linger past, an active-timeout record next), and
+    /// the whole map at exit and after lost notices; this adds periodic full reads,
+    /// which cost CPU in proportion to the open flows.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "0",
+          value_parser = parse_secs, help_heading = "Live capture")]
     pub ebpf_scan_interval: u64,
 
     /// How often to ask the kernel again for the host's addresses and listening

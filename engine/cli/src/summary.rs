@@ -92,6 +92,11 @@ impl fmt::Display for Summary<'_> {
             "  eBPF programs: {} packets lost (ring buffer full); flow map: {} entries at the end, {} deleted after their flows ended",
             programs.lost, programs.entries, programs.collected
         )?;
+        writeln!(
+            f,
+            "  flow map reads: {} entries read when due, {} reads of the whole map; {} notices of new or closed entries lost (ring buffer full)",
+            programs.reads, programs.full_reads, programs.notices_lost
+        )?;
         for (interface, kind, r) in &c.sources {
             if *kind == SourceKind::Interface {
                 writeln!(

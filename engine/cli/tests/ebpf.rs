@@ -236,6 +236,192 @@ fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An Ethernet/IPv4/TCP frame between 10.9.0.1:40000 and 10.9.0.2:80 with
+/// `flags`, from the client or (`reply`) the server; no payload, sequence
+/// numbers as a client at 1000 and a server at 5000 would have them after
+/// the handshake, checksums left 0.
+fn tcp_frame(flags: u8, reply: bool, seq: u32, ack: u32) -> Vec<u8> {
+    let (client, server) = ([10, 9, 0, 1], [10, 9, 0, 2]);
+    let (src, dst, sport, dport) = if reply {
+        (server, client, 80u16, 40000u16)
+    } else {
+        (client, server, 40000, 80)
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&capture_afpacket::testnet::DST_MAC);
+    f.extend_from_slice(&capture_afpacket::testnet::SRC_MAC);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn entries_are_read_when_due_so_flows_end_by_their_timeouts_while_capturing() {
+    let Some((_alone, ns)) = namespace("d") else {
+        return;
+    };
+    let dir = scratch("due");
+    let out_path = dir.join("ebpf.json");
+    let out = out_path.to_str().expect("path");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--backend",
+            "ebpf",
+            "--idle-timeout",
+            "1",
+            "-o",
+            out,
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let start = std::time::Instant::now();
+    // 20 UDP flows of one packet each: each ends by its idle timeout.
+    for flow in 0..20 {
+        sender
+            .send(&capture_afpacket::testnet::udp_frame(flow, false, None))
+            .expect("sending");
+    }
+    // A TCP connection opened and closed: it ends when closed.
+    for (flags, reply, seq, ack) in [
+        (0x02, false, 999, 0),
+        (0x12, true, 4999, 1000),
+        (0x10, false, 1000, 5000),
+        (0x11, false, 1000, 5000),
+        (0x11, true, 5000, 1001),
+        (0x10, false, 1001, 5001),
+    ] {
+        sender
+            .send(&tcp_frame(flags, reply, seq, ack))
+            .expect("sending");
+    }
+    // One UDP flow with a packet every 250 ms for 2.75 s: never idle for
+    // its 1 s timeout, so one record, however late its entry is read.
+    for k in 0..12u32 {
+        sleep_until(start + Duration::from_millis(250 * u64::from(k)));
+        sender
+            .send(&capture_afpacket::testnet::udp_frame(100, k % 2 == 1, None))
+            .expect("sending");
+    }
+    // Past the last flow's timeout, the margin before its entry may be
+    // deleted, and the flow table's delay behind the wall clock.
+    sleep_until(start + Duration::from_secs(8));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let spans = spans(&std::fs::read(&out_path).expect("output"));
+    let reason = |s: &serde_json::Value| common::s(s, "flow.end_reason");
+    let port = |s: &serde_json::Value| common::i(s, "source.port");
+    let udp: Vec<_> = spans
+        .iter()
+        .filter(|s| common::s(s, "network.transport") == "udp")
+        .collect();
+    assert_eq!(udp.len(), 21, "{stderr}");
+    for s in &udp {
+        assert_eq!(reason(s), "idle_timeout", "{s}");
+    }
+    let busy: Vec<_> = udp
+        .iter()
+        .filter(|s| port(s) == 40100 || common::i(s, "destination.port") == 40100)
+        .collect();
+    assert_eq!(busy.len(), 1, "one record for the busy flow: {busy:?}");
+    assert_eq!(
+        common::i(busy[0], "flow.packets.delta") + common::i(busy[0], "flow.reverse.packets.delta"),
+        12
+    );
+    let tcp: Vec<_> = spans
+        .iter()
+        .filter(|s| common::s(s, "network.transport") == "tcp")
+        .collect();
+    assert_eq!(tcp.len(), 1, "{stderr}");
+    assert_eq!(reason(tcp[0]), "end_of_flow_detected");
+    // Each entry read a few times at most, never the whole map but at the
+    // end, and every entry deleted once its flow ended.
+    let reads = summary_number(&stderr, "flow map reads: ");
+    assert!((22..=44).contains(&reads), "{stderr}");
+    assert!(
+        stderr.contains(" entries read when due, 1 reads of the whole map; 0 notices"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("flow map: 0 entries at the end, 22 deleted after their flows ended"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lost_notices_are_made_up_for_by_a_read_of_the_whole_map() {
+    let Some((_alone, ns)) = namespace("n") else {
+        return;
+    };
+    let dir = scratch("notices");
+    let out_path = dir.join("ebpf.json");
+    let out = out_path.to_str().expect("path");
+    // The smallest ring holds 512 notices; 3000 new flows at once overflow
+    // it before the engine looks (notices do not wake it).
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--backend",
+            "ebpf",
+            "--idle-timeout",
+            "1",
+            "--ebpf-ring-size",
+            "64K",
+            "-o",
+            out,
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let frames: Vec<Vec<u8>> = (0..3000u32)
+        .map(|k| {
+            let [_, _, x, y] = k.to_be_bytes();
+            capture_afpacket::testnet::udp_frame_from([10, 20, x, y], 1, false, None)
+        })
+        .collect();
+    sender.send_all(&frames).expect("sending");
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lost = stderr
+        .split(" notices of new or closed entries lost")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(lost > 0, "the ring overflowed: {stderr}");
+    let full_reads: u64 = stderr
+        .split(" reads of the whole map")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        full_reads >= 2,
+        "one after the loss, one at the end: {stderr}"
+    );
+    // Every flow was still read when due: it ended by its idle timeout
+    // during the run, not at the end.
+    let spans = spans(&std::fs::read(&out_path).expect("output"));
+    assert_eq!(spans.len(), 3000, "{stderr}");
+    for s in &spans {
+        assert_eq!(common::s(s, "flow.end_reason"), "idle_timeout", "{s}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The TCX programs attached to `ns.b`, asked from inside its namespace.
 fn tcx_on_b(ns: &VethPair) -> Vec<String> {
     let (right, b) = (ns.right.clone(), ns.b.clone());

@@ -284,6 +284,7 @@ fn main() -> ExitCode {
                 l.contains("sent to userspace whole (")
                     || l.contains("flow map reads:")
                     || l.contains("entries at the end")
+                    || l.contains("kernel passed")
             }) {
                 println!("          {}", line.trim());
             }
@@ -313,8 +314,11 @@ fn main() -> ExitCode {
             send(&more);
             std::thread::sleep(Duration::from_millis(500));
             let after = program_stats();
-            let (cpu, _) = stop(engine);
+            let (cpu, stderr) = stop(engine);
             let n = (first.len() + more.len()) as f64;
+            if let Some(line) = stderr.lines().find(|l| l.contains("kernel passed")) {
+                println!("          {}", line.trim());
+            }
             let prog = if backend == "ebpf" {
                 let runs = after.1.saturating_sub(before.1).max(1);
                 format!(

@@ -119,6 +119,7 @@ struct pkt {
 	__u16 tun_sport;
 	__u16 tun_dport;
 	__u8 tun_mac[6];
+	__u8 tun_src_lo; /* the outer source is the lower endpoint (make_key) */
 	__u32 tun_bytes;
 };
 
@@ -595,21 +596,42 @@ static __always_inline int endpoint_cmp(const __u8 *x, __u16 xp, const __u8 *y, 
 	return 0;
 }
 
-/* The flow key of `p`; returns whether `p` was sent by endpoint a. */
-static __always_inline int make_key(const struct pkt *p, struct fs_key *k)
+/* A 32-bit hash of tunnel `id` between outer endpoints `lo` and `hi` (the
+ * lower first): the key's tun_hash. */
+static __always_inline __u32 tunnel_hash(__u32 id, __u8 v6, const __u8 *lo, const __u8 *hi)
+{
+	__u32 h = id ^ ((__u32)v6 << 24) ^ 0x9e3779b9, w;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i += 4) {
+		__builtin_memcpy(&w, lo + i, 4);
+		h = (h ^ w) * 0x85ebca6b;
+		h ^= h >> 13;
+		__builtin_memcpy(&w, hi + i, 4);
+		h = (h ^ w) * 0xc2b2ae35;
+		h ^= h >> 16;
+	}
+	return h;
+}
+
+/* The flow key of `p`; returns whether `p` was sent by endpoint a. Notes in
+ * `p` which outer endpoint is the lower. */
+static __always_inline int make_key(struct pkt *p, struct fs_key *k)
 {
 	__u16 sport = p->sport, dport = p->dport;
 	int one_way = 0, from_a;
 
-	__builtin_memset(k, 0, sizeof(*k));
 	if (p->tun_kind) {
-		int lo = endpoint_cmp(p->tun_src, 0, p->tun_dst, 0) <= 0;
+		p->tun_src_lo = endpoint_cmp(p->tun_src, 0, p->tun_dst, 0) <= 0;
 		k->tun_kind = p->tun_kind;
-		k->tun_v6 = p->tun_v6;
-		k->tun_id = p->tun_id;
-		__builtin_memcpy(k->tun_lo, lo ? p->tun_src : p->tun_dst, 16);
-		__builtin_memcpy(k->tun_hi, lo ? p->tun_dst : p->tun_src, 16);
+		k->tun_hash = p->tun_src_lo ? tunnel_hash(p->tun_id, p->tun_v6, p->tun_src, p->tun_dst)
+					    : tunnel_hash(p->tun_id, p->tun_v6, p->tun_dst, p->tun_src);
+	} else {
+		k->tun_kind = 0;
+		k->tun_hash = 0;
 	}
+	k->ifindex = 0;
 
 	if (p->protocol == 1 || p->protocol == 58) {
 		int c = icmp_counterpart(p->protocol, p->icmp_type);
@@ -637,6 +659,32 @@ static __always_inline int make_key(const struct pkt *p, struct fs_key *k)
 	k->v6 = p->v6;
 	k->one_way = one_way;
 	return from_a;
+}
+
+/* Whether entry `f` is the flow of tunnelled packet `p`, not one in
+ * another tunnel whose hash is the same. */
+static __always_inline int same_tunnel(const struct fs_flow *f, const struct pkt *p)
+{
+	const __u8 *lo = p->tun_src_lo ? p->tun_src : p->tun_dst;
+	const __u8 *hi = p->tun_src_lo ? p->tun_dst : p->tun_src;
+	int i;
+
+	if (f->tun_id != p->tun_id || f->tun_v6 != p->tun_v6)
+		return 0;
+#pragma unroll
+	for (i = 0; i < 16; i++)
+		if (f->tun_lo[i] != lo[i] || f->tun_hi[i] != hi[i])
+			return 0;
+	return 1;
+}
+
+/* Writes tunnelled packet `p`'s tunnel into new entry `n`. */
+static __always_inline void set_tunnel(struct fs_flow *n, const struct pkt *p)
+{
+	n->tun_id = p->tun_id;
+	n->tun_v6 = p->tun_v6;
+	__builtin_memcpy(n->tun_lo, p->tun_src_lo ? p->tun_src : p->tun_dst, 16);
+	__builtin_memcpy(n->tun_hi, p->tun_src_lo ? p->tun_dst : p->tun_src, 16);
 }
 
 /* flow/tcp.rs `TcpTiming::add_sample`. */
@@ -768,7 +816,7 @@ static __always_inline int account(struct fs_flow *f, const struct pkt *p, int s
 		s->tun_sport = p->tun_sport;
 		s->tun_dport = p->tun_dport;
 		__builtin_memcpy(s->tun_mac, p->tun_mac, 6);
-		s->tun_from_lo = endpoint_cmp(p->tun_src, 0, p->tun_dst, 0) <= 0;
+		s->tun_from_lo = p->tun_src_lo;
 	}
 	s->tun_bytes += p->tun_bytes;
 	s->packets += 1;
@@ -870,6 +918,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		 * (userspace then hands on what it counted first): no lookup
 		 * in userspace for flows that live there alone. */
 		f = bpf_map_lookup_elem(&fs_flows, &w->k);
+		if (f && p->tun_kind && !same_tunnel(f, p))
+			return up(skb, c, FS_UP_TUNNEL, now, egress, 0);
 		if (p->protocol == 6)
 			hand_over(c, f, &w->k, w, now, skb->ifindex);
 		return up(skb, c, p->up, now, egress, f ? &w->k : 0);
@@ -897,6 +947,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		} else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
 			n->tcp.initiator = side ^ 1;
 		}
+		if (p->tun_kind)
+			set_tunnel(n, p);
 		closes = account(n, p, side, now);
 		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
 			notice(c, FS_NOTICE_NEW, &w->k, now, skb->ifindex);
@@ -913,6 +965,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		if (!f)
 			return up(skb, c, FS_UP_TABLE_FULL, now, egress, &w->k);
 	}
+	/* Another tunnel's flow with the same key: this flow lives in
+	 * userspace while that entry lasts. */
+	if (p->tun_kind && !same_tunnel(f, p))
+		return up(skb, c, FS_UP_TUNNEL, now, egress, 0);
 	bpf_spin_lock(&f->lock);
 	if (ended(f, now)) {
 		bpf_spin_unlock(&f->lock);

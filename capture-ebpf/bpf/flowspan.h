@@ -40,7 +40,8 @@ enum fs_stat {
 
 /* A flow, in the engine's order (flowspan_engine::FlowKey): endpoint a is
  * the lower (address, port); ICMP "ports" are the Community ID port
- * equivalents; a one-way ICMP message keeps its sender as a. */
+ * equivalents; a one-way ICMP message keeps its sender as a. 48 bytes: the
+ * map hashes the key on every packet. */
 struct fs_key {
 	__u8 a[16];            /* network order; IPv4 in the first 4 bytes */
 	__u8 b[16];
@@ -49,15 +50,11 @@ struct fs_key {
 	__u8 protocol;
 	__u8 v6;
 	__u8 one_way;
-	__u8 pad;
-	/* The tunnel the packets came in (all zero when they did not): its
-	 * kind (FS_TUN_*), VNI and outer endpoints, the lower one first. */
+	/* The tunnel the packets came in (FS_TUN_*; 0: none), and a hash of
+	 * which one (its VNI and outer endpoints, whole in fs_flow.tun_*: a
+	 * packet whose tunnel differs from its entry's goes up). */
 	__u8 tun_kind;
-	__u8 tun_v6;
-	__u8 tun_pad[2];
-	__u32 tun_id;
-	__u8 tun_lo[16];
-	__u8 tun_hi[16];
+	__u32 tun_hash;
 	/* The interface, when flows are kept apart per interface (0 when a
 	 * flow's first interface keeps it). */
 	__u32 ifindex;
@@ -147,6 +144,13 @@ struct fs_flow {
 	__u8 frozen;           /* ended for good: never written again */
 	__u8 pad[5];
 	__u64 closed_ns;
+	/* The tunnel (fs_key.tun_kind): VNI and outer endpoints, the lower
+	 * first. Written when the entry is made, never changed. */
+	__u32 tun_id;
+	__u8 tun_v6;
+	__u8 tun_pad[3];
+	__u8 tun_lo[16];
+	__u8 tun_hi[16];
 };
 
 /* What precedes a packet's bytes in the ring buffer. */

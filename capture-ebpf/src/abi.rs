@@ -99,20 +99,10 @@ pub struct FsKey {
     pub v6: u8,
     /// 1 for a one-way ICMP message.
     pub one_way: u8,
-    /// Zero.
-    pub pad: u8,
     /// The tunnel the packets came in: [`TUN_VXLAN`], [`TUN_GENEVE`], or 0.
     pub tun_kind: u8,
-    /// 1 for an IPv6 outer header.
-    pub tun_v6: u8,
-    /// Zero.
-    pub tun_pad: [u8; 2],
-    /// The VNI.
-    pub tun_id: u32,
-    /// The lower outer endpoint.
-    pub tun_lo: [u8; 16],
-    /// The higher outer endpoint.
-    pub tun_hi: [u8; 16],
+    /// A hash of which tunnel (the tunnel itself is in [`FsFlow`]).
+    pub tun_hash: u32,
     /// The interface, when flows are kept apart per interface.
     pub ifindex: u32,
 }
@@ -240,6 +230,16 @@ pub struct FsFlow {
     pub pad: [u8; 5],
     /// Monotonic time the TCP flow closed.
     pub closed_ns: u64,
+    /// The tunnel's VNI (when the key's `tun_kind` is set).
+    pub tun_id: u32,
+    /// 1 for an IPv6 outer header.
+    pub tun_v6: u8,
+    /// Zero.
+    pub tun_pad: [u8; 3],
+    /// The lower outer endpoint.
+    pub tun_lo: [u8; 16],
+    /// The higher outer endpoint.
+    pub tun_hi: [u8; 16],
 }
 
 /// `struct fs_event`: what precedes a packet's bytes in the ring buffer.
@@ -314,12 +314,9 @@ impl FsEvent {
         key.protocol = k[36];
         key.v6 = k[37];
         key.one_way = k[38];
-        key.tun_kind = k[40];
-        key.tun_v6 = k[41];
-        key.tun_id = u32::from_ne_bytes([k[44], k[45], k[46], k[47]]);
-        key.tun_lo.copy_from_slice(&k[48..64]);
-        key.tun_hi.copy_from_slice(&k[64..80]);
-        key.ifindex = u32::from_ne_bytes([k[80], k[81], k[82], k[83]]);
+        key.tun_kind = k[39];
+        key.tun_hash = u32::from_ne_bytes([k[40], k[41], k[42], k[43]]);
+        key.ifindex = u32::from_ne_bytes([k[44], k[45], k[46], k[47]]);
         Some(FsEvent {
             ts_ns: u64_at(0),
             ifindex: u32_at(8),
@@ -413,8 +410,7 @@ mod tests {
             "fs_key",
             FsKey,
             [
-                a, b, a_port, b_port, protocol, v6, one_way, pad, tun_kind, tun_v6, tun_pad,
-                tun_id, tun_lo, tun_hi, ifindex
+                a, b, a_port, b_port, protocol, v6, one_way, tun_kind, tun_hash, ifindex
             ]
         );
         check!(
@@ -472,7 +468,7 @@ mod tests {
             FsFlow,
             [
                 lock, ifindex, first_ns, last_ns, idle_ns, side, tcp, opening, closed, user,
-                frozen, pad, closed_ns
+                frozen, pad, closed_ns, tun_id, tun_v6, tun_pad, tun_lo, tun_hi
             ]
         );
         check!(
@@ -498,10 +494,8 @@ mod tests {
         key.a[15] = 1;
         key.b[0] = 0xfe;
         key.tun_kind = TUN_GENEVE;
+        key.tun_hash = 0x00ab_cdef;
         key.ifindex = 9;
-        key.tun_id = 0x00ab_cdef;
-        key.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
-        key.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
         let e = FsEvent {
             ts_ns: 0x0102_0304_0506_0708,
             ifindex: 7,
@@ -528,14 +522,9 @@ mod tests {
         bytes.extend_from_slice(&key.b);
         bytes.extend_from_slice(&key.a_port.to_ne_bytes());
         bytes.extend_from_slice(&key.b_port.to_ne_bytes());
-        bytes.extend_from_slice(&[key.protocol, key.v6, key.one_way, 0]);
-        bytes.extend_from_slice(&[key.tun_kind, key.tun_v6, 0, 0]);
-        bytes.extend_from_slice(&key.tun_id.to_ne_bytes());
-        bytes.extend_from_slice(&key.tun_lo);
-        bytes.extend_from_slice(&key.tun_hi);
+        bytes.extend_from_slice(&[key.protocol, key.v6, key.one_way, key.tun_kind]);
+        bytes.extend_from_slice(&key.tun_hash.to_ne_bytes());
         bytes.extend_from_slice(&key.ifindex.to_ne_bytes());
-        // The struct's tail padding (its alignment is 8).
-        bytes.extend_from_slice(&[0; 4]);
         assert_eq!(bytes.len(), size_of::<FsEvent>());
         assert_eq!(FsEvent::read(&bytes), Some(e));
         assert_eq!(FsEvent::read(&bytes[..bytes.len() - 1]), None);

@@ -57,19 +57,20 @@ fn tunnel_kind(k: &FsKey) -> Option<TunnelKind> {
     }
 }
 
-/// The engine's key of a kernel key.
-pub fn flow_key(k: &FsKey) -> FlowKey {
+/// The engine's key of kernel key `k`, whose entry is `flow` (which holds
+/// the tunnel the key has only a hash of).
+pub fn flow_key(k: &FsKey, flow: &FsFlow) -> FlowKey {
     let v6 = k.v6 != 0;
     // As the flow table keys a packet (its `key_of`): the tunnels'
     // fingerprint, with the interface mixed in when the program keeps
     // flows apart per interface.
     let tunnel = tunnel_kind(k).map_or(0, |kind| {
-        let tv6 = k.tun_v6 != 0;
+        let tv6 = flow.tun_v6 != 0;
         Encap::one_tunnel_fingerprint(
             kind,
-            Some(k.tun_id),
-            address(&k.tun_lo, tv6),
-            address(&k.tun_hi, tv6),
+            Some(flow.tun_id),
+            address(&flow.tun_lo, tv6),
+            address(&flow.tun_hi, tv6),
         )
     });
     FlowKey {
@@ -84,9 +85,9 @@ pub fn flow_key(k: &FsKey) -> FlowKey {
 }
 
 /// What a tunnelled entry's snapshot says of its tunnel since `seen`.
-fn observed_encap(key: &FsKey, kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> ObservedEncap {
-    let tv6 = key.tun_v6 != 0;
-    let (lo, hi) = (address(&key.tun_lo, tv6), address(&key.tun_hi, tv6));
+fn observed_encap(kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> ObservedEncap {
+    let tv6 = flow.tun_v6 != 0;
+    let (lo, hi) = (address(&flow.tun_lo, tv6), address(&flow.tun_hi, tv6));
     let mut e = ObservedEncap::default();
     for (side, s) in flow.side.iter().enumerate() {
         if s.packets == 0 {
@@ -99,7 +100,7 @@ fn observed_encap(key: &FsKey, kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> 
         };
         e.tunnel[side] = Some(TunnelHeader {
             kind,
-            id: Some(key.tun_id),
+            id: Some(flow.tun_id),
             src,
             dst,
             src_port: s.tun_sport,
@@ -131,7 +132,7 @@ impl Tracker {
         let entry = self.seen.entry(*key);
         let first_look = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
         let seen = entry.or_default();
-        let mut o = FlowObservation::new(flow_key(key), 0);
+        let mut o = FlowObservation::new(flow_key(key, flow), 0);
         for (side, s) in flow.side.iter().enumerate() {
             o.sides[side] = SideDelta {
                 packets: s.packets.saturating_sub(seen.packets[side]),
@@ -176,7 +177,7 @@ impl Tracker {
             o.tcp = tcp_samples(flow, seen);
         }
         if let Some(kind) = tunnel_kind(key) {
-            o.encap = Some(Box::new(observed_encap(key, kind, flow, seen)));
+            o.encap = Some(Box::new(observed_encap(kind, flow, seen)));
         }
         // Never backwards: a snapshot older than one already handed on
         // (taken before it, handed on after) adds nothing.
@@ -391,16 +392,18 @@ mod tests {
             b_port: 5000,
             protocol: 17,
             tun_kind: TUN_VXLAN,
-            tun_id: 0x1234,
+            // Any value: the tunnel itself is in the entry.
+            tun_hash: 0x5eed,
             ..FsKey::default()
         };
         k.a[..4].copy_from_slice(&[10, 1, 0, 1]);
         k.b[..4].copy_from_slice(&[10, 1, 0, 2]);
-        k.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
-        k.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
-        assert_eq!(flow_key(&k), want);
-
         let mut f = flow([0, 1], 0, 0);
+        f.tun_id = 0x1234;
+        f.tun_lo[..4].copy_from_slice(&[192, 0, 2, 1]);
+        f.tun_hi[..4].copy_from_slice(&[192, 0, 2, 2]);
+        assert_eq!(flow_key(&k, &f), want);
+
         f.side[1].tun_bytes = 50;
         f.side[1].tun_sport = 33333;
         f.side[1].tun_dport = 4789;

@@ -106,7 +106,12 @@ struct pkt {
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
 	__u8 up;       /* parsed whole, but goes up anyway (FS_UP_*), or NOT_UP */
+	__u8 odd_tag;  /* a VLAN tag other than 802.1Q or 802.1ad */
+	__u8 ext;      /* IPv6 extension headers before the transport */
+	__u16 segs;    /* wire packets this one stands for (count_segments) */
+	__u32 ip;      /* IP header offset */
 	__u32 l4;      /* transport header offset */
+	__u32 thl;     /* transport header length (TCP and UDP) */
 	__u32 end;     /* end of the IP datagram */
 	__u16 udp_len; /* UDP length field */
 	/* The tunnel (decapsulated packets): kind, VNI, outer endpoints,
@@ -209,6 +214,15 @@ static __always_inline void notice(struct fs_counters *c, __u8 what, const struc
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
+/* A super-packet counted in the kernel, and its segments. */
+static __always_inline void count_super(struct fs_counters *c, const struct pkt *p)
+{
+	if (p->segs > 1) {
+		bump(c, FS_STAT_SUPER);
+		c->c[FS_STAT_SEGMENTS] += p->segs;
+	}
+}
+
 static __always_inline int vlan_tpid(__u16 et)
 {
 	return et == 0x8100 || et == 0x88a8 || et == 0x9100 || et == 0x9200 || et == 0x9300;
@@ -245,6 +259,8 @@ static __always_inline int parse_eth(struct __sk_buff *skb, __u32 off, struct pk
 		__u8 tag[4];
 		if (!vlan_tpid(t))
 			break;
+		if (t != 0x8100 && t != 0x88a8)
+			p->odd_tag = 1;
 		if (bpf_skb_load_bytes(skb, off, tag, 4) < 0)
 			return FS_UP_MALFORMED;
 		t = ((__u16)tag[2] << 8) | tag[3];
@@ -341,6 +357,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 				break;
 			if (l4 + 2 > end || bpf_skb_load_bytes(skb, l4, x, 2) < 0)
 				return FS_UP_MALFORMED;
+			p->ext = 1;
 			if (nh == 51) {
 				/* AH counts 4-byte words, less two. */
 				l4 += ((__u32)x[1] + 2) * 4;
@@ -361,6 +378,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		return FS_UP_NOT_IP;
 	}
 
+	p->ip = off;
 	p->l4 = l4;
 	p->end = end;
 	switch (p->protocol) {
@@ -382,6 +400,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		p->tcp_ack = ((__u32)t[8] << 24) | ((__u32)t[9] << 16) | ((__u32)t[10] << 8) | t[11];
 		p->tcp_flags = t[13] | ((__u16)(t[12] & 1) << 8);
 		p->payload = end - l4 - doff;
+		p->thl = doff;
 		return COUNTED;
 	}
 	case 17: {
@@ -391,6 +410,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		p->sport = ((__u16)u[0] << 8) | u[1];
 		p->dport = ((__u16)u[2] << 8) | u[3];
 		p->udp_len = ((__u16)u[4] << 8) | u[5];
+		p->thl = 8;
 		if (udp_port_special(p->sport) || udp_port_special(p->dport)) {
 			p->up = FS_UP_TUNNEL;
 			return COUNTED;
@@ -594,6 +614,31 @@ static __always_inline int endpoint_cmp(const __u8 *x, __u16 xp, const __u8 *y, 
 	if (xp != yp)
 		return xp < yp ? -1 : 1;
 	return 0;
+}
+
+/* A GSO/GRO super-packet `p` of `segs` segments of `size` bytes (as the
+ * skb says) counts as the segments the wire carries, each with its own IP
+ * and transport headers, by the engine's rule (decode/packet.rs
+ * `count_segments`): payload beyond the headers, split into `size`-byte
+ * segments. A frame whose transport the engine does not find where it
+ * looks (capture.rs `segmented_transport`: through 802.1Q and 802.1ad
+ * tags, in the IP header's own protocol field, so not after IPv6
+ * extension headers) counts as one packet, as there. Returns the segments (1: not a super-packet). */
+static __always_inline __u32 count_segments(struct pkt *p, __u32 segs, __u32 size)
+{
+	__u32 headers, n;
+
+	if (segs <= 1 || size == 0 || p->odd_tag || p->ext || p->thl == 0 ||
+	    (p->protocol != 6 && p->protocol != 17))
+		return 1;
+	headers = p->l4 - p->ip + p->thl;
+	if (headers > 0xffff || p->ip_bytes <= headers)
+		return 1;
+	n = (p->ip_bytes - headers + size - 1) / size;
+	if (n <= 1 || n > 0xffff)
+		return 1;
+	p->ip_bytes += (n - 1) * headers;
+	return n;
 }
 
 /* A 32-bit hash of tunnel `id` between outer endpoints `lo` and `hi` (the
@@ -819,7 +864,7 @@ static __always_inline int account(struct fs_flow *f, const struct pkt *p, int s
 		s->tun_from_lo = p->tun_src_lo;
 	}
 	s->tun_bytes += p->tun_bytes;
-	s->packets += 1;
+	s->packets += p->segs;
 	s->bytes += p->ip_bytes;
 	s->tcp_flags |= p->tcp_flags;
 	if (now > f->last_ns)
@@ -895,8 +940,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	if (!c)
 		return TC_ACT_OK;
 	bump(c, FS_STAT_PACKETS);
-	if (skb->gso_segs > 1)
-		return up(skb, c, FS_UP_SEGMENTED, now, egress, 0);
 	w = bpf_map_lookup_elem(&fs_work, &zero);
 	if (!w)
 		return up(skb, c, FS_UP_TABLE_FULL, now, egress, 0);
@@ -906,6 +949,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	r = parse(skb, p);
 	if (r != COUNTED)
 		return up(skb, c, p->up != NOT_UP ? p->up : r, now, egress, 0);
+	p->segs = 1;
+	if (skb->gso_segs > 1) {
+		/* Inside a tunnel the engine would take the outer header's
+		 * transport for the inner one's: up, to be counted there. */
+		if (p->tun_kind)
+			p->up = FS_UP_SEGMENTED;
+		else
+			p->segs = count_segments(p, skb->gso_segs, skb->gso_size);
+	}
 	from_a = make_key(p, &w->k);
 	side = from_a ? 0 : 1;
 	if (!fs_first_interface)
@@ -955,6 +1007,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 			if (closes)
 				notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
 			bump(c, FS_STAT_COUNTED);
+			count_super(c, p);
 			if (p->tun_kind)
 				bump(c, FS_STAT_DECAP);
 			return TC_ACT_OK;
@@ -1000,6 +1053,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	if (closes)
 		notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
 	bump(c, FS_STAT_COUNTED);
+	count_super(c, p);
 	if (p->tun_kind)
 		bump(c, FS_STAT_DECAP);
 	return TC_ACT_OK;

@@ -19,7 +19,7 @@ enum fs_up_reason {
 	FS_UP_MALFORMED = 4,   /* a header cut short or inconsistent */
 	FS_UP_TABLE_FULL = 5,  /* a new flow and the flow map is full */
 	FS_UP_FROZEN = 6,      /* the flow's entry ended (closed and lingered, idle, a new SYN) and awaits collection */
-	FS_UP_SEGMENTED = 7,   /* a GSO/GRO super-packet */
+	FS_UP_SEGMENTED = 7,   /* a GSO/GRO super-packet in a tunnel */
 	FS_UP_FOLLOWS = 8,     /* a TCP flow whose first packet the kernel could
 				* not count: all its packets go up, so that the
 				* engine alone times it */
@@ -35,6 +35,8 @@ enum fs_stat {
 	FS_STAT_DECAP = FS_STAT_UP + FS_UP_REASONS, /* counted after decapsulation */
 	FS_STAT_DUPLICATE,     /* seen on an interface other than its flow's (left out) */
 	FS_STAT_NOTICE_LOST,   /* notices (fs_event.notice) lost: ring buffer full */
+	FS_STAT_SUPER,         /* GSO/GRO super-packets counted as their segments */
+	FS_STAT_SEGMENTS,      /* ... the segments they count as */
 	FS_STATS,
 };
 

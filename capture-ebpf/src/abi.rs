@@ -63,8 +63,12 @@ pub const STAT_DECAP: u32 = STAT_UP + UpReason::ALL.len() as u32;
 pub const STAT_DUPLICATE: u32 = STAT_DECAP + 1;
 /// `FS_STAT_NOTICE_LOST`: notices lost because the ring was full.
 pub const STAT_NOTICE_LOST: u32 = STAT_DUPLICATE + 1;
+/// `FS_STAT_SUPER`: GSO/GRO super-packets counted as their segments.
+pub const STAT_SUPER: u32 = STAT_NOTICE_LOST + 1;
+/// `FS_STAT_SEGMENTS`: the segments those super-packets count as.
+pub const STAT_SEGMENTS: u32 = STAT_SUPER + 1;
 /// `FS_STATS`: how many counters there are.
-pub const STATS: u32 = STAT_NOTICE_LOST + 1;
+pub const STATS: u32 = STAT_SEGMENTS + 1;
 
 /// TCP timing flags (`FS_TCP_*`) userspace reads.
 pub mod tcp_flags {

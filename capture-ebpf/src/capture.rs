@@ -613,6 +613,8 @@ impl EbpfCapture {
                 abi::STAT_DECAP => c.decapsulated = sum,
                 abi::STAT_DUPLICATE => c.duplicates = sum,
                 abi::STAT_NOTICE_LOST => c.notices_lost = sum,
+                abi::STAT_SUPER => c.super_frames = sum,
+                abi::STAT_SEGMENTS => c.segments = sum,
                 _ => c.up[(i - abi::STAT_UP) as usize] = sum,
             }
         }

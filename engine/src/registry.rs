@@ -353,6 +353,10 @@ pub struct ProgramCounts {
     /// Notices of new and closed entries lost because the ring buffer was
     /// full (each one costs a read of the whole map).
     pub notices_lost: u64,
+    /// GSO/GRO super-packets counted in the kernel as their segments.
+    pub super_frames: u64,
+    /// The segments they counted as.
+    pub segments: u64,
 }
 
 impl ProgramCounts {
@@ -368,7 +372,7 @@ impl ProgramCounts {
 pub struct ProgramSlot(Arc<[Cell; PROGRAM_CELLS]>);
 
 /// The cells of a [`ProgramSlot`]: the fields of [`ProgramCounts`].
-const PROGRAM_CELLS: usize = 19;
+const PROGRAM_CELLS: usize = 21;
 
 impl ProgramSlot {
     /// Publishes the programs' counters so far.
@@ -384,6 +388,8 @@ impl ProgramSlot {
             c.reads,
             c.full_reads,
             c.notices_lost,
+            c.super_frames,
+            c.segments,
         ]);
         set_all(&self.0[..], &values);
     }
@@ -404,6 +410,8 @@ impl ProgramSlot {
             reads: v[16],
             full_reads: v[17],
             notices_lost: v[18],
+            super_frames: v[19],
+            segments: v[20],
         }
     }
 }

@@ -136,10 +136,15 @@ impl Summary<'_> {
         }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
         if live {
+            // With eBPF, those the programs counted and those decoded here.
+            let (kernel_frames, kernel_segments) =
+                c.programs.map_or((0, 0), |p| (p.super_frames, p.segments));
             writeln!(
                 f,
                 "  super-frames (GSO/GRO): {} counted as {} wire segments, {} counted as one packet",
-                d.super_frames, d.segments, d.super_frames_unsplit
+                d.super_frames + kernel_frames,
+                d.segments + kernel_segments,
+                d.super_frames_unsplit
             )?;
         }
         write!(f, "  packets skipped:")?;

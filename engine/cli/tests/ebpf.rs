@@ -13,6 +13,7 @@ use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{Setup, VethPair};
 use common::live::{
     assert_same_spans, assert_same_spans_of, fixture_frames, interrupt, pcap_mode_of, start_in,
+    super_frame_setup, super_frames_become_their_segments,
 };
 use common::{engine, spans};
 
@@ -24,6 +25,14 @@ use common::{engine, spans};
 /// packets or want the CPUs to themselves, and any test replaying frames
 /// beside them would disturb that.
 fn namespace(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, VethPair)> {
+    namespace_with(tag, Setup::default())
+}
+
+/// [`namespace`] with the pair set up as `setup` says.
+fn namespace_with(
+    tag: &str,
+    setup: Setup,
+) -> Option<(std::sync::MutexGuard<'static, ()>, VethPair)> {
     if let Err(e) = capture_ebpf::available() {
         capture_afpacket::testnet::skip(&e.to_string());
         return None;
@@ -31,7 +40,7 @@ fn namespace(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, VethPair)
     let alone = TIMING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    Some((alone, VethPair::for_test(tag, Setup::default())?))
+    Some((alone, VethPair::for_test(tag, setup)?))
 }
 
 /// Held by each test of this file that uses the kernel (see `namespace`).
@@ -520,6 +529,25 @@ fn a_flow_in_a_tunnel_whose_hash_another_tunnel_has_is_kept_apart() {
     );
     assert!(stderr.contains("tunnel_port=6"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn super_packets_are_counted_in_the_kernel_as_the_segments_the_wire_carries() {
+    let Some((_alone, ns)) = namespace_with("g", super_frame_setup()) else {
+        return;
+    };
+    let stderr = super_frames_become_their_segments(&ns, &["--backend", "ebpf"]);
+    // Counted in the kernel: none of the connection's packets went up.
+    let kernel_super = stderr
+        .split("super-frames (GSO/GRO): ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(kernel_super > 0, "{stderr}");
+    assert!(stderr.contains(" 0 counted as one packet"), "{stderr}");
+    assert!(!stderr.contains("super_packet="), "{stderr}");
+    assert!(!stderr.contains("tcp_flow_handed_over="), "{stderr}");
 }
 
 /// The TCX programs attached to `ns.b`, asked from inside its namespace.

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use capture_afpacket::testnet::VethPair;
+use capture_afpacket::testnet::{Setup, VethPair};
 use capture_pcap::CaptureReader;
 
 use super::{root, spans};
@@ -169,4 +169,142 @@ pub fn interrupt(
     );
     let status = child.wait().expect("engine -i exits");
     (status, reader.join().expect("stderr reader"))
+}
+
+/// `Tcp: OutSegs` plus `RetransSegs` of namespace `ns` (/proc/net/snmp):
+/// TCP segments its stack sent, new and retransmitted, counting each
+/// segment of a GSO super-frame.
+fn tcp_out_segments(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .expect("reading /proc/net/snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().expect("names"), tcp.next().expect("values"));
+    let value = |name: &str| -> u64 {
+        let at = names
+            .split_whitespace()
+            .position(|n| n == name)
+            .expect(name);
+        values
+            .split_whitespace()
+            .nth(at)
+            .expect("value")
+            .parse()
+            .expect("number")
+    };
+    value("OutSegs") + value("RetransSegs")
+}
+
+/// A veth pair's setup for [`super_frames_become_their_segments`]:
+/// offloads stay on, so that the client's stack sends TSO super-frames of
+/// up to 64 KiB through the veth and the capture sees them whole, and the
+/// ends have addresses.
+pub fn super_frame_setup() -> Setup {
+    Setup {
+        offloads: true,
+        addresses: true,
+    }
+}
+
+/// A TCP connection between the namespaces of `ns` (made with
+/// [`super_frame_setup`]) carries 4 MB one way and 1 MB back while
+/// `engine -i b EXTRA…` captures; asserts the flow's packets each way equal
+/// the segments each stack sent and its bytes those segments' IP bytes.
+/// Returns the engine's stderr.
+pub fn super_frames_become_their_segments(ns: &VethPair, extra: &[&str]) -> String {
+    use capture_afpacket::testnet::{RIGHT_IP, tcp_bytes_sent};
+    use std::io::{Read, Write};
+    // Without SACK, every ACK has the same TCP header, even those that
+    // answer a retransmission (a D-SACK block would add 12 bytes).
+    for n in [&ns.left, &ns.right] {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", n, "sysctl", "-qw", "net.ipv4.tcp_sack=0"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "turning SACK off in {n}");
+    }
+    let dir = std::env::temp_dir().join(format!("flowspan-super-{}", ns.b));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("live.json");
+    ns.enter_right();
+    let listener = std::net::TcpListener::bind((RIGHT_IP, 8000)).expect("bind");
+    let (up, down) = (4_000_000usize, 1_000_000usize);
+    let (left0, right0) = (tcp_out_segments(&ns.left), tcp_out_segments(&ns.right));
+    let mut args = vec!["-i", &ns.b, "-o", json.to_str().expect("path")];
+    args.extend_from_slice(extra);
+    let (child, reader) = start_in(ns, &args);
+    let right = ns.right.clone();
+    let server = std::thread::spawn(move || {
+        capture_afpacket::testnet::enter_namespace(&right);
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut got = vec![0u8; up];
+        conn.read_exact(&mut got).expect("read");
+        conn.write_all(&vec![7u8; down]).expect("write");
+        conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest)
+            .expect("read to the client's FIN");
+        tcp_bytes_sent(&conn)
+    });
+    ns.enter_left();
+    let mut c = std::net::TcpStream::connect((RIGHT_IP, 8000)).expect("connect");
+    c.write_all(&vec![5u8; up]).expect("write");
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("read");
+    assert_eq!(back.len(), down);
+    // Payload on the wire, retransmissions (e.g. tail loss probes on this
+    // busy machine) included.
+    let payload_up = tcp_bytes_sent(&c);
+    drop(c);
+    let payload_down = server.join().expect("server");
+    std::thread::sleep(Duration::from_millis(300));
+    let sent_left = tcp_out_segments(&ns.left) - left0;
+    let sent_right = tcp_out_segments(&ns.right) - right0;
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    // The run saw super-frames (else this test shows nothing).
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("super-frames (GSO/GRO): "))
+        .unwrap_or_else(|| panic!("no super-frame line in {stderr}"));
+    let super_frames: u64 = line
+        .split("super-frames (GSO/GRO): ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(super_frames > 0, "{stderr}");
+
+    let spans = spans(&std::fs::read(&json).expect("live output"));
+    let span = spans
+        .iter()
+        .find(|s| super::attrs(s)["destination.port"]["intValue"] == "8000")
+        .unwrap_or_else(|| panic!("no span to port 8000 in {spans:#?}"));
+    let (fwd, rev) = (
+        super::i(span, "flow.packets.total"),
+        super::i(span, "flow.reverse.packets.total"),
+    );
+    assert_eq!(
+        (fwd as u64, rev as u64),
+        (sent_left, sent_right),
+        "packets each way against the senders' TCP OutSegs\n{stderr}"
+    );
+    // Every segment has 20 bytes of IPv4 header and 32 of TCP header (with
+    // timestamps), the SYN and SYN/ACK 8 bytes more of TCP options.
+    assert!(payload_up >= up as u64 && payload_down >= down as u64);
+    assert_eq!(
+        super::i(span, "flow.bytes.total"),
+        payload_up as i64 + 52 * fwd + 8,
+        "client to server IP bytes"
+    );
+    assert_eq!(
+        super::i(span, "flow.reverse.bytes.total"),
+        payload_down as i64 + 52 * rev + 8,
+        "server to client IP bytes"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    stderr
 }

@@ -11,7 +11,10 @@
 //! /dev/null` captures on
 //! the other; the backends alternate, ROUNDS times each. For each run:
 //!
-//! - the engine's own CPU time (user + system, from `wait4`), per packet;
+//! - the engine's own CPU time (user + system, from `wait4`), per packet,
+//!   and how much of it came after SIGINT (the flush: the final read of
+//!   the flow map, and every record's span, since no flow ends during the
+//!   replay but the closed TCP ones);
 //! - with eBPF, the programs' time per packet (`run_time_ns / run_cnt`,
 //!   with BPF statistics on while the bench runs) and the share of packets
 //!   sent to userspace (from the engine's summary).
@@ -124,9 +127,27 @@ fn start(ns: &VethPair, backend: &str) -> Engine {
     engine
 }
 
-/// Stops the engine with SIGINT: its CPU seconds and stderr.
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// /proc/PID/stat (clock ticks of 10 ms).
+fn cpu_so_far(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (field(11) + field(12)) / 100.0
+}
+
+/// Stops the engine with SIGINT: its CPU seconds before the signal (while
+/// the traffic flowed), in all, and its stderr.
 #[allow(unsafe_code)]
-fn stop(engine: Engine) -> (f64, String) {
+fn stop(engine: Engine) -> (f64, f64, String) {
+    let during = cpu_so_far(engine.pid);
     // SAFETY: signalling and reaping our own child by its pid.
     let usage = unsafe {
         libc::kill(engine.pid, libc::SIGINT);
@@ -137,7 +158,7 @@ fn stop(engine: Engine) -> (f64, String) {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
-    (cpu, engine.reader.join().expect("stderr reader"))
+    (during, cpu, engine.reader.join().expect("stderr reader"))
 }
 
 /// `ebpf-bench --test-run CAPTURE [PACKETS]`.
@@ -253,7 +274,9 @@ fn main() -> ExitCode {
             .unwrap_or_default()
             .trim()
     );
-    println!("backend   engine CPU s  engine ns/packet  programs ns/packet  sent up");
+    println!(
+        "backend   engine CPU s  of it at the end  engine ns/packet  programs ns/packet  sent up"
+    );
     for _ in 0..rounds {
         for backend in ["ebpf", "afpacket"] {
             let engine = start(&ns, backend);
@@ -261,7 +284,7 @@ fn main() -> ExitCode {
             send(&frames);
             std::thread::sleep(Duration::from_secs(1));
             let after = program_stats();
-            let (cpu, stderr) = stop(engine);
+            let (during, cpu, stderr) = stop(engine);
             let n = frames.len() as f64;
             let (prog, up) = if backend == "ebpf" {
                 let runs = after.1.saturating_sub(before.1).max(1);
@@ -277,7 +300,8 @@ fn main() -> ExitCode {
                 ("-".into(), "all".into())
             };
             println!(
-                "{backend:<9} {cpu:>12.3}  {:>16.1}  {prog:>18}  {up}",
+                "{backend:<9} {cpu:>12.3}  {:>16.2}  {:>16.1}  {prog:>18}  {up}",
+                cpu - during,
                 cpu * 1e9 / n
             );
             for line in stderr.lines().filter(|l| {
@@ -314,7 +338,7 @@ fn main() -> ExitCode {
             send(&more);
             std::thread::sleep(Duration::from_millis(500));
             let after = program_stats();
-            let (cpu, stderr) = stop(engine);
+            let (_, cpu, stderr) = stop(engine);
             let n = (first.len() + more.len()) as f64;
             if let Some(line) = stderr.lines().find(|l| l.contains("kernel passed")) {
                 println!("          {}", line.trim());

@@ -747,100 +747,108 @@ impl EbpfCapture {
 
     /// Reads every flow map entry: hands on what changed, deletes the
     /// entries that have ended (after handing on their last counts), and
-    /// schedules any it did not know.
-    fn scan<I: Input>(&mut self, input: &mut I) -> Result<bool, EbpfError> {
+    /// schedules any it did not know. With `last` (the capture ends), each
+    /// entry's counts are handed on for the last time, and nothing is
+    /// deleted or scheduled.
+    fn scan<I: Input>(&mut self, input: &mut I, last: bool) -> Result<bool, EbpfError> {
         let (now, mono_to_real) = clocks();
         self.mono_to_real = mono_to_real;
         self.kernel.full_reads += 1;
-        self.read_all()?;
         let margin = margin_ns();
-        let (keys, values) = (
-            std::mem::take(&mut self.keys),
-            std::mem::take(&mut self.values),
-        );
-        for (k, snapshot) in keys.iter().zip(&values) {
-            let mut flow = *snapshot;
-            if !self.tracker.knows(k) {
-                // A new entry: packets sent up before it was made (say,
-                // the end of the flow's previous entry) go first, then a
-                // snapshot taken after them.
-                if !self.drain_events(input) {
-                    return Ok(false);
-                }
-                match self.flows.get(k, BPF_F_LOCK) {
-                    Ok(f) => flow = f,
-                    Err(_) => continue,
-                }
-            }
-            if let Some(o) = self.tracker.observe(k, &flow, mono_to_real)
-                && input.flow(o).is_break()
-            {
-                return Ok(false);
-            }
-            if ended(&flow, now, margin) {
-                self.delete(k)?;
-            } else if !self.schedule.contains(k) {
-                self.schedule.set(*k, next_due(&self.timeouts, &flow, now));
-            }
-        }
-        // Kept for the next scan.
-        (self.keys, self.values) = (keys, values);
-        Ok(true)
-    }
-
-    /// Reads every entry of the flow map into `keys` and `values`, each
-    /// value copied under its entry's lock, BATCH entries a system call
-    /// (`BPF_MAP_LOOKUP_BATCH`; aya 0.14 has no batch operations).
-    fn read_all(&mut self) -> Result<(), EbpfError> {
-        const BATCH: usize = 4096;
-        self.keys.clear();
-        self.values.clear();
         let mut token = [0u64; 2];
         let mut first = true;
         loop {
-            let at = self.keys.len();
-            self.keys.resize(at + BATCH, FsKey::default());
-            self.values.resize(at + BATCH, FsFlow::default());
-            let mut attr = BatchAttr {
-                in_batch: if first { 0 } else { token.as_ptr() as u64 },
-                out_batch: token.as_mut_ptr() as u64,
-                keys: self.keys[at..].as_mut_ptr() as u64,
-                values: self.values[at..].as_mut_ptr() as u64,
-                count: BATCH as u32,
-                map_fd: self.flows_fd.as_raw_fd() as u32,
-                elem_flags: BPF_F_LOCK,
-                flags: 0,
-            };
-            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
-            // (linux/bpf.h), its size passed; `keys` and `values` have room
-            // for `count` keys and values of the map's sizes (checked when
-            // the map was opened) and `token` for the map's batch token
-            // (a u32 for hash maps); the kernel writes only those.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    size_of::<BatchAttr>(),
-                )
-            };
-            let got = attr.count as usize;
-            self.keys.truncate(at + got);
-            self.values.truncate(at + got);
+            let done = self.read_batch(&mut token, first)?;
             first = false;
-            if rc == 0 {
-                continue;
+            // Packets sent up before these snapshots were taken go first:
+            // among them those of a flow before its entry was made. (One
+            // sent up after a snapshot carries its key when its flow has an
+            // entry, and is handed on after a fresh read of it; the older
+            // snapshot then adds nothing.)
+            if !self.drain_events(input) {
+                return Ok(false);
             }
-            let e = io::Error::last_os_error();
-            // ENOENT: the walk is done (the last batch may hold entries).
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(());
+            let (keys, values) = (
+                std::mem::take(&mut self.keys),
+                std::mem::take(&mut self.values),
+            );
+            for (k, flow) in keys.iter().zip(&values) {
+                let o = if last {
+                    self.tracker.observe_last(k, flow, mono_to_real)
+                } else {
+                    self.tracker.observe(k, flow, mono_to_real)
+                };
+                if let Some(o) = o
+                    && input.flow(o).is_break()
+                {
+                    return Ok(false);
+                }
+                if last {
+                    continue;
+                }
+                if ended(flow, now, margin) {
+                    self.delete(k)?;
+                } else if !self.schedule.contains(k) {
+                    self.schedule.set(*k, next_due(&self.timeouts, flow, now));
+                }
             }
-            return Err(EbpfError::Map {
-                map: "flow map",
-                message: format!("reading it in batches: {e}"),
-            });
+            // Kept for the next batch.
+            (self.keys, self.values) = (keys, values);
+            if done {
+                return Ok(true);
+            }
         }
+    }
+
+    /// Reads the next BATCH entries of the flow map into `keys` and
+    /// `values` (from the start when `first`, else from `token`), each
+    /// value copied under its entry's lock, in one system call
+    /// (`BPF_MAP_LOOKUP_BATCH`; aya 0.14 has no batch operations). Returns
+    /// whether the walk is done.
+    fn read_batch(&mut self, token: &mut [u64; 2], first: bool) -> Result<bool, EbpfError> {
+        const BATCH: usize = 4096;
+        self.keys.clear();
+        self.values.clear();
+        self.keys.resize(BATCH, FsKey::default());
+        self.values.resize(BATCH, FsFlow::default());
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { token.as_ptr() as u64 },
+            out_batch: token.as_mut_ptr() as u64,
+            keys: self.keys.as_mut_ptr() as u64,
+            values: self.values.as_mut_ptr() as u64,
+            count: BATCH as u32,
+            map_fd: self.flows_fd.as_raw_fd() as u32,
+            elem_flags: BPF_F_LOCK,
+            flags: 0,
+        };
+        // SAFETY: `attr` is the `batch` member of `union bpf_attr`
+        // (linux/bpf.h), its size passed; `keys` and `values` have room for
+        // `count` keys and values of the map's sizes (checked when the map
+        // was opened) and `token` for the map's batch token (a u32 for hash
+        // maps); the kernel writes only those.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        let got = attr.count as usize;
+        self.keys.truncate(got);
+        self.values.truncate(got);
+        if rc == 0 {
+            return Ok(false);
+        }
+        let e = io::Error::last_os_error();
+        // ENOENT: the walk is done (the last batch may hold entries).
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(true);
+        }
+        Err(EbpfError::Map {
+            map: "flow map",
+            message: format!("reading it in batches: {e}"),
+        })
     }
 
     /// Waits up to `timeout` for the ring buffer to have data.
@@ -978,7 +986,7 @@ impl CaptureSource for EbpfCapture {
         if self.full_read_pending || self.next_scan.is_some_and(|at| now >= at) {
             self.full_read_pending = false;
             self.next_scan = self.next_scan.map(|_| now + self.scan_interval);
-            if !self.scan(input)? {
+            if !self.scan(input, false)? {
                 return Ok(Poll::Ready);
             }
             // The ring buffer first: a packet sent up before an entry
@@ -1013,7 +1021,7 @@ impl CaptureSource for EbpfCapture {
     fn finish<I: Input>(&mut self, input: &mut I) -> Result<(), EbpfError> {
         // Everything counted so far, ended or not; the ring buffer before
         // and after, as in `poll`.
-        if self.drain_events(input) && self.scan(input)? {
+        if self.drain_events(input) && self.scan(input, true)? {
             self.drain_events(input);
         }
         self.read_counts()?;

@@ -114,11 +114,6 @@ fn observed_encap(kind: TunnelKind, flow: &FsFlow, seen: &Seen) -> ObservedEncap
 }
 
 impl Tracker {
-    /// Whether entry `key` has been observed (and not forgotten).
-    pub fn knows(&self, key: &FsKey) -> bool {
-        self.seen.contains_key(key)
-    }
-
     /// What changed in entry `key` since it was last observed, as an
     /// observation with wall-clock times (`mono_to_real` added to the
     /// kernel's monotonic ones); `None` if nothing did.
@@ -128,72 +123,98 @@ impl Tracker {
         flow: &FsFlow,
         mono_to_real: i64,
     ) -> Option<FlowObservation> {
-        let real = |mono: u64| mono.saturating_add_signed(mono_to_real);
         let entry = self.seen.entry(*key);
         let first_look = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
-        let seen = entry.or_default();
-        let mut o = FlowObservation::new(flow_key(key, flow), 0);
-        for (side, s) in flow.side.iter().enumerate() {
-            o.sides[side] = SideDelta {
-                packets: s.packets.saturating_sub(seen.packets[side]),
-                bytes: s.bytes.saturating_sub(seen.bytes[side]),
-                tcp_flags: s.tcp_flags,
-                first: FirstPacket {
-                    ttl: s.ttl,
-                    tos: s.tos,
-                    flow_label: s.flow_label,
-                    icmp_type: s.icmp_type,
-                    icmp_code: s.icmp_code,
-                },
-            };
-        }
-        if o.packets() == 0 {
-            return None;
-        }
-        // The first packet of the difference came after the last one
-        // handed on; its exact time is not kept.
-        o.first_seen_ns = real(if first_look {
-            flow.first_ns
-        } else {
-            seen.last_ns.min(flow.last_ns)
-        });
-        o.last_seen_ns = real(flow.last_ns);
-        o.ifindex = flow.ifindex;
-        if first_look {
-            let op = &flow.opening;
-            o.opening = Some(Opening {
-                from_a: op.from_a != 0,
-                tcp_flags: op.tcp_flags,
-                sctp_chunk: op.sctp_chunk,
-                icmp_type: op.icmp_type,
-                // The program counts only packets whose transport header
-                // is whole.
-                has_transport: true,
-                src_mac: op.src_mac,
-                dst_mac: op.dst_mac,
-            });
-        }
-        if key.protocol == 6 {
-            o.tcp = tcp_samples(flow, seen);
-        }
-        if let Some(kind) = tunnel_kind(key) {
-            o.encap = Some(Box::new(observed_encap(kind, flow, seen)));
-        }
-        // Never backwards: a snapshot older than one already handed on
-        // (taken before it, handed on after) adds nothing.
-        for side in 0..2 {
-            seen.packets[side] = seen.packets[side].max(flow.side[side].packets);
-            seen.bytes[side] = seen.bytes[side].max(flow.side[side].bytes);
-            seen.tunnel_bytes[side] = seen.tunnel_bytes[side].max(flow.side[side].tun_bytes);
-        }
-        seen.last_ns = seen.last_ns.max(flow.last_ns);
-        Some(o)
+        difference(key, flow, entry.or_default(), first_look, mono_to_real)
+    }
+
+    /// [`observe`](Self::observe), and forgets the entry: its last read
+    /// (the capture ends).
+    pub fn observe_last(
+        &mut self,
+        key: &FsKey,
+        flow: &FsFlow,
+        mono_to_real: i64,
+    ) -> Option<FlowObservation> {
+        let (mut seen, first_look) = match self.seen.remove(key) {
+            Some(seen) => (seen, false),
+            None => (Seen::default(), true),
+        };
+        difference(key, flow, &mut seen, first_look, mono_to_real)
     }
 
     /// Forgets entry `key` (deleted from the map).
     pub fn forget(&mut self, key: &FsKey) {
         self.seen.remove(key);
     }
+}
+
+/// What changed in entry `key` since `seen` (nothing handed on yet when
+/// `first_look`), recorded in `seen`.
+fn difference(
+    key: &FsKey,
+    flow: &FsFlow,
+    seen: &mut Seen,
+    first_look: bool,
+    mono_to_real: i64,
+) -> Option<FlowObservation> {
+    let real = |mono: u64| mono.saturating_add_signed(mono_to_real);
+    let mut o = FlowObservation::new(flow_key(key, flow), 0);
+    for (side, s) in flow.side.iter().enumerate() {
+        o.sides[side] = SideDelta {
+            packets: s.packets.saturating_sub(seen.packets[side]),
+            bytes: s.bytes.saturating_sub(seen.bytes[side]),
+            tcp_flags: s.tcp_flags,
+            first: FirstPacket {
+                ttl: s.ttl,
+                tos: s.tos,
+                flow_label: s.flow_label,
+                icmp_type: s.icmp_type,
+                icmp_code: s.icmp_code,
+            },
+        };
+    }
+    if o.packets() == 0 {
+        return None;
+    }
+    // The first packet of the difference came after the last one
+    // handed on; its exact time is not kept.
+    o.first_seen_ns = real(if first_look {
+        flow.first_ns
+    } else {
+        seen.last_ns.min(flow.last_ns)
+    });
+    o.last_seen_ns = real(flow.last_ns);
+    o.ifindex = flow.ifindex;
+    if first_look {
+        let op = &flow.opening;
+        o.opening = Some(Opening {
+            from_a: op.from_a != 0,
+            tcp_flags: op.tcp_flags,
+            sctp_chunk: op.sctp_chunk,
+            icmp_type: op.icmp_type,
+            // The program counts only packets whose transport header
+            // is whole.
+            has_transport: true,
+            src_mac: op.src_mac,
+            dst_mac: op.dst_mac,
+        });
+    }
+    if key.protocol == 6 {
+        o.tcp = tcp_samples(flow, seen);
+    }
+    if let Some(kind) = tunnel_kind(key) {
+        o.encap = Some(Box::new(observed_encap(kind, flow, seen)));
+    }
+    // Never backwards: a snapshot older than one already handed on
+    // (taken before it, handed on after) adds nothing.
+    for side in 0..2 {
+        seen.packets[side] = seen.packets[side].max(flow.side[side].packets);
+        seen.bytes[side] = seen.bytes[side].max(flow.side[side].bytes);
+        seen.tunnel_bytes[side] = seen.tunnel_bytes[side].max(flow.side[side].tun_bytes);
+    }
+    seen.last_ns = seen.last_ns.max(flow.last_ns);
+    Some(o)
 }
 
 /// The TCP samples of `flow` not yet handed on, recorded in `seen`.
@@ -352,10 +373,18 @@ mod tests {
         assert_eq!((third.sides[0].packets, third.sides[1].packets), (1, 0));
 
         t.forget(&k);
-        assert!(!t.knows(&k));
         let again = t.observe(&k, &flow([1, 0], 0, 0), 0).expect("a new entry");
         assert!(again.opening.is_some());
         assert_eq!(again.sides[0].packets, 1);
+
+        // The last read hands on the difference and forgets the entry.
+        let last = t
+            .observe_last(&k, &flow([3, 1], 0, 0), 0)
+            .expect("more traffic");
+        assert_eq!((last.sides[0].packets, last.sides[1].packets), (2, 1));
+        assert!(last.opening.is_none());
+        let anew = t.observe(&k, &flow([1, 0], 0, 0), 0).expect("forgotten");
+        assert!(anew.opening.is_some(), "a first look again");
     }
 
     /// An Ethernet/IPv4 frame from `src` to `dst` carrying UDP `payload`.

@@ -35,14 +35,13 @@
 // The results are the output.
 #![allow(clippy::print_stdout)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use aya::programs::loaded_programs;
 use aya::sys::{Stats, enable_stats};
 use capture_afpacket::PacketSender;
-use capture_afpacket::testnet::{VethPair, enter_namespace, udp_frame_from};
+use capture_afpacket::testnet::{VethPair, enter_namespace, start_engine_in, udp_frame_from};
 use capture_ebpf::{EbpfCapture, EbpfConfig, EbpfError};
 use engine::decode::UdpTunnel;
 
@@ -68,18 +67,17 @@ fn engine_binary() -> std::path::PathBuf {
         .with_file_name("engine")
 }
 
-/// A running engine and its stderr lines.
+/// A running engine and its stderr.
 struct Engine {
     pid: i32,
-    lines: std::sync::mpsc::Receiver<String>,
     reader: std::thread::JoinHandle<String>,
 }
 
 fn start(ns: &VethPair, backend: &str) -> Engine {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.right])
-        .arg(engine_binary())
-        .args([
+    let started = start_engine_in(
+        &ns.right,
+        &engine_binary(),
+        &[
             "-i",
             &ns.b,
             "--backend",
@@ -88,42 +86,25 @@ fn start(ns: &VethPair, backend: &str) -> Engine {
             "1",
             "-o",
             "/dev/null",
-        ])
-        // Room for every flow of the capture (about 210 k): the replay
-        // squeezes 30 s of traffic into seconds, so no flow ends meanwhile.
-        .args(["--ebpf-flows", "262144"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting engine (build it: cargo build --release -p flowspan-cli)");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, lines) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+            // Room for every flow of the capture (about 210 k): the replay
+            // squeezes 30 s of traffic into seconds, so no flow ends
+            // meanwhile.
+            "--ebpf-flows",
+            "262144",
+        ],
+    )
+    .expect("starting engine (build it: cargo build --release -p flowspan-cli)");
+    assert!(
+        started.first.starts_with("engine: capturing on"),
+        "{}",
+        started.first
+    );
     let engine = Engine {
-        pid: i32::try_from(child.id()).expect("pid"),
-        lines,
-        reader,
+        pid: i32::try_from(started.child.id()).expect("pid"),
+        reader: started.stderr,
     };
     // The child is reaped with wait4 (for its resource usage), not here.
-    std::mem::forget(child);
-    loop {
-        let line = engine
-            .lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("engine says it is capturing");
-        if line.starts_with("engine: capturing on") {
-            break;
-        }
-    }
+    std::mem::forget(started.child);
     engine
 }
 

@@ -28,6 +28,70 @@ pub fn skip(why: &str) {
     eprintln!("SKIP: {why}; the test did not run");
 }
 
+/// An `engine` started by [`start_engine_in`].
+#[derive(Debug)]
+pub struct StartedEngine {
+    /// The engine process (`ip netns exec` execs it: its pid is the
+    /// engine's).
+    pub child: std::process::Child,
+    /// Its stderr lines after the first one, as they come.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// All of its stderr (the first line included), once it exits.
+    pub stderr: std::thread::JoinHandle<String>,
+    /// Its first stderr line that is not a warning (`engine: capturing on
+    /// …` when it started).
+    pub first: String,
+}
+
+/// Starts `engine ARGS` inside namespace `ns`, stdout to /dev/null and
+/// stderr read line by line on a thread of its own; waits up to 20 s for
+/// its first line that is not a warning.
+///
+/// # Errors
+/// The engine cannot be started, or says nothing within 20 s.
+pub fn start_engine_in(
+    ns: &str,
+    engine: &std::path::Path,
+    args: &[&str],
+) -> Result<StartedEngine, String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(engine)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", engine.display()))?;
+    let err = child.stderr.take().ok_or("no stderr pipe")?;
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Warnings may come first (the reader keeps them for the caller).
+    let first = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .map_err(|_| format!("{} said nothing within 20 s", engine.display()))?;
+        if !line.starts_with("engine: warning: ") {
+            break line;
+        }
+    };
+    Ok(StartedEngine {
+        child,
+        lines,
+        stderr,
+        first,
+    })
+}
+
 /// How [`VethPair::create_with`] sets up the pair.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Setup {

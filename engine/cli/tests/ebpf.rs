@@ -53,44 +53,71 @@ fn scratch(test: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Runs `engine -i b --backend ebpf -o FILE EXTRA…` in `ns` while `send`
+/// sends frames into `ns.a` (from the left namespace, with a sender open on
+/// `a`); stops it with SIGINT once `send` returns. Asserts it exited 0;
+/// returns its output (OTLP JSON lines) and stderr.
+fn capture_live(
+    ns: &VethPair,
+    test: &str,
+    extra: &[&str],
+    send: impl FnOnce(&PacketSender),
+) -> (Vec<u8>, String) {
+    let dir = scratch(test);
+    let out_path = dir.join("ebpf.json");
+    let out = out_path.to_str().expect("path");
+    let mut args = vec!["-i", &ns.b, "--backend", "ebpf", "-o", out];
+    args.extend_from_slice(extra);
+    let (child, reader) = start_in(ns, &args);
+    ns.enter_left();
+    send(&PacketSender::open(&ns.a).expect("sender"));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let output = std::fs::read(&out_path).expect("ebpf output");
+    let _ = std::fs::remove_dir_all(&dir);
+    (output, stderr)
+}
+
+/// Sends `frames` one by one, then gives the engine 300 ms to take them.
+fn send_frames(sender: &PacketSender, frames: &[Vec<u8>]) {
+    for f in frames {
+        sender.send(f).expect("sending a frame");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// Replays every fixture frame into `ns.a` with `engine -i b --backend ebpf
 /// EXTRA…` capturing; asserts its spans equal pcap mode's on a capture of
 /// the same frames, and returns the engine's stderr.
 fn replay_fixtures(ns: &VethPair, test: &str, extra: &[&str]) -> String {
     let frames = fixture_frames();
     assert!(frames.len() > 200, "{} frames", frames.len());
-    let dir = scratch(test);
+    let dir = scratch(&format!("{test}-pcap"));
     let from_pcap = pcap_mode_of(&frames, &dir);
-
-    let live_json = dir.join("ebpf.json");
-    let out = live_json.to_str().expect("path");
-    let mut args = vec!["-i", &ns.b, "--backend", "ebpf", "-o", out];
-    args.extend_from_slice(extra);
-    let (child, reader) = start_in(ns, &args);
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
-    for f in &frames {
-        sender.send(f).expect("sending a frame");
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let live = std::fs::read(&live_json).expect("ebpf output");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (live, stderr) = capture_live(ns, test, extra, |sender| send_frames(sender, &frames));
     assert_same_spans(&from_pcap, &live);
     assert!(!spans(&live).is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
     stderr
 }
 
-/// A counter from the summary line that starts with `prefix`: the number
-/// right after it.
-fn summary_number(stderr: &str, prefix: &str) -> u64 {
+/// The number right after the first `marker` in `stderr` (a summary).
+fn number_after(stderr: &str, marker: &str) -> u64 {
     stderr
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .split(marker)
+        .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix:?} in\n{stderr}"))
+        .unwrap_or_else(|| panic!("no number after {marker:?} in\n{stderr}"))
+}
+
+/// The number right before the first `marker` in `stderr` (a summary).
+fn number_before(stderr: &str, marker: &str) -> u64 {
+    stderr
+        .split_once(marker)
+        .and_then(|(before, _)| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before {marker:?} in\n{stderr}"))
 }
 
 #[test]
@@ -101,15 +128,10 @@ fn ebpf_capture_on_a_veth_gives_the_spans_of_pcap_mode() {
     let stderr = replay_fixtures(&ns, "fixtures", &[]);
     // Most packets are counted in the kernel, every fixture's odd ones
     // (fragments, tunnels, malformed headers) notwithstanding.
-    let counted = summary_number(&stderr, "eBPF programs: ");
+    let counted = number_after(&stderr, "eBPF programs: ");
     assert!(counted > 100, "{stderr}");
     // VXLAN and Geneve decapsulated in the kernel, with the same spans.
-    let decapsulated: u64 = stderr
-        .split(" of them decapsulated")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let decapsulated = number_before(&stderr, " of them decapsulated");
     assert!(decapsulated >= 10, "{stderr}");
     assert!(
         stderr.contains("packets lost (ring buffer full)"),
@@ -124,17 +146,8 @@ fn a_full_flow_map_sends_new_flows_to_userspace_and_changes_no_span() {
         return;
     };
     let stderr = replay_fixtures(&ns, "full", &["--ebpf-flows", "4"]);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("packets sent to userspace whole"))
-        .expect("the summary line");
-    let full: u64 = line
-        .split("flow_map_full=")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(full > 100, "{line}");
+    let full = number_after(&stderr, "flow_map_full=");
+    assert!(full > 100, "{stderr}");
 }
 
 /// Pins the calling thread to CPU `cpu`.
@@ -171,51 +184,36 @@ fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
         "the test needs two CPUs, this machine has {cpus}"
     );
     const PER_CPU: u64 = 50_000;
-    let dir = scratch("exact");
-    let out_path = dir.join("ebpf.json");
-    let out = out_path.to_str().expect("path");
     // The map is read every 10 ms while the packets arrive: reads race with
     // the programs' writes all along.
-    let (child, reader) = start_in(
-        &ns,
-        &[
-            "-i",
-            &ns.b,
-            "--backend",
-            "ebpf",
-            "--ebpf-scan-interval",
-            "0.01",
-            "-o",
-            out,
-        ],
-    );
-    // Every CPU sends the same flow (request and reply) at once: the veth
-    // delivers each frame on the CPU that sent it, so the programs update
-    // the one entry from all CPUs concurrently.
-    let senders: Vec<_> = (0..cpus)
-        .map(|cpu| {
-            let left = ns.left.clone();
-            let a = ns.a.clone();
-            std::thread::spawn(move || {
-                pin_to_cpu(cpu);
-                capture_afpacket::testnet::enter_namespace(&left);
-                let sender = PacketSender::open(&a).expect("sender");
-                let request = capture_afpacket::testnet::udp_frame(7, false, None);
-                let reply = capture_afpacket::testnet::udp_frame(7, true, None);
-                for k in 0..PER_CPU {
-                    let frame = if k % 2 == 0 { &request } else { &reply };
-                    sender.send(frame).expect("sending a frame");
-                }
+    let extra = ["--ebpf-scan-interval", "0.01"];
+    let (output, stderr) = capture_live(&ns, "exact", &extra, |_| {
+        // Every CPU sends the same flow (request and reply) at once: the
+        // veth delivers each frame on the CPU that sent it, so the programs
+        // update the one entry from all CPUs concurrently.
+        let senders: Vec<_> = (0..cpus)
+            .map(|cpu| {
+                let left = ns.left.clone();
+                let a = ns.a.clone();
+                std::thread::spawn(move || {
+                    pin_to_cpu(cpu);
+                    capture_afpacket::testnet::enter_namespace(&left);
+                    let sender = PacketSender::open(&a).expect("sender");
+                    let request = capture_afpacket::testnet::udp_frame(7, false, None);
+                    let reply = capture_afpacket::testnet::udp_frame(7, true, None);
+                    for k in 0..PER_CPU {
+                        let frame = if k % 2 == 0 { &request } else { &reply };
+                        sender.send(frame).expect("sending a frame");
+                    }
+                })
             })
-        })
-        .collect();
-    for s in senders {
-        s.join().expect("sender thread");
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let spans = spans(&std::fs::read(&out_path).expect("output"));
+            .collect();
+        for s in senders {
+            s.join().expect("sender thread");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let spans = spans(&output);
     let flow: Vec<_> = spans
         .iter()
         .filter(|s| common::s(s, "network.transport") == "udp")
@@ -234,23 +232,16 @@ fn counts_are_exact_when_every_cpu_sends_into_one_flow_while_userspace_reads() {
         )),
         "{stderr}"
     );
-    let observations: u64 = stderr
-        .split("handed on as ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("observations in the summary");
+    let observations = number_after(&stderr, "handed on as ");
     assert!(
         observations > 2,
         "the map was read while the packets arrived: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An Ethernet/IPv4/TCP frame between 10.9.0.1:40000 and 10.9.0.2:80 with
-/// `flags`, from the client or (`reply`) the server; no payload, sequence
-/// numbers as a client at 1000 and a server at 5000 would have them after
-/// the handshake, checksums left 0.
+/// `flags`, sequence number `seq` and acknowledgement number `ack`, from the
+/// client or (`reply`) the server; no payload, checksums left 0.
 fn tcp_frame(flags: u8, reply: bool, seq: u32, ack: u32) -> Vec<u8> {
     let (client, server) = ([10, 9, 0, 1], [10, 9, 0, 2]);
     let (src, dst, sport, dport) = if reply {
@@ -277,58 +268,41 @@ fn entries_are_read_when_due_so_flows_end_by_their_timeouts_while_capturing() {
     let Some((_alone, ns)) = namespace("d") else {
         return;
     };
-    let dir = scratch("due");
-    let out_path = dir.join("ebpf.json");
-    let out = out_path.to_str().expect("path");
-    let (child, reader) = start_in(
-        &ns,
-        &[
-            "-i",
-            &ns.b,
-            "--backend",
-            "ebpf",
-            "--idle-timeout",
-            "1",
-            "-o",
-            out,
-        ],
-    );
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
-    let start = std::time::Instant::now();
-    // 20 UDP flows of one packet each: each ends by its idle timeout.
-    for flow in 0..20 {
-        sender
-            .send(&capture_afpacket::testnet::udp_frame(flow, false, None))
-            .expect("sending");
-    }
-    // A TCP connection opened and closed: it ends when closed.
-    for (flags, reply, seq, ack) in [
-        (0x02, false, 999, 0),
-        (0x12, true, 4999, 1000),
-        (0x10, false, 1000, 5000),
-        (0x11, false, 1000, 5000),
-        (0x11, true, 5000, 1001),
-        (0x10, false, 1001, 5001),
-    ] {
-        sender
-            .send(&tcp_frame(flags, reply, seq, ack))
-            .expect("sending");
-    }
-    // One UDP flow with a packet every 250 ms for 2.75 s: never idle for
-    // its 1 s timeout, so one record, however late its entry is read.
-    for k in 0..12u32 {
-        sleep_until(start + Duration::from_millis(250 * u64::from(k)));
-        sender
-            .send(&capture_afpacket::testnet::udp_frame(100, k % 2 == 1, None))
-            .expect("sending");
-    }
-    // Past the last flow's timeout, the margin before its entry may be
-    // deleted, and the flow table's delay behind the wall clock.
-    sleep_until(start + Duration::from_secs(8));
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let spans = spans(&std::fs::read(&out_path).expect("output"));
+    let extra = ["--idle-timeout", "1"];
+    let (output, stderr) = capture_live(&ns, "due", &extra, |sender| {
+        let start = std::time::Instant::now();
+        // 20 UDP flows of one packet each: each ends by its idle timeout.
+        for flow in 0..20 {
+            sender
+                .send(&capture_afpacket::testnet::udp_frame(flow, false, None))
+                .expect("sending");
+        }
+        // A TCP connection opened and closed: it ends when closed.
+        for (flags, reply, seq, ack) in [
+            (0x02, false, 999, 0),
+            (0x12, true, 4999, 1000),
+            (0x10, false, 1000, 5000),
+            (0x11, false, 1000, 5000),
+            (0x11, true, 5000, 1001),
+            (0x10, false, 1001, 5001),
+        ] {
+            sender
+                .send(&tcp_frame(flags, reply, seq, ack))
+                .expect("sending");
+        }
+        // One UDP flow with a packet every 250 ms for 2.75 s: never idle for
+        // its 1 s timeout, so one record, however late its entry is read.
+        for k in 0..12u32 {
+            sleep_until(start + Duration::from_millis(250 * u64::from(k)));
+            sender
+                .send(&capture_afpacket::testnet::udp_frame(100, k % 2 == 1, None))
+                .expect("sending");
+        }
+        // Past the last flow's timeout, the margin before its entry may be
+        // deleted, and the flow table's delay behind the wall clock.
+        sleep_until(start + Duration::from_secs(8));
+    });
+    let spans = spans(&output);
     let reason = |s: &serde_json::Value| common::s(s, "flow.end_reason");
     let port = |s: &serde_json::Value| common::i(s, "source.port");
     let udp: Vec<_> = spans
@@ -356,7 +330,7 @@ fn entries_are_read_when_due_so_flows_end_by_their_timeouts_while_capturing() {
     assert_eq!(reason(tcp[0]), "end_of_flow_detected");
     // Each entry read a few times at most, never the whole map but at the
     // end, and every entry deleted once its flow ended.
-    let reads = summary_number(&stderr, "flow map reads: ");
+    let reads = number_after(&stderr, "flow map reads: ");
     assert!((22..=44).contains(&reads), "{stderr}");
     assert!(
         stderr.contains(" entries read when due, 1 reads of the whole map; 0 notices"),
@@ -366,7 +340,6 @@ fn entries_are_read_when_due_so_flows_end_by_their_timeouts_while_capturing() {
         stderr.contains("flow map: 0 entries at the end, 22 deleted after their flows ended"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -374,63 +347,33 @@ fn lost_notices_are_made_up_for_by_a_read_of_the_whole_map() {
     let Some((_alone, ns)) = namespace("n") else {
         return;
     };
-    let dir = scratch("notices");
-    let out_path = dir.join("ebpf.json");
-    let out = out_path.to_str().expect("path");
     // The smallest ring holds 512 notices; 3000 new flows at once overflow
     // it before the engine looks (notices do not wake it).
-    let (child, reader) = start_in(
-        &ns,
-        &[
-            "-i",
-            &ns.b,
-            "--backend",
-            "ebpf",
-            "--idle-timeout",
-            "1",
-            "--ebpf-ring-size",
-            "64K",
-            "-o",
-            out,
-        ],
-    );
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
+    let extra = ["--idle-timeout", "1", "--ebpf-ring-size", "64K"];
     let frames: Vec<Vec<u8>> = (0..3000u32)
         .map(|k| {
             let [_, _, x, y] = k.to_be_bytes();
             capture_afpacket::testnet::udp_frame_from([10, 20, x, y], 1, false, None)
         })
         .collect();
-    sender.send_all(&frames).expect("sending");
-    std::thread::sleep(Duration::from_secs(6));
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let lost = stderr
-        .split(" notices of new or closed entries lost")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let (output, stderr) = capture_live(&ns, "notices", &extra, |sender| {
+        sender.send_all(&frames).expect("sending");
+        std::thread::sleep(Duration::from_secs(6));
+    });
+    let lost = number_before(&stderr, " notices of new or closed entries lost");
     assert!(lost > 0, "the ring overflowed: {stderr}");
-    let full_reads: u64 = stderr
-        .split(" reads of the whole map")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let full_reads = number_before(&stderr, " reads of the whole map");
     assert!(
         full_reads >= 2,
         "one after the loss, one at the end: {stderr}"
     );
     // Every flow was still read when due: it ended by its idle timeout
     // during the run, not at the end.
-    let spans = spans(&std::fs::read(&out_path).expect("output"));
+    let spans = spans(&output);
     assert_eq!(spans.len(), 3000, "{stderr}");
     for s in &spans {
         assert_eq!(common::s(s, "flow.end_reason"), "idle_timeout", "{s}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The programs' hash of a tunnel (flowspan.bpf.c `tunnel_hash`, on a
@@ -503,20 +446,10 @@ fn a_flow_in_a_tunnel_whose_hash_another_tunnel_has_is_kept_apart() {
             frames.push(vxlan_frame(vni, src, &reply));
         }
     }
-    let dir = scratch("collision");
+    let dir = scratch("collision-pcap");
     let from_pcap = pcap_mode_of(&frames, &dir);
-    let out_path = dir.join("ebpf.json");
-    let out = out_path.to_str().expect("path");
-    let (child, reader) = start_in(&ns, &["-i", &ns.b, "--backend", "ebpf", "-o", out]);
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
-    for f in &frames {
-        sender.send(f).expect("sending a frame");
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let live = std::fs::read(&out_path).expect("output");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (live, stderr) = capture_live(&ns, "collision", &[], |sender| send_frames(sender, &frames));
     // Two flows, one per tunnel, as in pcap mode.
     assert_same_spans_of(&from_pcap, &live, 2);
     assert_eq!(spans(&live).len(), 2, "{stderr}");
@@ -528,7 +461,6 @@ fn a_flow_in_a_tunnel_whose_hash_another_tunnel_has_is_kept_apart() {
         "{stderr}"
     );
     assert!(stderr.contains("tunnel_port=6"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -538,12 +470,7 @@ fn super_packets_are_counted_in_the_kernel_as_the_segments_the_wire_carries() {
     };
     let stderr = super_frames_become_their_segments(&ns, &["--backend", "ebpf"]);
     // Counted in the kernel: none of the connection's packets went up.
-    let kernel_super = stderr
-        .split("super-frames (GSO/GRO): ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let kernel_super = number_after(&stderr, "super-frames (GSO/GRO): ");
     assert!(kernel_super > 0, "{stderr}");
     assert!(stderr.contains(" 0 counted as one packet"), "{stderr}");
     assert!(!stderr.contains("super_packet="), "{stderr}");

@@ -2,9 +2,7 @@
 //! fixtures' frames to replay, starting and stopping `engine -i` inside a
 //! namespace, and comparing its spans with pcap mode's.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use capture_afpacket::testnet::{Setup, VethPair};
@@ -114,43 +112,25 @@ pub fn assert_same_spans_of(pcap: &[u8], live: &[u8], at_least: usize) {
     }
 }
 
-/// Starts `engine ARGS` inside `ns.right` with stderr piped; returns the
-/// child, a receiver of its stderr lines, and a handle that yields all of
-/// stderr at the end. Waits for the line saying it is capturing.
+/// Starts `engine ARGS` inside `ns.right`; returns the child and a handle
+/// that yields all of its stderr at the end. Waits for the line saying it
+/// is capturing.
 pub fn start_in(
     ns: &VethPair,
     args: &[&str],
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.right, env!("CARGO_BIN_EXE_engine")])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting engine -i");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    // Warnings may come first (the reader keeps them for the caller).
-    let first = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("engine -i says it is capturing");
-        if !line.starts_with("engine: warning: ") {
-            break line;
-        }
-    };
-    assert!(first.starts_with("engine: capturing on "), "{first}");
-    (child, reader)
+    let started = capture_afpacket::testnet::start_engine_in(
+        &ns.right,
+        std::path::Path::new(env!("CARGO_BIN_EXE_engine")),
+        args,
+    )
+    .expect("starting engine -i");
+    assert!(
+        started.first.starts_with("engine: capturing on "),
+        "{}",
+        started.first
+    );
+    (started.child, started.stderr)
 }
 
 /// Sends SIGINT to `engine -i` and waits for it; its exit status and stderr.

@@ -214,13 +214,21 @@ static __always_inline void notice(struct fs_counters *c, __u8 what, const struc
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
-/* A super-packet counted in the kernel, and its segments. */
-static __always_inline void count_super(struct fs_counters *c, const struct pkt *p)
+/* Packet `p` was counted in entry `k`; `closes`: it closed its TCP flow.
+ * The counters, and the notice of the close. */
+static __always_inline int counted(struct fs_counters *c, const struct pkt *p,
+				   const struct fs_key *k, int closes, __u64 now, __u32 ifindex)
 {
+	if (closes)
+		notice(c, FS_NOTICE_CLOSED, k, now, ifindex);
+	bump(c, FS_STAT_COUNTED);
 	if (p->segs > 1) {
 		bump(c, FS_STAT_SUPER);
 		c->c[FS_STAT_SEGMENTS] += p->segs;
 	}
+	if (p->tun_kind)
+		bump(c, FS_STAT_DECAP);
+	return TC_ACT_OK;
 }
 
 static __always_inline int vlan_tpid(__u16 et)
@@ -1004,13 +1012,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		closes = account(n, p, side, now);
 		if (bpf_map_update_elem(&fs_flows, &w->k, n, BPF_NOEXIST) == 0) {
 			notice(c, FS_NOTICE_NEW, &w->k, now, skb->ifindex);
-			if (closes)
-				notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
-			bump(c, FS_STAT_COUNTED);
-			count_super(c, p);
-			if (p->tun_kind)
-				bump(c, FS_STAT_DECAP);
-			return TC_ACT_OK;
+			return counted(c, p, &w->k, closes, now, skb->ifindex);
 		}
 		/* Another CPU made the entry first: count into it. Any other
 		 * failure is a full map. */
@@ -1050,13 +1052,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	}
 	closes = account(f, p, side, now);
 	bpf_spin_unlock(&f->lock);
-	if (closes)
-		notice(c, FS_NOTICE_CLOSED, &w->k, now, skb->ifindex);
-	bump(c, FS_STAT_COUNTED);
-	count_super(c, p);
-	if (p->tun_kind)
-		bump(c, FS_STAT_DECAP);
-	return TC_ACT_OK;
+	return counted(c, p, &w->k, closes, now, skb->ifindex);
 }
 
 SEC("classifier")

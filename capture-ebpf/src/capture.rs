@@ -872,12 +872,7 @@ fn notice_due(t: &Timeouts, ev: &FsEvent) -> Option<u64> {
     let after = match ev.notice {
         // Nothing read yet: its shortest possible timeout.
         abi::NOTICE_NEW => {
-            let idle = match ev.key.protocol {
-                6 => t.tcp_idle_ns,
-                17 => t.udp_idle_ns,
-                1 | 58 => t.icmp_idle_ns,
-                _ => t.other_idle_ns,
-            };
+            let idle = t.idle_ns_of(ev.key.protocol);
             let end = idle.min(t.unestablished_idle_ns) + margin_ns() + 1;
             match t.active_ns {
                 0 => end,

@@ -2,7 +2,8 @@
 //!
 //! Reading every entry every few hundred milliseconds costs userspace CPU in
 //! proportion to the open flows, busy or not (a node with a million mostly
-//! quiet flows would copy 400 MB a second). Instead the engine reads an
+//! quiet flows would copy about 690 MB a second at two reads a second: 344
+//! bytes of key and value each). Instead the engine reads an
 //! entry only when something can be due for it: its idle timeout or TCP
 //! linger may have run out, or an active-timeout record is next. The
 //! programs say when an entry is made and when its TCP flow closes

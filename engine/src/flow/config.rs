@@ -64,6 +64,17 @@ impl Timeouts {
         self.icmp_idle_ns = ns;
         self.other_idle_ns = ns;
     }
+
+    /// The idle timeout of a flow of IP protocol `protocol` that has got
+    /// going (SCTP and every protocol but TCP, UDP and ICMP share one).
+    pub fn idle_ns_of(&self, protocol: u8) -> u64 {
+        match protocol {
+            6 => self.tcp_idle_ns,
+            17 => self.udp_idle_ns,
+            1 | 58 => self.icmp_idle_ns,
+            _ => self.other_idle_ns,
+        }
+    }
 }
 
 /// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `2001:db8::/32`.

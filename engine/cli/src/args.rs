@@ -193,7 +193,8 @@ pub struct Args {
     /// `tunnel` (tunnel.type, tunnel.id, the tunnel's and the IP-in-IP header's
     /// addresses, ports, network.type and network.transport), `ipsec`
     /// (flow.ipsec.ah.spi, flow.ipsec.esp.spi, the WireGuard
-    /// flow.ipsec.sender_index and receiver_index, tunnel.ipsec.ah.spi), or `all`.
+    /// flow.ipsec.sender_index and receiver_index, tunnel.ipsec.ah.spi), `k8s-uid`
+    /// (source/destination.k8s.*.uid with Kubernetes enrichment), or `all`.
     /// Tunnel byte counters and tunnel.network.interface.mac are always written.
     #[arg(long = "opt-in", value_name = "GROUP", value_enum)]
     pub opt_in: Vec<OptInGroup>,
@@ -204,6 +205,27 @@ pub struct Args {
     /// tunnels are the flows of the packets inside.
     #[arg(long = "tunnel-port", value_name = "KIND=PORTS", value_parser = parse_tunnel_ports)]
     pub tunnel_ports: Vec<(UdpTunnel, Vec<u16>)>,
+
+    /// Enrich endpoints from the Kubernetes objects in FILE, a List as
+    /// `kubectl get pods,services,endpoints,nodes,namespaces,replicasets,deployments,statefulsets,daemonsets,jobs,cronjobs,networkpolicies -A -o json`
+    /// writes it: the same spans on every run, for tests and post-mortems.
+    #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
+    pub k8s_snapshot: Option<PathBuf>,
+
+    /// The cluster's name, written as source/destination.k8s.cluster.name on
+    /// every enriched endpoint.
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub k8s_cluster_name: Option<String>,
+
+    /// An annotation key (repeatable) whose value is written as
+    /// source/destination.k8s.<kind>.annotations.<KEY> for the endpoint's
+    /// pod, node, owners and service that carry it.
+    #[arg(
+        long = "k8s-annotation",
+        value_name = "KEY",
+        help_heading = "Kubernetes"
+    )]
+    pub k8s_annotations: Vec<String>,
 
     /// Spans per OTLP request (JSON line or export request).
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 512,
@@ -291,6 +313,8 @@ pub enum OptInGroup {
     Tunnel,
     /// flow.ipsec.* and tunnel.ipsec.*.
     Ipsec,
+    /// source/destination.k8s.*.uid.
+    K8sUid,
     /// Every group.
     All,
 }

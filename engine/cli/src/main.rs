@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod export;
+mod kubernetes;
 mod output;
 mod progress;
 mod signals;
@@ -127,6 +128,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
+    let enrichment = kubernetes::enrichment(args)?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry = Registry::new();
     let mut source = match &args.pcap {
@@ -259,7 +261,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             flow,
             host,
             registry: registry.clone(),
-            enrichment: None,
+            enrichment,
         },
         move |records| {
             encode_spans(&records, encodings, &mapping)

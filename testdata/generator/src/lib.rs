@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bigcap;
+pub mod kubernetes;
 mod latency;
 mod tunnels;
 

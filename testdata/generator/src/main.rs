@@ -25,5 +25,31 @@ fn main() -> ExitCode {
             f.about
         );
     }
+    // The Kubernetes enrichment fixture: a capture and the cluster it
+    // was taken in, beside the other fixtures.
+    let k8s_dir = dir.join("../k8s");
+    let files = [
+        (
+            dir.join("kubernetes.pcap"),
+            flowspan_testdata::kubernetes::kubernetes_pcap(),
+        ),
+        (
+            k8s_dir.join("cluster.json"),
+            flowspan_testdata::kubernetes::cluster_json().into_bytes(),
+        ),
+    ];
+    for (path, bytes) in files {
+        let written =
+            std::fs::create_dir_all(&k8s_dir).and_then(|()| std::fs::write(&path, &bytes));
+        if let Err(e) = written {
+            eprintln!("gen-fixtures: error: {}: cannot write: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        eprintln!(
+            "wrote {} ({} bytes): Kubernetes enrichment",
+            path.display(),
+            bytes.len()
+        );
+    }
     ExitCode::SUCCESS
 }

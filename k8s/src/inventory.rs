@@ -280,10 +280,8 @@ pub enum Object {
     Endpoints(Box<CoreEndpoints>),
     /// A node.
     Node(Box<CoreNode>),
-    /// A namespace.
-    Namespace(Box<Namespace>),
-    /// A controller: only its metadata is used.
-    Controller(Kind, Box<ObjectMeta>),
+    /// A namespace or a controller: only the metadata is used.
+    Meta(Kind, Box<ObjectMeta>),
     /// A network policy.
     NetworkPolicy(Box<NetworkPolicy>),
 }
@@ -296,8 +294,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::Node(_) => Kind::Node,
-            Object::Namespace(_) => Kind::Namespace,
-            Object::Controller(k, _) => *k,
+            Object::Meta(k, _) => *k,
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
         }
     }
@@ -309,8 +306,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Endpoints(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
-            Object::Namespace(o) => &o.metadata,
-            Object::Controller(_, m) => m,
+            Object::Meta(_, m) => m,
             Object::NetworkPolicy(o) => &o.metadata,
         }
     }
@@ -331,7 +327,6 @@ from_api!(
     CoreService => Service,
     CoreEndpoints => Endpoints,
     CoreNode => Node,
-    Namespace => Namespace,
     NetworkPolicy => NetworkPolicy,
 );
 
@@ -339,12 +334,13 @@ macro_rules! controller_from_api {
     ($($api:ty => $kind:ident),* $(,)?) => {$(
         impl From<$api> for Object {
             fn from(o: $api) -> Object {
-                Object::Controller(Kind::$kind, Box::new(o.metadata))
+                Object::Meta(Kind::$kind, Box::new(o.metadata))
             }
         }
     )*};
 }
 controller_from_api!(
+    Namespace => Namespace,
     ReplicaSet => ReplicaSet,
     Deployment => Deployment,
     StatefulSet => StatefulSet,
@@ -409,10 +405,10 @@ impl Inventory {
             Object::Node(n) => {
                 self.nodes.insert(key, reduce_node(n, meta()));
             }
-            Object::Namespace(_) => {
+            Object::Meta(Kind::Namespace, _) => {
                 self.namespaces.insert(key, meta());
             }
-            Object::Controller(kind, _) => {
+            Object::Meta(kind, _) => {
                 self.controllers.insert((*kind, key.0, key.1), meta());
             }
             Object::NetworkPolicy(p) => {

@@ -212,6 +212,25 @@ pub struct Args {
     #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
     pub k8s_snapshot: Option<PathBuf>,
 
+    /// Enrich endpoints from the Kubernetes API server of this kubeconfig file's
+    /// current context, kept current by watches. Needs get, list and watch on
+    /// the kinds in deploy/kubernetes/clusterrole.yaml.
+    #[arg(long, value_name = "FILE", help_heading = "Kubernetes",
+          conflicts_with_all = ["k8s_snapshot", "k8s_in_cluster"])]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Enrich endpoints from the API server of the cluster this pod runs in,
+    /// with its service account (a DaemonSet).
+    #[arg(long, help_heading = "Kubernetes", conflicts_with = "k8s_snapshot")]
+    pub k8s_in_cluster: bool,
+
+    /// With --kubeconfig or --k8s-in-cluster: how long to wait at start for the
+    /// first list of every kind before capturing; after it, flows are enriched
+    /// with what has arrived (a warning says so).
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", default_value = "10",
+          value_parser = parse_secs, help_heading = "Kubernetes")]
+    pub k8s_sync_timeout: u64,
+
     /// The cluster's name, written as source/destination.k8s.cluster.name on
     /// every enriched endpoint.
     #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]

@@ -1,66 +1,120 @@
-//! Kubernetes enrichment from the flags: `--k8s-snapshot`, the cluster
-//! name, opt-in UIDs and the annotation allow-list.
+//! Kubernetes enrichment from the flags: a snapshot file
+//! (`--k8s-snapshot`) or watches on an API server (`--kubeconfig`,
+//! `--k8s-in-cluster`), with the cluster name, opt-in UIDs and the
+//! annotation allow-list.
+
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use engine::enrich::EnrichmentView;
+use engine::enrich::{Directory, EnrichmentView};
 use flowspan_cli::args::{Args, OptInGroup};
+use k8s::watch::{ClusterAccess, WatchOptions, Watcher};
 
 /// Bad items of a snapshot named one by one; the rest are counted.
 const BAD_ITEMS_NAMED: usize = 10;
 
-/// The enrichment view the flags ask for, if any.
-///
-/// # Errors
-/// The snapshot file cannot be used, or an annotation key makes an
-/// attribute name spans cannot carry.
-pub fn enrichment(args: &Args) -> anyhow::Result<Option<EnrichmentView>> {
-    let Some(path) = &args.k8s_snapshot else {
-        return Ok(None);
-    };
+/// The least time between two directories built from watch events.
+const REBUILD_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Enrichment the run has: the view flow workers read, and the watches
+/// that keep it current (stopped when this is dropped).
+pub struct Enrichment {
+    pub view: EnrichmentView,
+    pub watcher: Option<Watcher>,
+}
+
+fn builder(args: &Args) -> anyhow::Result<k8s::Builder> {
     let uids = args
         .opt_in
         .iter()
         .any(|g| matches!(g, OptInGroup::K8sUid | OptInGroup::All));
-    let builder = k8s::Builder::new(k8s::Options {
+    k8s::Builder::new(k8s::Options {
         cluster_name: args.k8s_cluster_name.clone(),
         uids,
         annotations: args.k8s_annotations.clone(),
     })
     .map_err(|e| anyhow!(e))
-    .context("--k8s-annotation")?;
-    let loaded = k8s::snapshot::load(path, &builder.keep()).map_err(|e| anyhow!(e))?;
-    for bad in loaded.bad.iter().take(BAD_ITEMS_NAMED) {
-        eprintln!(
-            "engine: warning: {}: item {}: {}; skipped",
-            path.display(),
-            bad.index,
-            bad.message
-        );
+    .context("--k8s-annotation")
+}
+
+/// The enrichment the flags ask for, if any.
+///
+/// # Errors
+/// The snapshot file or the cluster access cannot be used, or an
+/// annotation key makes an attribute name spans cannot carry.
+pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
+    if let Some(path) = &args.k8s_snapshot {
+        let builder = builder(args)?;
+        let loaded = k8s::snapshot::load(path, &builder.keep()).map_err(|e| anyhow!(e))?;
+        for bad in loaded.bad.iter().take(BAD_ITEMS_NAMED) {
+            eprintln!(
+                "engine: warning: {}: item {}: {}; skipped",
+                path.display(),
+                bad.index,
+                bad.message
+            );
+        }
+        if loaded.bad.len() > BAD_ITEMS_NAMED {
+            eprintln!(
+                "engine: warning: {}: {} more items skipped for the same kind of reason",
+                path.display(),
+                loaded.bad.len() - BAD_ITEMS_NAMED
+            );
+        }
+        let directory = builder.build(&loaded.inventory);
+        let kinds: Vec<String> = k8s::directory::counts(&loaded.inventory)
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        if !args.quiet {
+            eprintln!(
+                "engine: Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
+                path.display(),
+                if kinds.is_empty() {
+                    "no objects".to_owned()
+                } else {
+                    kinds.join(", ")
+                },
+                directory.len(),
+                loaded.other_kinds,
+                loaded.bad.len(),
+            );
+        }
+        return Ok(Some(Enrichment {
+            view: EnrichmentView::new(directory),
+            watcher: None,
+        }));
     }
-    if loaded.bad.len() > BAD_ITEMS_NAMED {
-        eprintln!(
-            "engine: warning: {}: {} more items skipped for the same kind of reason",
-            path.display(),
-            loaded.bad.len() - BAD_ITEMS_NAMED
-        );
-    }
-    let directory = builder.build(&loaded.inventory);
-    let kinds: Vec<String> = k8s::directory::counts(&loaded.inventory)
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect();
-    eprintln!(
-        "engine: Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
-        path.display(),
-        if kinds.is_empty() {
-            "no objects".to_owned()
-        } else {
-            kinds.join(", ")
+    let access = match (&args.kubeconfig, args.k8s_in_cluster) {
+        (Some(path), _) => ClusterAccess::Kubeconfig(path.clone()),
+        (None, true) => ClusterAccess::InCluster,
+        (None, false) => return Ok(None),
+    };
+    let view = EnrichmentView::new(Directory::new());
+    let watcher = Watcher::start(
+        WatchOptions {
+            access,
+            rebuild_interval: REBUILD_INTERVAL,
         },
-        directory.len(),
-        loaded.other_kinds,
-        loaded.bad.len(),
-    );
-    Ok(Some(EnrichmentView::new(directory)))
+        builder(args)?,
+        view.clone(),
+        Box::new(|line| eprintln!("engine: warning: {line}")),
+    )
+    .map_err(|e| anyhow!(e))?;
+    let timeout = Duration::from_nanos(args.k8s_sync_timeout);
+    if !watcher.wait_synced(timeout) {
+        eprintln!(
+            "engine: warning: Kubernetes: not every kind was listed within --k8s-sync-timeout {:.1} s; \
+             flows are enriched with what has arrived and the watches go on ({})",
+            timeout.as_secs_f64(),
+            watcher.stats().summary()
+        );
+    } else if !args.quiet {
+        eprintln!("engine: {}", watcher.stats().summary());
+    }
+    Ok(Some(Enrichment {
+        view,
+        watcher: Some(watcher),
+    }))
 }

@@ -261,7 +261,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             flow,
             host,
             registry: registry.clone(),
-            enrichment,
+            enrichment: enrichment.as_ref().map(|e| e.view.clone()),
         },
         move |records| {
             encode_spans(&records, encodings, &mapping)
@@ -386,6 +386,9 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             counters: &counters,
         };
         eprint!("{summary}");
+        if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
+            eprintln!("  {}", w.stats().summary());
+        }
     }
     if let Source::File(file) = &source
         && let Some(first) = &file.reader().stats().first_problem

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::cluster::{enrichment, expected};
 use common::{attrs, engine, root, spans};
 
 fn pcap() -> String {
@@ -23,219 +24,6 @@ fn snapshot() -> String {
         .to_str()
         .expect("UTF-8 path")
         .to_owned()
-}
-
-/// Each span's endpoint and enrichment attributes: `source.address:port
-/// -> destination.address:port` and the `k8s`/`container` attributes as
-/// `key=value`, in span order.
-fn enrichment(stdout: &[u8]) -> Vec<(String, Vec<String>)> {
-    spans(stdout)
-        .iter()
-        .map(|span| {
-            let a = attrs(span);
-            let text = |k: &str| {
-                let v = &a[k];
-                v["stringValue"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .or_else(|| v["intValue"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| v.to_string())
-            };
-            let flow = format!(
-                "{}:{} -> {}:{}",
-                text("source.address"),
-                text("source.port"),
-                text("destination.address"),
-                text("destination.port")
-            );
-            let found = a
-                .keys()
-                .filter(|k| {
-                    k.contains(".k8s.")
-                        || k.contains(".container.")
-                        || k.starts_with("network.policy")
-                })
-                .map(|k| format!("{k}={}", text(k)))
-                .collect();
-            (flow, found)
-        })
-        .collect()
-}
-
-/// What a pod endpoint of the fixture carries, on `side`.
-fn pod(side: &str, node: &str, ns: &str, pod: &str, rest: &[(&str, &str)]) -> Vec<String> {
-    let mut v = vec![
-        format!("{side}.k8s.cluster.name=test"),
-        format!("{side}.k8s.node.name={node}"),
-        format!("{side}.k8s.namespace.name={ns}"),
-        format!("{side}.k8s.pod.name={pod}"),
-    ];
-    v.extend(rest.iter().map(|(k, val)| format!("{side}.{k}={val}")));
-    v
-}
-
-fn frontend(side: &str, container: Option<(&str, &str, &str)>) -> Vec<String> {
-    let mut rest = vec![
-        ("k8s.deployment.name", "frontend"),
-        ("k8s.replicaset.name", "frontend-6d4cf56db9"),
-        ("k8s.service.name", "frontend"),
-    ];
-    if let Some((name, id, image)) = container {
-        rest.extend([
-            ("k8s.container.name", name),
-            ("container.name", id),
-            ("container.image.name", image),
-        ]);
-    }
-    pod(side, "node-a", "shop", "frontend-6d4cf56db9-x7k2p", &rest)
-}
-
-fn payments(side: &str) -> Vec<String> {
-    pod(
-        side,
-        "node-b",
-        "payments",
-        "payments-api-7f9b8c5d4-q9w8e",
-        &[
-            ("k8s.container.name", "api"),
-            ("k8s.deployment.name", "payments-api"),
-            ("k8s.replicaset.name", "payments-api-7f9b8c5d4"),
-            ("k8s.service.name", "payments"),
-            ("container.name", "c0ffee0003"),
-            ("container.image.name", "registry.example/payments:2.1"),
-        ],
-    )
-}
-
-fn service(side: &str, ns: &str, name: &str) -> Vec<String> {
-    vec![
-        format!("{side}.k8s.cluster.name=test"),
-        format!("{side}.k8s.namespace.name={ns}"),
-        format!("{side}.k8s.service.name={name}"),
-    ]
-}
-
-fn node(side: &str, name: &str) -> Vec<String> {
-    vec![
-        format!("{side}.k8s.cluster.name=test"),
-        format!("{side}.k8s.node.name={name}"),
-    ]
-}
-
-fn both(a: Vec<String>, b: Vec<String>) -> Vec<String> {
-    let mut v: Vec<String> = a.into_iter().chain(b).collect();
-    v.sort();
-    v
-}
-
-fn expected() -> Vec<(String, Vec<String>)> {
-    let d = "destination";
-    let s = "source";
-    vec![
-        // A pod port no container declares, on a pod of two containers: no
-        // container. A cluster IP: the service.
-        (
-            "10.244.1.10:40000 -> 10.96.0.30:80",
-            both(frontend(s, None), service(d, "payments", "payments")),
-        ),
-        // A single-container pod: its container, on any port.
-        (
-            "10.244.1.10:40001 -> 10.244.2.20:9000",
-            both(frontend(s, None), payments(d)),
-        ),
-        // A node's address; the container that declares the port.
-        (
-            "192.168.50.11:51000 -> 10.244.1.10:8080",
-            both(
-                node(s, "node-b"),
-                frontend(d, Some(("web", "c0ffee0001", "nginx:1.27"))),
-            ),
-        ),
-        // A host-network pod, on the port it declares.
-        (
-            "10.244.2.20:41000 -> 192.168.50.10:9100",
-            both(
-                payments(s),
-                pod(
-                    d,
-                    "node-a",
-                    "kube-system",
-                    "node-exporter-5xq7z",
-                    &[
-                        ("k8s.container.name", "node-exporter"),
-                        ("k8s.daemonset.name", "node-exporter"),
-                        ("container.name", "c0ffee0005"),
-                        ("container.image.name", "prom/node-exporter:v1.8.2"),
-                    ],
-                ),
-            ),
-        ),
-        // The same address on another port: the node only.
-        (
-            "10.244.2.20:41001 -> 192.168.50.10:22",
-            both(payments(s), node(d, "node-a")),
-        ),
-        // A StatefulSet pod behind a service without a selector, named by
-        // its Endpoints.
-        (
-            "10.244.2.20:41002 -> 10.244.2.30:5432",
-            both(
-                payments(s),
-                pod(
-                    d,
-                    "node-b",
-                    "payments",
-                    "db-0",
-                    &[
-                        ("k8s.container.name", "postgres"),
-                        ("k8s.statefulset.name", "db"),
-                        ("k8s.service.name", "db"),
-                        ("container.name", "c0ffee0004"),
-                        ("container.image.name", "postgres:16"),
-                    ],
-                ),
-            ),
-        ),
-        // The running pod of the newer Job, not the finished one with the
-        // same address; Job → CronJob.
-        (
-            "10.244.1.40:53000 -> 10.96.0.10:53",
-            both(
-                pod(
-                    s,
-                    "node-a",
-                    "shop",
-                    "report-29000060-bbbbb",
-                    &[
-                        ("k8s.container.name", "report"),
-                        ("k8s.job.name", "report-29000060"),
-                        ("k8s.cronjob.name", "report"),
-                        ("container.name", "c0ffee0007"),
-                        ("container.image.name", "registry.example/report:1"),
-                    ],
-                ),
-                service(d, "kube-system", "kube-dns"),
-            ),
-        ),
-        // IPv6: the pod's second address, the service's second cluster IP.
-        (
-            "fd00:10:244:2::20:42000 -> fd00:10:96::30:80",
-            both(payments(s), service(d, "payments", "payments")),
-        ),
-        // Outside the cluster → a bare pod of two containers.
-        (
-            "198.51.100.7:50000 -> 10.244.2.60:7777",
-            both(Vec::new(), pod(d, "node-b", "shop", "debug", &[])),
-        ),
-        // Nothing known on either side.
-        ("fd00:10:244:2::99:5000 -> 2001:db8::1:443", Vec::new()),
-    ]
-    .into_iter()
-    .map(|(f, mut a)| {
-        a.sort();
-        (f.to_owned(), a)
-    })
-    .collect()
 }
 
 #[test]
@@ -437,6 +225,60 @@ fn a_bad_snapshot_is_one_line_naming_the_file_and_exit_2() {
             .1
             .iter()
             .any(|a| a.starts_with("destination.k8s.pod.name="))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unreachable_api_server_leaves_spans_flowing_with_a_warning() {
+    let dir = std::env::temp_dir().join(format!("flowspan-k8s-down-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Port 9 (discard) on loopback: nothing listens there.
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .expect("writing");
+    let pcap = pcap();
+    let k = kubeconfig.to_str().expect("UTF-8");
+    let out = engine(&["--pcap", &pcap, "--kubeconfig", k, "--k8s-sync-timeout", "1.5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(spans(&out.stdout).len(), 10);
+    assert!(enrichment(&out.stdout).iter().all(|(_, a)| a.is_empty()));
+    assert!(
+        stderr.contains("engine: warning: Kubernetes: watching ")
+            && stderr.contains("Connection refused")
+            && stderr.contains("not every kind was listed within --k8s-sync-timeout 1.5 s")
+            && stderr.contains("never in sync"),
+        "{stderr}"
+    );
+    // One warning about the errors, however many watches failed.
+    assert_eq!(stderr.matches("watching ").count(), 1, "{stderr}");
+
+    // A kubeconfig that is missing or not one: one line, exit 2.
+    std::fs::write(dir.join("bad"), "clusters: [").expect("writing");
+    for (file, expect) in [("missing", "No such file"), ("bad", "")] {
+        let p = dir.join(file);
+        let p = p.to_str().expect("UTF-8");
+        let out = engine(&["--pcap", &pcap, "--kubeconfig", p]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let lines = error_lines(&out.stderr);
+        assert_eq!(lines.len(), 1, "{file}: {lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("engine: error: --kubeconfig {p}: "))
+                && lines[0].contains(expect),
+            "{file}: {lines:?}"
+        );
+    }
+    // Not in a pod: --k8s-in-cluster says what it looked for.
+    let out = engine(&["--pcap", &pcap, "--k8s-in-cluster"]);
+    assert_eq!(out.status.code(), Some(2));
+    let lines = error_lines(&out.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains("KUBERNETES_SERVICE_HOST"),
+        "{lines:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -118,8 +118,26 @@ fn pod(p: PodSpec<'_>) -> Value {
     )
 }
 
-fn controller(api: &str, kind: &str, m: Value) -> Value {
-    object(api, kind, m, json!({ "spec": {} }))
+/// A controller with the least spec the API server accepts: a selector on
+/// `labels` and a pod template of one container running `image`.
+fn controller(api: &str, kind: &str, m: Value, labels: Value, image: &str) -> Value {
+    let pod = json!({ "containers": [{ "name": "main", "image": image }] });
+    let template = json!({ "metadata": { "labels": labels }, "spec": pod });
+    let job = json!({ "template": { "spec": {
+        "restartPolicy": "Never", "containers": pod["containers"]
+    } } });
+    let spec = match kind {
+        "Job" => job,
+        "CronJob" => json!({ "schedule": "*/1 * * * *", "jobTemplate": { "spec": job } }),
+        _ => {
+            let mut spec = json!({ "selector": { "matchLabels": labels }, "template": template });
+            if kind == "StatefulSet" {
+                spec["serviceName"] = json!("db");
+            }
+            spec
+        }
+    };
+    object(api, kind, m, json!({ "spec": spec }))
 }
 
 fn service(ns: &str, name: &str, uid: &str, ips: &[&str], selector: Value) -> Value {
@@ -178,7 +196,13 @@ pub fn cluster() -> Value {
         node("node-a", "uid-node-a", "192.168.50.10"),
         node("node-b", "uid-node-b", "192.168.50.11"),
         // shop/frontend: Deployment → ReplicaSet → a pod of two containers.
-        controller(rs, "Deployment", frontend_deploy),
+        controller(
+            rs,
+            "Deployment",
+            frontend_deploy,
+            json!({ "app": "frontend" }),
+            "nginx:1.27",
+        ),
         controller(
             rs,
             "ReplicaSet",
@@ -194,6 +218,8 @@ pub fn cluster() -> Value {
                 "frontend",
                 "uid-deploy-frontend",
             ),
+            json!({ "app": "frontend", "pod-template-hash": "6d4cf56db9" }),
+            "nginx:1.27",
         ),
         pod(PodSpec {
             ns: "shop",
@@ -236,6 +262,8 @@ pub fn cluster() -> Value {
                 "uid-deploy-payments",
                 CREATED,
             ),
+            json!({ "app": "payments" }),
+            "registry.example/payments:2.1",
         ),
         controller(
             rs,
@@ -252,6 +280,8 @@ pub fn cluster() -> Value {
                 "payments-api",
                 "uid-deploy-payments",
             ),
+            json!({ "app": "payments", "tier": "api" }),
+            "registry.example/payments:2.1",
         ),
         pod(PodSpec {
             ns: "payments",
@@ -288,6 +318,8 @@ pub fn cluster() -> Value {
             rs,
             "StatefulSet",
             meta(Some("payments"), "db", "uid-sts-db", CREATED),
+            json!({ "role": "db" }),
+            "postgres:16",
         ),
         pod(PodSpec {
             ns: "payments",
@@ -326,6 +358,8 @@ pub fn cluster() -> Value {
                 "uid-ds-node-exporter",
                 CREATED,
             ),
+            json!({ "app": "node-exporter" }),
+            "prom/node-exporter:v1.8.2",
         ),
         pod(PodSpec {
             ns: "kube-system",
@@ -354,6 +388,8 @@ pub fn cluster() -> Value {
             "batch/v1",
             "CronJob",
             meta(Some("shop"), "report", "uid-cj-report", CREATED),
+            Value::Null,
+            "registry.example/report:1",
         ),
         controller(
             "batch/v1",
@@ -365,6 +401,8 @@ pub fn cluster() -> Value {
                 "report",
                 "uid-cj-report",
             ),
+            Value::Null,
+            "registry.example/report:1",
         ),
         controller(
             "batch/v1",
@@ -376,6 +414,8 @@ pub fn cluster() -> Value {
                 "report",
                 "uid-cj-report",
             ),
+            Value::Null,
+            "registry.example/report:1",
         ),
         pod(PodSpec {
             ns: "shop",
@@ -558,4 +598,11 @@ pub fn kubernetes_pcap() -> Vec<u8> {
         &udp(5000, 443, 30),
     )]);
     p.buf
+}
+
+/// An Ethernet frame of UDP from `src`:`sport` to `dst`:`dport` with
+/// `payload` zero bytes (IPv4), for tests that send the cluster's flows
+/// live.
+pub fn udp_frame(src: &str, sport: u16, dst: &str, dport: u16, payload: usize) -> Vec<u8> {
+    eth_ip(&ipv4(src, dst, 17, &udp(sport, dport, payload)))
 }

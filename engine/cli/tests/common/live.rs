@@ -125,11 +125,15 @@ pub fn start_in(
         args,
     )
     .expect("starting engine -i");
-    assert!(
-        started.first.starts_with("engine: capturing on "),
-        "{}",
-        started.first
-    );
+    let mut first = started.first;
+    // Kubernetes enrichment says first what it has listed.
+    if first.starts_with("engine: kubernetes: ") {
+        first = started
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line after the Kubernetes one");
+    }
+    assert!(first.starts_with("engine: capturing on "), "{first}");
     (started.child, started.stderr)
 }
 

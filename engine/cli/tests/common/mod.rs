@@ -11,6 +11,8 @@ pub fn root() -> PathBuf {
 
 pub use capture_afpacket::testnet::skip;
 
+pub mod apiserver;
+pub mod cluster;
 pub mod live;
 
 /// `../shared/data` beside the checkout, or `None` (tests then skip; in CI

@@ -1,0 +1,392 @@
+//! Kubernetes enrichment from a real API server (etcd + kube-apiserver, see
+//! `common::apiserver`): the generated cluster created through the API,
+//! watched by `engine --kubeconfig` with the agent's least-privilege user;
+//! pods re-created and the server restarted while a live capture runs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use capture_afpacket::PacketSender;
+use capture_afpacket::testnet::VethPair;
+use common::apiserver::ApiServer;
+use common::cluster::{enrichment, expected};
+use common::live::{interrupt, start_in};
+use common::{engine, root, spans};
+use flowspan_testdata::kubernetes::udp_frame;
+
+fn pcap() -> String {
+    root()
+        .join("testdata/pcap/kubernetes.pcap")
+        .to_str()
+        .expect("UTF-8 path")
+        .to_owned()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn watched_objects_enrich_every_span_as_a_snapshot_of_the_same_server_does() {
+    let Some(server) = ApiServer::start("watch", None, 16510) else {
+        return;
+    };
+    server.create_cluster();
+    let pcap = pcap();
+    let agent = server.agent();
+
+    // Before the agent's user is bound to the ClusterRole: every watch is
+    // refused; the spans flow without Kubernetes attributes.
+    let refused = engine(&[
+        "--pcap",
+        &pcap,
+        "--kubeconfig",
+        &agent,
+        "--k8s-sync-timeout",
+        "2",
+    ]);
+    let stderr = stderr_of(&refused);
+    assert_eq!(refused.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("engine: warning: Kubernetes: watching ")
+            && stderr.contains("forbidden")
+            && stderr.contains("deploy/kubernetes/clusterrole.yaml")
+            && stderr.contains("not every kind was listed within --k8s-sync-timeout 2.0 s"),
+        "{stderr}"
+    );
+    assert_eq!(spans(&refused.stdout).len(), 10);
+    assert!(
+        enrichment(&refused.stdout)
+            .iter()
+            .all(|(_, a)| a.is_empty())
+    );
+
+    // With the ClusterRole: the attributes of the snapshot test, but for
+    // the IPv6 cluster IP, which this server (1.20, no dual-stack) drops.
+    server.grant_agent();
+    let args = [
+        "--pcap",
+        &pcap,
+        "--kubeconfig",
+        &agent,
+        "--k8s-cluster-name",
+        "test",
+    ];
+    let watched = engine(&[&args[..], &["--workers", "1"]].concat());
+    let stderr = stderr_of(&watched);
+    assert_eq!(watched.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        stderr.contains("engine: kubernetes: 7 Pod, 5 Service, 1 Endpoints, 2 Node,")
+            && stderr.contains("1 CronJob, 2 NetworkPolicy;")
+            && stderr.contains("watch errors (retried): 0\n"),
+        "{stderr}"
+    );
+    let mut want = expected();
+    let (flow, attributes) = &mut want[7];
+    assert_eq!(flow, "fd00:10:244:2::20:42000 -> fd00:10:96::30:80");
+    attributes.retain(|a| !a.starts_with("destination."));
+    let mut got = enrichment(&watched.stdout);
+    for (_, a) in &mut got {
+        a.sort();
+    }
+    assert_eq!(got, want);
+
+    // With UIDs (the server's) and annotations: the same bytes as from a
+    // snapshot file listed from the server.
+    let dir = std::env::temp_dir().join(format!("flowspan-k8s-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let snap = dir.join("snapshot.json");
+    std::fs::write(&snap, server.snapshot()).expect("writing the snapshot");
+    let extra = [
+        "--opt-in",
+        "k8s-uid",
+        "--k8s-annotation",
+        "team",
+        "--workers",
+        "2",
+    ];
+    let watched = engine(&[&args[..], &extra].concat());
+    let snap = snap.to_str().expect("UTF-8");
+    let from_file = engine(
+        &[
+            &[
+                "--pcap",
+                &pcap,
+                "--k8s-snapshot",
+                snap,
+                "--k8s-cluster-name",
+                "test",
+            ][..],
+            &extra,
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        from_file.status.code(),
+        Some(0),
+        "{}",
+        stderr_of(&from_file)
+    );
+    assert!(
+        watched.stdout == from_file.stdout,
+        "watched and snapshot spans differ"
+    );
+    let uids = enrichment(&watched.stdout)
+        .iter()
+        .flat_map(|(_, a)| {
+            a.iter()
+                .filter(|a| a.contains(".uid="))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .count();
+    assert!(uids > 20, "{uids} UIDs");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends one UDP flow from the report pod's address in the left namespace
+/// each second until its span (engine output `out`, idle timeout 1 s)
+/// names pod `want`, or `deadline`; returns the pods its spans named, in
+/// order.
+fn report_pod_names(
+    sender: &PacketSender,
+    out: &std::path::Path,
+    port: &mut u16,
+    want: &str,
+    deadline: Duration,
+) -> Vec<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        *port += 1;
+        let frame = udp_frame("10.244.1.40", *port, "10.96.0.10", 53, 40);
+        sender.send(&frame).expect("sending");
+        std::thread::sleep(Duration::from_millis(1500));
+        let names = names_of_source_pods(out);
+        if names.last().is_some_and(|n| n == want) || Instant::now() > until {
+            return names;
+        }
+    }
+}
+
+fn names_of_source_pods(out: &std::path::Path) -> Vec<String> {
+    let bytes = std::fs::read(out).unwrap_or_default();
+    enrichment(whole_lines(&bytes))
+        .into_iter()
+        .map(|(_, a)| {
+            a.iter()
+                .find_map(|a| a.strip_prefix("source.k8s.pod.name=").map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The whole lines of `bytes`: a line still being written is not a whole
+/// request yet.
+fn whole_lines(bytes: &[u8]) -> &[u8] {
+    bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(&[][..], |i| &bytes[..=i])
+}
+
+/// A new pod for the report Job's address: what a kubelet would report
+/// after the old pod was deleted and a new one started.
+fn report_pod(name: &str) -> serde_json::Value {
+    let list: serde_json::Value =
+        serde_json::from_str(&flowspan_testdata::kubernetes::cluster_json()).expect("JSON");
+    let mut pod = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["metadata"]["name"] == "report-29000060-bbbbb")
+        .expect("the report pod")
+        .clone();
+    pod["metadata"]["name"] = serde_json::json!(name);
+    pod
+}
+
+#[test]
+fn a_pod_deleted_and_re_created_with_the_same_address_during_a_live_run() {
+    let Some(ns) = VethPair::for_test("k8srec", Default::default()) else {
+        return;
+    };
+    let Some(server) = ApiServer::start("recreate", Some(&ns.right), 16520) else {
+        return;
+    };
+    server.create_cluster();
+    server.grant_agent();
+    let dir = std::env::temp_dir().join(format!("flowspan-k8s-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("spans.json");
+    let agent = server.agent();
+    let o = out.to_str().expect("UTF-8");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "-o",
+            o,
+            "--idle-timeout",
+            "1",
+            "--kubeconfig",
+            &agent,
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let mut port = 40000;
+    let before = report_pod_names(
+        &sender,
+        &out,
+        &mut port,
+        "report-29000060-bbbbb",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        before.last().map(String::as_str),
+        Some("report-29000060-bbbbb"),
+        "{before:?}"
+    );
+
+    server.delete("pod", "shop", "report-29000060-bbbbb");
+    server.create(&report_pod("report-29000060-ccccc"));
+    let after = report_pod_names(
+        &sender,
+        &out,
+        &mut port,
+        "report-29000060-ccccc",
+        Duration::from_secs(10),
+    );
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        after.last().map(String::as_str),
+        Some("report-29000060-ccccc"),
+        "{after:?}\n{stderr}"
+    );
+    // Once the new pod was named, the deleted one never was again.
+    let first_new = after
+        .iter()
+        .position(|n| n.ends_with("ccccc"))
+        .expect("named");
+    assert!(
+        after[first_new..].iter().all(|n| n.ends_with("ccccc")),
+        "{after:?}"
+    );
+    assert!(stderr.contains("watch errors (retried): 0"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_api_server_stopped_and_started_during_a_live_run() {
+    let Some(ns) = VethPair::for_test("k8sdown", Default::default()) else {
+        return;
+    };
+    let Some(server) = ApiServer::start("restart", Some(&ns.right), 16530) else {
+        return;
+    };
+    server.create_cluster();
+    server.grant_agent();
+    let dir = std::env::temp_dir().join(format!("flowspan-k8s-down-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("spans.json");
+    let agent = server.agent();
+    let o = out.to_str().expect("UTF-8");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "-o",
+            o,
+            "--idle-timeout",
+            "1",
+            "--kubeconfig",
+            &agent,
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    let mut port = 41000;
+    let up = report_pod_names(
+        &sender,
+        &out,
+        &mut port,
+        "report-29000060-bbbbb",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        up.last().map(String::as_str),
+        Some("report-29000060-bbbbb"),
+        "{up:?}"
+    );
+
+    // Down (etcd's data goes too): spans keep flowing, enriched from the
+    // last directory.
+    server.stop();
+    let down = report_pod_names(
+        &sender,
+        &out,
+        &mut port,
+        "none expected",
+        Duration::from_secs(4),
+    );
+    assert!(
+        down.len() > up.len(),
+        "spans flow while the server is down: {down:?}"
+    );
+    assert!(
+        down[up.len()..]
+            .iter()
+            .all(|n| n == "report-29000060-bbbbb"),
+        "{down:?}"
+    );
+
+    // Up again, empty, then the cluster re-created with the report pod
+    // renamed: the watches list again and the new name shows.
+    server.start_again();
+    server.grant_agent();
+    for item in
+        serde_json::from_str::<serde_json::Value>(&flowspan_testdata::kubernetes::cluster_json())
+            .expect("JSON")["items"]
+            .as_array()
+            .expect("items")
+    {
+        let name = &item["metadata"]["name"];
+        if name == "kube-system" || name == "report-29000060-bbbbb" {
+            continue;
+        }
+        server.create(item);
+    }
+    server.create(&report_pod("report-29000060-ddddd"));
+    let again = report_pod_names(
+        &sender,
+        &out,
+        &mut port,
+        "report-29000060-ddddd",
+        Duration::from_secs(60),
+    );
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        again.last().map(String::as_str),
+        Some("report-29000060-ddddd"),
+        "{again:?}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("engine: warning: Kubernetes: watching "),
+        "{stderr}"
+    );
+    // The summary's count, the last one printed.
+    let errors: u64 = stderr
+        .rsplit("watch errors (retried): ")
+        .next()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary's watch errors");
+    assert!(errors > 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

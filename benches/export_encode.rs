@@ -41,18 +41,23 @@ use prost::Message;
 
 const BATCH: usize = 512;
 
+fn string_array<S: AsRef<str>>(a: &[S]) -> any_value::Value {
+    any_value::Value::ArrayValue(ArrayValue {
+        values: a
+            .iter()
+            .map(|s| AnyValue {
+                value: Some(any_value::Value::StringValue(s.as_ref().to_owned())),
+            })
+            .collect(),
+    })
+}
+
 fn proto_value(v: &Value) -> AnyValue {
     let value = match v {
         Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),
-        Value::StrArray(a) => any_value::Value::ArrayValue(ArrayValue {
-            values: a
-                .iter()
-                .map(|s| AnyValue {
-                    value: Some(any_value::Value::StringValue(s.to_string())),
-                })
-                .collect(),
-        }),
+        Value::StrArray(a) => string_array(a),
+        Value::SharedArray(a) => string_array(a),
     };
     AnyValue { value: Some(value) }
 }
@@ -137,6 +142,12 @@ fn sdk_span(s: &FlowSpan, scope: &InstrumentationScope) -> SpanData {
                     a.key,
                     opentelemetry::Value::Array(Array::String(
                         v.iter().map(|x| StringValue::from(*x)).collect(),
+                    )),
+                ),
+                Value::SharedArray(v) => KeyValue::new(
+                    a.key,
+                    opentelemetry::Value::Array(Array::String(
+                        v.iter().map(|x| StringValue::from(x.to_string())).collect(),
                     )),
                 ),
             })

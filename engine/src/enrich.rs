@@ -64,6 +64,19 @@ pub enum NameError {
 }
 
 impl AttributeName {
+    /// An attribute of the span, not of an endpoint, that one endpoint
+    /// decides: written as `source` when the endpoint is the record's
+    /// source, as `destination` when it is its destination, and not at all
+    /// on a side whose name is empty. (`network.policy.egress` comes from
+    /// the policies of the source pod, `network.policy.ingress` from the
+    /// destination pod's.)
+    pub const fn sided(source: &'static str, destination: &'static str) -> AttributeName {
+        AttributeName {
+            source,
+            destination,
+        }
+    }
+
     /// The attribute `name` (without `source.` or `destination.`).
     ///
     /// # Errors
@@ -132,6 +145,9 @@ pub enum AttributeValue {
     Str(Arc<str>),
     /// An integer.
     Int(i64),
+    /// A list of strings (`string[]`), shared by every record of the
+    /// endpoint.
+    StrList(Arc<[Arc<str>]>),
 }
 
 /// One attribute of an endpoint.

@@ -113,22 +113,26 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
                 write_int_string(out, *v);
                 out.push(b'}');
             }
-            Value::StrArray(values) => {
-                out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
-                for (j, s) in values.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"{\"stringValue\":");
-                    write_json_string(out, s);
-                    out.push(b'}');
-                }
-                out.extend_from_slice(b"]}}");
-            }
+            Value::StrArray(values) => write_json_array(out, values),
+            Value::SharedArray(values) => write_json_array(out, values),
         }
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
+}
+
+/// An `arrayValue` of strings.
+fn write_json_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
+    out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
+    for (j, s) in values.iter().enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"stringValue\":");
+        write_json_string(out, s.as_ref());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}}");
 }
 
 /// Builds OTLP JSON `ExportTraceServiceRequest`s for one resource, one span

@@ -66,11 +66,26 @@ fn any_value_len(v: &Value) -> usize {
         Value::Str(s) => string_any_len(s),
         Value::Int(i) => 1 + varint_len(*i as u64),
         Value::StrArray(values) => field_len(array_len(values)),
+        Value::SharedArray(values) => field_len(array_len(values)),
     }
 }
 
-fn array_len(values: &[&str]) -> usize {
-    values.iter().map(|s| field_len(string_any_len(s))).sum()
+fn array_len<S: AsRef<str>>(values: &[S]) -> usize {
+    values
+        .iter()
+        .map(|s| field_len(string_any_len(s.as_ref())))
+        .sum()
+}
+
+fn put_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
+    out.push(tag(5, LEN));
+    put_varint(out, array_len(values) as u64);
+    for s in values {
+        let s = s.as_ref();
+        out.push(tag(1, LEN));
+        put_varint(out, string_any_len(s) as u64);
+        put_bytes(out, 1, s.as_bytes());
+    }
 }
 
 fn key_value_len(key: &str, value: &Value) -> usize {
@@ -90,15 +105,8 @@ fn put_key_value(out: &mut Vec<u8>, field: u8, key: &str, value: &Value) {
             // int64 is encoded as its two's-complement bits.
             put_varint(out, *i as u64);
         }
-        Value::StrArray(values) => {
-            out.push(tag(5, LEN));
-            put_varint(out, array_len(values) as u64);
-            for s in values {
-                out.push(tag(1, LEN));
-                put_varint(out, string_any_len(s) as u64);
-                put_bytes(out, 1, s.as_bytes());
-            }
-        }
+        Value::StrArray(values) => put_array(out, values),
+        Value::SharedArray(values) => put_array(out, values),
     }
 }
 

@@ -207,6 +207,8 @@ pub enum Value {
     Int(i64),
     /// `arrayValue` of strings (semantic-convention type `string[]`).
     StrArray(Vec<&'static str>),
+    /// `arrayValue` of strings shared with other spans (enrichment values).
+    SharedArray(std::sync::Arc<[std::sync::Arc<str>]>),
 }
 
 /// One span attribute.
@@ -468,8 +470,12 @@ fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
             let value = match &attr.value {
                 AttributeValue::Str(s) => Value::Str(Text::Shared(std::sync::Arc::clone(s))),
                 AttributeValue::Int(n) => Value::Int(*n),
+                AttributeValue::StrList(l) => Value::SharedArray(std::sync::Arc::clone(l)),
             };
-            push(a, key, value);
+            // A name empty on this side: the attribute belongs to the other.
+            if !key.is_empty() {
+                push(a, key, value);
+            }
         }
     }
 }
@@ -619,7 +625,7 @@ mod tests {
 
     #[test]
     fn endpoint_attributes_are_written_on_their_side() {
-        use engine::enrich::Endpoint;
+        use engine::enrich::{AttributeName, Endpoint, EndpointAttribute};
         use std::sync::Arc;
         let p = engine::PacketRepr {
             src_port: 40000,
@@ -638,11 +644,22 @@ mod tests {
                     .with_str("k8s.namespace.name", "shop")
                     .expect("a known name"),
             )),
-            Some(Arc::new(
-                Endpoint::default()
+            Some(Arc::new({
+                let mut e = Endpoint::default()
                     .with_int("process.pid", 7)
-                    .expect("a known name"),
-            )),
+                    .expect("a known name");
+                // Decided by an endpoint, written only on one side.
+                for (name, value) in [
+                    (AttributeName::sided("", "network.policy.ingress"), "in"),
+                    (AttributeName::sided("network.policy.egress", ""), "out"),
+                ] {
+                    e.attributes.push(EndpointAttribute {
+                        name,
+                        value: AttributeValue::StrList(vec![Arc::<str>::from(value)].into()),
+                    });
+                }
+                e
+            })),
         ]));
         let span = flow_span(&r);
         let get = |k: &str| {
@@ -657,6 +674,12 @@ mod tests {
         );
         assert_eq!(get("destination.process.pid"), Some(Value::Int(7)));
         assert_eq!(get("source.process.pid"), None);
+        assert_eq!(
+            get("network.policy.ingress"),
+            Some(Value::SharedArray(vec![Arc::<str>::from("in")].into()))
+        );
+        assert_eq!(get("network.policy.egress"), None);
+        assert!(span.attributes.iter().all(|a| !a.key.is_empty()));
     }
 
     proptest! {

@@ -37,7 +37,16 @@ pub struct Options {
     pub uids: bool,
     /// Annotation keys written as `k8s.<kind>.annotations.<key>`.
     pub annotations: Vec<String>,
+    /// The opt-in `network.policy.ingress` (the destination pod's
+    /// policies) and `network.policy.egress` (the source pod's).
+    pub network_policies: bool,
 }
+
+/// `network.policy.egress`: written when the pod is the record's source.
+const POLICY_EGRESS: AttributeName = AttributeName::sided("network.policy.egress", "");
+/// `network.policy.ingress`: written when the pod is the record's
+/// destination.
+const POLICY_INGRESS: AttributeName = AttributeName::sided("", "network.policy.ingress");
 
 /// The owner kinds in the order the specification lists their attributes.
 const OWNER_KINDS: [(Kind, &str); 6] = [
@@ -138,6 +147,9 @@ struct Build<'a> {
     selecting: HashMap<(&'a str, &'a str, &'a str), Vec<&'a str>>,
     /// Services whose `Endpoints` name a pod, by namespace and pod name.
     listing: HashMap<(&'a str, &'a str), Vec<&'a str>>,
+    /// Network policies by namespace, in name order (only with
+    /// [`Options::network_policies`]).
+    policies: HashMap<&'a str, Vec<(&'a str, &'a crate::inventory::Policy)>>,
 }
 
 impl<'a> Build<'a> {
@@ -163,6 +175,15 @@ impl<'a> Build<'a> {
                     .push(name);
             }
         }
+        let mut policies: HashMap<&str, Vec<_>> = HashMap::new();
+        if b.options.network_policies {
+            for ((ns, name), p) in &inv.policies {
+                policies
+                    .entry(ns.as_str())
+                    .or_default()
+                    .push((name.as_str(), p));
+            }
+        }
         let cluster_uid = inv
             .namespaces
             .get(&(String::new(), "kube-system".to_owned()))
@@ -175,7 +196,26 @@ impl<'a> Build<'a> {
             cluster_uid,
             selecting,
             listing,
+            policies,
         }
+    }
+
+    /// The names of the policies in `ns` that select `pod`, for ingress
+    /// and for egress.
+    fn policies_of(&self, ns: &str, pod: &Pod) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
+        let (mut ingress, mut egress) = (Vec::new(), Vec::new());
+        for (name, p) in self.policies.get(ns).into_iter().flatten() {
+            if !p.selector.matches(&pod.labels) {
+                continue;
+            }
+            if p.ingress {
+                ingress.push(Arc::from(*name));
+            }
+            if p.egress {
+                egress.push(Arc::from(*name));
+            }
+        }
+        (ingress, egress)
     }
 
     /// `s` as a string shared by every endpoint that carries it.
@@ -290,6 +330,18 @@ impl<'a> Build<'a> {
                 .get(&(ns.to_owned(), s.to_owned()))
                 .map(|s| &s.meta);
             self.object(&mut e, &b.service, s, meta);
+        }
+        // Network policies select pods in the pod network only.
+        if b.options.network_policies && !pod.host_network {
+            let (ingress, egress) = self.policies_of(ns, pod);
+            for (name, list) in [(POLICY_EGRESS, egress), (POLICY_INGRESS, ingress)] {
+                if !list.is_empty() {
+                    e.attributes.push(EndpointAttribute {
+                        name,
+                        value: AttributeValue::StrList(list.into()),
+                    });
+                }
+            }
         }
         if let Some(c) = container {
             if let Some(id) = &c.runtime_id {
@@ -452,6 +504,7 @@ mod tests {
                     .map(|a| match &a.value {
                         AttributeValue::Str(s) => format!("{}={s}", a.name.source),
                         AttributeValue::Int(n) => format!("{}={n}", a.name.source),
+                        AttributeValue::StrList(l) => format!("{}={l:?}", a.name.source),
                     })
                     .collect()
             })

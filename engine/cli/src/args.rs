@@ -194,7 +194,10 @@ pub struct Args {
     /// addresses, ports, network.type and network.transport), `ipsec`
     /// (flow.ipsec.ah.spi, flow.ipsec.esp.spi, the WireGuard
     /// flow.ipsec.sender_index and receiver_index, tunnel.ipsec.ah.spi), `k8s-uid`
-    /// (source/destination.k8s.*.uid with Kubernetes enrichment), or `all`.
+    /// (source/destination.k8s.*.uid with Kubernetes enrichment), `network-policy`
+    /// (network.policy.ingress: the NetworkPolicies that select the destination
+    /// pod for ingress; network.policy.egress: those that select the source pod
+    /// for egress), or `all`.
     /// Tunnel byte counters and tunnel.network.interface.mac are always written.
     #[arg(long = "opt-in", value_name = "GROUP", value_enum)]
     pub opt_in: Vec<OptInGroup>,
@@ -334,6 +337,8 @@ pub enum OptInGroup {
     Ipsec,
     /// source/destination.k8s.*.uid.
     K8sUid,
+    /// network.policy.ingress and network.policy.egress.
+    NetworkPolicy,
     /// Every group.
     All,
 }

@@ -24,14 +24,16 @@ pub struct Enrichment {
 }
 
 fn builder(args: &Args) -> anyhow::Result<k8s::Builder> {
-    let uids = args
-        .opt_in
-        .iter()
-        .any(|g| matches!(g, OptInGroup::K8sUid | OptInGroup::All));
+    let has = |group| {
+        args.opt_in
+            .iter()
+            .any(|g| *g == group || *g == OptInGroup::All)
+    };
     k8s::Builder::new(k8s::Options {
         cluster_name: args.k8s_cluster_name.clone(),
-        uids,
+        uids: has(OptInGroup::K8sUid),
         annotations: args.k8s_annotations.clone(),
+        network_policies: has(OptInGroup::NetworkPolicy),
     })
     .map_err(|e| anyhow!(e))
     .context("--k8s-annotation")

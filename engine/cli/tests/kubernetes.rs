@@ -242,7 +242,14 @@ fn an_unreachable_api_server_leaves_spans_flowing_with_a_warning() {
     .expect("writing");
     let pcap = pcap();
     let k = kubeconfig.to_str().expect("UTF-8");
-    let out = engine(&["--pcap", &pcap, "--kubeconfig", k, "--k8s-sync-timeout", "1.5"]);
+    let out = engine(&[
+        "--pcap",
+        &pcap,
+        "--kubeconfig",
+        k,
+        "--k8s-sync-timeout",
+        "1.5",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(spans(&out.stdout).len(), 10);
@@ -281,4 +288,63 @@ fn an_unreachable_api_server_leaves_spans_flowing_with_a_warning() {
         "{lines:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn network_policies_are_written_when_asked_for() {
+    let (pcap, snap) = (pcap(), snapshot());
+    let args = ["--pcap", &pcap, "--k8s-snapshot", &snap];
+    let out = engine(&[&args[..], &["--opt-in", "network-policy"]].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policies = |a: &[String]| -> Vec<String> {
+        a.iter()
+            .filter(|a| a.starts_with("network.policy."))
+            .cloned()
+            .collect()
+    };
+    let list = |names: &[&str]| {
+        let values: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{\"stringValue\":\"{n}\"}}"))
+            .collect();
+        format!("{{\"arrayValue\":{{\"values\":[{}]}}}}", values.join(","))
+    };
+    let got = enrichment(&out.stdout);
+    // frontend (shop, no policies) → payments pod (selected for ingress by
+    // api-ingress).
+    assert_eq!(
+        policies(&got[1].1),
+        [format!("network.policy.ingress={}", list(&["api-ingress"]))]
+    );
+    // payments pod (every pod of its namespace is selected for egress by
+    // default-deny-egress) → a host-network pod (no policies apply).
+    assert_eq!(
+        policies(&got[3].1),
+        [format!(
+            "network.policy.egress={}",
+            list(&["default-deny-egress"])
+        )]
+    );
+    // payments pod → db-0 (not selected by api-ingress).
+    assert_eq!(
+        policies(&got[5].1),
+        [format!(
+            "network.policy.egress={}",
+            list(&["default-deny-egress"])
+        )]
+    );
+    // An address outside the cluster → a pod no policy selects.
+    assert!(policies(&got[8].1).is_empty());
+    // Without the group, none.
+    let plain = engine(&args);
+    assert!(
+        enrichment(&plain.stdout)
+            .iter()
+            .all(|(_, a)| policies(a).is_empty())
+    );
 }

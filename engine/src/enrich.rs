@@ -199,10 +199,22 @@ pub type Endpoints = [Option<Arc<Endpoint>>; 2];
 
 /// Endpoints by socket (protocol, address, port) and by address: one
 /// snapshot, built in the background and never changed once published.
+///
+/// A lookup is one hash lookup by address, and a second by socket only
+/// for addresses that have socket entries.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    by_socket: HashMap<(u8, IpAddr, u16), Arc<Endpoint>>,
-    by_address: HashMap<IpAddr, Arc<Endpoint>>,
+    by_address: hashbrown::HashMap<IpAddr, Address, foldhash::fast::RandomState>,
+    by_socket: hashbrown::HashMap<(u8, IpAddr, u16), Arc<Endpoint>, foldhash::fast::RandomState>,
+}
+
+/// What is known at one address.
+#[derive(Debug, Clone, Default)]
+struct Address {
+    /// Every socket's endpoint, unless the socket has its own.
+    endpoint: Option<Arc<Endpoint>>,
+    /// Whether some socket on it has an entry of its own.
+    sockets: bool,
 }
 
 impl Directory {
@@ -213,18 +225,24 @@ impl Directory {
 
     /// What is known about every socket on `address` (a pod, a host).
     pub fn insert_address(&mut self, address: IpAddr, endpoint: Arc<Endpoint>) {
-        self.by_address.insert(address, endpoint);
+        self.by_address.entry(address).or_default().endpoint = Some(endpoint);
     }
 
     /// What is known about one socket (a process's), which takes
     /// precedence over its address's.
     pub fn insert_socket(&mut self, protocol: u8, address: IpAddr, port: u16, e: Arc<Endpoint>) {
+        self.by_address.entry(address).or_default().sockets = true;
         self.by_socket.insert((protocol, address, port), e);
     }
 
-    /// Entries held.
+    /// Entries held: addresses with an endpoint, and sockets.
     pub fn len(&self) -> usize {
-        self.by_socket.len() + self.by_address.len()
+        self.by_socket.len()
+            + self
+                .by_address
+                .values()
+                .filter(|a| a.endpoint.is_some())
+                .count()
     }
 
     /// Whether it holds nothing.
@@ -235,12 +253,13 @@ impl Directory {
     /// The endpoint at `address`:`port` for `protocol`: the socket's entry,
     /// else the address's.
     pub fn lookup(&self, protocol: u8, address: IpAddr, port: u16) -> Option<Arc<Endpoint>> {
-        if !self.by_socket.is_empty()
+        let a = self.by_address.get(&address)?;
+        if a.sockets
             && let Some(e) = self.by_socket.get(&(protocol, address, port))
         {
             return Some(Arc::clone(e));
         }
-        self.by_address.get(&address).cloned()
+        a.endpoint.clone()
     }
 
     /// Fills in the endpoints of `record`.

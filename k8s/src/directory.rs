@@ -19,6 +19,10 @@
 //! so a snapshot file enriches deterministically.
 
 use std::collections::HashMap;
+
+/// Maps of one build, hashed with foldhash (SipHash took a tenth of a
+/// build).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use engine::enrich::{
@@ -140,21 +144,25 @@ impl Builder {
 struct Build<'a> {
     b: &'a Builder,
     inv: &'a Inventory,
-    strings: HashMap<&'a str, Arc<str>>,
+    strings: Map<&'a str, Arc<str>>,
     cluster_uid: Option<&'a str>,
     /// Services with a selector, by namespace and their first selector
     /// label: a pod is checked only against services that could select it.
-    selecting: HashMap<(&'a str, &'a str, &'a str), Vec<&'a str>>,
+    selecting: Map<(&'a str, &'a str, &'a str), Vec<&'a str>>,
     /// Services whose `Endpoints` name a pod, by namespace and pod name.
-    listing: HashMap<(&'a str, &'a str), Vec<&'a str>>,
+    listing: Map<(&'a str, &'a str), Vec<&'a str>>,
     /// Network policies by namespace, in name order (only with
     /// [`Options::network_policies`]).
-    policies: HashMap<&'a str, Vec<(&'a str, &'a crate::inventory::Policy)>>,
+    policies: Map<&'a str, Vec<(&'a str, &'a crate::inventory::Policy)>>,
+    /// The inventory's maps by borrowed keys: lookups without allocating.
+    services: Map<(&'a str, &'a str), &'a Service>,
+    nodes: Map<&'a str, &'a crate::inventory::Node>,
+    controllers: Map<(Kind, &'a str, &'a str), &'a Meta>,
 }
 
 impl<'a> Build<'a> {
     fn new(b: &'a Builder, inv: &'a Inventory) -> Build<'a> {
-        let mut selecting: HashMap<_, Vec<&str>> = HashMap::new();
+        let mut selecting: Map<_, Vec<&str>> = Map::default();
         for ((ns, name), s) in &inv.services {
             if let Some((k, v)) = s.selector.as_ref().and_then(|s| s.iter().next()) {
                 selecting
@@ -163,9 +171,14 @@ impl<'a> Build<'a> {
                     .push(name);
             }
         }
-        let mut listing: HashMap<_, Vec<&str>> = HashMap::new();
+        let services: Map<(&str, &str), &Service> = inv
+            .services
+            .iter()
+            .map(|((ns, name), s)| ((ns.as_str(), name.as_str()), s))
+            .collect();
+        let mut listing: Map<_, Vec<&str>> = Map::default();
         for ((ns, name), e) in &inv.endpoints {
-            if !inv.services.contains_key(&(ns.clone(), name.clone())) {
+            if !services.contains_key(&(ns.as_str(), name.as_str())) {
                 continue;
             }
             for pod in &e.pods {
@@ -175,7 +188,7 @@ impl<'a> Build<'a> {
                     .push(name);
             }
         }
-        let mut policies: HashMap<&str, Vec<_>> = HashMap::new();
+        let mut policies: Map<&str, Vec<_>> = Map::default();
         if b.options.network_policies {
             for ((ns, name), p) in &inv.policies {
                 policies
@@ -186,17 +199,29 @@ impl<'a> Build<'a> {
         }
         let cluster_uid = inv
             .namespaces
-            .get(&(String::new(), "kube-system".to_owned()))
-            .map(|m| m.uid.as_str())
+            .iter()
+            .find(|((_, name), _)| name == "kube-system")
+            .map(|(_, m)| m.uid.as_str())
             .filter(|u| !u.is_empty());
         Build {
             b,
             inv,
-            strings: HashMap::new(),
+            strings: Map::default(),
             cluster_uid,
             selecting,
             listing,
             policies,
+            services,
+            nodes: inv
+                .nodes
+                .iter()
+                .map(|((_, n), node)| (n.as_str(), node))
+                .collect(),
+            controllers: inv
+                .controllers
+                .iter()
+                .map(|((k, ns, n), m)| ((*k, ns.as_str(), n.as_str()), m))
+                .collect(),
         }
     }
 
@@ -274,11 +299,7 @@ impl<'a> Build<'a> {
     }
 
     fn node(&mut self, e: &mut Endpoint, name: &'a str) {
-        let meta = self
-            .inv
-            .nodes
-            .get(&(String::new(), name.to_owned()))
-            .map(|n| &n.meta);
+        let meta = self.nodes.get(name).map(|n| &n.meta);
         self.object(e, &self.b.node, name, meta);
     }
 
@@ -292,11 +313,12 @@ impl<'a> Build<'a> {
                 .flatten()
                 .copied()
                 .filter(|s| {
-                    let svc = &self.inv.services[&(ns.to_owned(), (*s).to_owned())];
-                    svc.selector
-                        .iter()
-                        .flatten()
-                        .all(|(k, v)| pod.labels.get(k) == Some(v))
+                    self.services.get(&(ns, *s)).is_some_and(|svc| {
+                        svc.selector
+                            .iter()
+                            .flatten()
+                            .all(|(k, v)| pod.labels.get(k) == Some(v))
+                    })
                 })
         });
         let listed = self.listing.get(&(ns, name)).into_iter().flatten().copied();
@@ -324,11 +346,7 @@ impl<'a> Build<'a> {
         }
         self.owners(&mut e, ns, &pod.meta);
         if let Some(s) = self.service_of(ns, name, pod) {
-            let meta = self
-                .inv
-                .services
-                .get(&(ns.to_owned(), s.to_owned()))
-                .map(|s| &s.meta);
+            let meta = self.services.get(&(ns, s)).map(|s| &s.meta);
             self.object(&mut e, &b.service, s, meta);
         }
         // Network policies select pods in the pod network only.
@@ -369,7 +387,7 @@ impl<'a> Build<'a> {
             }) else {
                 break;
             };
-            let known = self.inv.controller(kind, ns, &o.name);
+            let known = self.controllers.get(&(kind, ns, o.name.as_str())).copied();
             chain.push((kind, &o.name, &o.uid, known));
             next = known.and_then(|m| m.owner.as_ref());
         }

@@ -443,17 +443,6 @@ impl Inventory {
             k => self.controllers.retain(|(c, _, _), _| *c != k),
         }
     }
-
-    /// The controller of `kind` named `name` in `namespace`.
-    pub fn controller(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Meta> {
-        // Keys are owned strings; a lookup by borrowed parts walks the
-        // kind's range instead of allocating a key per record built.
-        self.controllers
-            .range((kind, namespace.to_owned(), name.to_owned())..)
-            .next()
-            .filter(|((k, ns, n), _)| *k == kind && ns == namespace && n == name)
-            .map(|(_, m)| m)
-    }
 }
 
 fn key_of(m: &ObjectMeta) -> Key {

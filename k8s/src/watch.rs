@@ -52,7 +52,8 @@ pub enum ClusterAccess {
 pub struct WatchOptions {
     /// The cluster.
     pub access: ClusterAccess,
-    /// The least time between two directories published.
+    /// The least time between two directories published (more when a
+    /// build takes longer than a tenth of it).
     pub rebuild_interval: Duration,
 }
 
@@ -480,12 +481,16 @@ async fn run(
     let mut listed: Vec<Kind> = Vec::new();
     let mut dirty = false;
     let mut last_publish = Instant::now() - options.rebuild_interval;
+    // At least the configured interval, and ten builds' time: rebuilding
+    // for a cluster in constant churn takes at most a tenth of a core.
+    let mut interval = options.rebuild_interval;
     loop {
-        let due = tokio::time::Instant::from_std(last_publish + options.rebuild_interval);
+        let due = tokio::time::Instant::from_std(last_publish + interval);
         tokio::select! {
             _ = &mut stopped => break,
             () = tokio::time::sleep_until(due), if dirty => {
-                publish(&builder, &inventory, &view, &stats);
+                let took = publish(&builder, &inventory, &view, &stats);
+                interval = options.rebuild_interval.max(took * 10);
                 last_publish = Instant::now();
                 dirty = false;
             }
@@ -511,7 +516,8 @@ async fn run(
                             listed.push(kind);
                             if listed.len() == Kind::ALL.len() {
                                 // In sync: publish now, not after the interval.
-                                publish(&builder, &inventory, &view, &stats);
+                                let took = publish(&builder, &inventory, &view, &stats);
+                                interval = options.rebuild_interval.max(took * 10);
                                 last_publish = Instant::now();
                                 dirty = false;
                                 stats.synced.store(true, Ordering::Release);
@@ -535,8 +541,16 @@ async fn run(
     }
 }
 
-fn publish(builder: &Builder, inventory: &Inventory, view: &EnrichmentView, stats: &WatchStats) {
+/// Builds and publishes a directory; how long building took.
+fn publish(
+    builder: &Builder,
+    inventory: &Inventory,
+    view: &EnrichmentView,
+    stats: &WatchStats,
+) -> Duration {
+    let started = Instant::now();
     let directory = builder.build(inventory);
+    let took = started.elapsed();
     for (n, kind) in stats.objects.iter().zip(Kind::ALL) {
         n.store(inventory.count(kind) as u64, Ordering::Relaxed);
     }
@@ -545,4 +559,5 @@ fn publish(builder: &Builder, inventory: &Inventory, view: &EnrichmentView, stat
         .store(directory.len() as u64, Ordering::Relaxed);
     view.set(directory);
     stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+    took
 }

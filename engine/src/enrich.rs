@@ -201,11 +201,14 @@ pub type Endpoints = [Option<Arc<Endpoint>>; 2];
 /// snapshot, built in the background and never changed once published.
 ///
 /// A lookup is one hash lookup by address, and a second by socket only
-/// for addresses that have socket entries.
+/// for addresses that have socket entries. A directory may lay its entries
+/// over another's ([`Directory::over`]): what it does not know, the one
+/// below answers (the host's sockets over the cluster's addresses).
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     by_address: hashbrown::HashMap<IpAddr, Address, foldhash::fast::RandomState>,
     by_socket: hashbrown::HashMap<(u8, IpAddr, u16), Arc<Endpoint>, foldhash::fast::RandomState>,
+    below: Option<Arc<Directory>>,
 }
 
 /// What is known at one address.
@@ -235,7 +238,14 @@ impl Directory {
         self.by_socket.insert((protocol, address, port), e);
     }
 
-    /// Entries held: addresses with an endpoint, and sockets.
+    /// This directory's entries laid over `below`'s.
+    pub fn over(mut self, below: Arc<Directory>) -> Directory {
+        self.below = Some(below);
+        self
+    }
+
+    /// Entries held (not counting a directory below): addresses with an
+    /// endpoint, and sockets.
     pub fn len(&self) -> usize {
         self.by_socket.len()
             + self
@@ -253,13 +263,18 @@ impl Directory {
     /// The endpoint at `address`:`port` for `protocol`: the socket's entry,
     /// else the address's.
     pub fn lookup(&self, protocol: u8, address: IpAddr, port: u16) -> Option<Arc<Endpoint>> {
-        let a = self.by_address.get(&address)?;
-        if a.sockets
-            && let Some(e) = self.by_socket.get(&(protocol, address, port))
-        {
-            return Some(Arc::clone(e));
+        let own = self.by_address.get(&address).and_then(|a| {
+            if a.sockets
+                && let Some(e) = self.by_socket.get(&(protocol, address, port))
+            {
+                return Some(Arc::clone(e));
+            }
+            a.endpoint.clone()
+        });
+        match (&own, &self.below) {
+            (None, Some(below)) => below.lookup(protocol, address, port),
+            _ => own,
         }
-        a.endpoint.clone()
     }
 
     /// Fills in the endpoints of `record`.

@@ -459,9 +459,19 @@ fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
 /// `destination.*` attributes, in the order the directory holds them.
 fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
     let [source, destination] = endpoints;
+    let first = a.len();
     for (endpoint, source_side) in [(source, true), (destination, false)] {
         let Some(e) = endpoint else { continue };
         for attr in &e.attributes {
+            // An attribute of the span that either endpoint may give
+            // (`process.pid` when both sockets are on this host): the
+            // source's, once.
+            if !source_side
+                && attr.name.source == attr.name.destination
+                && a[first..].iter().any(|x| x.key == attr.name.destination)
+            {
+                continue;
+            }
             let key = if source_side {
                 attr.name.source
             } else {

@@ -15,6 +15,8 @@
 #![deny(missing_docs)]
 
 pub mod netlink;
+pub mod processes;
 mod refresh;
 
+pub use processes::ProcessRefresher;
 pub use refresh::{Refresher, learn};

@@ -3,7 +3,8 @@
 //! on `NETLINK_SOCK_DIAG`: TCP sockets in LISTEN state, UDP sockets bound
 //! to a port and not connected). Both are one dump request each; the
 //! answers are parsed in safe code with bounds checks. The network
-//! namespace is the calling thread's.
+//! namespace is the calling thread's; [`in_namespace`] runs a query in
+//! another's.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -108,6 +109,92 @@ pub fn listening_sockets() -> io::Result<Vec<ListeningSocket>> {
     sockets.sort_unstable_by_key(|s| (s.protocol, s.address, s.port));
     sockets.dedup();
     Ok(sockets)
+}
+
+/// A TCP or UDP socket of the calling thread's network namespace, with
+/// the inode that names it in `/proc/PID/fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketEntry {
+    /// IP protocol number: 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    /// The local address; unspecified for every address of the namespace.
+    pub address: IpAddr,
+    /// The local port.
+    pub port: u16,
+    /// The socket's inode (0 for a TCP socket in TIME_WAIT, which no
+    /// process holds any more).
+    pub inode: u32,
+}
+
+/// Every TCP socket (all states) and UDP socket bound to a port, IPv4 and
+/// IPv6, with their inodes.
+///
+/// # Errors
+/// The netlink socket cannot be opened or a dump fails.
+pub fn sockets() -> io::Result<Vec<SocketEntry>> {
+    let mut sockets = Vec::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for protocol in [libc::IPPROTO_TCP, libc::IPPROTO_UDP] {
+            let mut request = [0u8; 56];
+            request[0] = family as u8;
+            request[1] = protocol as u8;
+            request[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+            dump(
+                libc::NETLINK_SOCK_DIAG,
+                SOCK_DIAG_BY_FAMILY,
+                &request,
+                |kind, body| {
+                    if kind != SOCK_DIAG_BY_FAMILY || body.len() < INET_DIAG_MSG_LEN {
+                        return;
+                    }
+                    let port = u16::from_be_bytes([body[4], body[5]]);
+                    let inode = u32::from_ne_bytes([body[68], body[69], body[70], body[71]]);
+                    let bound = ip_of(i32::from(body[0]), &body[8..24]);
+                    if let (Some(address), true) = (bound, port != 0 && inode != 0) {
+                        sockets.push(SocketEntry {
+                            protocol: protocol as u8,
+                            address,
+                            port,
+                            inode,
+                        });
+                    }
+                },
+            )?;
+        }
+    }
+    Ok(sockets)
+}
+
+/// Runs `f` on a thread of its own that has joined the network namespace
+/// `ns` (a `/proc/PID/ns/net` file); what it returns. Needs CAP_SYS_ADMIN.
+///
+/// # Errors
+/// The namespace cannot be opened or joined, or the thread cannot start.
+pub fn in_namespace<T: Send + 'static>(
+    ns: &std::path::Path,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let file = std::fs::File::open(ns)?;
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            join_namespace(&file)?;
+            f()
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
+#[allow(unsafe_code)]
+fn join_namespace(file: &std::fs::File) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor we hold open for the call; it
+    // changes the network namespace of the calling thread only (a thread of
+    // its own, which ends after its one task).
+    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An address of `family` from the first bytes of `bytes`.

@@ -134,6 +134,14 @@ pub struct Args {
           help_heading = "Live capture")]
     pub host_refresh: u64,
 
+    /// Do not attribute flows to the processes whose sockets they use
+    /// (process.pid, process.executable.name and, for a container's process,
+    /// container.name). Live capture scans /proc and every network namespace's
+    /// sockets each --host-refresh otherwise; joining a namespace needs
+    /// CAP_SYS_ADMIN.
+    #[arg(long, help_heading = "Live capture")]
+    pub no_processes: bool,
+
     /// Write OTLP JSON to FILE (`-` for standard output). Without it, JSON goes to
     /// standard output unless spans are exported over OTLP.
     #[arg(short, long, value_name = "FILE")]

@@ -255,13 +255,37 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     } else {
         (None, None)
     };
+    // Live: the processes of the host's sockets, laid over the cluster's
+    // directory when there is one.
+    let cluster_view = enrichment.as_ref().map(|e| e.view.clone());
+    let (enrichment_view, processes) = if live && !args.no_processes {
+        let out = engine::enrich::EnrichmentView::new(engine::enrich::Directory::new());
+        match host::ProcessRefresher::start(
+            "/proc".into(),
+            Duration::from_nanos(args.host_refresh),
+            cluster_view.clone(),
+            out.clone(),
+            Box::new(|line| eprintln!("engine: warning: {line}")),
+        ) {
+            Ok(r) => (Some(out), Some(r)),
+            Err(e) => {
+                eprintln!(
+                    "engine: warning: cannot start attributing flows to processes ({e}); \
+                     spans go without process.* attributes"
+                );
+                (cluster_view, None)
+            }
+        }
+    } else {
+        (cluster_view, None)
+    };
     let (mut pipeline, records) = Pipeline::start_mapped(
         PipelineConfig {
             workers: usize::from(args.workers),
             flow,
             host,
             registry: registry.clone(),
-            enrichment: enrichment.as_ref().map(|e| e.view.clone()),
+            enrichment: enrichment_view,
         },
         move |records| {
             encode_spans(&records, encodings, &mapping)
@@ -388,6 +412,9 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         eprint!("{summary}");
         if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
             eprintln!("  {}", w.stats().summary());
+        }
+        if let Some(p) = &processes {
+            eprintln!("  {}", p.stats().summary());
         }
     }
     if let Source::File(file) = &source

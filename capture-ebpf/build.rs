@@ -1,5 +1,6 @@
-//! Compiles the TC programs (`bpf/flowspan.bpf.c`) with clang into
-//! `$OUT_DIR/flowspan.bpf.o`, which the crate embeds.
+//! Compiles the TC programs (`bpf/flowspan.bpf.c`) and the connect
+//! tracepoint (`bpf/connects.bpf.c`) with clang into `$OUT_DIR`, which the
+//! crate embeds.
 //!
 //! Without clang the crate still builds: the object is empty and
 //! `capture_ebpf::available()` says why, so that `--backend ebpf` fails at
@@ -14,10 +15,15 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=bpf/flowspan.bpf.c");
     println!("cargo:rerun-if-changed=bpf/flowspan.h");
+    println!("cargo:rerun-if-changed=bpf/connects.bpf.c");
+    println!("cargo:rerun-if-changed=bpf/connects.h");
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rustc-check-cfg=cfg(flowspan_no_bpf)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let object = out.join("flowspan.bpf.o");
+    let programs = [
+        ("bpf/flowspan.bpf.c", out.join("flowspan.bpf.o")),
+        ("bpf/connects.bpf.c", out.join("connects.bpf.o")),
+    ];
     let candidates: Vec<String> = match env::var("CLANG") {
         Ok(c) => vec![c],
         Err(_) => vec!["clang-14".into(), "clang".into()],
@@ -30,37 +36,41 @@ fn main() {
         why = format!("{} is missing (package libbpf-dev)", helpers.display());
         Vec::new()
     };
-    for clang in &candidates {
-        let result = Command::new(clang)
-            .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
-            // asm/types.h, which linux/types.h includes, lives under the
-            // multiarch directory on Debian.
-            .arg(format!("-I/usr/include/{}-linux-gnu", arch()))
-            .args(["-c", "bpf/flowspan.bpf.c", "-o"])
-            .arg(&object)
-            .output();
-        match result {
-            Ok(o) if o.status.success() => {
-                println!("cargo:rustc-env=FLOWSPAN_BPF_WHY=");
-                return;
-            }
-            Ok(o) => {
-                // A compiler that is there but fails is a bug in the
-                // program: stop the build and show clang's message.
-                panic!(
-                    "{clang} failed to compile bpf/flowspan.bpf.c:\n{}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-            }
-            Err(e) => {
-                if !why.is_empty() {
-                    why.push_str(", ");
+    'compilers: for clang in &candidates {
+        for (source, object) in &programs {
+            let result = Command::new(clang)
+                .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+                // asm/types.h, which linux/types.h includes, lives under the
+                // multiarch directory on Debian.
+                .arg(format!("-I/usr/include/{}-linux-gnu", arch()))
+                .args(["-c", source, "-o"])
+                .arg(object)
+                .output();
+            match result {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    // A compiler that is there but fails is a bug in the
+                    // program: stop the build and show clang's message.
+                    panic!(
+                        "{clang} failed to compile {source}:\n{}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
                 }
-                why.push_str(&format!("{clang}: {e}"));
+                Err(e) => {
+                    if !why.is_empty() {
+                        why.push_str(", ");
+                    }
+                    why.push_str(&format!("{clang}: {e}"));
+                    continue 'compilers;
+                }
             }
         }
+        println!("cargo:rustc-env=FLOWSPAN_BPF_WHY=");
+        return;
     }
-    std::fs::write(&object, b"").expect("writing the empty object");
+    for (_, object) in &programs {
+        std::fs::write(object, b"").expect("writing the empty object");
+    }
     println!("cargo:rustc-cfg=flowspan_no_bpf");
     println!(
         "cargo:rustc-env=FLOWSPAN_BPF_WHY=this engine was built without its eBPF programs \

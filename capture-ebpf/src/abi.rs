@@ -387,8 +387,12 @@ mod tests {
     }
 
     fn object_btf() -> Vec<u8> {
+        btf_of(crate::OBJECT)
+    }
+
+    fn btf_of(object: &[u8]) -> Vec<u8> {
         use object::{Object, ObjectSection};
-        let file = object::File::parse(crate::OBJECT).expect("the embedded object parses");
+        let file = object::File::parse(object).expect("the embedded object parses");
         let section = file.section_by_name(".BTF").expect("the object has BTF");
         section.data().expect("BTF data").to_vec()
     }
@@ -532,5 +536,48 @@ mod tests {
         assert_eq!(bytes.len(), size_of::<FsEvent>());
         assert_eq!(FsEvent::read(&bytes), Some(e));
         assert_eq!(FsEvent::read(&bytes[..bytes.len() - 1]), None);
+    }
+
+    /// The connect tracepoint's shared structures, and its view of the
+    /// tracepoint's record: the offsets the kernel's format file gives
+    /// (checked against the file itself where tracefs is mounted).
+    #[test]
+    fn the_connect_hook_s_structures_have_the_c_layout() {
+        use crate::connects::{FsConnect, FsConnectKey};
+        let structs = btf_structs(&btf_of(crate::connects::OBJECT));
+        check!(structs, "fs_connect_key", FsConnectKey, [family, port, address]);
+        check!(structs, "fs_connect", FsConnect, [time_ns, pid, comm, pad]);
+        let (_, args) = &structs["inet_sock_set_state_args"];
+        let offset = |f: &str| args.iter().find(|(n, _)| n == f).map(|(_, o)| *o);
+        let expected = [
+            ("skaddr", 8),
+            ("oldstate", 16),
+            ("newstate", 20),
+            ("sport", 24),
+            ("dport", 26),
+            ("family", 28),
+            ("protocol", 30),
+            ("saddr", 32),
+            ("daddr", 36),
+            ("saddr_v6", 40),
+            ("daddr_v6", 56),
+        ];
+        for (field, at) in expected {
+            assert_eq!(offset(field), Some(at), "inet_sock_set_state_args.{field}");
+        }
+        let format = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .find_map(|t| {
+                std::fs::read_to_string(format!("{t}/events/sock/inet_sock_set_state/format")).ok()
+            });
+        if let Some(format) = format {
+            for (field, at) in expected {
+                let line = format
+                    .lines()
+                    .find(|l| l.contains(&format!(" {field};")) || l.contains(&format!(" {field}[")))
+                    .unwrap_or_else(|| panic!("{field} in the tracepoint's format"));
+                assert!(line.contains(&format!("offset:{at};")), "{line}");
+            }
+        }
     }
 }

@@ -251,7 +251,7 @@ fn clocks() -> (u64, i64) {
     )
 }
 
-fn nix_clock(clock: libc::clockid_t) -> u64 {
+pub(crate) fn nix_clock(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -304,7 +304,7 @@ fn load_error(program: &str, e: ProgramError, log: &Path) -> EbpfError {
 }
 
 /// An error and its sources on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

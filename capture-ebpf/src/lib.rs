@@ -18,6 +18,7 @@
 
 pub mod abi;
 mod capture;
+pub mod connects;
 pub mod flows;
 mod schedule;
 

@@ -57,6 +57,27 @@ pub struct Owner {
     pub container: Option<Arc<str>>,
 }
 
+/// A connection some other source saw opened (the eBPF backend's connect
+/// tracepoint), with the process that opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Its local address.
+    pub address: IpAddr,
+    /// Its local port.
+    pub port: u16,
+    /// The process.
+    pub pid: u32,
+    /// Its executable's name.
+    pub name: String,
+    /// How long ago it was seen.
+    pub age: Duration,
+}
+
+/// Reads the connections opened since it was last called.
+pub type Connects = Box<dyn FnMut() -> Vec<Connected> + Send + 'static>;
+
 /// What one scan found.
 #[derive(Debug, Default)]
 pub struct Scan {
@@ -196,6 +217,37 @@ impl Remembered {
                 }
             }
         }
+        self.forget(now);
+    }
+
+    /// Adds connections another source saw, each as of when it was seen;
+    /// a scan's newer sight of the same socket stays.
+    fn connected(&mut self, proc: &Path, connects: Vec<Connected>, now: Instant) {
+        for c in connects {
+            let seen = now.checked_sub(c.age).unwrap_or(now);
+            if now.duration_since(seen) > REMEMBER {
+                continue;
+            }
+            let key = (c.protocol, c.address, c.port);
+            if self.sockets.get(&key).is_some_and(|(_, s)| *s >= seen) {
+                continue;
+            }
+            // The container, while the process is still there to ask.
+            let cgroup = std::fs::read_to_string(proc.join(c.pid.to_string()).join("cgroup"))
+                .unwrap_or_default();
+            let owner = Owner {
+                pid: c.pid,
+                name: c.name.into(),
+                container: container_of(&cgroup).map(Into::into),
+            };
+            self.sockets.insert(key, (owner, seen));
+        }
+        self.forget(now);
+    }
+
+    /// Forgets sockets not seen for [`REMEMBER`], and the oldest beyond
+    /// [`MAX_SOCKETS`].
+    fn forget(&mut self, now: Instant) {
         self.sockets
             .retain(|_, (_, seen)| now.duration_since(*seen) <= REMEMBER);
         if self.sockets.len() > MAX_SOCKETS {
@@ -257,6 +309,8 @@ pub struct ProcessStats {
     pub unreachable: AtomicU64,
     /// Microseconds the last scan took.
     pub scan_us: AtomicU64,
+    /// Connections the connect hook reported.
+    pub connects: AtomicU64,
 }
 
 impl ProcessStats {
@@ -264,13 +318,14 @@ impl ProcessStats {
     pub fn summary(&self) -> String {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "processes: {} sockets known of {} processes in {} network namespaces ({} not readable); {} scans, the last {:.1} ms",
+            "processes: {} sockets known of {} processes in {} network namespaces ({} not readable); {} scans, the last {:.1} ms; {} connections from the connect hook",
             n(&self.sockets),
             n(&self.processes),
             n(&self.namespaces),
             n(&self.unreachable),
             n(&self.scans),
-            n(&self.scan_us) as f64 / 1e3
+            n(&self.scan_us) as f64 / 1e3,
+            n(&self.connects)
         )
     }
 }
@@ -290,7 +345,7 @@ pub type Warn = Box<dyn Fn(String) + Send + 'static>;
 impl ProcessRefresher {
     /// Scans once (so that the first records are attributed), publishes
     /// into `out`, and goes on every `period`, and whenever `below`
-    /// changes.
+    /// changes. Each time it also adds what `connects` read.
     ///
     /// # Errors
     /// The thread cannot start.
@@ -299,6 +354,7 @@ impl ProcessRefresher {
         period: Duration,
         below: Option<EnrichmentView>,
         out: EnrichmentView,
+        mut connects: Option<Connects>,
         warn: Warn,
     ) -> io::Result<ProcessRefresher> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -322,7 +378,13 @@ impl ProcessRefresher {
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
                         let s = scan(&proc);
-                        remembered.update(&s, Instant::now());
+                        let now = Instant::now();
+                        remembered.update(&s, now);
+                        if let Some(read) = connects.as_mut() {
+                            let c = read();
+                            stats.connects.fetch_add(c.len() as u64, Ordering::Relaxed);
+                            remembered.connected(&proc, c, now);
+                        }
                         stats.scans.fetch_add(1, Ordering::Relaxed);
                         stats.processes.store(s.processes as u64, Ordering::Relaxed);
                         stats.namespaces.store(s.namespaces as u64, Ordering::Relaxed);

@@ -260,11 +260,17 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     let cluster_view = enrichment.as_ref().map(|e| e.view.clone());
     let (enrichment_view, processes) = if live && !args.no_processes {
         let out = engine::enrich::EnrichmentView::new(engine::enrich::Directory::new());
+        let connects = if args.backend == Backend::Ebpf {
+            connect_hook()
+        } else {
+            None
+        };
         match host::ProcessRefresher::start(
             "/proc".into(),
             Duration::from_nanos(args.host_refresh),
             cluster_view.clone(),
             out.clone(),
+            connects,
             Box::new(|line| eprintln!("engine: warning: {line}")),
         ) {
             Ok(r) => (Some(out), Some(r)),
@@ -452,6 +458,49 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Complete
     })
+}
+
+/// With the eBPF backend: the connect tracepoint, which names the process
+/// of connections too short-lived for a /proc scan to see. `None` (with a
+/// warning) where it cannot be attached.
+fn connect_hook() -> Option<host::processes::Connects> {
+    match capture_ebpf::connects::ConnectHook::load() {
+        Ok(mut hook) => {
+            if hook.mounted_tracefs() {
+                eprintln!(
+                    "engine: mounted tracefs at /sys/kernel/tracing for the connect tracepoint"
+                );
+            }
+            let mut warned = false;
+            Some(Box::new(move || match hook.take() {
+                Ok(connects) => connects
+                    .into_iter()
+                    .map(|c| host::processes::Connected {
+                        protocol: 6,
+                        address: c.address,
+                        port: c.port,
+                        pid: c.pid,
+                        name: c.comm,
+                        age: c.age,
+                    })
+                    .collect(),
+                Err(e) => {
+                    if !warned {
+                        warned = true;
+                        eprintln!("engine: warning: {e}; short-lived connections go unattributed");
+                    }
+                    Vec::new()
+                }
+            }))
+        }
+        Err(e) => {
+            eprintln!(
+                "engine: warning: {e}; connections that open and close between two process \
+                 scans go unattributed"
+            );
+            None
+        }
+    }
 }
 
 /// What `-o` names, for messages.

@@ -126,12 +126,14 @@ pub fn start_in(
     )
     .expect("starting engine -i");
     let mut first = started.first;
-    // Kubernetes enrichment says first what it has listed.
-    if first.starts_with("engine: kubernetes: ") {
+    // What Kubernetes enrichment has listed, and a tracefs mount for the
+    // connect tracepoint, come before.
+    while first.starts_with("engine: kubernetes: ") || first.starts_with("engine: mounted tracefs")
+    {
         first = started
             .lines
             .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("a line after the Kubernetes one");
+            .expect("a line after the ones before capturing");
     }
     assert!(first.starts_with("engine: capturing on "), "{first}");
     (started.child, started.stderr)

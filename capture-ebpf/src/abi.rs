@@ -545,7 +545,12 @@ mod tests {
     fn the_connect_hook_s_structures_have_the_c_layout() {
         use crate::connects::{FsConnect, FsConnectKey};
         let structs = btf_structs(&btf_of(crate::connects::OBJECT));
-        check!(structs, "fs_connect_key", FsConnectKey, [family, port, address]);
+        check!(
+            structs,
+            "fs_connect_key",
+            FsConnectKey,
+            [family, port, address]
+        );
         check!(structs, "fs_connect", FsConnect, [time_ns, pid, comm, pad]);
         let (_, args) = &structs["inet_sock_set_state_args"];
         let offset = |f: &str| args.iter().find(|(n, _)| n == f).map(|(_, o)| *o);
@@ -574,7 +579,9 @@ mod tests {
             for (field, at) in expected {
                 let line = format
                     .lines()
-                    .find(|l| l.contains(&format!(" {field};")) || l.contains(&format!(" {field}[")))
+                    .find(|l| {
+                        l.contains(&format!(" {field};")) || l.contains(&format!(" {field}["))
+                    })
                     .unwrap_or_else(|| panic!("{field} in the tracepoint's format"));
                 assert!(line.contains(&format!("offset:{at};")), "{line}");
             }

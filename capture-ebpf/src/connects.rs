@@ -20,7 +20,8 @@ use aya::{Ebpf, EbpfLoader};
 use crate::capture::{EbpfError, nix_clock, one_line};
 
 /// The compiled tracepoint program (empty when the build had no clang).
-pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/connects.bpf.o"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/connects.bpf.o"));
 
 /// `struct fs_connect_key` of `bpf/connects.h`.
 #[repr(C)]

@@ -371,6 +371,13 @@ fn help_documents_every_flag() {
         "--local-net",
         "--batch-size",
         "--quiet",
+        "--kubeconfig",
+        "--k8s-in-cluster",
+        "--k8s-snapshot",
+        "--k8s-cluster-name",
+        "--k8s-annotation",
+        "--k8s-sync-timeout",
+        "--no-processes",
         "Exit status",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

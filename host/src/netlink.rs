@@ -74,17 +74,32 @@ pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
 /// The netlink socket cannot be opened or a dump fails.
 pub fn listening_sockets() -> io::Result<Vec<ListeningSocket>> {
     let mut sockets = Vec::new();
+    let tcp = (libc::IPPROTO_TCP as u8, 1u32 << TCP_LISTEN);
+    let udp = (libc::IPPROTO_UDP as u8, 1u32 << TCP_CLOSE);
+    inet_sockets(&[tcp, udp], |protocol, address, port, _| {
+        sockets.push(ListeningSocket {
+            protocol,
+            address,
+            port,
+        });
+    })?;
+    sockets.sort_unstable_by_key(|s| (s.protocol, s.address, s.port));
+    sockets.dedup();
+    Ok(sockets)
+}
+
+/// Dumps, for IPv4 and IPv6, the sockets of each `(protocol, state mask)`
+/// with sock_diag; calls `each` with the protocol, local address, port and
+/// inode of every one bound to a port.
+fn inet_sockets(kinds: &[(u8, u32)], mut each: impl FnMut(u8, IpAddr, u16, u32)) -> io::Result<()> {
     for family in [libc::AF_INET, libc::AF_INET6] {
-        for (protocol, state) in [
-            (libc::IPPROTO_TCP, TCP_LISTEN),
-            (libc::IPPROTO_UDP, TCP_CLOSE),
-        ] {
+        for &(protocol, states) in kinds {
             // struct inet_diag_req_v2: family, protocol, ext, pad, states,
             // then an all-zero inet_diag_sockid (no filter).
             let mut request = [0u8; 56];
             request[0] = family as u8;
-            request[1] = protocol as u8;
-            request[4..8].copy_from_slice(&(1u32 << state).to_ne_bytes());
+            request[1] = protocol;
+            request[4..8].copy_from_slice(&states.to_ne_bytes());
             dump(
                 libc::NETLINK_SOCK_DIAG,
                 SOCK_DIAG_BY_FAMILY,
@@ -94,21 +109,17 @@ pub fn listening_sockets() -> io::Result<Vec<ListeningSocket>> {
                         return;
                     }
                     let port = u16::from_be_bytes([body[4], body[5]]);
-                    let bound = ip_of(i32::from(body[0]), &body[8..24]);
-                    if let (Some(address), true) = (bound, port != 0) {
-                        sockets.push(ListeningSocket {
-                            protocol: protocol as u8,
-                            address,
-                            port,
-                        });
+                    let inode = u32::from_ne_bytes([body[68], body[69], body[70], body[71]]);
+                    if let (Some(address), true) =
+                        (ip_of(i32::from(body[0]), &body[8..24]), port != 0)
+                    {
+                        each(protocol, address, port, inode);
                     }
                 },
             )?;
         }
     }
-    sockets.sort_unstable_by_key(|s| (s.protocol, s.address, s.port));
-    sockets.dedup();
-    Ok(sockets)
+    Ok(())
 }
 
 /// A TCP or UDP socket of the calling thread's network namespace, with
@@ -133,35 +144,21 @@ pub struct SocketEntry {
 /// The netlink socket cannot be opened or a dump fails.
 pub fn sockets() -> io::Result<Vec<SocketEntry>> {
     let mut sockets = Vec::new();
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        for protocol in [libc::IPPROTO_TCP, libc::IPPROTO_UDP] {
-            let mut request = [0u8; 56];
-            request[0] = family as u8;
-            request[1] = protocol as u8;
-            request[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
-            dump(
-                libc::NETLINK_SOCK_DIAG,
-                SOCK_DIAG_BY_FAMILY,
-                &request,
-                |kind, body| {
-                    if kind != SOCK_DIAG_BY_FAMILY || body.len() < INET_DIAG_MSG_LEN {
-                        return;
-                    }
-                    let port = u16::from_be_bytes([body[4], body[5]]);
-                    let inode = u32::from_ne_bytes([body[68], body[69], body[70], body[71]]);
-                    let bound = ip_of(i32::from(body[0]), &body[8..24]);
-                    if let (Some(address), true) = (bound, port != 0 && inode != 0) {
-                        sockets.push(SocketEntry {
-                            protocol: protocol as u8,
-                            address,
-                            port,
-                            inode,
-                        });
-                    }
-                },
-            )?;
+    let every_state = u32::MAX;
+    let kinds = [
+        (libc::IPPROTO_TCP as u8, every_state),
+        (libc::IPPROTO_UDP as u8, every_state),
+    ];
+    inet_sockets(&kinds, |protocol, address, port, inode| {
+        if inode != 0 {
+            sockets.push(SocketEntry {
+                protocol,
+                address,
+                port,
+                inode,
+            });
         }
-    }
+    })?;
     Ok(sockets)
 }
 

@@ -248,8 +248,8 @@ pub struct Args {
     pub k8s_cluster_name: Option<String>,
 
     /// An annotation key (repeatable) whose value is written as
-    /// source/destination.k8s.<kind>.annotations.<KEY> for the endpoint's
-    /// pod, node, owners and service that carry it.
+    /// source/destination.k8s.KIND.annotations.KEY for the endpoint's node,
+    /// pod, owners (KIND: deployment, replicaset, …) and service that carry it.
     #[arg(
         long = "k8s-annotation",
         value_name = "KEY",

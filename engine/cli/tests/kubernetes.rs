@@ -7,24 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::cluster::{enrichment, expected};
-use common::{attrs, engine, root, spans};
-
-fn pcap() -> String {
-    root()
-        .join("testdata/pcap/kubernetes.pcap")
-        .to_str()
-        .expect("UTF-8 path")
-        .to_owned()
-}
-
-fn snapshot() -> String {
-    root()
-        .join("testdata/k8s/cluster.json")
-        .to_str()
-        .expect("UTF-8 path")
-        .to_owned()
-}
+use common::cluster::{enrichment, expected, pcap, snapshot};
+use common::{attrs, engine, spans};
 
 #[test]
 fn committed_kubernetes_fixture_is_what_the_generator_makes() {

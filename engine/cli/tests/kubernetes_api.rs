@@ -10,18 +10,10 @@ use std::time::{Duration, Instant};
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::VethPair;
 use common::apiserver::ApiServer;
-use common::cluster::{enrichment, expected};
+use common::cluster::{enrichment, expected, pcap};
 use common::live::{interrupt, start_in};
-use common::{engine, root, spans};
+use common::{engine, spans};
 use flowspan_testdata::kubernetes::udp_frame;
-
-fn pcap() -> String {
-    root()
-        .join("testdata/pcap/kubernetes.pcap")
-        .to_str()
-        .expect("UTF-8 path")
-        .to_owned()
-}
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -200,68 +192,105 @@ fn report_pod(name: &str) -> serde_json::Value {
         .as_array()
         .expect("items")
         .iter()
-        .find(|i| i["metadata"]["name"] == "report-29000060-bbbbb")
+        .find(|i| i["metadata"]["name"] == REPORT)
         .expect("the report pod")
         .clone();
     pod["metadata"]["name"] = serde_json::json!(name);
     pod
 }
 
-#[test]
-fn a_pod_deleted_and_re_created_with_the_same_address_during_a_live_run() {
-    let Some(ns) = VethPair::for_test("k8srec", Default::default()) else {
-        return;
-    };
-    let Some(server) = ApiServer::start("recreate", Some(&ns.right), 16520) else {
-        return;
-    };
-    server.create_cluster();
-    server.grant_agent();
-    let dir = std::env::temp_dir().join(format!("flowspan-k8s-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = dir.join("spans.json");
-    let agent = server.agent();
-    let o = out.to_str().expect("UTF-8");
-    let (child, reader) = start_in(
-        &ns,
-        &[
+/// `engine -i b --kubeconfig …` in the right namespace of a veth pair,
+/// with the generated cluster on an API server in the same namespace, and
+/// a sender on the left end. The server goes before the namespace.
+struct LiveAgent {
+    server: ApiServer,
+    engine: Option<(std::process::Child, std::thread::JoinHandle<String>)>,
+    sender: PacketSender,
+    out: std::path::PathBuf,
+    port: u16,
+    /// Held for its lifetime: the namespaces go when it is dropped, last.
+    _ns: VethPair,
+}
+
+impl LiveAgent {
+    fn start(tag: &str, api_port: u16) -> Option<LiveAgent> {
+        let ns = VethPair::for_test(tag, Default::default())?;
+        let server = ApiServer::start(tag, Some(&ns.right), api_port)?;
+        server.create_cluster();
+        server.grant_agent();
+        let dir = std::env::temp_dir().join(format!("flowspan-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let out = dir.join("spans.json");
+        let (agent, o) = (server.agent(), out.to_str().expect("UTF-8").to_owned());
+        let args = [
             "-i",
             &ns.b,
             "-o",
-            o,
+            &o,
             "--idle-timeout",
             "1",
             "--kubeconfig",
             &agent,
-        ],
-    );
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
-    let mut port = 40000;
-    let before = report_pod_names(
-        &sender,
-        &out,
-        &mut port,
-        "report-29000060-bbbbb",
-        Duration::from_secs(10),
-    );
+        ];
+        let engine = start_in(&ns, &args);
+        ns.enter_left();
+        let sender = PacketSender::open(&ns.a).expect("sender");
+        Some(LiveAgent {
+            server,
+            engine: Some(engine),
+            sender,
+            out,
+            port: 40000,
+            _ns: ns,
+        })
+    }
+
+    /// The report pod's names in the spans so far, once one names `want`
+    /// or after `seconds`.
+    fn names(&mut self, want: &str, seconds: u64) -> Vec<String> {
+        let deadline = Duration::from_secs(seconds);
+        report_pod_names(&self.sender, &self.out, &mut self.port, want, deadline)
+    }
+
+    /// Stops the engine (SIGINT); asserts it exited 0; its stderr.
+    fn finish(&mut self) -> String {
+        let (child, reader) = self.engine.take().expect("running");
+        let (status, stderr) = interrupt(child, reader);
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        stderr
+    }
+}
+
+impl Drop for LiveAgent {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.engine.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.out.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+const REPORT: &str = "report-29000060-bbbbb";
+
+#[test]
+fn a_pod_deleted_and_re_created_with_the_same_address_during_a_live_run() {
+    let Some(mut agent) = LiveAgent::start("k8srec", 16520) else {
+        return;
+    };
+    let before = agent.names(REPORT, 10);
     assert_eq!(
         before.last().map(String::as_str),
-        Some("report-29000060-bbbbb"),
+        Some(REPORT),
         "{before:?}"
     );
 
-    server.delete("pod", "shop", "report-29000060-bbbbb");
-    server.create(&report_pod("report-29000060-ccccc"));
-    let after = report_pod_names(
-        &sender,
-        &out,
-        &mut port,
-        "report-29000060-ccccc",
-        Duration::from_secs(10),
-    );
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    agent.server.delete("pod", "shop", REPORT);
+    agent.server.create(&report_pod("report-29000060-ccccc"));
+    let after = agent.names("report-29000060-ccccc", 10);
+    let stderr = agent.finish();
     assert_eq!(
         after.last().map(String::as_str),
         Some("report-29000060-ccccc"),
@@ -277,100 +306,41 @@ fn a_pod_deleted_and_re_created_with_the_same_address_during_a_live_run() {
         "{after:?}"
     );
     assert!(stderr.contains("watch errors (retried): 0"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_api_server_stopped_and_started_during_a_live_run() {
-    let Some(ns) = VethPair::for_test("k8sdown", Default::default()) else {
+    let Some(mut agent) = LiveAgent::start("k8sdown", 16530) else {
         return;
     };
-    let Some(server) = ApiServer::start("restart", Some(&ns.right), 16530) else {
-        return;
-    };
-    server.create_cluster();
-    server.grant_agent();
-    let dir = std::env::temp_dir().join(format!("flowspan-k8s-down-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = dir.join("spans.json");
-    let agent = server.agent();
-    let o = out.to_str().expect("UTF-8");
-    let (child, reader) = start_in(
-        &ns,
-        &[
-            "-i",
-            &ns.b,
-            "-o",
-            o,
-            "--idle-timeout",
-            "1",
-            "--kubeconfig",
-            &agent,
-        ],
-    );
-    ns.enter_left();
-    let sender = PacketSender::open(&ns.a).expect("sender");
-    let mut port = 41000;
-    let up = report_pod_names(
-        &sender,
-        &out,
-        &mut port,
-        "report-29000060-bbbbb",
-        Duration::from_secs(10),
-    );
-    assert_eq!(
-        up.last().map(String::as_str),
-        Some("report-29000060-bbbbb"),
-        "{up:?}"
-    );
+    let up = agent.names(REPORT, 10);
+    assert_eq!(up.last().map(String::as_str), Some(REPORT), "{up:?}");
 
     // Down (etcd's data goes too): spans keep flowing, enriched from the
     // last directory.
-    server.stop();
-    let down = report_pod_names(
-        &sender,
-        &out,
-        &mut port,
-        "none expected",
-        Duration::from_secs(4),
-    );
+    agent.server.stop();
+    let down = agent.names("none expected", 4);
     assert!(
         down.len() > up.len(),
         "spans flow while the server is down: {down:?}"
     );
-    assert!(
-        down[up.len()..]
-            .iter()
-            .all(|n| n == "report-29000060-bbbbb"),
-        "{down:?}"
-    );
+    assert!(down[up.len()..].iter().all(|n| n == REPORT), "{down:?}");
 
     // Up again, empty, then the cluster re-created with the report pod
     // renamed: the watches list again and the new name shows.
-    server.start_again();
-    server.grant_agent();
-    for item in
-        serde_json::from_str::<serde_json::Value>(&flowspan_testdata::kubernetes::cluster_json())
-            .expect("JSON")["items"]
-            .as_array()
-            .expect("items")
-    {
+    agent.server.start_again();
+    agent.server.grant_agent();
+    let list: serde_json::Value =
+        serde_json::from_str(&flowspan_testdata::kubernetes::cluster_json()).expect("JSON");
+    for item in list["items"].as_array().expect("items") {
         let name = &item["metadata"]["name"];
-        if name == "kube-system" || name == "report-29000060-bbbbb" {
-            continue;
+        if name != "kube-system" && name != REPORT {
+            agent.server.create(item);
         }
-        server.create(item);
     }
-    server.create(&report_pod("report-29000060-ddddd"));
-    let again = report_pod_names(
-        &sender,
-        &out,
-        &mut port,
-        "report-29000060-ddddd",
-        Duration::from_secs(60),
-    );
-    let (status, stderr) = interrupt(child, reader);
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    agent.server.create(&report_pod("report-29000060-ddddd"));
+    let again = agent.names("report-29000060-ddddd", 60);
+    let stderr = agent.finish();
     assert_eq!(
         again.last().map(String::as_str),
         Some("report-29000060-ddddd"),
@@ -388,5 +358,4 @@ fn the_api_server_stopped_and_started_during_a_live_run() {
         .and_then(|n| n.parse().ok())
         .expect("the summary's watch errors");
     assert!(errors > 0, "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

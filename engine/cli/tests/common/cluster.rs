@@ -2,7 +2,21 @@
 //! `testdata/pcap/kubernetes.pcap` carries when enriched from
 //! `testdata/k8s/cluster.json`, written out flow by flow.
 
-use super::{attrs, spans};
+use super::{attrs, root, spans};
+
+/// `testdata/pcap/kubernetes.pcap`.
+pub fn pcap() -> String {
+    fixture("testdata/pcap/kubernetes.pcap")
+}
+
+/// `testdata/k8s/cluster.json`.
+pub fn snapshot() -> String {
+    fixture("testdata/k8s/cluster.json")
+}
+
+fn fixture(path: &str) -> String {
+    root().join(path).to_str().expect("UTF-8 path").to_owned()
+}
 
 /// Each span's endpoint and enrichment attributes: `source.address:port
 /// -> destination.address:port` and the `k8s`/`container` attributes as

@@ -13,9 +13,9 @@
 //! - A node's internal and external addresses give the node.
 //!
 //! When several objects claim one address, an active pod wins over a
-//! service, a service over a finished pod, and any of them over a node; of
-//! two active pods the newer wins (a pod deleted and re-created with the
-//! same IP). The directory depends only on the inventory and the options,
+//! service, a service over a finished pod (or one deleted less than
+//! `watch::POD_GRACE` ago), and any of them over a node; of two active pods
+//! the newer wins (a pod deleted and re-created with the same IP). The directory depends only on the inventory and the options,
 //! so a snapshot file enriches deterministically.
 
 use std::collections::HashMap;
@@ -567,6 +567,47 @@ mod tests {
         inv.delete(Kind::Pod, &meta("old"));
         let d = builder().build(&inv);
         assert!(names(&d, 6, "10.0.0.5", 1).contains(&"source.k8s.pod.name=done".to_owned()));
+    }
+
+    #[test]
+    fn a_deleted_pod_keeps_its_address_until_an_active_pod_takes_it_or_it_is_forgotten() {
+        let keep = KeepAnnotations::default();
+        let meta = |n: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some(n.into()),
+            ..Default::default()
+        };
+        let mut inv = Inventory::new();
+        inv.apply(
+            &pod("gone", "10.0.0.7", "2026-01-01T00:00:00Z", "Running"),
+            &keep,
+        );
+        let (key, uid) = inv.retire_pod(&meta("gone")).expect("known");
+        let named = |inv: &Inventory, n: &str| {
+            names(&builder().build(inv), 6, "10.0.0.7", 1)
+                .contains(&format!("source.k8s.pod.name={n}"))
+        };
+        assert!(
+            named(&inv, "gone"),
+            "kept while nothing else has the address"
+        );
+        inv.apply(
+            &pod("new", "10.0.0.7", "2026-01-01T00:00:00Z", "Running"),
+            &keep,
+        );
+        assert!(named(&inv, "new"), "an active pod takes the address");
+        assert!(inv.forget_retired_pod(&key, &uid));
+        assert!(named(&inv, "new"));
+        // A pod re-created with the same name (a StatefulSet's) is not
+        // forgotten with the one deleted before it.
+        let (key, uid) = inv.retire_pod(&meta("new")).expect("known");
+        let mut again = pod("new", "10.0.0.7", "2026-01-01T00:00:00Z", "Running");
+        if let Object::Pod(p) = &mut again {
+            p.metadata.uid = Some("uid-new-2".into());
+        }
+        inv.apply(&again, &keep);
+        assert!(!inv.forget_retired_pod(&key, &uid));
+        assert!(named(&inv, "new"));
     }
 
     #[test]

@@ -431,6 +431,30 @@ impl Inventory {
         }
     }
 
+    /// Marks the pod with `metadata`'s namespace and name deleted but keeps
+    /// it, as a pod no longer active, so that flows it had still find it
+    /// until an active pod takes its address; its key and UID, to forget it
+    /// later with [`Inventory::forget_retired_pod`].
+    pub fn retire_pod(&mut self, metadata: &ObjectMeta) -> Option<(Key, String)> {
+        let key = key_of(metadata);
+        let pod = self.pods.get_mut(&key)?;
+        pod.active = false;
+        Some((key, pod.meta.uid.clone()))
+    }
+
+    /// Forgets the pod a [`Inventory::retire_pod`] kept, unless a pod of
+    /// the same name came back since (another UID, or active).
+    pub fn forget_retired_pod(&mut self, key: &Key, uid: &str) -> bool {
+        let retired = self
+            .pods
+            .get(key)
+            .is_some_and(|p| !p.active && p.meta.uid == uid);
+        if retired {
+            self.pods.remove(key);
+        }
+        retired
+    }
+
     /// Forgets every object of `kind` (before a watch lists them again).
     pub fn clear(&mut self, kind: Kind) {
         match kind {

@@ -329,6 +329,11 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(800);
 /// The longest wait before a watch starts again.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How long a deleted pod keeps its address (as a pod no longer active,
+/// which any active pod given the address replaces): flows that were
+/// talking to it end, and are recorded, after it is gone.
+pub const POD_GRACE: Duration = Duration::from_secs(120);
+
 /// Watch events waiting for the loop that applies them; a watch waits
 /// while it is full.
 const EVENT_QUEUE: usize = 1024;
@@ -478,6 +483,9 @@ async fn run(
     let keep = builder.keep();
     let mut inventory = Inventory::new();
     let mut relisting: HashMap<Kind, Vec<Object>> = HashMap::new();
+    // Deleted pods kept for POD_GRACE, oldest first.
+    let mut retired: std::collections::VecDeque<(Instant, (String, String), String)> =
+        std::collections::VecDeque::new();
     let mut listed: Vec<Kind> = Vec::new();
     let mut dirty = false;
     let mut last_publish = Instant::now() - options.rebuild_interval;
@@ -486,8 +494,21 @@ async fn run(
     let mut interval = options.rebuild_interval;
     loop {
         let due = tokio::time::Instant::from_std(last_publish + interval);
+        let expiry = retired
+            .front()
+            .map(|(at, _, _)| tokio::time::Instant::from_std(*at + POD_GRACE));
         tokio::select! {
             _ = &mut stopped => break,
+            () = tokio::time::sleep_until(expiry.unwrap_or(due)), if expiry.is_some() => {
+                let now = Instant::now();
+                while let Some((at, key, uid)) = retired.front() {
+                    if now.duration_since(*at) < POD_GRACE {
+                        break;
+                    }
+                    dirty |= inventory.forget_retired_pod(key, uid);
+                    retired.pop_front();
+                }
+            }
             () = tokio::time::sleep_until(due), if dirty => {
                 let took = publish(&builder, &inventory, &view, &stats);
                 interval = options.rebuild_interval.max(took * 10);
@@ -526,6 +547,12 @@ async fn run(
                     }
                     Ok(Event::Apply(o)) => {
                         inventory.apply(&o, &keep);
+                        dirty = true;
+                    }
+                    Ok(Event::Delete(o)) if o.kind() == Kind::Pod => {
+                        if let Some((key, uid)) = inventory.retire_pod(o.metadata()) {
+                            retired.push_back((Instant::now(), key, uid));
+                        }
                         dirty = true;
                     }
                     Ok(Event::Delete(o)) => {

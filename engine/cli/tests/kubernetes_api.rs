@@ -287,7 +287,13 @@ fn a_pod_deleted_and_re_created_with_the_same_address_during_a_live_run() {
         "{before:?}"
     );
 
+    // Deleted: it keeps its address (nothing else has it) for flows that
+    // end after it.
     agent.server.delete("pod", "shop", REPORT);
+    let gone = agent.names("none expected", 3);
+    assert!(gone.len() > before.len(), "{gone:?}");
+    assert!(gone[before.len()..].iter().all(|n| n == REPORT), "{gone:?}");
+    // Re-created with the same address: the new pod has it.
     agent.server.create(&report_pod("report-29000060-ccccc"));
     let after = agent.names("report-29000060-ccccc", 10);
     let stderr = agent.finish();

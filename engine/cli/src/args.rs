@@ -43,11 +43,20 @@ Examples:
   tcpdump -w - -i eth0 | engine --pcap -
   engine -i eth0 -o spans.json                  # live, until Ctrl-C";
 
+/// `engine --version`: the package version and the git revision built
+/// (`-dirty` when files differed from it; `unknown` outside a checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("FLOWSPAN_GIT_REV"),
+    ")"
+);
+
 /// Capture files in, OpenTelemetry flow spans out (OTLP JSON, OTLP/gRPC, OTLP/HTTP).
 #[derive(Debug, Parser)]
 #[command(
     name = "engine",
-    version,
+    version = VERSION,
     about = "Capture files or live interfaces in, one OpenTelemetry span per flow record out: OTLP JSON, or OTLP/gRPC and OTLP/HTTP to a collector.",
     after_help = AFTER_HELP,
     group(clap::ArgGroup::new("input").required(true).args(["pcap", "interfaces"]))

@@ -455,6 +455,26 @@ impl Inventory {
         retired
     }
 
+    /// Replaces every object of `kind` with `fresh`'s (a new list of that
+    /// kind, reduced as it arrived), leaving `fresh` without them.
+    pub fn replace_kind(&mut self, kind: Kind, fresh: &mut Inventory) {
+        use std::mem::take;
+        match kind {
+            Kind::Pod => self.pods = take(&mut fresh.pods),
+            Kind::Service => self.services = take(&mut fresh.services),
+            Kind::Endpoints => self.endpoints = take(&mut fresh.endpoints),
+            Kind::Node => self.nodes = take(&mut fresh.nodes),
+            Kind::Namespace => self.namespaces = take(&mut fresh.namespaces),
+            Kind::NetworkPolicy => self.policies = take(&mut fresh.policies),
+            k => {
+                self.controllers.retain(|(c, _, _), _| *c != k);
+                let mut moved: BTreeMap<_, _> = take(&mut fresh.controllers);
+                moved.retain(|(c, _, _), _| *c == k);
+                self.controllers.append(&mut moved);
+            }
+        }
+    }
+
     /// Forgets every object of `kind` (before a watch lists them again).
     pub fn clear(&mut self, kind: Kind) {
         match kind {
@@ -714,5 +734,30 @@ mod tests {
             policy(serde_json::json!({ "podSelector": {}, "policyTypes": ["Egress"] })),
             (false, true)
         );
+    }
+
+    #[test]
+    fn a_new_list_replaces_its_kind_only() {
+        let meta = |ns: &str, name: &str| ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        };
+        let keep = KeepAnnotations::default();
+        let mut inv = Inventory::new();
+        inv.apply(
+            &Object::Meta(Kind::ReplicaSet, Box::new(meta("a", "old"))),
+            &keep,
+        );
+        inv.apply(&Object::Meta(Kind::Job, Box::new(meta("a", "job"))), &keep);
+        let mut fresh = Inventory::new();
+        fresh.apply(
+            &Object::Meta(Kind::ReplicaSet, Box::new(meta("a", "new"))),
+            &keep,
+        );
+        inv.replace_kind(Kind::ReplicaSet, &mut fresh);
+        let names: Vec<&str> = inv.controllers.keys().map(|(_, _, n)| n.as_str()).collect();
+        assert_eq!(names, ["new", "job"]);
+        assert!(fresh.is_empty());
     }
 }

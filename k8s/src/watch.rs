@@ -482,7 +482,9 @@ async fn run(
     };
     let keep = builder.keep();
     let mut inventory = Inventory::new();
-    let mut relisting: HashMap<Kind, Vec<Object>> = HashMap::new();
+    // A kind being listed again, reduced as its objects arrive (not held
+    // whole: a first list of 10,000 pods would be tens of megabytes).
+    let mut relisting: HashMap<Kind, Inventory> = HashMap::new();
     // Deleted pods kept for POD_GRACE, oldest first.
     let mut retired: std::collections::VecDeque<(Instant, (String, String), String)> =
         std::collections::VecDeque::new();
@@ -524,14 +526,12 @@ async fn run(
                         warnings.error(kind, &message);
                     }
                     Ok(Event::Init) => {
-                        relisting.insert(kind, Vec::new());
+                        relisting.insert(kind, Inventory::new());
                     }
-                    Ok(Event::InitApply(o)) => relisting.entry(kind).or_default().push(o),
+                    Ok(Event::InitApply(o)) => relisting.entry(kind).or_default().apply(&o, &keep),
                     Ok(Event::InitDone) => {
-                        inventory.clear(kind);
-                        for o in relisting.remove(&kind).unwrap_or_default() {
-                            inventory.apply(&o, &keep);
-                        }
+                        let mut fresh = relisting.remove(&kind).unwrap_or_default();
+                        inventory.replace_kind(kind, &mut fresh);
                         dirty = true;
                         if !listed.contains(&kind) {
                             listed.push(kind);

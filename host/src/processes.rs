@@ -36,7 +36,8 @@ use crate::netlink;
 /// than a TCP flow's close linger and a record's way to the worker.
 pub const REMEMBER: Duration = Duration::from_secs(10);
 
-/// The most sockets remembered; beyond it, those seen longest ago go first.
+/// The most sockets remembered: a new socket is not remembered while the
+/// table holds this many (counted in [`ProcessStats::not_remembered`]).
 pub const MAX_SOCKETS: usize = 1 << 20;
 
 /// `process.pid`: the span's, from whichever endpoint is a local socket
@@ -196,33 +197,61 @@ pub fn scan(proc: &Path) -> Scan {
 }
 
 /// Sockets seen, and when last.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Remembered {
     sockets: HashMap<(u8, IpAddr, u16), (Owner, Instant)>,
+    /// [`MAX_SOCKETS`] (smaller in tests).
+    limit: usize,
+    /// New sockets not remembered because the table was full.
+    not_remembered: u64,
+}
+
+impl Default for Remembered {
+    fn default() -> Remembered {
+        Remembered {
+            sockets: HashMap::new(),
+            limit: MAX_SOCKETS,
+            not_remembered: 0,
+        }
+    }
 }
 
 impl Remembered {
+    /// Remembers `key` as `owner`'s, seen at `seen`, if it is known or the
+    /// table has room (checked before anything is added).
+    fn remember(&mut self, key: (u8, IpAddr, u16), owner: Owner, seen: Instant) {
+        use std::collections::hash_map::Entry;
+        let full = self.sockets.len() >= self.limit;
+        match self.sockets.entry(key) {
+            Entry::Occupied(mut e) => {
+                e.insert((owner, seen));
+            }
+            Entry::Vacant(e) if !full => {
+                e.insert((owner, seen));
+            }
+            Entry::Vacant(_) => self.not_remembered += 1,
+        }
+    }
+
     fn update(&mut self, scan: &Scan, now: Instant) {
+        self.forget(now);
         for (key, o) in &scan.sockets {
             // The lowest pid holding it wins within a scan; a later scan
             // replaces an earlier one's owner (a port used again).
-            match self.sockets.get_mut(key) {
-                Some((old, seen)) if *seen == now => {
-                    if o.pid < old.pid {
-                        *old = o.clone();
-                    }
-                }
-                _ => {
-                    self.sockets.insert(*key, (o.clone(), now));
-                }
+            if let Some((old, seen)) = self.sockets.get(key)
+                && *seen == now
+                && old.pid <= o.pid
+            {
+                continue;
             }
+            self.remember(*key, o.clone(), now);
         }
-        self.forget(now);
     }
 
     /// Adds connections another source saw, each as of when it was seen;
     /// a scan's newer sight of the same socket stays.
     fn connected(&mut self, proc: &Path, connects: Vec<Connected>, now: Instant) {
+        self.forget(now);
         for c in connects {
             let seen = now.checked_sub(c.age).unwrap_or(now);
             if now.duration_since(seen) > REMEMBER {
@@ -240,22 +269,14 @@ impl Remembered {
                 name: c.name.into(),
                 container: container_of(&cgroup).map(Into::into),
             };
-            self.sockets.insert(key, (owner, seen));
+            self.remember(key, owner, seen);
         }
-        self.forget(now);
     }
 
-    /// Forgets sockets not seen for [`REMEMBER`], and the oldest beyond
-    /// [`MAX_SOCKETS`].
+    /// Forgets sockets not seen for [`REMEMBER`].
     fn forget(&mut self, now: Instant) {
         self.sockets
             .retain(|_, (_, seen)| now.duration_since(*seen) <= REMEMBER);
-        if self.sockets.len() > MAX_SOCKETS {
-            let mut seen: Vec<Instant> = self.sockets.values().map(|(_, s)| *s).collect();
-            seen.sort_unstable();
-            let cut = seen[self.sockets.len() - MAX_SOCKETS];
-            self.sockets.retain(|_, (_, s)| *s > cut);
-        }
     }
 
     /// The sockets laid over `below`: each endpoint has what `below` says
@@ -311,6 +332,8 @@ pub struct ProcessStats {
     pub scan_us: AtomicU64,
     /// Connections the connect hook reported.
     pub connects: AtomicU64,
+    /// New sockets not remembered because [`MAX_SOCKETS`] were.
+    pub not_remembered: AtomicU64,
 }
 
 impl ProcessStats {
@@ -318,14 +341,15 @@ impl ProcessStats {
     pub fn summary(&self) -> String {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "processes: {} sockets known of {} processes in {} network namespaces ({} not readable); {} scans, the last {:.1} ms; {} connections from the connect hook",
+            "processes: {} sockets known of {} processes in {} network namespaces ({} not readable); {} scans, the last {:.1} ms; {} connections from the connect hook; {} sockets not remembered (table full)",
             n(&self.sockets),
             n(&self.processes),
             n(&self.namespaces),
             n(&self.unreachable),
             n(&self.scans),
             n(&self.scan_us) as f64 / 1e3,
-            n(&self.connects)
+            n(&self.connects),
+            n(&self.not_remembered)
         )
     }
 }
@@ -399,6 +423,9 @@ impl ProcessRefresher {
                                 s.namespaces
                             ));
                         }
+                        stats
+                            .not_remembered
+                            .store(remembered.not_remembered, Ordering::Relaxed);
                         let publish = |below: Option<&Arc<Directory>>| {
                             let d = remembered.directory(below, container);
                             stats.sockets.store(d.len() as u64, Ordering::Relaxed);
@@ -477,6 +504,43 @@ mod tests {
         );
         assert_eq!(bracketed(Path::new("pipe:[7]"), "socket:"), None);
         assert_eq!(bracketed(Path::new("/dev/null"), "socket:"), None);
+    }
+
+    #[test]
+    fn a_full_table_keeps_what_it_has_and_counts_what_it_refuses() {
+        let owner = |pid| Owner {
+            pid,
+            name: "p".into(),
+            container: None,
+        };
+        let key = |port| (6u8, IpAddr::from([10, 0, 0, 1]), port);
+        let mut r = Remembered {
+            limit: 2,
+            ..Remembered::default()
+        };
+        let now = Instant::now();
+        let scan = Scan {
+            sockets: vec![
+                (key(1), owner(9)),
+                (key(2), owner(8)),
+                (key(3), owner(7)),
+                (key(1), owner(5)),
+            ],
+            ..Scan::default()
+        };
+        r.update(&scan, now);
+        assert_eq!(r.sockets.len(), 2);
+        assert_eq!(r.not_remembered, 1, "port 3 refused");
+        assert_eq!(r.sockets[&key(1)].0.pid, 5, "the lowest pid of a scan");
+        // Known sockets are still updated when full; forgotten ones make room.
+        let later = now + REMEMBER + Duration::from_secs(1);
+        let scan = Scan {
+            sockets: vec![(key(3), owner(4))],
+            ..Scan::default()
+        };
+        r.update(&scan, later);
+        assert_eq!(r.sockets.len(), 1);
+        assert_eq!(r.sockets[&key(3)].0.pid, 4);
     }
 
     /// A socket this test opens is found with this process's pid and name.

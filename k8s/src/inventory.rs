@@ -474,19 +474,6 @@ impl Inventory {
             }
         }
     }
-
-    /// Forgets every object of `kind` (before a watch lists them again).
-    pub fn clear(&mut self, kind: Kind) {
-        match kind {
-            Kind::Pod => self.pods.clear(),
-            Kind::Service => self.services.clear(),
-            Kind::Endpoints => self.endpoints.clear(),
-            Kind::Node => self.nodes.clear(),
-            Kind::Namespace => self.namespaces.clear(),
-            Kind::NetworkPolicy => self.policies.clear(),
-            k => self.controllers.retain(|(c, _, _), _| *c != k),
-        }
-    }
 }
 
 fn key_of(m: &ObjectMeta) -> Key {

@@ -102,7 +102,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug, Default)]
 pub struct WatchStats {
     /// Objects held, by [`Kind::ALL`] index, as of the last directory.
-    pub objects: [AtomicU64; 12],
+    pub objects: [AtomicU64; Kind::ALL.len()],
     /// Addresses and ports in the last directory.
     pub entries: AtomicU64,
     /// Directories published.

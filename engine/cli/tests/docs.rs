@@ -27,11 +27,15 @@ fn version_names_the_git_revision() {
     let text = String::from_utf8_lossy(&out.stdout);
     let want = format!("engine {} (git ", env!("CARGO_PKG_VERSION"));
     assert!(text.starts_with(&want), "{text}");
-    match git(&["rev-parse", "--short=12", "HEAD"]) {
+    let rev = text[want.len()..].trim_end().trim_end_matches(')');
+    match (
+        std::env::var("FLOWSPAN_GIT_REV").ok(),
+        git(&["rev-parse", "--short=12", "HEAD"]),
+    ) {
+        (Some(given), _) => assert_eq!(rev, given, "{text}"),
         // The build's revision is HEAD's, or it was built from a tree that
         // has moved on since (a commit made after the build).
-        Some(head) if std::env::var_os("FLOWSPAN_GIT_REV").is_none() => {
-            let rev = text[want.len()..].trim_end().trim_end_matches(')');
+        (None, Some(head)) => {
             let rev = rev.trim_end_matches("-dirty");
             assert_eq!(rev.len(), 12, "{text}");
             assert!(rev.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
@@ -40,7 +44,11 @@ fn version_names_the_git_revision() {
                 "{rev} is not HEAD ({head}) or an ancestor of it"
             );
         }
-        _ => {}
+        (None, None) => {
+            // Fails in CI, where the checkout is a clone and git is there.
+            common::skip("git is missing or this is not a checkout: the revision check");
+            assert_eq!(rev, "unknown", "{text}");
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use aya::programs::tc::{self, NlOptions, TcAttachOptions, TcAttachType};
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
 use engine::Timeouts;
+use engine::error::one_line;
 use engine::registry::{
     ProgramCounts, ProgramSlot, Registry, SourceCounts, SourceKind, SourceSlot,
 };
@@ -301,21 +302,6 @@ fn load_error(program: &str, e: ProgramError, log: &Path) -> EbpfError {
         }
         other => EbpfError::Load(format!("{program}: {}", one_line(&other))),
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
 }
 
 /// The names of the TCX programs attached to `interface` (ingress, then

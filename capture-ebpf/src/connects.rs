@@ -17,7 +17,8 @@ use aya::maps::HashMap as BpfHashMap;
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::capture::{EbpfError, nix_clock, one_line};
+use crate::capture::{EbpfError, nix_clock};
+use engine::error::one_line;
 
 /// The compiled tracepoint program (empty when the build had no clang).
 pub(crate) static OBJECT: &[u8] =

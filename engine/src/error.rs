@@ -244,9 +244,65 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// An error and its causes on one line, for messages: each cause's text
+/// once (errors often repeat their source's), and of a text over several
+/// lines (a parser quoting the input), the first.
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    let first_line = |e: &dyn std::error::Error| {
+        let text = e.to_string();
+        text.lines().next().unwrap_or("").trim_end().to_owned()
+    };
+    let mut s = first_line(e);
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = first_line(c);
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Text(&'static str, Option<Box<Text>>);
+
+    impl fmt::Display for Text {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Text {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|t| t as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_with_each_cause_once() {
+        let e = Text(
+            "reading config: connection refused",
+            Some(Box::new(Text(
+                "connection refused",
+                Some(Box::new(Text(
+                    "line 1 column 11: unclosed '['\n --> <input>:1:11\n  |",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            one_line(&e),
+            "reading config: connection refused: line 1 column 11: unclosed '['"
+        );
+    }
 
     #[test]
     fn display_names_layer_offset_and_sizes() {

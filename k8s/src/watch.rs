@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engine::enrich::EnrichmentView;
+use engine::error::one_line as chain;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -76,26 +77,6 @@ pub enum WatchError {
     /// The client could not be built or its thread started.
     #[error("Kubernetes client: {0}")]
     Client(String),
-}
-
-/// A message with its causes, one line (of a message over several lines,
-/// such as a YAML parser's with the line quoted, the first).
-fn chain(e: &dyn std::error::Error) -> String {
-    let first_line = |e: &dyn std::error::Error| {
-        let text = e.to_string();
-        text.lines().next().unwrap_or("").trim_end().to_owned()
-    };
-    let mut s = first_line(e);
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = first_line(c);
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
 }
 
 /// What the watches did, for the summary and metrics.

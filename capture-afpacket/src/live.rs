@@ -52,6 +52,8 @@ struct Interface {
     read: u64,
     /// It went away: until when to wait for what its rings still hold.
     closing: Option<Instant>,
+    /// It went away (or its capture failed).
+    gone: bool,
     slot: SourceSlot,
 }
 
@@ -141,6 +143,7 @@ impl LiveCapture {
                         bytes: 0,
                         read: 0,
                         closing: None,
+                        gone: false,
                         slot: registry.source(interface, SourceKind::Interface),
                     });
                 }
@@ -261,8 +264,9 @@ impl CaptureSource for LiveCapture {
             Ok(Some((i, Some(e)))) => {
                 let at = self.owners[i];
                 let interface = &mut self.interfaces[at];
-                if interface.closing.is_none() {
+                if interface.closing.is_none() && !interface.gone {
                     interface.closing = Some(Instant::now() + DRAIN_TIME);
+                    interface.gone = true;
                     let name = &interface.name;
                     (self.warn)(&format!(
                         "capture on {name:?} stopped: {e}; reading what its rings still hold"
@@ -328,6 +332,7 @@ impl CaptureSource for LiveCapture {
             let t = self.totals(at);
             let interface = &self.interfaces[at];
             interface.slot.publish(&SourceCounts {
+                packets: interface.read,
                 bytes: interface.bytes,
                 kernel_packets: t.packets,
                 kernel_drops: t.drops,
@@ -336,6 +341,7 @@ impl CaptureSource for LiveCapture {
                     .packets
                     .saturating_sub(t.drops)
                     .saturating_sub(interface.read),
+                gone: interface.gone,
                 ..SourceCounts::default()
             });
         }

@@ -1017,6 +1017,7 @@ impl CaptureSource for EbpfCapture {
         }
         for i in &self.interfaces {
             i.slot.publish(&SourceCounts {
+                packets: i.read,
                 bytes: i.bytes,
                 kernel_packets: i.read,
                 ..SourceCounts::default()

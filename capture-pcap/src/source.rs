@@ -62,6 +62,7 @@ impl CaptureSource for FileSource {
     fn publish(&mut self) {
         let s = self.reader.stats();
         self.slot.publish(&SourceCounts {
+            packets: s.frames,
             bytes: s.bytes,
             unknown_interface: s.unknown_interface,
             bad_packet_block: s.bad_packet_block,

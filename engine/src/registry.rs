@@ -283,6 +283,9 @@ pub enum SourceKind {
 /// Counters of one input: a capture file or one live interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceCounts {
+    /// Frames read from the file or the interface's rings; with the eBPF
+    /// backend, the packets its programs sent to userspace whole.
+    pub packets: u64,
     /// Bytes read from the file, or on the wire of the frames captured.
     pub bytes: u64,
     /// Packets the kernel passed to the capture (live).
@@ -301,13 +304,15 @@ pub struct SourceCounts {
     pub bad_packet_block: u64,
     /// pcapng simple packet blocks, which carry no timestamp (file).
     pub simple_packet_blocks: u64,
+    /// The interface went away and is no longer captured (live).
+    pub gone: bool,
 }
 
 #[derive(Debug)]
 struct SourceCells {
     name: String,
     kind: SourceKind,
-    values: [Cell; 8],
+    values: [Cell; 10],
 }
 
 /// How the eBPF backend's programs name why a packet went to userspace,
@@ -427,6 +432,7 @@ impl SourceSlot {
         set_all(
             &self.0.values,
             &[
+                c.packets,
                 c.bytes,
                 c.kernel_packets,
                 c.kernel_drops,
@@ -435,12 +441,14 @@ impl SourceSlot {
                 c.unknown_interface,
                 c.bad_packet_block,
                 c.simple_packet_blocks,
+                u64::from(c.gone),
             ],
         );
     }
 
     fn read(&self) -> SourceCounts {
         let [
+            packets,
             bytes,
             kernel_packets,
             kernel_drops,
@@ -449,8 +457,10 @@ impl SourceSlot {
             unknown_interface,
             bad_packet_block,
             simple_packet_blocks,
+            gone,
         ] = get_all(&self.0.values);
         SourceCounts {
+            packets,
             bytes,
             kernel_packets,
             kernel_drops,
@@ -459,7 +469,34 @@ impl SourceSlot {
             unknown_interface,
             bad_packet_block,
             simple_packet_blocks,
+            gone: gone != 0,
         }
+    }
+}
+
+/// Upper bounds of the export request duration histogram's buckets, in
+/// microseconds; a last bucket takes the rest.
+pub const REQUEST_DURATION_BOUNDS_US: [u64; 12] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
+
+/// How long export requests took, from sending to the receiver's answer
+/// (or the failure), each attempt counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DurationHistogram {
+    /// Requests by bucket: `counts[i]` took at most
+    /// [`REQUEST_DURATION_BOUNDS_US`]`[i]` and more than the bound before
+    /// it; the last, longer than every bound.
+    pub counts: [u64; REQUEST_DURATION_BOUNDS_US.len() + 1],
+    /// The sum of the durations, in microseconds.
+    pub sum_us: u64,
+}
+
+impl DurationHistogram {
+    /// The bucket a duration of `us` microseconds falls in.
+    pub fn bucket(us: u64) -> usize {
+        REQUEST_DURATION_BOUNDS_US.partition_point(|&bound| bound < us)
     }
 }
 
@@ -484,6 +521,11 @@ pub struct ExportCounts {
     pub retries: u64,
     /// Items waiting in the queue or in retry now.
     pub queued: u64,
+    /// The last request that ended failed (the receiver was unreachable or
+    /// refused it whole); a request it accepted, even in part, ends this.
+    pub failing: bool,
+    /// How long requests took.
+    pub durations: DurationHistogram,
 }
 
 impl ExportCounts {

@@ -405,7 +405,12 @@ pub fn drive<S: CaptureSource>(
         let mut closed = false;
         match polled {
             Ok(Poll::Ready) => {}
-            Ok(Poll::Idle) => closed = driver.pipeline.sync().is_err(),
+            Ok(Poll::Idle) => {
+                closed = driver.pipeline.sync().is_err();
+                // Before the source waits for more: its counters are
+                // current while it waits (a pipe that is quiet).
+                source.publish();
+            }
             Ok(Poll::End) => break Ok(Ended::EndOfInput),
             Err(e) => break Err(e),
         }

@@ -29,8 +29,8 @@ pub enum SinkEnd {
     Exported {
         /// The endpoint and protocol.
         target: String,
-        /// The exporter's final accounting.
-        report: ExportReport,
+        /// The exporter's final accounting (boxed: it holds a histogram).
+        report: Box<ExportReport>,
     },
 }
 

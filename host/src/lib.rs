@@ -17,6 +17,7 @@
 pub mod netlink;
 pub mod processes;
 mod refresh;
+pub mod usage;
 
 pub use processes::ProcessRefresher;
 pub use refresh::{Refresher, learn};

@@ -334,6 +334,9 @@ pub struct ProcessStats {
     pub connects: AtomicU64,
     /// New sockets not remembered because [`MAX_SOCKETS`] were.
     pub not_remembered: AtomicU64,
+    /// When the last scan ended, in milliseconds since the Unix epoch (0:
+    /// never).
+    pub scanned_unix_ms: AtomicU64,
 }
 
 impl ProcessStats {
@@ -414,6 +417,12 @@ impl ProcessRefresher {
                         stats.namespaces.store(s.namespaces as u64, Ordering::Relaxed);
                         stats.unreachable.store(s.unreachable.len() as u64, Ordering::Relaxed);
                         stats.scan_us.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        stats.scanned_unix_ms.store(
+                            std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64),
+                            Ordering::Relaxed,
+                        );
                         if !warned && let Some((_, e)) = s.unreachable.first() {
                             warned = true;
                             warn(format!(
@@ -457,8 +466,8 @@ impl ProcessRefresher {
         })
     }
 
-    /// What the scans found so far.
-    pub fn stats(&self) -> &ProcessStats {
+    /// What the scans found so far (shared, for a metrics endpoint).
+    pub fn stats(&self) -> &Arc<ProcessStats> {
         &self.stats
     }
 }

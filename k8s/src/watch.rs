@@ -92,6 +92,9 @@ pub struct WatchStats {
     pub errors: AtomicU64,
     /// Every kind has been listed once.
     pub synced: AtomicBool,
+    /// When the last directory was published, in milliseconds since the
+    /// Unix epoch (0: never).
+    pub published_unix_ms: AtomicU64,
 }
 
 impl WatchStats {
@@ -203,8 +206,8 @@ impl Watcher {
         true
     }
 
-    /// What the watches did so far.
-    pub fn stats(&self) -> &WatchStats {
+    /// What the watches did so far (shared, for a metrics endpoint).
+    pub fn stats(&self) -> &Arc<WatchStats> {
         &self.stats
     }
 }
@@ -567,5 +570,13 @@ fn publish(
         .store(directory.len() as u64, Ordering::Relaxed);
     view.set(directory);
     stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+    stats.published_unix_ms.store(unix_ms(), Ordering::Relaxed);
     took
+}
+
+/// Milliseconds since the Unix epoch now.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -2,6 +2,7 @@
 //! settings derived from them (the flow limit, the decoder). A library of
 //! its own so that the fuzz targets can parse arbitrary command lines.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::thread;
 
@@ -340,6 +341,13 @@ pub struct Args {
           help_heading = "OTLP export")]
     pub shutdown_timeout: u64,
 
+    /// Serve Prometheus metrics on /metrics, and health on /healthz (the
+    /// process answers) and /readyz (capturing, every interface named by -i
+    /// there, no OTLP export failing) at ADDRESS:PORT (`:PORT`: every IPv4
+    /// address), for as long as the run lasts. README "Metrics" lists them.
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_metrics_address)]
+    pub metrics_address: Option<SocketAddr>,
+
     /// No progress line and no summary on standard error (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -431,6 +439,20 @@ pub enum EbpfAttach {
     Tcx,
     /// Filters on a clsact qdisc (netlink).
     Clsact,
+}
+
+/// `--metrics-address`: `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` for every
+/// IPv4 address.
+pub fn parse_metrics_address(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_owned(),
+    };
+    let expected = "expected ADDRESS:PORT, e.g. 0.0.0.0:9615, 127.0.0.1:9615, [::]:9615 or :9615";
+    full.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not an address to listen on ({e}); {expected}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address; {expected}"))
 }
 
 /// `--ebpf-ring-size`: a power of two from 64 KiB to 1 GiB.
@@ -634,5 +656,21 @@ mod tests {
         }
         let help = Args::try_parse_from(["engine", "--help"]).expect_err("help");
         assert_eq!(flag_error_line(&help), None);
+    }
+
+    #[test]
+    fn addresses_take_the_usual_forms() {
+        assert_eq!(
+            parse_metrics_address(":9615"),
+            Ok("0.0.0.0:9615".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_metrics_address("[::1]:80"),
+            Ok("[::1]:80".parse().expect("addr"))
+        );
+        for bad in ["9615", "localhost", "1.2.3.4:99999", ""] {
+            let e = parse_metrics_address(bad).expect_err(bad);
+            assert!(e.contains("expected ADDRESS:PORT"), "{e}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod export;
 mod kubernetes;
+mod metrics;
 mod output;
 mod progress;
 mod signals;
@@ -128,9 +129,17 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     };
     let resource = resource(args)?;
     let otlp = otlp_config(args)?;
+    let registry = Registry::new();
+    // First, so that probes get answers while enrichment syncs.
+    let endpoints = metrics::Endpoints::new(registry.clone());
+    if let Some(address) = args.metrics_address {
+        let bound = metrics::serve(address, Arc::clone(&endpoints))?;
+        if !args.quiet {
+            eprintln!("engine: serving /metrics, /healthz and /readyz on http://{bound}");
+        }
+    }
     let enrichment = kubernetes::enrichment(args)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let registry = Registry::new();
     let mut source = match &args.pcap {
         Some(path) if path.as_os_str() == "-" => {
             let input = stdin::InterruptibleStdin::new(Arc::clone(&stop))
@@ -187,6 +196,16 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     let live = !matches!(source, Source::File(_));
+    endpoints.set_input_kind(match &source {
+        Source::File(_) => "file",
+        Source::Live(_) => "afpacket",
+        Source::Ebpf(_) => "ebpf",
+    });
+    endpoints.set_flow_limit(max_flows as u64);
+    endpoints.set_queue_capacity(args.queue_size);
+    if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
+        endpoints.set_k8s(Arc::clone(w.stats()));
+    }
     let name = match &source {
         Source::File(s) => s.reader().path().to_owned(),
         Source::Live(capture) => format!("live capture on {}", capture.interface_list()),
@@ -273,7 +292,10 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             connects,
             Box::new(|line| eprintln!("engine: warning: {line}")),
         ) {
-            Ok(r) => (Some(out), Some(r)),
+            Ok(r) => {
+                endpoints.set_processes(Arc::clone(r.stats()));
+                (Some(out), Some(r))
+            }
             Err(e) => {
                 eprintln!(
                     "engine: warning: cannot start attributing flows to processes ({e}); \
@@ -313,6 +335,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         .context("starting the output thread")?;
 
     let started = Instant::now();
+    endpoints.set_phase(metrics::Phase::Capturing);
     let mut progress = Progress::new(args.quiet, registry.clone(), name.clone());
     let mut damaged = None;
     let mut all_interfaces_gone = false;
@@ -363,6 +386,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     }
     let reading = started.elapsed();
+    endpoints.set_phase(metrics::Phase::Finishing);
     // A live capture ends by a signal: that is its normal end.
     let interrupted = !live && stop.load(Ordering::Relaxed);
     let table = pipeline.finish();

@@ -114,7 +114,7 @@ impl RecordSink for OtlpSink {
         self.cut();
         SinkEnd::Exported {
             target: self.target,
-            report: self.exporter.finish(shutdown),
+            report: Box::new(self.exporter.finish(shutdown)),
         }
     }
 }

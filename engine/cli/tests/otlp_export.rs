@@ -10,31 +10,10 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{root, skip};
+use common::{root, rotel, skip};
 use serde_json::Value as Json;
-
-/// The rotel-agent binary, installed once per test run.
-fn rotel() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("FLOWSPAN_ROTEL") {
-            return PathBuf::from(p);
-        }
-        let out = Command::new(root().join("scripts/install-rotel.sh"))
-            .output()
-            .expect("running scripts/install-rotel.sh");
-        assert!(
-            out.status.success(),
-            "installing rotel failed (it comes from PyPI; or set FLOWSPAN_ROTEL to a \
-             rotel-agent binary): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
-    })
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

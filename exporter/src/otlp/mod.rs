@@ -22,12 +22,13 @@ pub mod config;
 pub mod signal;
 pub mod transport;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use engine::registry::{DurationHistogram, REQUEST_DURATION_BOUNDS_US};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::{Compression, ConfigError, OtlpConfig, OtlpFlags, Protocol};
@@ -71,9 +72,21 @@ struct Counters {
     requests: AtomicU64,
     retries: AtomicU64,
     queued: AtomicU64,
+    failing: AtomicBool,
+    durations: [AtomicU64; REQUEST_DURATION_BOUNDS_US.len() + 1],
+    durations_sum_us: AtomicU64,
 }
 
 impl Counters {
+    /// Counts a request that took `took` and whether it succeeded.
+    fn request_ended(&self, took: Duration, ok: bool) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        Counters::add(&self.requests, 1);
+        Counters::add(&self.durations[DurationHistogram::bucket(us)], 1);
+        Counters::add(&self.durations_sum_us, us);
+        self.failing.store(!ok, Ordering::Relaxed);
+    }
+
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
@@ -90,6 +103,11 @@ impl Counters {
             requests: get(&self.requests),
             retries: get(&self.retries),
             queued: get(&self.queued),
+            failing: self.failing.load(Ordering::Relaxed),
+            durations: DurationHistogram {
+                counts: std::array::from_fn(|i| get(&self.durations[i])),
+                sum_us: get(&self.durations_sum_us),
+            },
         }
     }
 }
@@ -362,11 +380,12 @@ impl Sender {
                 return Outcome::TimedOut;
             }
             let mut deadline = self.deadline.clone();
+            let sent = Instant::now();
             let result = tokio::select! {
                 r = transport.send(job.body.clone()) => r,
                 () = wait_for_deadline(&mut deadline) => return Outcome::TimedOut,
             };
-            Counters::add(&self.counters.requests, 1);
+            self.counters.request_ended(sent.elapsed(), result.is_ok());
             match result {
                 Ok(accepted) => {
                     let rejected = accepted.rejected.min(job.spans);

@@ -127,8 +127,12 @@ pub fn start_in(
     .expect("starting engine -i");
     let mut first = started.first;
     // What Kubernetes enrichment has listed, and a tracefs mount for the
-    // connect tracepoint, come before.
-    while first.starts_with("engine: kubernetes: ") || first.starts_with("engine: mounted tracefs")
+    // connect tracepoint, the metrics endpoint's address and warnings come
+    // before.
+    while first.starts_with("engine: kubernetes: ")
+        || first.starts_with("engine: mounted tracefs")
+        || first.starts_with("engine: serving ")
+        || first.starts_with("engine: warning: ")
     {
         first = started
             .lines

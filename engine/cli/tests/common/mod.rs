@@ -115,3 +115,23 @@ pub fn i(span: &serde_json::Value, key: &str) -> i64 {
         .and_then(|v| v["intValue"].as_str().and_then(|x| x.parse().ok()))
         .unwrap_or_else(|| panic!("no int attribute {key}"))
 }
+
+/// The rotel-agent binary, installed once per test run.
+pub fn rotel() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("FLOWSPAN_ROTEL") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new(root().join("scripts/install-rotel.sh"))
+            .output()
+            .expect("running scripts/install-rotel.sh");
+        assert!(
+            out.status.success(),
+            "installing rotel failed (it comes from PyPI; or set FLOWSPAN_ROTEL to a \
+             rotel-agent binary): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
+    })
+}

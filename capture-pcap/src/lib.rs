@@ -30,6 +30,7 @@
 
 mod buffer;
 mod error;
+mod merge;
 mod pcap;
 mod pcapng;
 mod source;
@@ -42,6 +43,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 pub use error::{CaptureError, ErrorKind, ReaderStats};
+pub use merge::MergedFiles;
 pub use source::FileSource;
 
 use buffer::{Buffer, RELEASE_STEP, map_file};

@@ -64,11 +64,15 @@ pub const VERSION: &str = concat!(
 )]
 pub struct Args {
     /// Capture file to read (pcap or pcapng, any byte order); `-` reads standard input.
-    /// A regular file is mapped into memory and read in place; if another program may
+    /// Repeat it, or give a glob pattern (`'trace-*.pcap'`, quoted), to read several
+    /// files merged in packet-time order as one stream, as mergecap joins them: flows
+    /// go on across files, and a file that cannot be read, or is damaged part-way, is
+    /// reported and left out from there while the others go on (exit status 1). A
+    /// regular file is mapped into memory and read in place; if another program may
     /// truncate it during the run, pipe it in instead (`--pcap - < FILE`), since
     /// truncating a mapped file kills the reader (SIGBUS).
     #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
+    pub pcap: Vec<PathBuf>,
 
     /// Capture live on this interface (repeatable) until SIGINT or SIGTERM, which flush
     /// every open flow (`forced_end`) and exit 0. Needs CAP_NET_RAW.
@@ -550,7 +554,7 @@ pub fn flow_limit(args: &Args) -> (usize, String) {
         (Some(0), _) => (0, "--max-flows 0".into()),
         (Some(n), _) => (n, "--max-flows".into()),
         (None, Some(bytes)) => memory(bytes, "--flow-memory "),
-        (None, None) if args.pcap.is_none() => {
+        (None, None) if args.pcap.is_empty() => {
             memory(DEFAULT_LIVE_FLOW_MEMORY, "default live --flow-memory ")
         }
         (None, None) => (0, "capture files have none by default".into()),

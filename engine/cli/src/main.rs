@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod export;
+mod files;
 mod kubernetes;
 mod metrics;
 mod output;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
-use capture_pcap::{CaptureReader, FileSource};
+use capture_pcap::{CaptureReader, FileSource, MergedFiles};
 use clap::Parser;
 use engine::decode::UdpTunnel;
 use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<Outcome> {
-    if args.pcap.is_none() && args.backend == Backend::Ebpf {
+    if args.pcap.is_empty() && args.backend == Backend::Ebpf {
         // Before anything is loaded: the flow map is kernel memory no
         // cgroup charges, allocated whole at load time.
         capture_ebpf::check_kernel_memory(args.ebpf_flows, args.ebpf_ring_size).map_err(|e| {
@@ -90,7 +91,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 args.ebpf_ring_size
             )
         })?;
-    } else if args.pcap.is_none() {
+    } else if args.pcap.is_empty() {
         // Before anything is opened, so that the answer comes without
         // privileges too: ring memory is kernel memory no cgroup charges.
         let rings = args.interfaces.len() * usize::from(args.workers);
@@ -140,18 +141,31 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
     let enrichment = kubernetes::enrichment(args)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut source = match &args.pcap {
-        Some(path) if path.as_os_str() == "-" => {
+    let paths = files::expand(&args.pcap)?;
+    let mut unopened = Vec::new();
+    let mut source = match paths.as_slice() {
+        [path] if path.as_os_str() == "-" => {
             let input = stdin::InterruptibleStdin::new(Arc::clone(&stop))
                 .context("starting the standard input thread")?;
             let reader = CaptureReader::new(Box::new(input), "-".into()).map_err(|e| anyhow!(e))?;
             Source::File(FileSource::new(reader, &registry))
         }
-        Some(path) => Source::File(FileSource::new(
+        [path] => Source::File(FileSource::new(
             CaptureReader::open(path).map_err(|e| anyhow!(e))?,
             &registry,
         )),
-        None if args.backend == Backend::Ebpf => {
+        [_, _, ..] => {
+            let (readers, problems) = files::open_all(&paths);
+            if readers.is_empty() {
+                return Err(anyhow!(
+                    "--pcap: none of the {} files could be read",
+                    paths.len()
+                ));
+            }
+            unopened = problems;
+            Source::Merged(MergedFiles::new(readers, &registry))
+        }
+        [] if args.backend == Backend::Ebpf => {
             let decoder = decoder(args);
             let config = EbpfConfig {
                 flows: args.ebpf_flows,
@@ -176,7 +190,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             .map_err(|e| anyhow!(e))?;
             Source::Ebpf(Box::new(capture))
         }
-        None => {
+        [] => {
             let ring = RingConfig {
                 block_size: args.ring_block_size,
                 block_count: args.ring_blocks,
@@ -195,9 +209,9 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             Source::Live(capture)
         }
     };
-    let live = !matches!(source, Source::File(_));
+    let live = !matches!(source, Source::File(_) | Source::Merged(_));
     endpoints.set_input_kind(match &source {
-        Source::File(_) => "file",
+        Source::File(_) | Source::Merged(_) => "file",
         Source::Live(_) => "afpacket",
         Source::Ebpf(_) => "ebpf",
     });
@@ -208,6 +222,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
     let name = match &source {
         Source::File(s) => s.reader().path().to_owned(),
+        Source::Merged(_) => files::merge_name(&paths),
         Source::Live(capture) => format!("live capture on {}", capture.interface_list()),
         Source::Ebpf(capture) => format!("live capture on {}", capture.interface_list()),
     };
@@ -215,7 +230,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         interfaces: match &source {
             Source::Live(capture) => InterfaceNames::new(capture.interface_names()),
             Source::Ebpf(capture) => InterfaceNames::new(capture.interface_names()),
-            Source::File(_) => InterfaceNames::default(),
+            Source::File(_) | Source::Merged(_) => InterfaceNames::default(),
         },
         opt_in: opt_in(&args.opt_in),
     };
@@ -229,7 +244,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 args.batch_size as usize,
             ),
             slot: registry.output("spans", &target, None),
-            flush_each_batch: args.pcap.is_none(),
+            flush_each_batch: args.pcap.is_empty(),
         })
     } else {
         None
@@ -352,6 +367,12 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
                 }
             }
         }
+        Source::Merged(merged) => {
+            // A damaged file leaves the merge; what it was is said below.
+            let Ok(_) = drive(merged, &decoder, &mut pipeline, &registry, &stop, || {
+                progress.tick()
+            });
+        }
         Source::Live(capture) => {
             eprintln!(
                 "engine: capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
@@ -447,10 +468,31 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
             eprintln!("  {}", p.stats().summary());
         }
     }
-    if let Source::File(file) = &source
-        && let Some(first) = &file.reader().stats().first_problem
-    {
-        eprintln!("engine: warning: {first}");
+    let mut merge_problems = unopened.len();
+    match &source {
+        Source::File(file) => {
+            if let Some(first) = &file.reader().stats().first_problem {
+                eprintln!("engine: warning: {first}");
+            }
+        }
+        Source::Merged(merged) => {
+            for first in merged
+                .readers()
+                .filter_map(|r| r.stats().first_problem.as_ref())
+            {
+                eprintln!("engine: warning: {first}");
+            }
+            for e in merged.damaged() {
+                eprintln!(
+                    "engine: error: {e}; that file's frames before it were merged, the other files were read on"
+                );
+            }
+            for e in &unopened {
+                eprintln!("engine: error: {e}; left out of the merge");
+            }
+            merge_problems += merged.damaged().len();
+        }
+        Source::Live(_) | Source::Ebpf(_) => {}
     }
     if all_interfaces_gone {
         eprintln!("engine: error: every interface went away; open flows were flushed");
@@ -477,7 +519,11 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         Outcome::SpansLost
     } else if interrupted {
         Outcome::Interrupted
-    } else if damaged.is_some() || all_interfaces_gone || capture_error.is_some() {
+    } else if damaged.is_some()
+        || merge_problems > 0
+        || all_interfaces_gone
+        || capture_error.is_some()
+    {
         Outcome::DamagedInput
     } else {
         Outcome::Complete
@@ -539,6 +585,8 @@ fn output_target(args: &Args) -> String {
 enum Source {
     /// A capture file or standard input.
     File(FileSource),
+    /// Several capture files, merged in packet-time order.
+    Merged(MergedFiles),
     /// Live capture on AF_PACKET rings.
     Live(LiveCapture),
     /// Live capture with the eBPF TC programs.

@@ -352,6 +352,19 @@ pub struct Args {
     #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_metrics_address)]
     pub metrics_address: Option<SocketAddr>,
 
+    /// Read settings from this YAML file (also FLOWSPAN_CONFIG): each flag's long
+    /// name is a key (`workers: 4`, `interface: [eth0, 'veth*']`, `quiet: true`).
+    /// Defaults < file < environment (FLOWSPAN_WORKERS=4 for --workers, a repeatable
+    /// flag's values separated by spaces; OTEL_* for the OTLP settings) < flags.
+    /// SIGHUP reads it again (README "Config file").
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration, each setting with where its value came
+    /// from (default, file and line, variable or flag), as a config file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// No progress line and no summary on standard error (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -577,6 +590,14 @@ pub fn flag_error_line(e: &clap::Error) -> Option<String> {
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         return None;
     }
+    Some(format!(
+        "{} (engine --help lists every flag)",
+        clap_message(e)
+    ))
+}
+
+/// clap's complaint as one line, without its usage block.
+pub fn clap_message(e: &clap::Error) -> String {
     let text = e.render().to_string();
     let mut line = String::new();
     let mut in_usage = false;
@@ -598,7 +619,7 @@ pub fn flag_error_line(e: &clap::Error) -> Option<String> {
         }
         line.push_str(l);
     }
-    Some(format!("{line} (engine --help lists every flag)"))
+    line
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@ mod kubernetes;
 mod metrics;
 mod output;
 mod progress;
+mod reload;
 mod signals;
 mod stdin;
 mod summary;
 
-use std::io;
+use std::ffi::OsString;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,6 @@ use anyhow::{Context, anyhow};
 use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource, MergedFiles};
-use clap::Parser;
 use engine::decode::UdpTunnel;
 use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
@@ -36,6 +37,7 @@ use exporter::{Encodings, encode_spans};
 use flowspan_cli::args::{
     self, Args, Backend, EbpfAttach, InterfaceFlowsArg, decoder, flow_limit, opt_in,
 };
+use flowspan_cli::config::{self, ConfigError};
 
 use crate::export::{open_output, otlp_config, resource, start_export};
 use crate::output::JsonSink;
@@ -51,9 +53,14 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => match args::flag_error_line(&e) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let layered = match config::load(&argv, &|k| std::env::var(k).ok()) {
+        Ok(layered) => layered,
+        Err(ConfigError::Bad(line)) => {
+            eprintln!("engine: error: {line}");
+            return ExitCode::from(2);
+        }
+        Err(ConfigError::Clap(e)) => match args::flag_error_line(&e) {
             Some(line) => {
                 eprintln!("engine: error: {line}");
                 return ExitCode::from(2);
@@ -64,22 +71,37 @@ fn main() -> ExitCode {
             }
         },
     };
-    match run(&args) {
+    if layered.args.print_config {
+        let mut out = io::stdout().lock();
+        return match out
+            .write_all(config::print(&layered).as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("engine: error: writing the configuration: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let args = &layered.args;
+    match run(args, &layered, argv.clone()) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::DamagedInput) => ExitCode::from(1),
         Ok(Outcome::SpansLost) => ExitCode::from(3),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
-            // One line per problem, each with the prefix.
+            // One line per problem, each with the prefix, naming the file
+            // and line or the variable a setting came from.
             for line in format!("{e:#}").lines() {
-                eprintln!("engine: error: {line}");
+                eprintln!("engine: error: {}", config::locate(line, &layered.origins));
             }
             ExitCode::from(2)
         }
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<Outcome> {
+fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::Result<Outcome> {
     if args.pcap.is_empty() && args.backend == Backend::Ebpf {
         // Before anything is loaded: the flow map is kernel memory no
         // cgroup charges, allocated whole at load time.
@@ -254,10 +276,18 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         None => None,
     };
     let shutdown_timeout = Duration::from_nanos(args.shutdown_timeout);
+    let quiet = Arc::new(AtomicBool::new(args.quiet));
+    let reloader = reload::Reloader::new(
+        argv,
+        layered,
+        sink.as_ref().map(|s| s.exporter.headers_handle()),
+        Arc::clone(&quiet),
+    );
     signals::watch_signals(
         Arc::clone(&stop),
         sink.as_ref().map(|s| s.exporter.shutdown_handle()),
         shutdown_timeout,
+        Box::new(move || reloader.reload()),
     )?;
 
     // The workers map and encode each record in the formats the sinks need.
@@ -351,7 +381,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
 
     let started = Instant::now();
     endpoints.set_phase(metrics::Phase::Capturing);
-    let mut progress = Progress::new(args.quiet, registry.clone(), name.clone());
+    let mut progress = Progress::new(Arc::clone(&quiet), registry.clone(), name.clone());
     let mut damaged = None;
     let mut all_interfaces_gone = false;
     let mut capture_error = None;
@@ -451,7 +481,7 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     }
     table.map_err(|e| anyhow!(e))?;
-    if !args.quiet {
+    if !quiet.load(Ordering::Relaxed) {
         let counters = registry.snapshot();
         let summary = Summary {
             path: &name,

@@ -2,6 +2,8 @@
 //! counter registry.
 
 use std::io::{self, IsTerminal};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use engine::Registry;
@@ -11,7 +13,8 @@ use engine::Registry;
 pub struct Progress {
     registry: Registry,
     input: String,
-    enabled: bool,
+    /// `--quiet`, which SIGHUP can change.
+    quiet: Arc<AtomicBool>,
     tty: bool,
     started: Instant,
     last: Instant,
@@ -19,12 +22,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool, registry: Registry, input: String) -> Progress {
+    pub fn new(quiet: Arc<AtomicBool>, registry: Registry, input: String) -> Progress {
         let now = Instant::now();
         Progress {
             registry,
             input,
-            enabled: !quiet,
+            quiet,
             tty: io::stderr().is_terminal(),
             started: now,
             last: now,
@@ -33,7 +36,8 @@ impl Progress {
     }
 
     pub fn tick(&mut self) {
-        if !self.enabled {
+        if self.quiet.load(Ordering::Relaxed) {
+            self.clear();
             return;
         }
         let now = Instant::now();

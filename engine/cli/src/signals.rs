@@ -1,4 +1,5 @@
-//! SIGINT and SIGTERM: how a run is stopped.
+//! SIGINT and SIGTERM: how a run is stopped; SIGHUP: the configuration
+//! read again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,20 +11,27 @@ use exporter::otlp::ShutdownHandle;
 
 /// SIGINT/SIGTERM: the first stops reading (open flows are then flushed as
 /// usual) and starts the bounded export shutdown; the second gives up on
-/// delivery at once; the third exits immediately.
+/// delivery at once; the third exits immediately. SIGHUP calls `hangup`.
 pub fn watch_signals(
     stop: Arc<AtomicBool>,
     shutdown: Option<ShutdownHandle>,
     shutdown_timeout: Duration,
+    hangup: Box<dyn Fn() + Send>,
 ) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("installing the SIGINT/SIGTERM handlers")?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the SIGINT/SIGTERM/SIGHUP handlers")?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for (n, _) in signals.forever().enumerate() {
-                match n {
+            let mut stops = 0;
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    hangup();
+                    continue;
+                }
+                stops += 1;
+                match stops - 1 {
                     0 => {
                         stop.store(true, Ordering::Relaxed);
                         if let Some(s) = &shutdown {

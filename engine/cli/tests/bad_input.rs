@@ -336,7 +336,8 @@ fn bad_flags_name_the_flag() {
             "'-2' for '--idle-timeout",
         ),
         (vec!["--pcap", p, "--opt-in", "nope"], "--opt-in"),
-        (vec!["--pcap", p, "--pcap", p], "--pcap"),
+        // Issue 19: several files merge, but standard input does not.
+        (vec!["--pcap", "-", "--pcap", p], "--pcap -"),
     ] {
         let out = engine(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

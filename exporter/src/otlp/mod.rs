@@ -33,6 +33,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::{Compression, ConfigError, OtlpConfig, OtlpFlags, Protocol};
 pub use signal::Signal;
+pub use transport::SharedHeaders;
 use transport::Transport;
 
 /// What to do when the queue is full.
@@ -167,6 +168,8 @@ impl engine::registry::ExportGauge for ExportStatus {
 /// Sends encoded requests to an OTLP receiver from a background thread.
 pub struct OtlpExporter {
     tx: Option<mpsc::Sender<Job>>,
+    headers: SharedHeaders,
+    protocol: Protocol,
     policy: QueuePolicy,
     counters: Arc<Counters>,
     shutdown: ShutdownHandle,
@@ -190,6 +193,9 @@ impl OtlpExporter {
     /// The client cannot be built from `config` (TLS material), or the thread
     /// or runtime cannot start.
     pub fn start(config: &OtlpConfig, options: ExportOptions, log: Log) -> Result<Self, String> {
+        let headers = SharedHeaders::new(config.protocol, config.headers.clone())?;
+        let thread_headers = headers.clone();
+        let protocol = config.protocol;
         let (tx, rx) = mpsc::channel::<Job>(options.queue_requests.max(1));
         let (deadline_tx, deadline_rx) = watch::channel(None);
         let counters = Arc::new(Counters::default());
@@ -210,7 +216,7 @@ impl OtlpExporter {
                     }
                 };
                 runtime.block_on(async move {
-                    let transport = match Transport::new(&config) {
+                    let transport = match Transport::new(&config, thread_headers) {
                         Ok(t) => t,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -244,11 +250,19 @@ impl OtlpExporter {
         }
         Ok(OtlpExporter {
             tx: Some(tx),
+            headers,
+            protocol,
             policy: options.policy,
             counters,
             shutdown: ShutdownHandle(Arc::new(deadline_tx)),
             thread: Some(thread),
         })
+    }
+
+    /// A handle that replaces the request headers from another thread
+    /// ([`SharedHeaders::set`] with this protocol).
+    pub fn headers_handle(&self) -> (SharedHeaders, Protocol) {
+        (self.headers.clone(), self.protocol)
     }
 
     /// A handle that starts the bounded shutdown from another thread.

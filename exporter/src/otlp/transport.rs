@@ -3,11 +3,12 @@
 //! accepted, retryable and permanent.
 
 use std::io::Write;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BufMut, Bytes};
-use http::HeaderMap;
 use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use prost::Message as _;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataValue};
@@ -38,6 +39,64 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// The user's request headers (gRPC metadata), which can be replaced
+/// while the exporter runs (SIGHUP): each request takes the list current
+/// when it is sent.
+#[derive(Debug, Clone, Default)]
+pub struct SharedHeaders(Arc<RwLock<Arc<Headers>>>);
+
+/// Header names and values.
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+impl SharedHeaders {
+    /// Headers for a transport of `protocol`.
+    ///
+    /// # Errors
+    /// A header gRPC metadata cannot carry (gRPC only).
+    pub fn new(
+        protocol: Protocol,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<SharedHeaders, String> {
+        let shared = SharedHeaders::default();
+        shared.set(protocol, headers)?;
+        Ok(shared)
+    }
+
+    /// Replaces the headers; requests already sent keep the old ones.
+    ///
+    /// # Errors
+    /// A header gRPC metadata cannot carry (gRPC only); nothing changes.
+    pub fn set(
+        &self,
+        protocol: Protocol,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(), String> {
+        if protocol == Protocol::Grpc {
+            for (k, v) in &headers {
+                metadata(k, v)?;
+            }
+        }
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(headers);
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<Headers> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+type Metadata = (
+    MetadataKey<tonic::metadata::Ascii>,
+    MetadataValue<tonic::metadata::Ascii>,
+);
+
+fn metadata(k: &HeaderName, v: &HeaderValue) -> Result<Metadata, String> {
+    let key =
+        MetadataKey::from_bytes(k.as_str().as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+    let value = MetadataValue::try_from(v.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+    Ok((key, value))
+}
+
 /// A connected-on-demand OTLP client. Clones share the connection (gRPC
 /// channel, HTTP pool).
 #[derive(Debug, Clone)]
@@ -47,10 +106,7 @@ pub enum Transport {
         /// The client over a lazily connecting channel.
         client: tonic::client::Grpc<Channel>,
         /// Metadata sent with every request.
-        headers: Vec<(
-            MetadataKey<tonic::metadata::Ascii>,
-            MetadataValue<tonic::metadata::Ascii>,
-        )>,
+        headers: SharedHeaders,
         /// The signal: which service's `Export` to call.
         signal: Signal,
     },
@@ -60,8 +116,11 @@ pub enum Transport {
         client: reqwest::Client,
         /// The signal's URL (`…/v1/traces`).
         url: String,
-        /// Headers sent with every request, content type included.
-        headers: HeaderMap,
+        /// The user's headers, sent with every request.
+        headers: SharedHeaders,
+        /// Content type and encoding, sent with every request after the
+        /// user's (so that these win).
+        framing: HeaderMap,
         /// Whether bodies are gzip-compressed here.
         gzip: bool,
         /// Whether bodies are protobuf (else JSON).
@@ -79,7 +138,7 @@ impl Transport {
     ///
     /// # Errors
     /// The TLS material or the URL is unusable; the message names the cause.
-    pub fn new(config: &OtlpConfig) -> Result<Transport, String> {
+    pub fn new(config: &OtlpConfig, headers: SharedHeaders) -> Result<Transport, String> {
         match config.protocol {
             Protocol::Grpc => {
                 let mut endpoint = Endpoint::from_shared(config.url.to_string())
@@ -106,17 +165,6 @@ impl Transport {
                         .send_compressed(CompressionEncoding::Gzip)
                         .accept_compressed(CompressionEncoding::Gzip);
                 }
-                let headers = config
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        let key = MetadataKey::from_bytes(k.as_str().as_bytes())
-                            .map_err(|e| format!("header {k}: {e}"))?;
-                        let value = MetadataValue::try_from(v.as_bytes())
-                            .map_err(|e| format!("header {k}: {e}"))?;
-                        Ok((key, value))
-                    })
-                    .collect::<Result<_, String>>()?;
                 Ok(Transport::Grpc {
                     client,
                     headers,
@@ -148,11 +196,8 @@ impl Transport {
                     );
                 }
                 let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
-                let mut headers = HeaderMap::new();
-                for (k, v) in &config.headers {
-                    headers.insert(k.clone(), v.clone());
-                }
-                headers.insert(
+                let mut framing = HeaderMap::new();
+                framing.insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static(if protobuf {
                         "application/x-protobuf"
@@ -162,7 +207,7 @@ impl Transport {
                 );
                 let gzip = config.compression == Compression::Gzip;
                 if gzip {
-                    headers.insert(
+                    framing.insert(
                         http::header::CONTENT_ENCODING,
                         http::HeaderValue::from_static("gzip"),
                     );
@@ -171,6 +216,7 @@ impl Transport {
                     client,
                     url: config.url.to_string(),
                     headers,
+                    framing,
                     gzip,
                     protobuf,
                     signal: config.signal,
@@ -191,8 +237,11 @@ impl Transport {
                     transport_failure(&format!("cannot connect: {}", error_chain(&e)))
                 })?;
                 let mut request = tonic::Request::new(body);
-                for (k, v) in headers.iter() {
-                    request.metadata_mut().insert(k.clone(), v.clone());
+                for (k, v) in headers.get().iter() {
+                    // Checked when set.
+                    if let Ok((key, value)) = metadata(k, v) {
+                        request.metadata_mut().insert(key, value);
+                    }
                 }
                 match client
                     .unary(
@@ -210,14 +259,22 @@ impl Transport {
                 client,
                 url,
                 headers,
+                framing,
                 gzip,
                 protobuf,
                 signal,
             } => {
                 let body = if *gzip { gzip_body(&body) } else { body };
+                let mut all = HeaderMap::new();
+                for (k, v) in headers.get().iter() {
+                    all.insert(k.clone(), v.clone());
+                }
+                for (k, v) in framing {
+                    all.insert(k.clone(), v.clone());
+                }
                 let response = client
                     .post(url.as_str())
-                    .headers(headers.clone())
+                    .headers(all)
                     .body(body)
                     .send()
                     .await

@@ -37,6 +37,7 @@ pub mod decode;
 pub mod enrich;
 pub mod error;
 pub mod flow;
+pub mod interfaces;
 pub mod names;
 pub mod pipeline;
 pub mod registry;

@@ -79,8 +79,9 @@ type FlowInput = (FlowObservation, u64, usize);
 #[derive(Debug)]
 enum WorkerMsg {
     /// Packets and flow observations (usually none; each says where among
-    /// the packets it came), then the watermark.
-    Batch(Vec<Observation>, Vec<FlowInput>, u64),
+    /// the packets it came), then the watermark, then the interfaces whose
+    /// flows end at the watermark (usually none).
+    Batch(Vec<Observation>, Vec<FlowInput>, u64, Vec<u32>),
     Finish(u64),
 }
 
@@ -122,6 +123,8 @@ pub struct Pipeline {
     batches: Vec<Vec<Observation>>,
     /// Flow observations waiting for each worker's next batch.
     flow_batches: Vec<Vec<FlowInput>>,
+    /// Interfaces whose flows end with the next batches.
+    ended_interfaces: Vec<u32>,
     workers: Vec<JoinHandle<TableStats>>,
     merger: JoinHandle<()>,
     clock_ns: u64,
@@ -195,6 +198,7 @@ impl Pipeline {
             returns,
             batches: (0..n).map(|_| Vec::with_capacity(BATCH)).collect(),
             flow_batches: (0..n).map(|_| Vec::new()).collect(),
+            ended_interfaces: Vec::new(),
             workers,
             merger,
             clock_ns: 0,
@@ -257,6 +261,19 @@ impl Pipeline {
         self.clock_ns = self.clock_ns.max(clock_ns);
     }
 
+    /// Ends the open flows kept by interface `ifindex` (it went away) at
+    /// the current clock, as `forced_end` (`end_of_flow_detected` for TCP
+    /// flows already closed); sent to every worker at once.
+    ///
+    /// # Errors
+    /// The record consumer stopped.
+    pub fn end_interface(&mut self, ifindex: u32) -> Result<(), PipelineClosed> {
+        self.ended_interfaces.push(ifindex);
+        self.sync()?;
+        self.ended_interfaces.clear();
+        Ok(())
+    }
+
     /// Sends every worker its pending packets and the current clock now,
     /// instead of when batches fill. Call it before the input may stall
     /// (a pipe with nothing ready), so that records already due are released
@@ -279,7 +296,12 @@ impl Pipeline {
         let batch = std::mem::replace(&mut self.batches[w], fresh);
         let flows = std::mem::take(&mut self.flow_batches[w]);
         self.senders[w]
-            .send(WorkerMsg::Batch(batch, flows, self.clock_ns))
+            .send(WorkerMsg::Batch(
+                batch,
+                flows,
+                self.clock_ns,
+                self.ended_interfaces.clone(),
+            ))
             .map_err(|_| PipelineClosed)
     }
 
@@ -385,7 +407,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
             directory = Some(next);
         }
         match msg {
-            WorkerMsg::Batch(mut batch, flows, watermark) => {
+            WorkerMsg::Batch(mut batch, flows, watermark, ended) => {
                 // In the order they were pushed: the packets before each
                 // observation, then it.
                 let mut done = 0;
@@ -399,6 +421,9 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                 // Only fails if the reader has gone away.
                 let _ = returns.try_send(batch);
                 table.advance(watermark, &mut out);
+                for ifindex in ended {
+                    table.end_interface(ifindex, watermark, &mut out);
+                }
                 slot.publish(table.stats(), table.len());
                 let msg = MergeMsg::Records {
                     items: items_of(sorted(&mut out), &directory),

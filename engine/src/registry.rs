@@ -583,8 +583,12 @@ pub struct Snapshot {
     pub table: TableStats,
     /// Flows open now, summed over the workers.
     pub open_flows: u64,
-    /// Each input's counters, in the order they were registered.
+    /// Each input's counters, in the order they were registered, but for
+    /// those retired.
     pub sources: Vec<(String, SourceKind, SourceCounts)>,
+    /// Inputs retired (interfaces that went away and are no longer
+    /// listed), and the sum of their counters.
+    pub retired: (u64, SourceCounts),
     /// Each output's counts, in the order they were registered.
     pub outputs: Vec<OutputCounts>,
     /// The kernel programs' counters (eBPF backend), if any registered.
@@ -598,6 +602,7 @@ struct Inner {
     sources: RwLock<Vec<SourceSlot>>,
     outputs: RwLock<Vec<OutputSlot>>,
     programs: RwLock<Option<ProgramSlot>>,
+    retired: std::sync::Mutex<(u64, SourceCounts)>,
 }
 
 /// The run's live counters; cheap to clone (all clones share the cells).
@@ -677,6 +682,35 @@ impl Registry {
                 values: Default::default(),
             })),
         )
+    }
+
+    /// Takes `slot` off the list of inputs (an interface that went away,
+    /// of which there may be many over a run), adding its counters to the
+    /// retired inputs' sum.
+    pub fn retire_source(&self, slot: &SourceSlot) {
+        let mut list = self
+            .0
+            .sources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = list.iter().position(|s| Arc::ptr_eq(&s.0, &slot.0)) else {
+            return;
+        };
+        let gone = list.remove(at).read();
+        drop(list);
+        let mut retired = self
+            .0
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (n, sum) = &mut *retired;
+        *n += 1;
+        sum.packets += gone.packets;
+        sum.bytes += gone.bytes;
+        sum.kernel_packets += gone.kernel_packets;
+        sum.kernel_drops += gone.kernel_drops;
+        sum.kernel_freezes += gone.kernel_freezes;
+        sum.kernel_unread += gone.kernel_unread;
     }
 
     /// A new slot for an output of `signal` to `target`; `export` is the
@@ -759,11 +793,17 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(ProgramSlot::read);
+        let retired = *self
+            .0
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Snapshot {
             decode,
             table,
             open_flows,
             sources,
+            retired,
             outputs,
             programs,
         }

@@ -56,6 +56,12 @@ pub trait Input {
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()>;
     /// Takes one flow observation. `Break` means stop.
     fn flow(&mut self, observation: FlowObservation) -> ControlFlow<()>;
+    /// Says that interface `ifindex` is no longer captured (it went away):
+    /// its open flows end now. `Break` means stop.
+    fn interface_gone(&mut self, ifindex: u32) -> ControlFlow<()> {
+        let _ = ifindex;
+        ControlFlow::Continue(())
+    }
 }
 
 /// The outcome of one [`CaptureSource::poll`].
@@ -188,6 +194,16 @@ impl Input for Driver<'_> {
             Err(Stop::Err(e)) => c.malformed(e),
         }
         ControlFlow::Continue(())
+    }
+
+    fn interface_gone(&mut self, ifindex: u32) -> ControlFlow<()> {
+        match self.pipeline.end_interface(ifindex) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => {
+                self.closed = true;
+                ControlFlow::Break(())
+            }
+        }
     }
 
     fn flow(&mut self, observation: FlowObservation) -> ControlFlow<()> {

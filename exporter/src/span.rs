@@ -490,25 +490,9 @@ fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
     }
 }
 
-/// The names of the interfaces a live capture runs on, by index: what
-/// `network.interface.name` says for a record's `interface_index`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InterfaceNames(Vec<(u32, String)>);
-
-impl InterfaceNames {
-    /// Names by index.
-    pub fn new(names: Vec<(u32, String)>) -> InterfaceNames {
-        InterfaceNames(names)
-    }
-
-    /// The name of interface `index`, if known.
-    pub fn get(&self, index: u32) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, n)| n.as_str())
-    }
-}
+/// Interface names by index, shared with the live capture that keeps
+/// them current.
+pub use engine::interfaces::InterfaceNames;
 
 /// Groups of the specification's opt-in attributes (marked ○), which are
 /// written only when asked for.
@@ -590,7 +574,11 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
     if let Some(index) = r.interface_index {
         push(a, "network.interface.index", int(u64::from(index)));
         if let Some(name) = interfaces.get(index) {
-            push(a, "network.interface.name", Value::Str(Text::display(name)));
+            push(
+                a,
+                "network.interface.name",
+                Value::Str(Text::display(&name)),
+            );
         }
     }
     if let Some(mac) = r.interface_mac {

@@ -116,7 +116,13 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
     } else if args.pcap.is_empty() {
         // Before anything is opened, so that the answer comes without
         // privileges too: ring memory is kernel memory no cgroup charges.
-        let rings = args.interfaces.len() * usize::from(args.workers);
+        // Interfaces a pattern picks are checked one by one as they come.
+        let named = args
+            .interfaces
+            .iter()
+            .filter(|i| !capture_afpacket::is_pattern(i))
+            .count();
+        let rings = named * usize::from(args.workers);
         capture_afpacket::check_ring_memory(args.ring_block_size, args.ring_blocks, rings)
             .map_err(|e| {
                 anyhow!(
@@ -125,7 +131,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                     args.ring_block_size,
                     args.ring_blocks,
                     rings,
-                    args.interfaces.len(),
+                    named,
                     args.workers
                 )
             })?;
@@ -206,7 +212,8 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                 },
                 ..EbpfConfig::default()
             };
-            let capture = EbpfCapture::open(&args.interfaces, &config, &registry, &|line| {
+            let interfaces = ebpf_interfaces(&args.interfaces)?;
+            let capture = EbpfCapture::open(&interfaces, &config, &registry, &|line| {
                 eprintln!("engine: warning: {line}")
             })
             .map_err(|e| anyhow!(e))?;
@@ -218,14 +225,16 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                 block_count: args.ring_blocks,
                 ..RingConfig::default()
             };
-            let warn: capture_afpacket::Warn =
-                Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
+            let messages = capture_afpacket::Messages {
+                warn: Arc::new(|line: &str| eprintln!("engine: warning: {line}")),
+                note: Arc::new(|line: &str| eprintln!("engine: {line}")),
+            };
             let capture = LiveCapture::open(
                 &args.interfaces,
                 usize::from(args.workers),
                 &ring,
                 &registry,
-                warn,
+                messages,
             )
             .map_err(|e| anyhow!(e))?;
             Source::Live(capture)
@@ -250,7 +259,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
     };
     let mapping = Mapping {
         interfaces: match &source {
-            Source::Live(capture) => InterfaceNames::new(capture.interface_names()),
+            Source::Live(capture) => capture.interface_names(),
             Source::Ebpf(capture) => InterfaceNames::new(capture.interface_names()),
             Source::File(_) | Source::Merged(_) => InterfaceNames::default(),
         },
@@ -601,6 +610,56 @@ fn connect_hook() -> Option<host::processes::Connects> {
             None
         }
     }
+}
+
+/// The eBPF backend's interfaces: `-i` names, and the interfaces that
+/// `-i` patterns match now (it attaches to interfaces at start only).
+fn ebpf_interfaces(values: &[String]) -> anyhow::Result<Vec<String>> {
+    if !values.iter().any(|v| capture_afpacket::is_pattern(v)) {
+        return Ok(values.to_vec());
+    }
+    let mut present = capture_afpacket::interfaces()
+        .context("listing the interfaces for the -i patterns")?
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect::<Vec<_>>();
+    present.sort();
+    let mut out = Vec::new();
+    for value in values {
+        if !capture_afpacket::is_pattern(value) {
+            out.push(value.clone());
+            continue;
+        }
+        let pattern = glob::Pattern::new(value)
+            .map_err(|e| anyhow!("-i {value:?}: not a glob pattern: {e}"))?;
+        let matched: Vec<&String> = present.iter().filter(|n| pattern.matches(n)).collect();
+        eprintln!(
+            "engine: -i {value:?} matches {} now; the eBPF backend attaches at start only, so              interfaces that appear later are not captured (--backend afpacket follows them)",
+            if matched.is_empty() {
+                "no interface".to_owned()
+            } else {
+                matched
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        out.extend(
+            matched
+                .into_iter()
+                .filter(|n| !out.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    if out.is_empty() {
+        return Err(anyhow!(
+            "-i: no interface matches {} (the eBPF backend needs one at start)",
+            values.join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 /// What `-o` names, for messages.

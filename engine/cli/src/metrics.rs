@@ -359,6 +359,17 @@ pub fn render(endpoints: &Endpoints) -> String {
             c.packets,
         );
     }
+    let (gone, retired) = &s.retired;
+    if *gone > 0 {
+        e.sample(
+            "flowspan_packets_total",
+            &[
+                ("input", "(interfaces gone)"),
+                ("kind", kind(SourceKind::Interface)),
+            ],
+            retired.packets,
+        );
+    }
     e.family(
         "flowspan_bytes_total",
         "counter",
@@ -371,6 +382,22 @@ pub fn render(endpoints: &Endpoints) -> String {
             c.bytes,
         );
     }
+    if *gone > 0 {
+        e.sample(
+            "flowspan_bytes_total",
+            &[
+                ("input", "(interfaces gone)"),
+                ("kind", kind(SourceKind::Interface)),
+            ],
+            retired.bytes,
+        );
+    }
+    e.one(
+        "flowspan_interfaces_gone_total",
+        "counter",
+        "Interfaces matched by a -i pattern that went away (their counters are summed under input=\"(interfaces gone)\").",
+        *gone,
+    );
     let interfaces: Vec<_> = s
         .sources
         .iter()

@@ -134,6 +134,14 @@ impl Summary<'_> {
                 )?;
             }
         }
+        let (gone, r) = &c.retired;
+        if *gone > 0 {
+            writeln!(
+                f,
+                "  {gone} interfaces matched by a pattern and gone since: kernel passed {} packets, dropped {} (ring full), ring froze {} times, not read {}",
+                r.kernel_packets, r.kernel_drops, r.kernel_freezes, r.kernel_unread
+            )?;
+        }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
         if live {
             // With eBPF, those the programs counted and those decoded here.

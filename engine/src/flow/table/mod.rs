@@ -401,6 +401,28 @@ impl FlowTable {
         self.fragments.clear();
     }
 
+    /// Ends every open flow kept by interface `ifindex` (it went away) at
+    /// `clock_ns`, as [`flush`](Self::flush) ends flows: each emits its
+    /// last record now.
+    pub fn end_interface(&mut self, ifindex: u32, clock_ns: u64, out: &mut Vec<FlowRecord>) {
+        self.advance(clock_ns, out);
+        for class in 0..CLASSES {
+            let mut i = self.idle_lists[class].head;
+            while i != NIL {
+                let next = self.idle_links[i as usize].next;
+                if self.flow(i).ifindex == ifindex {
+                    let reason = if class == CLASS_CLOSING {
+                        EndReason::EndOfFlowDetected
+                    } else {
+                        EndReason::ForcedEnd
+                    };
+                    self.finish(i, reason, clock_ns, out);
+                }
+                i = next;
+            }
+        }
+    }
+
     /// Like [`flush`](Self::flush), but hands the records to `emit` in
     /// [`FlowRecord::order_key`] order, at most `chunk` at a time. Open flows
     /// are sorted first and turned into records chunk by chunk, so the

@@ -629,3 +629,47 @@ fn a_flow_on_two_interfaces_is_one_flow_on_its_first_interface_with_first() {
     t.flush(2 * S, &mut out);
     one_on_the_first(&out, &t);
 }
+
+/// Issue 19: an interface that goes away ends the flows it kept, now, and
+/// only those.
+#[test]
+fn the_flows_of_an_interface_that_went_away_end_now() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let on = |ifindex, sp| PacketRepr {
+        ifindex,
+        ..udp("10.0.0.1", sp, "10.0.0.2", 53)
+    };
+    let fin = |ifindex, back: bool| PacketRepr {
+        ifindex,
+        ..if back {
+            tcp("10.0.0.2", 80, "10.0.0.1", 9, FIN | ACK)
+        } else {
+            tcp("10.0.0.1", 9, "10.0.0.2", 80, FIN | ACK)
+        }
+    };
+    t.observe(&on(3, 1000), S, S, &mut out);
+    t.observe(&on(3, 1001), S, S, &mut out);
+    t.observe(&on(4, 1002), S, S, &mut out);
+    t.observe(&fin(3, false), S, S, &mut out);
+    t.observe(&fin(3, true), S, S, &mut out);
+    assert!(out.is_empty());
+    t.end_interface(3, 2 * S, &mut out);
+    let mut ended: Vec<_> = out
+        .iter()
+        .map(|r| {
+            (
+                r.interface_index.unwrap_or(0),
+                r.source_port.min(r.destination_port),
+                r.end_reason,
+                r.export_clock_ns,
+            )
+        })
+        .collect();
+    ended.sort_by_key(|e| e.1);
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    assert!(ended.iter().all(|e| e.0 == 3 && e.3 == 2 * S), "{ended:?}");
+    assert_eq!(t.len(), 1, "the other interface's flow stays");
+    assert_eq!(ended[0].2, EndReason::EndOfFlowDetected, "{ended:?}");
+    assert_eq!(ended[1].2, EndReason::ForcedEnd);
+}

@@ -74,7 +74,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub pcap: Vec<PathBuf>,
 
-    /// Capture live on this interface (repeatable) until SIGINT or SIGTERM, which flush
+    /// Capture live on this interface (repeatable), or on every interface whose name
+    /// matches a glob pattern (`'veth*'`, quoted): those that appear later are attached,
+    /// and those that go away detached with their flows ended (AF_PACKET; the eBPF
+    /// backend takes the matches at start). Runs until SIGINT or SIGTERM, which flush
     /// every open flow (`forced_end`) and exit 0. Needs CAP_NET_RAW.
     #[arg(
         short = 'i',

@@ -645,6 +645,74 @@ fn yaml_scalar(value: &str) -> String {
     }
 }
 
+/// The config file's keys as a Markdown table (README "Config file"):
+/// key, environment variable, default and meaning, from the flags'
+/// definitions.
+pub fn reference() -> String {
+    let mut out = String::from(
+        "| key | environment variable | default | meaning |\n| --- | --- | --- | --- |\n",
+    );
+    let command = Args::command();
+    for arg in command.get_arguments() {
+        let Some(key) = arg.get_long() else { continue };
+        if NOT_SETTINGS.contains(&key) {
+            continue;
+        }
+        let shape = match arg.get_action() {
+            ArgAction::SetTrue => "`true`/`false`",
+            ArgAction::Append => "list",
+            _ => "",
+        };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if matches!(arg.get_action(), ArgAction::SetTrue) {
+            "`false`".to_owned()
+        } else if defaults.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`", defaults.join(","))
+        };
+        let help = arg
+            .get_long_help()
+            .or_else(|| arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| format!(" `{v}`"))
+            .unwrap_or_default();
+        let choices: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
+        let kind = if shape.is_empty() && !choices.is_empty() {
+            format!("one of {}", choices.join(", "))
+        } else if shape == "list" && !choices.is_empty() {
+            format!("list of {}", choices.join(", "))
+        } else if shape.is_empty() {
+            value.trim().to_owned()
+        } else if shape == "list" {
+            format!("list of{value}")
+        } else {
+            shape.to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| `{key}` ({kind}) | `{}` | {default} | {} |",
+            env_name(key),
+            help.replace('|', "\\|")
+        );
+    }
+    out
+}
+
 /// `--print-config`: the effective configuration as a config file that
 /// gives it, each setting with where its value came from.
 pub fn print(layered: &Layered) -> String {

@@ -922,4 +922,40 @@ mod tests {
         assert_eq!(m[r#"flowspan_x_seconds_count{endpoint="t"}"#], 4.0);
         assert!((m[r#"flowspan_x_seconds_sum{endpoint="t"}"#] - 20.002501).abs() < 1e-9);
     }
+
+    #[derive(Debug)]
+    struct Gauge;
+
+    impl engine::registry::ExportGauge for Gauge {
+        fn counts(&self) -> engine::registry::ExportCounts {
+            engine::registry::ExportCounts::default()
+        }
+    }
+
+    /// Issue 19: README's metrics table names every family, with every
+    /// part of the run present.
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let registry = Registry::new();
+        registry.source("eth0", SourceKind::Interface);
+        registry.output("spans", "http://c:4317 (grpc)", Some(Arc::new(Gauge)));
+        registry.programs();
+        let endpoints = Endpoints::new(registry);
+        endpoints.set_k8s(Arc::default());
+        endpoints.set_processes(Arc::default());
+        let text = render(&endpoints);
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README");
+        let mut families = 0;
+        for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = name.split(' ').next().expect("name");
+            families += 1;
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README does not list {name}"
+            );
+        }
+        assert!(families > 50, "{families}");
+    }
 }

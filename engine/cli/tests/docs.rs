@@ -110,3 +110,19 @@ fn the_man_page_and_completions_cover_every_flag() {
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 19: README's table of config keys is the one the flag definitions
+/// give (`flowspan-docs` writes it), so that no key goes undocumented.
+#[test]
+fn the_readme_lists_every_config_key() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
+    let begin = "<!-- config-reference: begin -->\n";
+    let end = "<!-- config-reference: end -->";
+    let at = readme.find(begin).expect("begin marker") + begin.len();
+    let until = readme[at..].find(end).expect("end marker") + at;
+    let table = &readme[at..until];
+    assert!(
+        table == flowspan_cli::config::reference(),
+        "README's config reference is stale: `cargo run -p flowspan-cli --bin flowspan-docs -- DIR` writes DIR/config-reference.md to paste in"
+    );
+}

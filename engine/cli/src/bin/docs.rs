@@ -4,7 +4,8 @@
 //!     flowspan-docs DIR
 //!
 //! writes `DIR/engine.1` (man, section 1), `DIR/engine.bash`, `DIR/_engine`
-//! (zsh) and `DIR/engine.fish`. Packaging installs them
+//! (zsh), `DIR/engine.fish`, and `DIR/config-reference.md`, the config
+//! file's keys (README "Config file" holds the same table). Packaging installs them
 //! (`/usr/share/man/man1`, `/usr/share/bash-completion/completions/engine`,
 //! `/usr/share/zsh/vendor-completions`, `/usr/share/fish/vendor_completions.d`).
 #![forbid(unsafe_code)]
@@ -31,6 +32,11 @@ fn run(dir: &Path) -> Result<(), String> {
         .render(&mut man)
         .map_err(|e| format!("rendering the man page: {e}"))?;
     write(dir, "engine.1", &man)?;
+    write(
+        dir,
+        "config-reference.md",
+        flowspan_cli::config::reference().as_bytes(),
+    )?;
     for (shell, name) in [
         (Shell::Bash, "engine.bash"),
         (Shell::Zsh, "_engine"),

@@ -368,6 +368,13 @@ pub struct Args {
     #[arg(long)]
     pub print_config: bool,
 
+    /// What is said on standard error besides errors: `info` (warnings, and what the
+    /// engine is doing: capturing on, serving on, interfaces that come and go,
+    /// reloads), `warning` (warnings only) or `error` (nothing else). Errors, and
+    /// spans lost, are always said. SIGHUP applies a new level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
     /// No progress line and no summary on standard error (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -430,6 +437,18 @@ pub fn decoder(args: &Args) -> Decoder {
         tunnel_ports.set(*tunnel, ports);
     }
     Decoder { tunnel_ports }
+}
+
+/// `--log-level`, from the least said to the most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[repr(u8)]
+pub enum LogLevel {
+    /// Errors only.
+    Error = 0,
+    /// Errors and warnings.
+    Warning = 1,
+    /// Errors, warnings and notes.
+    Info = 2,
 }
 
 /// Where live packets come from.

@@ -89,8 +89,8 @@ pub fn start_export(
         .map_err(|e| anyhow!(e))?
     {
         Probe::Listening => {}
-        Probe::Refused => eprintln!(
-            "engine: warning: OTLP export to {target}: connection refused; \
+        Probe::Refused => warning!(
+            "OTLP export to {target}: connection refused; \
              spans wait in the queue and delivery is retried"
         ),
     }
@@ -107,7 +107,7 @@ pub fn start_export(
         },
         concurrency: usize::from(args.otlp_concurrency),
     };
-    let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("engine: warning: {line}"));
+    let log: exporter::otlp::Log = Arc::new(|line: &str| warning!("{line}"));
     let exporter = OtlpExporter::start(config, options, log)
         .map_err(|e| anyhow!("{}: {e}", config.url_setting))?;
     let encoder: Box<dyn RequestEncoder + Send> = match config.protocol {

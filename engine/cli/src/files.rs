@@ -67,7 +67,7 @@ pub fn open_all(paths: &[PathBuf]) -> (Vec<CaptureReader>, Vec<String>) {
         match CaptureReader::open(path) {
             Ok(r) => readers.push(r),
             Err(e) => {
-                eprintln!("engine: warning: {e}; left out of the merge");
+                warning!("{e}; left out of the merge");
                 problems.push(e.to_string());
             }
         }

@@ -49,16 +49,16 @@ pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
         let builder = builder(args)?;
         let loaded = k8s::snapshot::load(path, &builder.keep()).map_err(|e| anyhow!(e))?;
         for bad in loaded.bad.iter().take(BAD_ITEMS_NAMED) {
-            eprintln!(
-                "engine: warning: {}: item {}: {}; skipped",
+            warning!(
+                "{}: item {}: {}; skipped",
                 path.display(),
                 bad.index,
                 bad.message
             );
         }
         if loaded.bad.len() > BAD_ITEMS_NAMED {
-            eprintln!(
-                "engine: warning: {}: {} more items skipped for the same kind of reason",
+            warning!(
+                "{}: {} more items skipped for the same kind of reason",
                 path.display(),
                 loaded.bad.len() - BAD_ITEMS_NAMED
             );
@@ -70,8 +70,8 @@ pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
             .map(|(k, n)| format!("{n} {k}"))
             .collect();
         if !args.quiet {
-            eprintln!(
-                "engine: Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
+            note!(
+                "Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
                 path.display(),
                 if kinds.is_empty() {
                     "no objects".to_owned()
@@ -101,19 +101,19 @@ pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
         },
         builder(args)?,
         view.clone(),
-        Box::new(|line| eprintln!("engine: warning: {line}")),
+        Box::new(|line| warning!("{line}")),
     )
     .map_err(|e| anyhow!(e))?;
     let timeout = Duration::from_nanos(args.k8s_sync_timeout);
     if !watcher.wait_synced(timeout) {
-        eprintln!(
-            "engine: warning: Kubernetes: not every kind was listed within --k8s-sync-timeout {:.1} s; \
+        warning!(
+            "Kubernetes: not every kind was listed within --k8s-sync-timeout {:.1} s; \
              flows are enriched with what has arrived and the watches go on ({})",
             timeout.as_secs_f64(),
             watcher.stats().summary()
         );
     } else if !args.quiet {
-        eprintln!("engine: {}", watcher.stats().summary());
+        note!("{}", watcher.stats().summary());
     }
     Ok(Some(Enrichment {
         view,

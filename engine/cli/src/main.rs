@@ -4,9 +4,20 @@
 //! `engine`, `capture_pcap`, `capture_afpacket` and `exporter` crates.
 #![forbid(unsafe_code)]
 
+/// `engine: warning: …` on standard error, unless `--log-level error`.
+macro_rules! warning {
+    ($($t:tt)*) => { $crate::log::warning(format_args!($($t)*)) };
+}
+
+/// `engine: …` on standard error, at `--log-level info`.
+macro_rules! note {
+    ($($t:tt)*) => { $crate::log::note(format_args!($($t)*)) };
+}
+
 mod export;
 mod files;
 mod kubernetes;
+mod log;
 mod metrics;
 mod output;
 mod progress;
@@ -85,6 +96,7 @@ fn main() -> ExitCode {
         };
     }
     let args = &layered.args;
+    log::set(args.log_level);
     match run(args, &layered, argv.clone()) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::DamagedInput) => ExitCode::from(1),
@@ -164,7 +176,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
     if let Some(address) = args.metrics_address {
         let bound = metrics::serve(address, Arc::clone(&endpoints))?;
         if !args.quiet {
-            eprintln!("engine: serving /metrics, /healthz and /readyz on http://{bound}");
+            note!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
     }
     let enrichment = kubernetes::enrichment(args)?;
@@ -213,10 +225,9 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                 ..EbpfConfig::default()
             };
             let interfaces = ebpf_interfaces(&args.interfaces)?;
-            let capture = EbpfCapture::open(&interfaces, &config, &registry, &|line| {
-                eprintln!("engine: warning: {line}")
-            })
-            .map_err(|e| anyhow!(e))?;
+            let capture =
+                EbpfCapture::open(&interfaces, &config, &registry, &|line| warning!("{line}"))
+                    .map_err(|e| anyhow!(e))?;
             Source::Ebpf(Box::new(capture))
         }
         [] => {
@@ -226,8 +237,8 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                 ..RingConfig::default()
             };
             let messages = capture_afpacket::Messages {
-                warn: Arc::new(|line: &str| eprintln!("engine: warning: {line}")),
-                note: Arc::new(|line: &str| eprintln!("engine: {line}")),
+                warn: Arc::new(|line: &str| warning!("{line}")),
+                note: Arc::new(|line: &str| note!("{line}")),
             };
             let capture = LiveCapture::open(
                 &args.interfaces,
@@ -314,12 +325,12 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
         match host::Refresher::start(
             args.local_nets.clone(),
             Duration::from_nanos(args.host_refresh),
-            |line| eprintln!("engine: warning: {line}"),
+            |line| warning!("{line}"),
         ) {
             Ok((view, refresher)) => (Some(view), Some(refresher)),
             Err(e) => {
-                eprintln!(
-                    "engine: warning: cannot learn the host's addresses and listening sockets \
+                warning!(
+                    "cannot learn the host's addresses and listening sockets \
                      ({e:#}); span kinds follow the port rules and --local-net only"
                 );
                 (None, None)
@@ -344,15 +355,15 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
             cluster_view.clone(),
             out.clone(),
             connects,
-            Box::new(|line| eprintln!("engine: warning: {line}")),
+            Box::new(|line| warning!("{line}")),
         ) {
             Ok(r) => {
                 endpoints.set_processes(Arc::clone(r.stats()));
                 (Some(out), Some(r))
             }
             Err(e) => {
-                eprintln!(
-                    "engine: warning: cannot start attributing flows to processes ({e}); \
+                warning!(
+                    "cannot start attributing flows to processes ({e}); \
                      spans go without process.* attributes"
                 );
                 (cluster_view, None)
@@ -413,8 +424,8 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
             });
         }
         Source::Live(capture) => {
-            eprintln!(
-                "engine: capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
+            note!(
+                "capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
                 capture.interface_list(),
                 capture.ring_count()
             );
@@ -424,8 +435,8 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
             all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
         }
         Source::Ebpf(capture) => {
-            eprintln!(
-                "engine: capturing on {} (ebpf, {}); SIGINT or SIGTERM stops",
+            note!(
+                "capturing on {} (ebpf, {}); SIGINT or SIGTERM stops",
                 capture.interface_list(),
                 match capture.mode() {
                     AttachMode::Tcx => "TCX links",
@@ -471,8 +482,8 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
             let c = registry.snapshot();
             let handed = c.outputs.iter().map(|o| o.written).max().unwrap_or(0);
             let made = c.table.records_total();
-            eprintln!(
-                "engine: warning: {} was closed by its reader: {handed} spans were handed to it \
+            warning!(
+                "{} was closed by its reader: {handed} spans were handed to it \
                  before a write failed (the last of them may not have arrived), {} more records \
                  were made and not written, and reading stopped after {} packets",
                 output_target(args),
@@ -511,7 +522,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
     match &source {
         Source::File(file) => {
             if let Some(first) = &file.reader().stats().first_problem {
-                eprintln!("engine: warning: {first}");
+                warning!("{first}");
             }
         }
         Source::Merged(merged) => {
@@ -519,7 +530,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
                 .readers()
                 .filter_map(|r| r.stats().first_problem.as_ref())
             {
-                eprintln!("engine: warning: {first}");
+                warning!("{first}");
             }
             for e in merged.damaged() {
                 eprintln!(
@@ -576,9 +587,7 @@ fn connect_hook() -> Option<host::processes::Connects> {
     match capture_ebpf::connects::ConnectHook::load() {
         Ok(mut hook) => {
             if hook.mounted_tracefs() {
-                eprintln!(
-                    "engine: mounted tracefs at /sys/kernel/tracing for the connect tracepoint"
-                );
+                note!("mounted tracefs at /sys/kernel/tracing for the connect tracepoint");
             }
             let mut warned = false;
             Some(Box::new(move || match hook.take() {
@@ -596,15 +605,15 @@ fn connect_hook() -> Option<host::processes::Connects> {
                 Err(e) => {
                     if !warned {
                         warned = true;
-                        eprintln!("engine: warning: {e}; short-lived connections go unattributed");
+                        warning!("{e}; short-lived connections go unattributed");
                     }
                     Vec::new()
                 }
             }))
         }
         Err(e) => {
-            eprintln!(
-                "engine: warning: {e}; connections that open and close between two process \
+            warning!(
+                "{e}; connections that open and close between two process \
                  scans go unattributed"
             );
             None
@@ -633,8 +642,8 @@ fn ebpf_interfaces(values: &[String]) -> anyhow::Result<Vec<String>> {
         let pattern = glob::Pattern::new(value)
             .map_err(|e| anyhow!("-i {value:?}: not a glob pattern: {e}"))?;
         let matched: Vec<&String> = present.iter().filter(|n| pattern.matches(n)).collect();
-        eprintln!(
-            "engine: -i {value:?} matches {} now; the eBPF backend attaches at start only, so              interfaces that appear later are not captured (--backend afpacket follows them)",
+        note!(
+            "-i {value:?} matches {} now; the eBPF backend attaches at start only, so              interfaces that appear later are not captured (--backend afpacket follows them)",
             if matched.is_empty() {
                 "no interface".to_owned()
             } else {

@@ -47,7 +47,7 @@ impl Reloader {
         let layered = match config::load(&self.argv, &|k| std::env::var(k).ok()) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("engine: error: SIGHUP: {e}; the running configuration stays",);
+                eprintln!("engine: error: SIGHUP: {e}; the running configuration stays");
                 return;
             }
         };
@@ -89,11 +89,12 @@ impl Reloader {
                 ));
             }
         }
+        // Said at any --log-level: the answer to what the operator did.
         eprintln!("{line}");
     }
 
     /// Applies setting `key` from `layered`: whether it could be (without
-    /// a restart). `otlp-header` and `quiet` can.
+    /// a restart). `otlp-header`, `quiet` and `log-level` can.
     fn apply(&self, key: &str, layered: &Layered) -> Result<bool, String> {
         match key {
             "otlp-header" => {
@@ -111,6 +112,10 @@ impl Reloader {
             }
             "quiet" => {
                 self.quiet.store(layered.args.quiet, Ordering::Relaxed);
+                Ok(true)
+            }
+            "log-level" => {
+                crate::log::set(layered.args.log_level);
                 Ok(true)
             }
             _ => Ok(false),

@@ -37,8 +37,8 @@ pub fn watch_signals(
                         if let Some(s) = &shutdown {
                             s.begin(shutdown_timeout);
                         }
-                        eprintln!(
-                            "engine: interrupted: flushing open flows{}",
+                        note!(
+                            "interrupted: flushing open flows{}",
                             if shutdown.is_some() {
                                 "; signal again to stop waiting for the collector"
                             } else {

@@ -253,15 +253,15 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
     };
     let dir = scratch("hup");
     let file = dir.join("agent.yaml");
-    let config = |token: &str, workers: u16| {
+    let config = |token: &str, workers: u16, level: &str| {
         format!(
             "interface: [{}]\nworkers: {workers}\notlp-endpoint: http://127.0.0.1:4318\n\
              otlp-protocol: http/protobuf\notlp-header: ['authorization=Bearer%20{token}']\n\
-             idle-timeout: 0.3\nbatch-interval: 0.1\n",
+             idle-timeout: 0.3\nbatch-interval: 0.1\nlog-level: {level}\n",
             ns.b
         )
     };
-    std::fs::write(&file, config("one", 1)).expect("config");
+    std::fs::write(&file, config("one", 1, "info")).expect("config");
     let requests = header_listener(ns.right.clone());
     let (child, reader) = start_in(&ns, &["--config", file.to_str().expect("path")]);
     send(&ns, 1);
@@ -270,7 +270,7 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
         .expect("a request");
     assert_eq!(first, "Bearer one");
 
-    std::fs::write(&file, config("two", 2)).expect("config");
+    std::fs::write(&file, config("two", 2, "error")).expect("config");
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -308,10 +308,12 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
     assert!(
         stderr.lines().any(|l| l
             == format!(
-                "engine: SIGHUP: read {path} again: applied otlp-header; changed but applied only by a restart: workers"
+                "engine: SIGHUP: read {path} again: applied otlp-header, log-level; changed but applied only by a restart: workers"
             )),
         "{stderr}"
     );
+    // At --log-level error the notes stop: the interrupt's among them.
+    assert!(!stderr.contains("engine: interrupted"), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with(&format!(
             "engine: error: SIGHUP: {path}:1: key workers: invalid value 'many'"

@@ -130,6 +130,8 @@ impl WatchStats {
 pub struct Watcher {
     stats: Arc<WatchStats>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// New attribution settings for the watch thread.
+    builders: tokio::sync::mpsc::Sender<Builder>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -177,20 +179,47 @@ impl Watcher {
         };
         let stats = Arc::new(WatchStats::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (builders, new_builders) = tokio::sync::mpsc::channel(4);
         let thread = {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("k8s-watch".into())
                 .spawn(move || {
-                    runtime.block_on(run(client, options, builder, view, stats, warn, stopped));
+                    runtime.block_on(run(
+                        client,
+                        options,
+                        builder,
+                        Channels {
+                            view,
+                            stats,
+                            warn,
+                            stopped,
+                            builders: new_builders,
+                        },
+                    ));
                 })
                 .map_err(|e| WatchError::Client(format!("cannot start its thread: {e}")))?
         };
         Ok(Watcher {
             stats,
             stop: Some(stop),
+            builders,
             thread: Some(thread),
         })
+    }
+
+    /// New attribution settings (a reload): the directory is built again
+    /// with them at once; when they keep other annotations than before,
+    /// every kind is listed again first (objects are held reduced to the
+    /// annotations asked for), while the current directory stays in use.
+    ///
+    /// # Errors
+    /// The watch thread has stopped, or has not taken the last settings
+    /// yet.
+    pub fn set_builder(&self, builder: Builder) -> Result<(), String> {
+        self.builders
+            .try_send(builder)
+            .map_err(|e| format!("the Kubernetes watches cannot take new settings now ({e})"))
     }
 
     /// Waits until every kind has been listed once and the directory
@@ -393,16 +422,20 @@ impl Warnings {
     }
 }
 
-async fn run(
-    client: Client,
-    options: WatchOptions,
-    builder: Builder,
+/// What the watch thread talks through.
+struct Channels {
     view: EnrichmentView,
     stats: Arc<WatchStats>,
     warn: Warn,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    builders: tokio::sync::mpsc::Receiver<Builder>,
+}
+
+/// One supervised watch per kind, sending into `tx`.
+fn spawn_watches(
+    client: &Client,
+    tx: &tokio::sync::mpsc::Sender<(Kind, Result<Event<Object>, String>)>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     macro_rules! watch {
         ($kind:expr, $start:expr) => {{
@@ -458,13 +491,25 @@ async fn run(
         Kind::NetworkPolicy,
         Object::from
     ));
-    drop(tx);
+    tasks
+}
+
+async fn run(client: Client, options: WatchOptions, mut builder: Builder, channels: Channels) {
+    let Channels {
+        view,
+        stats,
+        warn,
+        mut stopped,
+        mut builders,
+    } = channels;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+    let mut tasks = spawn_watches(&client, &tx);
     let mut warnings = Warnings {
         warn,
         last: None,
         held: 0,
     };
-    let keep = builder.keep();
+    let mut keep = builder.keep();
     let mut inventory = Inventory::new();
     // A kind being listed again, reduced as its objects arrive (not held
     // whole: a first list of 10,000 pods would be tens of megabytes).
@@ -485,6 +530,24 @@ async fn run(
             .map(|(at, _, _)| tokio::time::Instant::from_std(*at + POD_GRACE));
         tokio::select! {
             _ = &mut stopped => break,
+            Some(next) = builders.recv() => {
+                let next_keep = next.keep();
+                builder = next;
+                if next_keep != keep {
+                    // Every kind listed again with the new annotations;
+                    // the directory follows each kind's new list.
+                    keep = next_keep;
+                    for t in tasks.drain(..) {
+                        t.abort();
+                    }
+                    relisting.clear();
+                    tasks = spawn_watches(&client, &tx);
+                }
+                let took = publish(&builder, &inventory, &view, &stats);
+                interval = options.rebuild_interval.max(took * 10);
+                last_publish = Instant::now();
+                dirty = false;
+            }
             () = tokio::time::sleep_until(expiry.unwrap_or(due)), if expiry.is_some() => {
                 let now = Instant::now();
                 while let Some((at, key, uid)) = retired.front() {
@@ -502,6 +565,7 @@ async fn run(
                 dirty = false;
             }
             next = rx.recv() => {
+                // `tx` is held here: the queue never closes.
                 let Some((kind, event)) = next else { break };
                 match event {
                     Err(message) => {

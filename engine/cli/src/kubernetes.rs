@@ -46,45 +46,8 @@ fn builder(args: &Args) -> anyhow::Result<k8s::Builder> {
 /// annotation key makes an attribute name spans cannot carry.
 pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
     if let Some(path) = &args.k8s_snapshot {
-        let builder = builder(args)?;
-        let loaded = k8s::snapshot::load(path, &builder.keep()).map_err(|e| anyhow!(e))?;
-        for bad in loaded.bad.iter().take(BAD_ITEMS_NAMED) {
-            warning!(
-                "{}: item {}: {}; skipped",
-                path.display(),
-                bad.index,
-                bad.message
-            );
-        }
-        if loaded.bad.len() > BAD_ITEMS_NAMED {
-            warning!(
-                "{}: {} more items skipped for the same kind of reason",
-                path.display(),
-                loaded.bad.len() - BAD_ITEMS_NAMED
-            );
-        }
-        let directory = builder.build(&loaded.inventory);
-        let kinds: Vec<String> = k8s::directory::counts(&loaded.inventory)
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect();
-        if !args.quiet {
-            note!(
-                "Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
-                path.display(),
-                if kinds.is_empty() {
-                    "no objects".to_owned()
-                } else {
-                    kinds.join(", ")
-                },
-                directory.len(),
-                loaded.other_kinds,
-                loaded.bad.len(),
-            );
-        }
         return Ok(Some(Enrichment {
-            view: EnrichmentView::new(directory),
+            view: EnrichmentView::new(snapshot_directory(path, args)?),
             watcher: None,
         }));
     }
@@ -119,4 +82,69 @@ pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
         view,
         watcher: Some(watcher),
     }))
+}
+
+impl Enrichment {
+    /// Applies the enrichment settings of `args` (a reload): the snapshot
+    /// file is read again (from `--k8s-snapshot`'s path now) and the
+    /// directory built with them; the watches take them (and list every
+    /// kind again if other annotations are asked for).
+    ///
+    /// # Errors
+    /// The settings or the snapshot cannot be used; nothing changes.
+    pub fn reload(&self, args: &Args) -> anyhow::Result<()> {
+        match (&self.watcher, &args.k8s_snapshot) {
+            (Some(w), _) => w.set_builder(builder(args)?).map_err(|e| anyhow!(e)),
+            (None, Some(path)) => {
+                self.view.set(snapshot_directory(path, args)?);
+                Ok(())
+            }
+            (None, None) => Err(anyhow!(
+                "--k8s-snapshot: no longer set; switching enrichment off needs a restart"
+            )),
+        }
+    }
+}
+
+/// The directory of the snapshot at `path`, with the settings of `args`;
+/// what was read is said.
+fn snapshot_directory(path: &std::path::Path, args: &Args) -> anyhow::Result<Directory> {
+    let builder = builder(args)?;
+    let loaded = k8s::snapshot::load(path, &builder.keep()).map_err(|e| anyhow!(e))?;
+    for bad in loaded.bad.iter().take(BAD_ITEMS_NAMED) {
+        warning!(
+            "{}: item {}: {}; skipped",
+            path.display(),
+            bad.index,
+            bad.message
+        );
+    }
+    if loaded.bad.len() > BAD_ITEMS_NAMED {
+        warning!(
+            "{}: {} more items skipped for the same kind of reason",
+            path.display(),
+            loaded.bad.len() - BAD_ITEMS_NAMED
+        );
+    }
+    let directory = builder.build(&loaded.inventory);
+    let kinds: Vec<String> = k8s::directory::counts(&loaded.inventory)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    if !args.quiet {
+        note!(
+            "Kubernetes snapshot {}: {} ({} addresses and ports known; items skipped: {} of other kinds, {} unreadable)",
+            path.display(),
+            if kinds.is_empty() {
+                "no objects".to_owned()
+            } else {
+                kinds.join(", ")
+            },
+            directory.len(),
+            loaded.other_kinds,
+            loaded.bad.len(),
+        );
+    }
+    Ok(directory)
 }

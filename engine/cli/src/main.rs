@@ -64,6 +64,16 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    // First: SIGHUP's default action ends the process, and a reload may be
+    // asked for while the run is still starting. One that comes before the
+    // signal thread runs is kept and done then.
+    let early_hangup = Arc::new(AtomicBool::new(false));
+    if let Err(e) =
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&early_hangup))
+    {
+        eprintln!("engine: error: installing the SIGHUP handler: {e}");
+        return ExitCode::from(2);
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let layered = match config::load(&argv, &|k| std::env::var(k).ok()) {
         Ok(layered) => layered,
@@ -97,7 +107,7 @@ fn main() -> ExitCode {
     }
     let args = &layered.args;
     log::set(args.log_level);
-    match run(args, &layered, argv.clone()) {
+    match run(args, &layered, argv.clone(), &early_hangup) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::DamagedInput) => ExitCode::from(1),
         Ok(Outcome::SpansLost) => ExitCode::from(3),
@@ -113,7 +123,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::Result<Outcome> {
+fn run(
+    args: &Args,
+    layered: &config::Layered,
+    argv: Vec<OsString>,
+    early_hangup: &AtomicBool,
+) -> anyhow::Result<Outcome> {
     if args.pcap.is_empty() && args.backend == Backend::Ebpf {
         // Before anything is loaded: the flow map is kernel memory no
         // cgroup charges, allocated whole at load time.
@@ -179,7 +194,7 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
             note!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
     }
-    let enrichment = kubernetes::enrichment(args)?;
+    let enrichment = kubernetes::enrichment(args)?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
     let paths = files::expand(&args.pcap)?;
     let mut unopened = Vec::new();
@@ -300,15 +315,23 @@ fn run(args: &Args, layered: &config::Layered, argv: Vec<OsString>) -> anyhow::R
     let reloader = reload::Reloader::new(
         argv,
         layered,
-        sink.as_ref().map(|s| s.exporter.headers_handle()),
-        Arc::clone(&quiet),
+        reload::Parts {
+            headers: sink.as_ref().map(|s| s.exporter.headers_handle()),
+            quiet: Arc::clone(&quiet),
+            enrichment: enrichment.clone(),
+        },
     );
+    let reloader = Arc::new(reloader);
+    let hangup = Arc::clone(&reloader);
     signals::watch_signals(
         Arc::clone(&stop),
         sink.as_ref().map(|s| s.exporter.shutdown_handle()),
         shutdown_timeout,
-        Box::new(move || reloader.reload()),
+        Box::new(move || hangup.reload()),
     )?;
+    if early_hangup.swap(false, Ordering::Relaxed) {
+        reloader.reload();
+    }
 
     // The workers map and encode each record in the formats the sinks need.
     let encodings = Encodings {

@@ -9,6 +9,25 @@ use exporter::otlp::{Protocol, SharedHeaders};
 use flowspan_cli::config::{self, Layered, Setting};
 
 use crate::export::otlp_config;
+use crate::kubernetes::Enrichment;
+
+/// Enrichment settings, applied together: the directory is built again.
+const ENRICHMENT: [&str; 4] = [
+    "k8s-snapshot",
+    "k8s-cluster-name",
+    "k8s-annotation",
+    "opt-in",
+];
+
+/// What a reload can change.
+pub struct Parts {
+    /// The OTLP exporter's request headers and protocol.
+    pub headers: Option<(SharedHeaders, Protocol)>,
+    /// `--quiet`.
+    pub quiet: Arc<AtomicBool>,
+    /// Kubernetes enrichment, when it runs.
+    pub enrichment: Option<Arc<Enrichment>>,
+}
 
 /// What a reload can change, and the settings in force.
 pub struct Reloader {
@@ -18,17 +37,11 @@ pub struct Reloader {
     running: Mutex<Vec<Setting>>,
     /// What the messages call the configuration.
     name: String,
-    headers: Option<(SharedHeaders, Protocol)>,
-    quiet: Arc<AtomicBool>,
+    parts: Parts,
 }
 
 impl Reloader {
-    pub fn new(
-        argv: Vec<OsString>,
-        layered: &Layered,
-        headers: Option<(SharedHeaders, Protocol)>,
-        quiet: Arc<AtomicBool>,
-    ) -> Reloader {
+    pub fn new(argv: Vec<OsString>, layered: &Layered, parts: Parts) -> Reloader {
         Reloader {
             argv,
             running: Mutex::new(layered.effective.clone()),
@@ -36,8 +49,7 @@ impl Reloader {
                 || "the configuration (no --config file)".to_owned(),
                 |p| p.display().to_string(),
             ),
-            headers,
-            quiet,
+            parts,
         }
     }
 
@@ -54,21 +66,38 @@ impl Reloader {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let mut applied = Vec::new();
         let mut restart = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
+        let changed: Vec<&str> = running
+            .iter()
+            .zip(&layered.effective)
+            .filter(|(now, new)| now.values != new.values)
+            .map(|(_, new)| new.key.as_str())
+            .collect();
+        let enrichment = self.enrichment_applies(&changed, &running, &layered);
         for (now, new) in running.iter_mut().zip(&layered.effective) {
             if now.values == new.values {
                 continue;
             }
-            match self.apply(&new.key, &layered) {
+            let outcome = if ENRICHMENT.contains(&new.key.as_str()) {
+                enrichment.clone()
+            } else {
+                self.apply(&new.key, &layered)
+            };
+            match outcome {
                 Ok(true) => {
                     applied.push(new.key.clone());
                     *now = new.clone();
                 }
                 Ok(false) => restart.push(new.key.clone()),
                 Err(e) => {
-                    eprintln!(
+                    let line = format!(
                         "engine: error: SIGHUP: {}; it stays as it was",
                         config::locate(&e, &layered.origins)
                     );
+                    if !failed.contains(&line) {
+                        eprintln!("{line}");
+                        failed.push(line);
+                    }
                 }
             }
         }
@@ -93,12 +122,62 @@ impl Reloader {
         eprintln!("{line}");
     }
 
+    /// Applies the enrichment settings of `layered` if any changed and a
+    /// reload can apply them all: whether it did (the same for each of
+    /// them). Only the Kubernetes opt-in groups of `opt-in` can change
+    /// (the others shape the spans the workers map), and a snapshot's path
+    /// only when a snapshot is what enrichment reads.
+    fn enrichment_applies(
+        &self,
+        changed: &[&str],
+        running: &[Setting],
+        layered: &Layered,
+    ) -> Result<bool, String> {
+        if !changed.iter().any(|k| ENRICHMENT.contains(k)) {
+            return Ok(false);
+        }
+        let Some(enrichment) = &self.parts.enrichment else {
+            return Ok(false);
+        };
+        let value = |settings: &[Setting], key: &str| -> Vec<String> {
+            settings
+                .iter()
+                .find(|s| s.key == key)
+                .map(|s| s.values.clone())
+                .unwrap_or_default()
+        };
+        let span_groups = |values: Vec<String>| -> Vec<String> {
+            let all = values.iter().any(|v| v == "all");
+            let mut groups: Vec<String> = values
+                .into_iter()
+                .filter(|v| v == "tunnel" || v == "ipsec")
+                .collect();
+            if all {
+                groups = vec!["tunnel".into(), "ipsec".into()];
+            }
+            groups.sort();
+            groups.dedup();
+            groups
+        };
+        if span_groups(value(running, "opt-in")) != span_groups(value(&layered.effective, "opt-in"))
+        {
+            return Ok(false);
+        }
+        if changed.contains(&"k8s-snapshot") && enrichment.watcher.is_some() {
+            return Ok(false);
+        }
+        enrichment
+            .reload(&layered.args)
+            .map(|()| true)
+            .map_err(|e| format!("{e:#}"))
+    }
+
     /// Applies setting `key` from `layered`: whether it could be (without
     /// a restart). `otlp-header`, `quiet` and `log-level` can.
     fn apply(&self, key: &str, layered: &Layered) -> Result<bool, String> {
         match key {
             "otlp-header" => {
-                let Some((headers, protocol)) = &self.headers else {
+                let Some((headers, protocol)) = &self.parts.headers else {
                     return Ok(false);
                 };
                 let resolved = otlp_config(&layered.args).map_err(|e| format!("{e:#}"))?;
@@ -111,7 +190,9 @@ impl Reloader {
                 Ok(true)
             }
             "quiet" => {
-                self.quiet.store(layered.args.quiet, Ordering::Relaxed);
+                self.parts
+                    .quiet
+                    .store(layered.args.quiet, Ordering::Relaxed);
                 Ok(true)
             }
             "log-level" => {

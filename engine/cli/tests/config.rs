@@ -322,3 +322,99 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP applies enrichment settings: with a snapshot, the directory is
+/// built again with the new cluster name, and the flows that end after it
+/// carry it. The capture comes on standard input, kept open until the
+/// reload has been said.
+#[test]
+fn sighup_applies_new_enrichment_settings() {
+    let dir = scratch("hup-k8s");
+    let file = dir.join("run.yaml");
+    let write = |name: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "pcap: '-'\nk8s-snapshot: {}\nk8s-cluster-name: {name}\nworkers: 1\n",
+                common::cluster::snapshot()
+            ),
+        )
+        .expect("config");
+    };
+    write("before");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["--config", file.to_str().expect("path")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engine");
+    let stdout = child.stdout.take().expect("stdout");
+    let out = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = BufReader::new(stdout).read_to_end(&mut all);
+        all
+    });
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&std::fs::read(common::cluster::pcap()).expect("pcap"))
+        .expect("feeding the capture");
+    stdin.flush().expect("flush");
+    // Started (a reload asked for before the signal thread runs is kept
+    // for it, but the settings it reads are the file's then).
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the snapshot's note");
+        if line.starts_with("engine: Kubernetes snapshot") {
+            break;
+        }
+    }
+    write("after");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let said = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the reload's answer");
+        if line.starts_with("engine: SIGHUP") || line.starts_with("engine: error") {
+            break line;
+        }
+    };
+    assert_eq!(
+        said,
+        format!(
+            "engine: SIGHUP: read {} again: applied k8s-cluster-name",
+            file.display()
+        )
+    );
+    drop(stdin);
+    assert_eq!(child.wait().expect("engine ends").code(), Some(0));
+    let spans = common::spans(&out.join().expect("stdout"));
+    assert!(!spans.is_empty());
+    let names: std::collections::BTreeSet<String> = spans
+        .iter()
+        .flat_map(|s| {
+            let attrs = common::attrs(s);
+            ["source.k8s.cluster.name", "destination.k8s.cluster.name"]
+                .into_iter()
+                .filter_map(|k| attrs.get(k)?["stringValue"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names, ["after".to_owned()].into());
+    let _ = std::fs::remove_dir_all(&dir);
+}

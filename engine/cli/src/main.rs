@@ -195,6 +195,9 @@ fn run(
         }
     }
     let enrichment = kubernetes::enrichment(args)?.map(Arc::new);
+    if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
+        endpoints.set_k8s(Arc::clone(w.stats()));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let paths = files::expand(&args.pcap)?;
     let mut unopened = Vec::new();
@@ -274,9 +277,7 @@ fn run(
     });
     endpoints.set_flow_limit(max_flows as u64);
     endpoints.set_queue_capacity(args.queue_size);
-    if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
-        endpoints.set_k8s(Arc::clone(w.stats()));
-    }
+
     let name = match &source {
         Source::File(s) => s.reader().path().to_owned(),
         Source::Merged(_) => files::merge_name(&paths),

@@ -365,3 +365,123 @@ fn the_api_server_stopped_and_started_during_a_live_run() {
         .expect("the summary's watch errors");
     assert!(errors > 0, "{stderr}");
 }
+
+/// Issue 19: SIGHUP with a new `k8s-annotation` makes the watches list
+/// every kind again, keeping the newly asked annotation, while the run
+/// goes on; the flows that end after it carry it. The capture comes on
+/// standard input, kept open until the relisted directory is published
+/// (seen on `/metrics`).
+#[test]
+fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let Some(server) = ApiServer::start("reload", None, 16520) else {
+        return;
+    };
+    server.create_cluster();
+    server.grant_agent();
+    let dir = std::env::temp_dir().join(format!("flowspan-k8s-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("agent.yaml");
+    let config = |annotations: &str| {
+        format!(
+            "pcap: '-'\nkubeconfig: {}\nk8s-annotation: [{annotations}]\nworkers: 1\n\
+             metrics-address: 127.0.0.1:16529\n",
+            server.agent()
+        )
+    };
+    std::fs::write(&file, config("")).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["--config", file.to_str().expect("path")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engine");
+    let stdout = child.stdout.take().expect("stdout");
+    let out = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = BufReader::new(stdout).read_to_end(&mut all);
+        all
+    });
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |prefix: &str| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line starting {prefix:?}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    };
+    wait_line("engine: kubernetes: ");
+    // The capture's file header: the engine opens its input and is then
+    // running (its signal thread too).
+    let capture = std::fs::read(pcap()).expect("pcap");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&capture[..24]).expect("the file header");
+    stdin.flush().expect("flush");
+    let updates = || -> u64 {
+        use std::net::TcpStream;
+        let mut c = TcpStream::connect("127.0.0.1:16529").expect("metrics");
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut text = String::new();
+        c.read_to_string(&mut text).expect("answer");
+        text.lines()
+            .find_map(|l| l.strip_prefix("flowspan_k8s_directory_updates_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("the updates counter")
+    };
+    let before = updates();
+    std::fs::write(&file, config("team")).expect("config");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert_eq!(
+        wait_line("engine: SIGHUP"),
+        format!(
+            "engine: SIGHUP: read {} again: applied k8s-annotation",
+            file.display()
+        )
+    );
+    // Published at once with what is held, then after the kinds' new
+    // lists (at least one more).
+    let started = Instant::now();
+    while updates() < before + 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no directory from the new lists"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every kind's list in (they come within the rebuild interval).
+    std::thread::sleep(Duration::from_secs(2));
+    stdin
+        .write_all(&capture[24..])
+        .expect("feeding the capture");
+    drop(stdin);
+    assert_eq!(child.wait().expect("engine ends").code(), Some(0));
+    let spans = spans(&out.join().expect("stdout"));
+    assert_eq!(spans.len(), 10);
+    let annotated = spans
+        .iter()
+        .filter(|s| {
+            common::attrs(s)
+                .keys()
+                .any(|k| k.ends_with(".annotations.team"))
+        })
+        .count();
+    assert!(annotated > 0, "no span carries the annotation asked for");
+    let _ = std::fs::remove_dir_all(&dir);
+}

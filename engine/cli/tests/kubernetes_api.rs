@@ -381,7 +381,7 @@ fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
     };
     server.create_cluster();
     server.grant_agent();
-    let dir = std::env::temp_dir().join(format!("flowspan-k8s-reload-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("flowspan-reload-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("agent.yaml");
     let config = |annotations: &str| {

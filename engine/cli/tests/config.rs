@@ -325,8 +325,8 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
 
 /// SIGHUP applies enrichment settings: with a snapshot, the directory is
 /// built again with the new cluster name, and the flows that end after it
-/// carry it. The capture comes on standard input, kept open until the
-/// reload has been said.
+/// carry it. The capture comes on standard input: its file header, then,
+/// once the reload has been said, its packets.
 #[test]
 fn sighup_applies_new_enrichment_settings() {
     let dir = scratch("hup-k8s");
@@ -362,13 +362,7 @@ fn sighup_applies_new_enrichment_settings() {
             let _ = tx.send(line);
         }
     });
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(&std::fs::read(common::cluster::pcap()).expect("pcap"))
-        .expect("feeding the capture");
-    stdin.flush().expect("flush");
-    // Started (a reload asked for before the signal thread runs is kept
-    // for it, but the settings it reads are the file's then).
+    // Started: the snapshot is read before the capture is opened.
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(10))
@@ -378,6 +372,13 @@ fn sighup_applies_new_enrichment_settings() {
         }
     }
     write("after");
+    // The capture's file header only: the engine opens its input and runs
+    // (a SIGHUP that comes before its signal thread is kept for it), but
+    // no flow ends before the reload.
+    let capture = std::fs::read(common::cluster::pcap()).expect("pcap");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&capture[..24]).expect("the file header");
+    stdin.flush().expect("flush");
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -401,6 +402,9 @@ fn sighup_applies_new_enrichment_settings() {
             file.display()
         )
     );
+    stdin
+        .write_all(&capture[24..])
+        .expect("feeding the capture");
     drop(stdin);
     assert_eq!(child.wait().expect("engine ends").code(), Some(0));
     let spans = common::spans(&out.join().expect("stdout"));

@@ -22,7 +22,6 @@
 #![deny(missing_docs)]
 
 mod fanout;
-mod links;
 mod live;
 mod packet;
 pub mod ring;
@@ -33,8 +32,8 @@ mod sys;
 pub mod testnet;
 
 pub use fanout::FANOUT_BY_ADDRESSES;
-pub use links::{LinkEvent, LinkMonitor, interfaces};
-pub use live::{LiveCapture, LiveError, Messages, Warn, is_pattern};
+pub use host::links::{LinkEvent, LinkMonitor, interfaces, is_pattern};
+pub use live::{LiveCapture, LiveError, Messages, Warn};
 pub use packet::{Gso, GsoKind, Packet, PacketType, Packets};
 pub use ring::{
     Block, MAX_BLOCK_SIZE, MAX_RING_MEMORY, Ring, RingConfig, RingError, RingStats,

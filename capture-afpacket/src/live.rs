@@ -24,8 +24,8 @@ use engine::interfaces::InterfaceNames;
 use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
 
-use crate::links::{self, LinkEvent, LinkMonitor};
 use crate::{GsoKind, Ring, RingConfig, RingError, RingStats, wait_any};
+use host::links::{self, LinkEvent, LinkMonitor, is_pattern};
 
 /// A sink for one-line messages (an interface that failed, came or went).
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
@@ -139,11 +139,6 @@ impl std::fmt::Debug for LiveCapture {
             .field("interfaces", &self.interfaces)
             .finish()
     }
-}
-
-/// Whether an `-i` value is a glob pattern rather than a name.
-pub fn is_pattern(value: &str) -> bool {
-    value.contains(['*', '?', '['])
 }
 
 impl LiveCapture {

@@ -13,10 +13,13 @@ use aya::programs::{LinkOrder, ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
 use engine::Timeouts;
 use engine::error::one_line;
+use engine::interfaces::InterfaceNames;
 use engine::registry::{
     ProgramCounts, ProgramSlot, Registry, SourceCounts, SourceKind, SourceSlot,
 };
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
+
+use host::links::{self, LinkEvent, LinkMonitor};
 
 use crate::abi::{self, FsEvent, FsFlow, FsKey};
 use crate::flows::{Tracker, ended};
@@ -169,6 +172,19 @@ pub struct EbpfCapture {
     programs: ProgramSlot,
     keys: Vec<FsKey>,
     values: Vec<FsFlow>,
+    names: InterfaceNames,
+    registry: Registry,
+    /// `-i` patterns followed as interfaces come and go, if any.
+    follow: Option<Follow>,
+}
+
+/// What [`EbpfCapture::follow`] follows, and how it says what happens.
+struct Follow {
+    patterns: Vec<(String, glob::Pattern)>,
+    named: Vec<String>,
+    monitor: LinkMonitor,
+    warn: Box<dyn Fn(&str) + Send>,
+    note: Box<dyn Fn(&str) + Send>,
 }
 
 impl std::fmt::Debug for EbpfCapture {
@@ -178,6 +194,67 @@ impl std::fmt::Debug for EbpfCapture {
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
+}
+
+/// Attaches the loaded programs to ingress and egress of `interface`:
+/// TCX links in TCX `mode`, or, where that fails or in clsact mode (to
+/// which `mode` then turns), filters on a clsact qdisc; filters an earlier
+/// run left are removed first.
+fn attach(
+    ebpf: &mut Ebpf,
+    interface: &str,
+    mode: &mut AttachMode,
+    warn: &dyn Fn(&str),
+) -> Result<(), EbpfError> {
+    let stale = remove_stale(interface);
+    if stale > 0 {
+        warn(&format!(
+            "removed the eBPF filters an earlier run left on {interface:?}"
+        ));
+    }
+    for (at, name) in [
+        (TcAttachType::Ingress, INGRESS),
+        (TcAttachType::Egress, EGRESS),
+    ] {
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?;
+        let attach_err = |e: &dyn std::error::Error| EbpfError::Attach {
+            interface: interface.to_owned(),
+            message: format!("attaching {name} failed: {}", one_line(e)),
+        };
+        if *mode == AttachMode::Tcx {
+            match program.attach_with_options(
+                interface,
+                at,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            ) {
+                Ok(_) => continue,
+                Err(e) => {
+                    warn(&format!(
+                        "TCX attach on {interface:?} failed ({}); using a clsact qdisc",
+                        one_line(&e)
+                    ));
+                    *mode = AttachMode::Clsact;
+                }
+            }
+        }
+        if let Err(e) = tc::qdisc_add_clsact(interface) {
+            // EEXIST: it is there already.
+            if !one_line(&e).contains("exists") {
+                return Err(attach_err(&e));
+            }
+        }
+        program
+            .attach_with_options(
+                interface,
+                at,
+                TcAttachOptions::Netlink(NlOptions::default()),
+            )
+            .map_err(|e| attach_err(&e))?;
+    }
+    Ok(())
 }
 
 /// Checks the kernel memory `flows` map entries and a ring buffer of
@@ -424,54 +501,7 @@ impl EbpfCapture {
             AttachMode::Clsact
         });
         for (interface, _) in &found {
-            let stale = remove_stale(interface);
-            if stale > 0 {
-                warn(&format!(
-                    "removed the eBPF filters an earlier run left on {interface:?}"
-                ));
-            }
-            for (at, name) in [
-                (TcAttachType::Ingress, INGRESS),
-                (TcAttachType::Egress, EGRESS),
-            ] {
-                let program: &mut SchedClassifier = ebpf
-                    .program_mut(name)
-                    .and_then(|p| p.try_into().ok())
-                    .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?;
-                let attach_err = |e: &dyn std::error::Error| EbpfError::Attach {
-                    interface: interface.clone(),
-                    message: format!("attaching {name} failed: {}", one_line(e)),
-                };
-                if mode == AttachMode::Tcx {
-                    match program.attach_with_options(
-                        interface,
-                        at,
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    ) {
-                        Ok(_) => continue,
-                        Err(e) => {
-                            warn(&format!(
-                                "TCX attach on {interface:?} failed ({}); using a clsact qdisc",
-                                one_line(&e)
-                            ));
-                            mode = AttachMode::Clsact;
-                        }
-                    }
-                }
-                if let Err(e) = tc::qdisc_add_clsact(interface) {
-                    // EEXIST: it is there already.
-                    if !one_line(&e).contains("exists") {
-                        return Err(attach_err(&e));
-                    }
-                }
-                program
-                    .attach_with_options(
-                        interface,
-                        at,
-                        TcAttachOptions::Netlink(NlOptions::default()),
-                    )
-                    .map_err(|e| attach_err(&e))?;
-            }
+            attach(&mut ebpf, interface, &mut mode, warn)?;
         }
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name)
@@ -498,6 +528,12 @@ impl EbpfCapture {
         let stats =
             PerCpuArray::try_from(take(&mut ebpf, "fs_stats")?).map_err(map_err("counters"))?;
         let (_, mono_to_real) = clocks();
+        let names = InterfaceNames::new(
+            found
+                .iter()
+                .map(|(name, ifindex)| (*ifindex, name.clone()))
+                .collect(),
+        );
         Ok(EbpfCapture {
             ebpf,
             flows,
@@ -527,7 +563,177 @@ impl EbpfCapture {
             programs: registry.programs(),
             keys: Vec::new(),
             values: Vec::new(),
+            names,
+            registry: registry.clone(),
+            follow: None,
         })
+    }
+
+    /// Follows `patterns` (glob patterns of interface names) from now on:
+    /// interfaces that match, there now or appearing later, get the
+    /// programs; those that go away are detached, their flows read and
+    /// ended. `named` interfaces that come back get them again. `warn` and
+    /// `note` say what happens.
+    ///
+    /// # Errors
+    /// A pattern is not a glob pattern, the link notifications cannot be
+    /// followed, or attaching needs a privilege that is missing.
+    pub fn follow(
+        &mut self,
+        patterns: &[String],
+        named: &[String],
+        warn: Box<dyn Fn(&str) + Send>,
+        note: Box<dyn Fn(&str) + Send>,
+    ) -> Result<(), EbpfError> {
+        let patterns = patterns
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p)
+                    .map(|g| (p.clone(), g))
+                    .map_err(|e| EbpfError::Config(format!("-i {p:?}: not a glob pattern: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = patterns.first().map(|(p, _)| p.clone()).unwrap_or_default();
+        // Subscribed before the list is read, so that no interface falls
+        // between the two.
+        let monitor = LinkMonitor::open().map_err(|e| {
+            EbpfError::Config(format!(
+                "-i {first:?}: cannot follow interfaces as they come and go (netlink): {e}"
+            ))
+        })?;
+        self.follow = Some(Follow {
+            patterns,
+            named: named.to_vec(),
+            monitor,
+            warn,
+            note,
+        });
+        self.rescan()
+    }
+
+    /// Whether interface `name` is asked for, and by which pattern.
+    fn wanted(&self, name: &str) -> Option<Option<String>> {
+        let f = self.follow.as_ref()?;
+        if f.named.iter().any(|n| n == name) {
+            return Some(None);
+        }
+        f.patterns
+            .iter()
+            .find(|(_, g)| g.matches(name))
+            .map(|(p, _)| Some(p.clone()))
+    }
+
+    /// Gives interface `name` the programs if it is asked for and has not
+    /// got them.
+    fn appeared(&mut self, name: &str) -> Result<(), EbpfError> {
+        let Some(pattern) = self.wanted(name) else {
+            return Ok(());
+        };
+        if self.interfaces.iter().any(|i| i.name == name) {
+            return Ok(());
+        }
+        let Some(f) = self.follow.as_ref() else {
+            return Ok(());
+        };
+        let index = match ifindex(name) {
+            Ok(i) => i,
+            // Gone again already.
+            Err(_) => return Ok(()),
+        };
+        match attach(&mut self.ebpf, name, &mut self.mode, &*f.warn) {
+            Ok(()) => {}
+            Err(e @ EbpfError::Load(_)) => return Err(e),
+            Err(e) => {
+                (f.warn)(&format!("not capturing on {name:?}: {e}"));
+                return Ok(());
+            }
+        }
+        self.interfaces.push(Interface {
+            slot: self.registry.source(name, SourceKind::Interface),
+            name: name.to_owned(),
+            ifindex: index,
+            bytes: 0,
+            read: 0,
+        });
+        self.names.add(index, name);
+        let why = match pattern {
+            Some(p) => format!("it matches {p:?}"),
+            None => "it is back".to_owned(),
+        };
+        (f.note)(&format!("capturing on {name} too: {why}"));
+        Ok(())
+    }
+
+    /// Interface `at` went away: what the programs counted is read, its
+    /// flows end, and it is forgotten (its counters summed into the
+    /// registry's retired inputs).
+    fn gone<I: Input>(&mut self, at: usize, input: &mut I) -> Result<(), EbpfError> {
+        if self.scan(input, false)? {
+            self.drain_events(input);
+        }
+        let interface = self.interfaces.remove(at);
+        let _ = input.interface_gone(interface.ifindex);
+        self.names.gone(interface.ifindex);
+        interface.slot.publish(&SourceCounts {
+            packets: interface.read,
+            bytes: interface.bytes,
+            kernel_packets: interface.read,
+            ..SourceCounts::default()
+        });
+        self.registry.retire_source(&interface.slot);
+        if let Some(f) = &self.follow {
+            (f.note)(&format!(
+                "capture on {:?} stopped: it went away; its flows ended",
+                interface.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the list of interfaces: attaches what is asked for and not
+    /// attached. (What is no longer listed is detached by the next poll.)
+    fn rescan(&mut self) -> Result<(), EbpfError> {
+        let Ok(mut list) = links::interfaces() else {
+            return Ok(());
+        };
+        list.sort_by(|a, b| a.1.cmp(&b.1));
+        for (_, name) in &list {
+            self.appeared(name)?;
+        }
+        Ok(())
+    }
+
+    /// Follows the link notifications, if [`follow`](Self::follow) was
+    /// called.
+    fn follow_links<I: Input>(&mut self, input: &mut I) -> Result<(), EbpfError> {
+        let Some(f) = self.follow.as_mut() else {
+            return Ok(());
+        };
+        let events = f.monitor.events().unwrap_or_else(|_| vec![LinkEvent::Lost]);
+        for event in events {
+            match event {
+                LinkEvent::Present { name, .. } => self.appeared(&name)?,
+                LinkEvent::Removed { name, .. } => {
+                    if let Some(at) = self.interfaces.iter().position(|i| i.name == name) {
+                        self.gone(at, input)?;
+                    }
+                }
+                LinkEvent::Lost => {
+                    let present: Vec<String> = links::interfaces()
+                        .map(|l| l.into_iter().map(|(_, n)| n).collect())
+                        .unwrap_or_default();
+                    while let Some(at) = self
+                        .interfaces
+                        .iter()
+                        .position(|i| !present.contains(&i.name))
+                    {
+                        self.gone(at, input)?;
+                    }
+                    self.rescan()?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs the ingress program on `frame`, `repeat` times in a row, in
@@ -555,18 +761,28 @@ impl EbpfCapture {
         Ok(result.duration)
     }
 
-    /// The interfaces, comma-separated.
+    /// The interfaces, comma-separated, and the patterns followed.
     pub fn interface_list(&self) -> String {
         let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
-        names.join(", ")
+        let mut list = if names.is_empty() {
+            "no interface yet".to_owned()
+        } else {
+            names.join(", ")
+        };
+        if let Some(f) = &self.follow {
+            let patterns: Vec<&str> = f.patterns.iter().map(|(p, _)| p.as_str()).collect();
+            list.push_str(&format!(
+                ", and interfaces matching {} as they come",
+                patterns.join(", ")
+            ));
+        }
+        list
     }
 
-    /// `(ifindex, name)` of each interface.
-    pub fn interface_names(&self) -> Vec<(u32, String)> {
-        self.interfaces
-            .iter()
-            .map(|i| (i.ifindex, i.name.clone()))
-            .collect()
+    /// The interfaces' names by index, kept current as they come and go
+    /// (shared).
+    pub fn interface_names(&self) -> InterfaceNames {
+        self.names.clone()
     }
 
     /// How the programs are attached.
@@ -960,6 +1176,7 @@ impl CaptureSource for EbpfCapture {
     type Error = EbpfError;
 
     fn poll<I: Input>(&mut self, input: &mut I) -> Result<Poll, EbpfError> {
+        self.follow_links(input)?;
         if !self.drain_events(input) {
             return Ok(Poll::Ready);
         }

@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod links;
 pub mod netlink;
 pub mod processes;
 mod refresh;

@@ -76,9 +76,9 @@ pub struct Args {
 
     /// Capture live on this interface (repeatable), or on every interface whose name
     /// matches a glob pattern (`'veth*'`, quoted): those that appear later are attached,
-    /// and those that go away detached with their flows ended (AF_PACKET; the eBPF
-    /// backend takes the matches at start). Runs until SIGINT or SIGTERM, which flush
-    /// every open flow (`forced_end`) and exit 0. Needs CAP_NET_RAW.
+    /// and those that go away detached with their flows ended. Runs until SIGINT or
+    /// SIGTERM, which flush every open flow (`forced_end`) and exit 0. Needs
+    /// CAP_NET_RAW.
     #[arg(
         short = 'i',
         long = "interface",

@@ -242,10 +242,24 @@ fn run(
                 },
                 ..EbpfConfig::default()
             };
-            let interfaces = ebpf_interfaces(&args.interfaces)?;
-            let capture =
-                EbpfCapture::open(&interfaces, &config, &registry, &|line| warning!("{line}"))
+            let (patterns, named): (Vec<String>, Vec<String>) = args
+                .interfaces
+                .iter()
+                .cloned()
+                .partition(|i| capture_afpacket::is_pattern(i));
+            let mut capture =
+                EbpfCapture::open(&named, &config, &registry, &|line| warning!("{line}"))
                     .map_err(|e| anyhow!(e))?;
+            if !patterns.is_empty() {
+                capture
+                    .follow(
+                        &patterns,
+                        &named,
+                        Box::new(|line| warning!("{line}")),
+                        Box::new(|line| note!("{line}")),
+                    )
+                    .map_err(|e| anyhow!(e))?;
+            }
             Source::Ebpf(Box::new(capture))
         }
         [] => {
@@ -287,7 +301,7 @@ fn run(
     let mapping = Mapping {
         interfaces: match &source {
             Source::Live(capture) => capture.interface_names(),
-            Source::Ebpf(capture) => InterfaceNames::new(capture.interface_names()),
+            Source::Ebpf(capture) => capture.interface_names(),
             Source::File(_) | Source::Merged(_) => InterfaceNames::default(),
         },
         opt_in: opt_in(&args.opt_in),
@@ -643,56 +657,6 @@ fn connect_hook() -> Option<host::processes::Connects> {
             None
         }
     }
-}
-
-/// The eBPF backend's interfaces: `-i` names, and the interfaces that
-/// `-i` patterns match now (it attaches to interfaces at start only).
-fn ebpf_interfaces(values: &[String]) -> anyhow::Result<Vec<String>> {
-    if !values.iter().any(|v| capture_afpacket::is_pattern(v)) {
-        return Ok(values.to_vec());
-    }
-    let mut present = capture_afpacket::interfaces()
-        .context("listing the interfaces for the -i patterns")?
-        .into_iter()
-        .map(|(_, name)| name)
-        .collect::<Vec<_>>();
-    present.sort();
-    let mut out = Vec::new();
-    for value in values {
-        if !capture_afpacket::is_pattern(value) {
-            out.push(value.clone());
-            continue;
-        }
-        let pattern = glob::Pattern::new(value)
-            .map_err(|e| anyhow!("-i {value:?}: not a glob pattern: {e}"))?;
-        let matched: Vec<&String> = present.iter().filter(|n| pattern.matches(n)).collect();
-        note!(
-            "-i {value:?} matches {} now; the eBPF backend attaches at start only, so              interfaces that appear later are not captured (--backend afpacket follows them)",
-            if matched.is_empty() {
-                "no interface".to_owned()
-            } else {
-                matched
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        );
-        out.extend(
-            matched
-                .into_iter()
-                .filter(|n| !out.contains(n))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-    }
-    if out.is_empty() {
-        return Err(anyhow!(
-            "-i: no interface matches {} (the eBPF backend needs one at start)",
-            values.join(", ")
-        ));
-    }
-    Ok(out)
 }
 
 /// What `-o` names, for messages.

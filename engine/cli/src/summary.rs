@@ -135,7 +135,13 @@ impl Summary<'_> {
             }
         }
         let (gone, r) = &c.retired;
-        if *gone > 0 {
+        if *gone > 0 && c.programs.is_some() {
+            writeln!(
+                f,
+                "  {gone} interfaces matched by a pattern and gone since: {} packets ({} bytes) sent to userspace whole",
+                r.packets, r.bytes
+            )?;
+        } else if *gone > 0 {
             writeln!(
                 f,
                 "  {gone} interfaces matched by a pattern and gone since: kernel passed {} packets, dropped {} (ring full), ring froze {} times, not read {}",

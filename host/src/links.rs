@@ -1,10 +1,16 @@
 //! Interfaces that come and go: the kernel's link notifications
 //! (`RTMGRP_LINK` on a netlink route socket), read without blocking, and
-//! the list of interfaces there now.
+//! the list of interfaces there now, for captures that follow `-i`
+//! patterns.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Whether an `-i` value is a glob pattern rather than a name.
+pub fn is_pattern(value: &str) -> bool {
+    value.contains(['*', '?', '['])
+}
 
 /// A change to the host's interfaces.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,8 +29,14 @@ Live capture (-i, needs CAP_NET_RAW) runs until SIGINT or SIGTERM, which flush e
 flow (forced_end) and exit 0; with OTLP export it drops spans beyond --queue-size rather
 than stall. Its flow state is bounded by --flow-memory (256M by default).
 
+Every flag is also a key of the YAML config file (--config) and a FLOWSPAN_* variable
+(--workers: `workers:`, FLOWSPAN_WORKERS); defaults < file < environment < flags.
+--print-config shows what is in force and where each value came from. SIGHUP reads the
+file again.
+
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
-flows from the records before it were written), or every live interface went away; 2 bad
+flows from the records before it were written), a file of several could not be read, or
+every live interface went away (without an -i pattern); 2 bad
 flags, settings or environment, or the input or output could not be opened, or the input is
 not a capture; 3 some spans were not delivered to the collector (takes precedence over 1 and
 130); 130 interrupted by SIGINT or SIGTERM (open flows were flushed as forced_end).
@@ -42,7 +48,10 @@ Examples:
   OTEL_EXPORTER_OTLP_ENDPOINT=https://otel:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
     OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer%20TOKEN' engine --pcap trace.pcap
   tcpdump -w - -i eth0 | engine --pcap -
-  engine -i eth0 -o spans.json                  # live, until Ctrl-C";
+  engine --pcap 'trace-*.pcap'                  # rotated files, merged in time order
+  engine -i eth0 -o spans.json                  # live, until Ctrl-C
+  engine -i eth0 -i 'veth*' --metrics-address :9615   # a node agent
+  engine --config /etc/flowspan/config.yaml";
 
 /// `engine --version`: the package version and the git revision built
 /// (`-dirty` when files differed from it; `unknown` outside a checkout).

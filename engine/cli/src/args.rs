@@ -36,10 +36,10 @@ file again.
 
 Exit status: 0 success; 1 the capture is damaged (the error names the record and byte;
 flows from the records before it were written), a file of several could not be read, or
-every live interface went away (without an -i pattern); 2 bad
-flags, settings or environment, or the input or output could not be opened, or the input is
-not a capture; 3 some spans were not delivered to the collector (takes precedence over 1 and
-130); 130 interrupted by SIGINT or SIGTERM (open flows were flushed as forced_end).
+every live interface went away (without an -i pattern); 2 bad flags, settings or
+environment, or the input or output could not be opened, or the input is not a capture;
+3 some spans were not delivered to the collector (takes precedence over 1 and 130); 130
+interrupted by SIGINT or SIGTERM (open flows were flushed as forced_end).
 
 Examples:
   engine --pcap trace.pcap                      # OTLP JSON on stdout

@@ -25,7 +25,7 @@ use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
 
 use crate::{GsoKind, Ring, RingConfig, RingError, RingStats, wait_any};
-use host::links::{self, LinkEvent, LinkMonitor, is_pattern};
+use host::links::{self, LinkEvent, LinkMonitor, Selection};
 
 /// A sink for one-line messages (an interface that failed, came or went).
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
@@ -46,14 +46,9 @@ pub enum LiveError {
     /// Every interface went away (or failed); open flows can be flushed.
     #[error("every interface went away")]
     NoInterfaceLeft,
-    /// A `-i` pattern is not a glob pattern.
-    #[error("-i {pattern:?}: not a glob pattern: {message}")]
-    BadPattern {
-        /// The pattern as given.
-        pattern: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A `-i` pattern is not a glob pattern (the message says which).
+    #[error("{0}")]
+    BadPattern(String),
     /// The kernel's link notifications cannot be followed.
     #[error("-i {pattern:?}: cannot follow interfaces as they come and go (netlink): {source}")]
     Links {
@@ -115,10 +110,8 @@ pub struct LiveCapture {
     owners: Vec<usize>,
     interfaces: Vec<Interface>,
     messages: Messages,
-    /// Interfaces given by name.
-    named: Vec<String>,
-    /// Interfaces given by pattern, as given and compiled.
-    patterns: Vec<(String, glob::Pattern)>,
+    /// The interfaces asked for: names and patterns.
+    selection: Selection,
     /// Link notifications, when there are patterns.
     monitor: Option<LinkMonitor>,
     workers: usize,
@@ -159,33 +152,21 @@ impl LiveCapture {
         registry: &Registry,
         messages: Messages,
     ) -> Result<LiveCapture, LiveError> {
-        let (patterns, named): (Vec<&String>, Vec<&String>) =
-            interfaces.iter().partition(|v| is_pattern(v));
+        let selection = Selection::new(interfaces).map_err(LiveError::BadPattern)?;
         // Checked here too, not only by the binary: ring memory is kernel
         // memory no cgroup charges, whoever opens the rings. Interfaces a
         // pattern picks are checked one by one as they are attached.
         crate::check_ring_memory(
             ring.block_size,
             ring.block_count,
-            named.len().saturating_mul(workers),
+            selection.named.len().saturating_mul(workers),
         )
         .map_err(LiveError::RingMemory)?;
-        let patterns = patterns
-            .into_iter()
-            .map(|p| {
-                glob::Pattern::new(p)
-                    .map(|g| (p.clone(), g))
-                    .map_err(|e| LiveError::BadPattern {
-                        pattern: p.clone(),
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         // Subscribed before the list is read, so that no interface falls
         // between the two.
-        let monitor = match patterns.first() {
-            Some((first, _)) => Some(LinkMonitor::open().map_err(|source| LiveError::Links {
-                pattern: first.clone(),
+        let monitor = match selection.patterns().next() {
+            Some(first) => Some(LinkMonitor::open().map_err(|source| LiveError::Links {
+                pattern: first.to_owned(),
                 source,
             })?),
             None => None,
@@ -195,8 +176,7 @@ impl LiveCapture {
             owners: Vec::new(),
             interfaces: Vec::new(),
             messages,
-            named: named.into_iter().cloned().collect(),
-            patterns,
+            selection,
             monitor,
             workers,
             ring: ring.clone(),
@@ -205,7 +185,7 @@ impl LiveCapture {
             next_group: std::process::id() as u16,
             refused: 0,
         };
-        for name in live.named.clone() {
+        for name in live.selection.named.clone() {
             match live.attach(&name, false) {
                 Ok(()) => {}
                 Err(e @ (RingError::NoPrivilege { .. } | RingError::BadConfig(_))) => {
@@ -217,22 +197,10 @@ impl LiveCapture {
         if live.monitor.is_some() {
             live.rescan()?;
         }
-        if live.rings.is_empty() && live.patterns.is_empty() {
+        if live.rings.is_empty() && !live.selection.follows() {
             return Err(LiveError::NoInterface);
         }
         Ok(live)
-    }
-
-    /// Whether interface `name` is asked for: named, or matched by a
-    /// pattern (which one, if so).
-    fn wanted(&self, name: &str) -> Option<Option<&str>> {
-        if self.named.iter().any(|n| n == name) {
-            return Some(None);
-        }
-        self.patterns
-            .iter()
-            .find(|(_, g)| g.matches(name))
-            .map(|(p, _)| Some(p.as_str()))
     }
 
     /// The entry of interface `name` that has rings (or is draining them).
@@ -272,7 +240,7 @@ impl LiveCapture {
     /// Interface `name` exists: attaches it if it is asked for and not
     /// captured.
     fn appeared(&mut self, name: &str) -> Result<(), LiveError> {
-        let Some(pattern) = self.wanted(name).map(|p| p.map(str::to_owned)) else {
+        let Some(pattern) = self.selection.wanted(name).map(|p| p.map(str::to_owned)) else {
             return Ok(());
         };
         if self.captured(name).is_some() {
@@ -380,8 +348,8 @@ impl LiveCapture {
         } else {
             names.join(", ")
         };
-        if !self.patterns.is_empty() {
-            let patterns: Vec<&str> = self.patterns.iter().map(|(p, _)| p.as_str()).collect();
+        if self.selection.follows() {
+            let patterns: Vec<&str> = self.selection.patterns().collect();
             list.push_str(&format!(
                 ", and interfaces matching {} as they come",
                 patterns.join(", ")
@@ -470,7 +438,7 @@ impl LiveCapture {
                 at += 1;
             }
         }
-        if self.rings.is_empty() && self.patterns.is_empty() {
+        if self.rings.is_empty() && !self.selection.follows() {
             return Err(LiveError::NoInterfaceLeft);
         }
         Ok(())

@@ -19,7 +19,7 @@ use engine::registry::{
 };
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll, Segmentation};
 
-use host::links::{self, LinkEvent, LinkMonitor};
+use host::links::{self, LinkEvent, LinkMonitor, Selection};
 
 use crate::abi::{self, FsEvent, FsFlow, FsKey};
 use crate::flows::{Tracker, ended};
@@ -180,8 +180,7 @@ pub struct EbpfCapture {
 
 /// What [`EbpfCapture::follow`] follows, and how it says what happens.
 struct Follow {
-    patterns: Vec<(String, glob::Pattern)>,
-    named: Vec<String>,
+    selection: Selection,
     monitor: LinkMonitor,
     warn: Box<dyn Fn(&str) + Send>,
     note: Box<dyn Fn(&str) + Send>,
@@ -569,31 +568,21 @@ impl EbpfCapture {
         })
     }
 
-    /// Follows `patterns` (glob patterns of interface names) from now on:
-    /// interfaces that match, there now or appearing later, get the
-    /// programs; those that go away are detached, their flows read and
-    /// ended. `named` interfaces that come back get them again. `warn` and
-    /// `note` say what happens.
+    /// Follows `selection`'s patterns from now on: interfaces that match,
+    /// there now or appearing later, get the programs; those that go away
+    /// are detached, their flows read and ended. Its named interfaces that
+    /// come back get them again. `warn` and `note` say what happens.
     ///
     /// # Errors
-    /// A pattern is not a glob pattern, the link notifications cannot be
-    /// followed, or attaching needs a privilege that is missing.
+    /// The link notifications cannot be followed, or attaching needs a
+    /// privilege that is missing.
     pub fn follow(
         &mut self,
-        patterns: &[String],
-        named: &[String],
+        selection: Selection,
         warn: Box<dyn Fn(&str) + Send>,
         note: Box<dyn Fn(&str) + Send>,
     ) -> Result<(), EbpfError> {
-        let patterns = patterns
-            .iter()
-            .map(|p| {
-                glob::Pattern::new(p)
-                    .map(|g| (p.clone(), g))
-                    .map_err(|e| EbpfError::Config(format!("-i {p:?}: not a glob pattern: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = patterns.first().map(|(p, _)| p.clone()).unwrap_or_default();
+        let first = selection.patterns().next().unwrap_or_default().to_owned();
         // Subscribed before the list is read, so that no interface falls
         // between the two.
         let monitor = LinkMonitor::open().map_err(|e| {
@@ -602,8 +591,7 @@ impl EbpfCapture {
             ))
         })?;
         self.follow = Some(Follow {
-            patterns,
-            named: named.to_vec(),
+            selection,
             monitor,
             warn,
             note,
@@ -614,13 +602,7 @@ impl EbpfCapture {
     /// Whether interface `name` is asked for, and by which pattern.
     fn wanted(&self, name: &str) -> Option<Option<String>> {
         let f = self.follow.as_ref()?;
-        if f.named.iter().any(|n| n == name) {
-            return Some(None);
-        }
-        f.patterns
-            .iter()
-            .find(|(_, g)| g.matches(name))
-            .map(|(p, _)| Some(p.clone()))
+        f.selection.wanted(name).map(|p| p.map(str::to_owned))
     }
 
     /// Gives interface `name` the programs if it is asked for and has not
@@ -770,7 +752,7 @@ impl EbpfCapture {
             names.join(", ")
         };
         if let Some(f) = &self.follow {
-            let patterns: Vec<&str> = f.patterns.iter().map(|(p, _)| p.as_str()).collect();
+            let patterns: Vec<&str> = f.selection.patterns().collect();
             list.push_str(&format!(
                 ", and interfaces matching {} as they come",
                 patterns.join(", ")

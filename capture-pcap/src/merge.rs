@@ -15,9 +15,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
+use engine::registry::{Registry, SourceKind, SourceSlot};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll};
 
+use crate::source::counts;
 use crate::{CaptureError, CaptureReader};
 
 /// Frames handed on per poll (as [`FileSource`](crate::FileSource)).
@@ -125,15 +126,7 @@ impl CaptureSource for MergedFiles {
 
     fn publish(&mut self) {
         for m in &self.members {
-            let s = m.reader.stats();
-            m.slot.publish(&SourceCounts {
-                packets: s.frames,
-                bytes: s.bytes,
-                unknown_interface: s.unknown_interface,
-                bad_packet_block: s.bad_packet_block,
-                simple_packet_blocks: s.simple_packet_blocks,
-                ..SourceCounts::default()
-            });
+            m.slot.publish(&counts(m.reader.stats()));
         }
     }
 }

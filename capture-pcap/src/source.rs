@@ -4,7 +4,7 @@
 use engine::registry::{Registry, SourceCounts, SourceKind, SourceSlot};
 use engine::source::{CaptureSource, Clock, Frame, Input, Poll};
 
-use crate::{CaptureError, CaptureReader, Next};
+use crate::{CaptureError, CaptureReader, Next, ReaderStats};
 
 /// Frames handed on per poll, so that the loop checks its stop flag and
 /// publishes its counters often enough.
@@ -60,14 +60,18 @@ impl CaptureSource for FileSource {
     }
 
     fn publish(&mut self) {
-        let s = self.reader.stats();
-        self.slot.publish(&SourceCounts {
-            packets: s.frames,
-            bytes: s.bytes,
-            unknown_interface: s.unknown_interface,
-            bad_packet_block: s.bad_packet_block,
-            simple_packet_blocks: s.simple_packet_blocks,
-            ..SourceCounts::default()
-        });
+        self.slot.publish(&counts(self.reader.stats()));
+    }
+}
+
+/// A reader's counters as the registry's input counters.
+pub(crate) fn counts(s: &ReaderStats) -> SourceCounts {
+    SourceCounts {
+        packets: s.frames,
+        bytes: s.bytes,
+        unknown_interface: s.unknown_interface,
+        bad_packet_block: s.bad_packet_block,
+        simple_packet_blocks: s.simple_packet_blocks,
+        ..SourceCounts::default()
     }
 }

@@ -12,6 +12,58 @@ pub fn is_pattern(value: &str) -> bool {
     value.contains(['*', '?', '['])
 }
 
+/// The interfaces `-i` asks for: names, and glob patterns that pick
+/// interfaces as they come.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Interfaces given by name.
+    pub named: Vec<String>,
+    /// Interfaces given by pattern, as given and compiled.
+    patterns: Vec<(String, glob::Pattern)>,
+}
+
+impl Selection {
+    /// Splits `-i` values into names and patterns.
+    ///
+    /// # Errors
+    /// A pattern is malformed: `-i "PATTERN": not a glob pattern: …`.
+    pub fn new(values: &[String]) -> Result<Selection, String> {
+        let mut selection = Selection::default();
+        for v in values {
+            if is_pattern(v) {
+                let g = glob::Pattern::new(v)
+                    .map_err(|e| format!("-i {v:?}: not a glob pattern: {e}"))?;
+                selection.patterns.push((v.clone(), g));
+            } else {
+                selection.named.push(v.clone());
+            }
+        }
+        Ok(selection)
+    }
+
+    /// Whether there are patterns to follow.
+    pub fn follows(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// The patterns as given.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|(p, _)| p.as_str())
+    }
+
+    /// Whether interface `name` is asked for: `Some(None)` by name,
+    /// `Some(Some(pattern))` by the first pattern that matches it.
+    pub fn wanted(&self, name: &str) -> Option<Option<&str>> {
+        if self.named.iter().any(|n| n == name) {
+            return Some(None);
+        }
+        self.patterns
+            .iter()
+            .find(|(_, g)| g.matches(name))
+            .map(|(p, _)| Some(p.as_str()))
+    }
+}
+
 /// A change to the host's interfaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -255,6 +307,21 @@ mod tests {
             parse(&datagram[..cut], &mut some);
             assert!(some.len() <= 2);
         }
+    }
+
+    #[test]
+    fn names_and_patterns_pick_interfaces() {
+        let s =
+            Selection::new(&["eth0".into(), "veth*".into(), "cali[0-9]*".into()]).expect("valid");
+        assert!(s.follows());
+        assert_eq!(s.wanted("eth0"), Some(None));
+        assert_eq!(s.wanted("veth1a2b"), Some(Some("veth*")));
+        assert_eq!(s.wanted("cali7"), Some(Some("cali[0-9]*")));
+        assert_eq!(s.wanted("eth1"), None);
+        assert_eq!(s.wanted("calix"), None);
+        let e = Selection::new(&["veth[".into()]).expect_err("malformed");
+        assert!(e.starts_with("-i \"veth[\": not a glob pattern"), "{e}");
+        assert!(!Selection::new(&["eth0".into()]).expect("valid").follows());
     }
 
     #[test]

@@ -242,19 +242,16 @@ fn run(
                 },
                 ..EbpfConfig::default()
             };
-            let (patterns, named): (Vec<String>, Vec<String>) = args
-                .interfaces
-                .iter()
-                .cloned()
-                .partition(|i| capture_afpacket::is_pattern(i));
-            let mut capture =
-                EbpfCapture::open(&named, &config, &registry, &|line| warning!("{line}"))
-                    .map_err(|e| anyhow!(e))?;
-            if !patterns.is_empty() {
+            let selection =
+                host::links::Selection::new(&args.interfaces).map_err(|e| anyhow!(e))?;
+            let mut capture = EbpfCapture::open(&selection.named, &config, &registry, &|line| {
+                warning!("{line}")
+            })
+            .map_err(|e| anyhow!(e))?;
+            if selection.follows() {
                 capture
                     .follow(
-                        &patterns,
-                        &named,
+                        selection,
                         Box::new(|line| warning!("{line}")),
                         Box::new(|line| note!("{line}")),
                     )

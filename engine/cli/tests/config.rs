@@ -9,7 +9,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -17,14 +16,10 @@ use std::time::Duration;
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{Setup, VethPair, enter_namespace, udp_frame};
 use common::live::{interrupt, start_in};
-use common::root;
+use common::{root, signal, spawn_engine};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("config-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+fn scratch(name: &str) -> std::path::PathBuf {
+    common::scratch("config", name)
 }
 
 fn engine_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -271,14 +266,7 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
     assert_eq!(first, "Bearer one");
 
     std::fs::write(&file, config("two", 2, "error")).expect("config");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal(child.id(), "HUP");
     std::thread::sleep(Duration::from_millis(300));
     send(&ns, 2);
     let second = requests
@@ -288,13 +276,7 @@ fn sighup_applies_new_export_headers_and_names_what_needs_a_restart() {
 
     // A file that no longer reads: said, and the running settings stay.
     std::fs::write(&file, "workers: many\n").expect("config");
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal(child.id(), "HUP");
     std::thread::sleep(Duration::from_millis(300));
     send(&ns, 3);
     let third = requests
@@ -342,72 +324,34 @@ fn sighup_applies_new_enrichment_settings() {
         .expect("config");
     };
     write("before");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["--config", file.to_str().expect("path")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("engine");
-    let stdout = child.stdout.take().expect("stdout");
-    let out = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = BufReader::new(stdout).read_to_end(&mut all);
-        all
-    });
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut engine = spawn_engine(&["--config", file.to_str().expect("path")]);
     // Started: the snapshot is read before the capture is opened.
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the snapshot's note");
-        if line.starts_with("engine: Kubernetes snapshot") {
-            break;
-        }
-    }
+    engine.line_starting("engine: Kubernetes snapshot");
     write("after");
     // The capture's file header only: the engine opens its input and runs
     // (a SIGHUP that comes before its signal thread is kept for it), but
     // no flow ends before the reload.
     let capture = std::fs::read(common::cluster::pcap()).expect("pcap");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&capture[..24]).expect("the file header");
-    stdin.flush().expect("flush");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let said = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the reload's answer");
-        if line.starts_with("engine: SIGHUP") || line.starts_with("engine: error") {
-            break line;
-        }
-    };
+    engine
+        .stdin
+        .write_all(&capture[..24])
+        .expect("the file header");
+    engine.stdin.flush().expect("flush");
+    signal(engine.child.id(), "HUP");
     assert_eq!(
-        said,
+        engine.line_starting("engine: SIGHUP"),
         format!(
             "engine: SIGHUP: read {} again: applied k8s-cluster-name",
             file.display()
         )
     );
-    stdin
+    engine
+        .stdin
         .write_all(&capture[24..])
         .expect("feeding the capture");
-    drop(stdin);
-    assert_eq!(child.wait().expect("engine ends").code(), Some(0));
-    let spans = common::spans(&out.join().expect("stdout"));
+    let (code, stdout) = engine.finish();
+    assert_eq!(code, Some(0));
+    let spans = common::spans(&stdout);
     assert!(!spans.is_empty());
     let names: std::collections::BTreeSet<String> = spans
         .iter()

@@ -16,11 +16,7 @@ use common::{root, skip};
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("deploy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    common::scratch("deploy", name)
 }
 
 fn text(b: &[u8]) -> String {

@@ -201,14 +201,7 @@ fn come_and_go(tag: &str, backend: &str) {
     }
     assert!(!metrics.contains("input=\"hp1\""), "hp1 was forgotten");
 
-    let pid = started.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    common::signal(started.child.id(), "INT");
     let mut child = started.child;
     let status = child.wait().expect("engine exits");
     let stderr = started.stderr.join().expect("stderr");

@@ -373,8 +373,7 @@ fn the_api_server_stopped_and_started_during_a_live_run() {
 /// (seen on `/metrics`).
 #[test]
 fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
+    use std::io::{Read, Write};
 
     let Some(server) = ApiServer::start("reload", None, 16520) else {
         return;
@@ -392,41 +391,16 @@ fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
         )
     };
     std::fs::write(&file, config("")).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["--config", file.to_str().expect("path")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("engine");
-    let stdout = child.stdout.take().expect("stdout");
-    let out = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = BufReader::new(stdout).read_to_end(&mut all);
-        all
-    });
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_line = |prefix: &str| loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no line starting {prefix:?}"));
-        if line.starts_with(prefix) {
-            return line;
-        }
-    };
-    wait_line("engine: kubernetes: ");
+    let mut engine = common::spawn_engine(&["--config", file.to_str().expect("path")]);
+    engine.line_starting("engine: kubernetes: ");
     // The capture's file header: the engine opens its input and is then
     // running (its signal thread too).
     let capture = std::fs::read(pcap()).expect("pcap");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&capture[..24]).expect("the file header");
-    stdin.flush().expect("flush");
+    engine
+        .stdin
+        .write_all(&capture[..24])
+        .expect("the file header");
+    engine.stdin.flush().expect("flush");
     let updates = || -> u64 {
         use std::net::TcpStream;
         let mut c = TcpStream::connect("127.0.0.1:16529").expect("metrics");
@@ -440,16 +414,9 @@ fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
     };
     let before = updates();
     std::fs::write(&file, config("team")).expect("config");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    common::signal(engine.child.id(), "HUP");
     assert_eq!(
-        wait_line("engine: SIGHUP"),
+        engine.line_starting("engine: SIGHUP"),
         format!(
             "engine: SIGHUP: read {} again: applied k8s-annotation",
             file.display()
@@ -467,12 +434,13 @@ fn a_reload_asking_for_another_annotation_lists_every_kind_again() {
     }
     // Every kind's list in (they come within the rebuild interval).
     std::thread::sleep(Duration::from_secs(2));
-    stdin
+    engine
+        .stdin
         .write_all(&capture[24..])
         .expect("feeding the capture");
-    drop(stdin);
-    assert_eq!(child.wait().expect("engine ends").code(), Some(0));
-    let spans = spans(&out.join().expect("stdout"));
+    let (code, stdout) = engine.finish();
+    assert_eq!(code, Some(0));
+    let spans = spans(&stdout);
     assert_eq!(spans.len(), 10);
     let annotated = spans
         .iter()

@@ -16,11 +16,7 @@ use common::live::fixture_frames;
 const T0: u64 = 1_700_000_000_000_000_000;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("merge-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    common::scratch("merge", name)
 }
 
 /// Writes frames `(index, frame)` to `path`, frame k at T0 + k µs.

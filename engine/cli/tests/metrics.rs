@@ -25,11 +25,7 @@ use common::{root, rotel, skip, spans};
 const METRICS_PORT: u16 = 9615;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("metrics-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    common::scratch("metrics", name)
 }
 
 /// `GET path` from 127.0.0.1:`port` in network namespace `ns` (the

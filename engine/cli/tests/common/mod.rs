@@ -135,3 +135,93 @@ pub fn rotel() -> &'static Path {
         PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
     })
 }
+
+/// An empty scratch directory `PREFIX-NAME-PID` under the tests' target
+/// directory.
+pub fn scratch(prefix: &str, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{prefix}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Sends signal `name` (`HUP`, `INT`, …) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -{name} {pid}");
+}
+
+/// `engine ARGS` running with its standard streams piped.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub stdin: std::process::ChildStdin,
+    /// All of its standard output, once it ends.
+    pub stdout: std::thread::JoinHandle<Vec<u8>>,
+    /// Its stderr lines as they come.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// Closes its standard input and waits for it to end: its exit code
+    /// and all of its standard output.
+    pub fn finish(self) -> (Option<i32>, Vec<u8>) {
+        let Spawned {
+            mut child,
+            stdin,
+            stdout,
+            ..
+        } = self;
+        drop(stdin);
+        let status = child.wait().expect("engine ends");
+        (status.code(), stdout.join().expect("stdout"))
+    }
+
+    /// Waits up to 20 s for a stderr line starting with `prefix`; it.
+    pub fn line_starting(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no stderr line starting {prefix:?}"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+}
+
+/// Starts `engine ARGS` with its standard streams piped.
+pub fn spawn_engine(args: &[&str]) -> Spawned {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting engine");
+    let mut out = child.stdout.take().expect("stdout");
+    let stdout = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = out.read_to_end(&mut all);
+        all
+    });
+    let (tx, lines) = std::sync::mpsc::channel();
+    let err = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let stdin = child.stdin.take().expect("stdin");
+    Spawned {
+        child,
+        stdin,
+        stdout,
+        lines,
+    }
+}

@@ -598,11 +598,11 @@ fn yaml_error(path: &Path, e: &marked_yaml::LoadError) -> String {
             let first = d.prev_key.span().start().map_or(0, |m| m.line());
             match d.key.span().start() {
                 Some(m) => format!(
-                    "{}: key {} given twice (first on line {first})",
+                    "{}: key {:?} given twice (first on line {first})",
                     at(m),
                     d.key.as_str()
                 ),
-                None => format!("{}: key {} given twice", path.display(), d.key.as_str()),
+                None => format!("{}: key {:?} given twice", path.display(), d.key.as_str()),
             }
         }
         E::ScanError(m, s) => format!("{}: not YAML: {}", at(m), s.info()),
@@ -626,8 +626,26 @@ fn shown(key: &str, value: &str) -> String {
 }
 
 /// A YAML scalar for `value`, quoted when plain YAML would read it
-/// otherwise.
+/// otherwise: in double quotes with escapes when it holds characters a
+/// single-quoted scalar would not keep (line breaks, other controls).
 fn yaml_scalar(value: &str) -> String {
+    let breaks =
+        |c: char| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}');
+    if value.chars().any(breaks) {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if breaks(c) => {
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        return out;
+    }
     let plain = !value.is_empty()
         && value
             .chars()
@@ -896,7 +914,12 @@ mod tests {
             ),
             (
                 "pcap: x\npcap: y\n",
-                ":2:1: key pcap given twice (first on line 1)",
+                ":2:1: key \"pcap\" given twice (first on line 1)",
+            ),
+            // Found by the config_file fuzz target: a key across lines.
+            (
+                "{H,LL,|\n\x08\n\n?\nH\x13:,|\n\x08\n\n?\nH\x13:,}~L",
+                ":5:5: key \"| \\u{8}",
             ),
             ("pcap: [x\n", ":2:1: not YAML"),
             ("- pcap\n", ":1:1: expected a mapping of settings"),
@@ -996,6 +1019,27 @@ mod tests {
         );
         assert_eq!(locate("--batch-size 0: no", &origins), "--batch-size 0: no");
         assert_eq!(locate("OTEL_X: no", &origins), "OTEL_X: no");
+    }
+
+    #[test]
+    fn values_with_line_breaks_print_as_they_read() {
+        let file = with_file("breaks.yaml", "pcap: \"a\\nb\\t'c\\\"\\\\d\\u2028e\"\n");
+        let l = load_with(
+            &["--config", file.to_str().expect("path"), "--print-config"],
+            &[],
+        )
+        .expect("loads");
+        assert_eq!(l.args.pcap, [PathBuf::from("a\nb\t'c\"\\d\u{2028}e")]);
+        let printed = print(&l);
+        let again = with_file("breaks-printed.yaml", &printed);
+        let l2 = load_with(
+            &["--config", again.to_str().expect("path"), "--print-config"],
+            &[],
+        )
+        .expect("reads back");
+        assert_eq!(l2.args.pcap, l.args.pcap, "{printed}");
+        let _ = std::fs::remove_file(file);
+        let _ = std::fs::remove_file(again);
     }
 
     #[test]

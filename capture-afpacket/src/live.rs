@@ -120,9 +120,6 @@ pub struct LiveCapture {
     names: InterfaceNames,
     /// The next fanout group id to try.
     next_group: u16,
-    /// Interfaces not attached because their rings would pass the ring
-    /// memory limit.
-    refused: u64,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -183,7 +180,6 @@ impl LiveCapture {
             registry: registry.clone(),
             names: InterfaceNames::default(),
             next_group: std::process::id() as u16,
-            refused: 0,
         };
         for name in live.selection.named.clone() {
             match live.attach(&name, false) {
@@ -246,6 +242,17 @@ impl LiveCapture {
         if self.captured(name).is_some() {
             return Ok(());
         }
+        // Checked before each interface a pattern (or a return) brings:
+        // refused with a warning, and the capture goes on.
+        let rings = self.rings.len().saturating_add(self.workers);
+        if let Err(e) = crate::check_ring_memory(self.ring.block_size, self.ring.block_count, rings)
+        {
+            (self.messages.warn)(&format!(
+                "not capturing on {name:?}: its rings would make {e} (lower --ring-blocks or \
+                 --ring-block-size to capture on more interfaces)"
+            ));
+            return Ok(());
+        }
         match self.attach(name, pattern.is_some()) {
             Ok(()) => {
                 let why = match &pattern {
@@ -263,16 +270,9 @@ impl LiveCapture {
         }
     }
 
-    /// Opens `workers` rings on `name` in a fanout group of their own.
+    /// Opens `workers` rings on `name` in a fanout group of their own (the
+    /// ring memory was checked by the caller).
     fn attach(&mut self, name: &str, matched: bool) -> Result<(), RingError> {
-        let rings = self.rings.len().saturating_add(self.workers);
-        if let Err(e) = crate::check_ring_memory(self.ring.block_size, self.ring.block_count, rings)
-        {
-            self.refused += 1;
-            return Err(RingError::BadConfig(format!(
-                "its rings would make {e} (lower --ring-blocks or --ring-block-size to capture on more interfaces)"
-            )));
-        }
         // Fanout group ids are per network namespace: one per interface of
         // this process, for all of its rings.
         let group = self.group_id();
@@ -361,12 +361,6 @@ impl LiveCapture {
     /// Rings still open.
     pub fn ring_count(&self) -> usize {
         self.rings.len()
-    }
-
-    /// Interfaces not attached because their rings would have passed the
-    /// ring memory limit.
-    pub fn refused(&self) -> u64 {
-        self.refused
     }
 
     /// The kernel counters of interface `at` so far, closed rings

@@ -106,13 +106,17 @@ impl Endpoints {
 
     /// `Ok` when ready, else why not (one reason a line).
     pub fn readiness(&self) -> Result<(), Vec<String>> {
+        self.readiness_of(&self.registry.snapshot())
+    }
+
+    /// [`readiness`](Self::readiness) from counters already read.
+    fn readiness_of(&self, s: &engine::registry::Snapshot) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
         match self.phase() {
             Phase::Starting => why.push("the capture has not started yet".to_owned()),
             Phase::Finishing => why.push("the capture has ended; flushing".to_owned()),
             Phase::Capturing => {}
         }
-        let s = self.registry.snapshot();
         for (name, kind, c) in &s.sources {
             if *kind == SourceKind::Interface && c.gone {
                 why.push(format!("interface {name} went away"));
@@ -339,7 +343,7 @@ pub fn render(endpoints: &Endpoints) -> String {
         "flowspan_ready",
         "gauge",
         "1 when /readyz answers 200: capturing, every interface named by -i there, no OTLP export failing.",
-        u8::from(endpoints.readiness().is_ok()),
+        u8::from(endpoints.readiness_of(&s).is_ok()),
     );
 
     // Inputs.

@@ -336,46 +336,60 @@ impl FlowTable {
         }
     }
 
-    /// Emits every record due at or before `clock_ns` (idle, linger and
-    /// active timeouts).
-    pub fn advance(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
-        for class in 0..CLASSES {
-            let timeout = self.idle_ns[class];
-            loop {
-                let head = self.idle_lists[class].head;
-                if head == NIL {
-                    break;
-                }
-                let f = self.flow(head);
-                let since = if class == CLASS_CLOSING {
-                    f.tcp.closed_at()
-                } else {
-                    f.last_clock
-                };
-                let due = since.saturating_add(timeout);
-                if due > clock_ns {
-                    break;
-                }
-                let reason = if class == CLASS_CLOSING {
-                    EndReason::EndOfFlowDetected
-                } else {
-                    EndReason::IdleTimeout
-                };
-                self.finish(head, reason, due, out);
-            }
+    /// The time the flow at the head of idle list `class` is due, if any.
+    #[inline]
+    fn idle_head_due(&self, class: usize) -> Option<(u64, u32)> {
+        let head = self.idle_lists[class].head;
+        if head == NIL {
+            return None;
         }
+        let f = self.flow(head);
+        let since = if class == CLASS_CLOSING {
+            f.tcp.closed_at()
+        } else {
+            f.last_clock
+        };
+        Some((since.saturating_add(self.idle_ns[class]), head))
+    }
+
+    /// Emits every record due at or before `clock_ns` (idle, linger and
+    /// active timeouts), earliest first: a flow whose active timeout came
+    /// before its idle timeout gets its active-timeout record whatever
+    /// the clock's steps (a jump past both, or two steps), so that the
+    /// records do not depend on how the input was batched. At equal times
+    /// the idle (or linger) timeout wins: one record, not two.
+    pub fn advance(&mut self, clock_ns: u64, out: &mut Vec<FlowRecord>) {
         let active = self.config.timeouts.active_ns;
-        if active > 0 {
-            loop {
-                let head = self.active_list.head;
-                if head == NIL {
-                    break;
+        loop {
+            // The earliest due head of the idle lists, then of the active
+            // list if strictly earlier; each list is in due order.
+            let mut next: Option<(u64, u32, Option<usize>)> = None;
+            for class in 0..CLASSES {
+                if let Some((due, i)) = self.idle_head_due(class)
+                    && due <= clock_ns
+                    && next.is_none_or(|(d, _, _)| due < d)
+                {
+                    next = Some((due, i, Some(class)));
                 }
+            }
+            let head = self.active_list.head;
+            if active > 0 && head != NIL {
                 let due = self.flow(head).record_start_clock.saturating_add(active);
-                if due > clock_ns {
-                    break;
+                if due <= clock_ns && next.is_none_or(|(d, _, _)| due < d) {
+                    next = Some((due, head, None));
                 }
-                self.emit_active(head, due, out);
+            }
+            match next {
+                None => break,
+                Some((due, i, Some(class))) => {
+                    let reason = if class == CLASS_CLOSING {
+                        EndReason::EndOfFlowDetected
+                    } else {
+                        EndReason::IdleTimeout
+                    };
+                    self.finish(i, reason, due, out);
+                }
+                Some((due, i, None)) => self.emit_active(i, due, out),
             }
         }
         if clock_ns.saturating_sub(self.last_fragment_purge) >= 1_000_000_000 {
@@ -528,6 +542,22 @@ impl FlowTable {
         clock: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Option<u32> {
+        let f = self.flow(i);
+        // An active timeout that came first gives its record first (as
+        // `advance` would have, had the clock stepped there).
+        let active = self.config.timeouts.active_ns;
+        if active > 0 && f.in_active {
+            let active_due = f.record_start_clock.saturating_add(active);
+            let end_due = if f.class() == CLASS_CLOSING {
+                f.tcp.closed_at()
+            } else {
+                f.last_clock
+            }
+            .saturating_add(self.idle_ns[f.class()]);
+            if active_due <= clock && active_due < end_due {
+                self.emit_active(i, active_due, out);
+            }
+        }
         let f = self.flow(i);
         if f.class() == CLASS_CLOSING {
             let due = f

@@ -157,6 +157,65 @@ fn active_timeout_splits_deltas_but_totals_grow() {
     );
 }
 
+/// A flow whose active timeout (10 s after its start) comes before its
+/// idle timeout (5 s after its last packet at 8 s, so 13 s; packets every 4 s): the records
+/// are the same whether the clock steps to 10 s first, jumps past both in
+/// one advance, or a packet of the flow arrives after both. (They once
+/// depended on it: the idle timeout was checked first.)
+#[test]
+fn the_earlier_of_the_active_and_idle_timeouts_wins_however_the_clock_steps() {
+    let cfg = || {
+        let mut c = FlowConfig {
+            timeouts: Timeouts {
+                active_ns: 10 * S,
+                ..Timeouts::default()
+            },
+            ..FlowConfig::default()
+        };
+        c.timeouts.set_all_idle(5 * S);
+        c
+    };
+    let p = tcp("10.0.0.1", 40000, "10.0.0.2", 443, ACK);
+    let q = tcp("10.0.0.3", 40000, "10.0.0.2", 443, ACK);
+    let reasons = |out: &[FlowRecord]| -> Vec<(EndReason, u64, u64)> {
+        out.iter()
+            .filter(|r| r.source_port == 40000 && r.source.to_string() == "10.0.0.1")
+            .map(|r| (r.end_reason, r.export_clock_ns, r.forward.packets_delta))
+            .collect()
+    };
+    let expected = [(EndReason::ActiveTimeout, 10 * S, 3)];
+    // One jump past both.
+    let mut t = FlowTable::new(cfg());
+    let mut out = Vec::new();
+    t.observe(&p, 0, 0, &mut out);
+    t.observe(&p, 4 * S, 4 * S, &mut out);
+    t.observe(&p, 8 * S, 8 * S, &mut out);
+    t.advance(20 * S, &mut out);
+    assert_eq!(reasons(&out), expected);
+    // Two steps.
+    let mut t = FlowTable::new(cfg());
+    let mut out = Vec::new();
+    t.observe(&p, 0, 0, &mut out);
+    t.observe(&p, 4 * S, 4 * S, &mut out);
+    t.observe(&p, 8 * S, 8 * S, &mut out);
+    t.advance(11 * S, &mut out);
+    t.advance(20 * S, &mut out);
+    assert_eq!(reasons(&out), expected);
+    // Another flow's packet moves the clock, then this flow's arrives.
+    let mut t = FlowTable::new(cfg());
+    let mut out = Vec::new();
+    t.observe(&p, 0, 0, &mut out);
+    t.observe(&p, 4 * S, 4 * S, &mut out);
+    t.observe(&p, 8 * S, 8 * S, &mut out);
+    t.observe(&q, 20 * S, 20 * S, &mut out);
+    let first: Vec<_> = reasons(&out);
+    assert!(first.is_empty() || first == expected, "{first:?}");
+    let mut out2 = Vec::new();
+    t.observe(&p, 21 * S, 21 * S, &mut out2);
+    out.extend(out2);
+    assert_eq!(reasons(&out)[..1], expected);
+}
+
 #[test]
 fn idle_timeout_is_evaluated_on_arrival() {
     let mut cfg = FlowConfig::default();

@@ -964,7 +964,8 @@ fn pcapng_multi_interface() -> Vec<u8> {
 
 fn timeouts() -> Vec<u8> {
     let mut p = Pcap::new(1);
-    // UDP every 10 s for 150 s: active-timeout records every 60 s.
+    // UDP every 10 s for 150 s: active-timeout records every 60 s, the
+    // last at 180 s (before the 60 s idle timeout after 150 s).
     for i in 0..16u64 {
         let (src, dst, sp, dp) = if i % 2 == 0 {
             ("10.0.0.1", "10.0.0.2", 40000, 4789)
@@ -999,8 +1000,10 @@ fn timeouts() -> Vec<u8> {
         &eth_ip(&tcp4("10.0.0.1", "10.0.0.4", 40010, 80, ACK, 0)),
     );
     // TCP whose handshake never completed (SYN, SYN/ACK), then silent for
-    // 310 s: idle_timeout after 120 s (--unestablished-timeout), then a new
-    // flow.
+    // 310 s: its active timeout (60 s) comes before its idle timeout (120 s,
+    // --unestablished-timeout), so an active_timeout record at 65 s; the
+    // flow ends, with nothing more to report, at 125 s, and the packet at
+    // 315 s starts a new flow.
     p.add(
         T0 + 5 * S,
         &eth_ip(&tcp4("10.0.0.1", "10.0.0.5", 40020, 22, SYN, 0)),

@@ -49,8 +49,9 @@ fn main() -> ExitCode {
             host: None,
             registry: registry.clone(),
             enrichment: None,
+            sampler: None,
         },
-        |records: Vec<engine::FlowRecord>| vec![(); records.len()],
+        |records: Vec<engine::FlowRecord>| vec![Some(()); records.len()],
     );
     let counter =
         std::thread::spawn(move || records.iter().map(|batch| batch.len()).sum::<usize>());
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
     if let Err(e) = drive(
         &mut source,
         &decoder,
+        None,
         &mut pipeline,
         &registry,
         &stop,

@@ -75,6 +75,45 @@ const FOLD: usize = 30;
 /// Where it returns 0.
 const RET_ZERO: usize = 37;
 
+/// `SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT`: 1 if the kernel took a VLAN tag
+/// out of the frame (into the skb's metadata), else 0.
+const AD_VLAN_TAG_PRESENT: u32 = 0xffff_f000 + 44;
+
+/// The socket filter for a capture filter's program: the program itself
+/// for frames as the kernel holds them, except those whose VLAN tag the
+/// kernel took out, which go to the ring whole so that userspace filters
+/// them with the tag back in place (as `tcpdump -r` sees them). With no
+/// program (the expression does not apply to the interface's link type),
+/// nothing passes.
+///
+/// The program's jumps are relative, so three instructions put in front
+/// leave it as it is.
+///
+/// # Errors
+/// The program with the three instructions is longer than the kernel
+/// takes (4096 instructions).
+pub fn socket_filter(
+    program: Option<&engine::bpf::Program>,
+) -> Result<Vec<libc::sock_filter>, String> {
+    let Some(program) = program else {
+        return Ok(vec![bpf(RET_K, 0, 0, 0)]);
+    };
+    let insns = program.insns();
+    if insns.len() + 3 > engine::bpf::MAX_INSNS {
+        return Err(format!(
+            "the capture filter compiles to {} instructions; the kernel takes {} with the 3 added for VLAN tags",
+            insns.len(),
+            engine::bpf::MAX_INSNS
+        ));
+    }
+    let mut out = Vec::with_capacity(insns.len() + 3);
+    out.push(bpf(LD_W_ABS, 0, 0, AD_VLAN_TAG_PRESENT));
+    out.push(bpf(JEQ_K, 1, 0, 0)); // no tag taken out: the program
+    out.push(bpf(RET_K, 0, 0, u32::MAX)); // tagged: userspace decides
+    out.extend(insns.iter().map(|i| bpf(i.code, i.jt, i.jf, i.k)));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +178,27 @@ mod tests {
             "{on_ring_1} of 256 on ring 1"
         );
         assert_eq!(run_fanout(0x0806, &[0; 28]), 0, "ARP to the first ring");
+    }
+
+    #[test]
+    fn a_capture_filter_goes_in_whole_after_the_vlan_check() {
+        use engine::bpf::{Insn, Program};
+        let p = Program::new(vec![
+            Insn::new(0x28, 0, 0, 12),
+            Insn::new(0x15, 0, 1, 0x0800),
+            Insn::new(0x06, 0, 0, 262_144),
+            Insn::new(0x06, 0, 0, 0),
+        ])
+        .unwrap();
+        let f = socket_filter(Some(&p)).unwrap();
+        assert_eq!(f.len(), 7);
+        assert_eq!((f[0].code, f[0].k), (LD_W_ABS, 0xffff_f000 + 44));
+        assert_eq!((f[1].code, f[1].jt, f[1].jf, f[1].k), (JEQ_K, 1, 0, 0));
+        assert_eq!((f[2].code, f[2].k), (RET_K, u32::MAX));
+        for (a, b) in f[3..].iter().zip(p.insns()) {
+            assert_eq!((a.code, a.jt, a.jf, a.k), (b.code, b.jt, b.jf, b.k));
+        }
+        let none = socket_filter(None).unwrap();
+        assert_eq!((none.len(), none[0].code, none[0].k), (1, RET_K, 0));
     }
 }

@@ -545,6 +545,11 @@ impl CaptureSource for LiveCapture {
                         ts_ns: p.ts_ns,
                         link_type: p.link_type(),
                         data: p.data,
+                        wire_len: p.wire_len,
+                        vlan: p.vlan,
+                        // A kernel socket filter has decided, but on a
+                        // frame whose tag it took out.
+                        prefiltered: p.vlan.is_none(),
                         ifindex: p.ifindex,
                         segmentation: p.gso.map(|g| Segmentation {
                             transport: match g.kind {

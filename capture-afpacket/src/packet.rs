@@ -65,11 +65,17 @@ impl Packet<'_> {
     /// link-layer header (tun, WireGuard), 0 for anything else, which the
     /// decoder counts as an unsupported link type.
     pub fn link_type(&self) -> u32 {
-        match self.hatype {
-            libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => 1,
-            libc::ARPHRD_NONE => 101,
-            _ => 0,
-        }
+        link_type_of(self.hatype)
+    }
+}
+
+/// The pcap link type of frames from an interface of hardware type
+/// `hatype` (see [`Packet::link_type`]).
+pub(crate) fn link_type_of(hatype: u16) -> u32 {
+    match hatype {
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => 1,
+        libc::ARPHRD_NONE => 101,
+        _ => 0,
     }
 }
 

@@ -48,6 +48,12 @@ pub struct RingConfig {
     /// (`PACKET_VNET_HDR`), which gives the segment size of GSO/GRO
     /// super-frames ([`Packet::gso`](crate::Packet::gso)).
     pub gso_header: bool,
+    /// A capture filter, applied in the kernel (`SO_ATTACH_FILTER`, set
+    /// before the socket is bound, so that nothing it leaves out is ever
+    /// queued): packets it leaves out never reach the ring, and are not in
+    /// the ring's statistics. Frames whose VLAN tag the kernel took out
+    /// pass whole, for userspace to filter with the tag back in place.
+    pub filter: Option<engine::bpf::FrameFilter>,
 }
 
 impl RingConfig {
@@ -129,6 +135,7 @@ impl Default for RingConfig {
             block_timeout: Duration::from_millis(10),
             fanout_group: None,
             gso_header: true,
+            filter: None,
         }
     }
 }
@@ -226,7 +233,22 @@ impl Ring {
         let map_len = usize::try_from(u64::from(config.block_size) * u64::from(config.block_count))
             .map_err(|_| RingError::BadConfig("ring larger than the address space".into()))?;
         let protocol = (libc::ETH_P_ALL as u16).to_be();
-        let (fd, ifindex) = packet_socket(interface, protocol)?;
+        // Protocol 0: the socket receives nothing until it is bound to the
+        // interface (with ETH_P_ALL), so no other interface's packets, and
+        // none the filter would leave out, get in first.
+        let (fd, ifindex) = packet_socket(interface, 0)?;
+        if let Some(filter) = &config.filter {
+            let link_type = crate::packet::link_type_of(hardware_type(&fd, interface)?);
+            let program = crate::fanout::socket_filter(filter.program(link_type))
+                .map_err(RingError::BadConfig)?;
+            let fprog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr().cast_mut(),
+            };
+            // The kernel copies the program during the call.
+            set_option(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+                .map_err(|_| sys_err("setsockopt(SO_ATTACH_FILTER)", interface))?;
+        }
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         set_option(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(|_| sys_err("setsockopt(PACKET_VERSION)", interface))?;
@@ -481,4 +503,27 @@ impl Drop for Block<'_> {
         status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
         *self.current = (*self.current + 1) % self.block_count;
     }
+}
+
+/// The hardware type (`ARPHRD_*`) of `interface`, from `SIOCGIFHWADDR` on
+/// the packet socket.
+#[allow(unsafe_code)]
+fn hardware_type(fd: &OwnedFd, interface: &str) -> Result<u16, RingError> {
+    // SAFETY: an all-zero ifreq is valid; the name is set below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req
+        .ifr_name
+        .iter_mut()
+        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads the name and writes the hardware address
+    // into `req`, which lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut req) };
+    if rc != 0 {
+        return Err(sys_err("ioctl(SIOCGIFHWADDR)", interface));
+    }
+    // SAFETY: the call succeeded, so the union holds the hardware address.
+    Ok(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }

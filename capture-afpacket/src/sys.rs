@@ -21,6 +21,7 @@ pub(crate) fn sys_err(call: &'static str, interface: &str) -> RingError {
 pub(crate) trait OptionValue: Copy {}
 impl OptionValue for libc::c_int {}
 impl OptionValue for libc::tpacket_stats_v3 {}
+impl OptionValue for libc::sock_fprog {}
 impl<const N: usize> OptionValue for [u8; N] {}
 
 /// Reads socket option `name` at `level` into `value`; returns how many

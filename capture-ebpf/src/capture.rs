@@ -859,6 +859,9 @@ impl EbpfCapture {
                 ts_ns: ev.ts_ns.saturating_add_signed(offset),
                 link_type: 1,
                 data,
+                wire_len: ev.wire_len,
+                vlan: None,
+                prefiltered: false,
                 ifindex: ev.ifindex,
                 segmentation: (ev.gso_segs > 1 && ev.gso_size > 0).then(|| Segmentation {
                     // The kernel does not say which transport it segments;

@@ -29,9 +29,11 @@ const FRAMES_PER_POLL: usize = 4096;
 struct Member {
     reader: CaptureReader,
     slot: SourceSlot,
-    /// The next frame's link type and bytes (its time is in the heap).
+    /// The next frame's link type, bytes and length on the wire (its time
+    /// is in the heap).
     link_type: u32,
     data: Vec<u8>,
+    wire_len: u32,
 }
 
 /// Capture files merged in packet-time order, as one
@@ -61,6 +63,7 @@ impl MergedFiles {
                 slot,
                 link_type: 0,
                 data: Vec::new(),
+                wire_len: 0,
             });
             merged.advance(merged.members.len() - 1);
         }
@@ -85,6 +88,7 @@ impl MergedFiles {
         match m.reader.next_frame() {
             Ok(Some(f)) => {
                 m.link_type = f.link_type;
+                m.wire_len = f.orig_len;
                 m.data.clear();
                 m.data.extend_from_slice(f.data);
                 self.heads.push(Reverse((f.ts_ns, i)));
@@ -108,6 +112,9 @@ impl CaptureSource for MergedFiles {
                 ts_ns,
                 link_type: m.link_type,
                 data: &m.data,
+                wire_len: m.wire_len,
+                vlan: None,
+                prefiltered: false,
                 ifindex: 0,
                 segmentation: None,
             };

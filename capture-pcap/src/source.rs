@@ -45,6 +45,9 @@ impl CaptureSource for FileSource {
                 ts_ns: f.ts_ns,
                 link_type: f.link_type,
                 data: f.data,
+                wire_len: f.orig_len,
+                vlan: None,
+                prefiltered: false,
                 ifindex: 0,
                 segmentation: None,
             };

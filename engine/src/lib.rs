@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bpf;
 pub mod community_id;
 pub mod decode;
 pub mod enrich;
@@ -42,6 +43,7 @@ pub mod names;
 pub mod pipeline;
 pub mod registry;
 mod ring;
+pub mod sample;
 pub mod snapshot;
 pub mod source;
 pub mod wire;

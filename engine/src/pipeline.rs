@@ -39,6 +39,7 @@ use crate::flow::record::{FlowRecord, sort_in_output_order};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::registry::{Registry, TableSlot};
 use crate::ring::{self, Waker};
+use crate::sample::FlowSampler;
 
 /// Packets per worker batch.
 const BATCH: usize = 512;
@@ -66,6 +67,9 @@ pub struct PipelineConfig {
     /// What is known about endpoints (processes, pods), kept current by
     /// whatever watches them; each record is looked up when it is emitted.
     pub enrichment: Option<EnrichmentView>,
+    /// Flow sampling: records of flows it leaves out are dropped (and
+    /// counted) as they are emitted, before enrichment.
+    pub sampler: Option<FlowSampler>,
 }
 
 /// A packet, its timestamp and the capture clock when it arrived.
@@ -135,7 +139,7 @@ impl Pipeline {
     /// Starts the workers and the merger. Ordered records arrive on the
     /// returned receiver in batches; it disconnects after the last one.
     pub fn start(config: PipelineConfig) -> (Pipeline, Receiver<Vec<FlowRecord>>) {
-        Pipeline::start_mapped(config, |records| records)
+        Pipeline::start_mapped(config, |records| records.into_iter().map(Some).collect())
     }
 
     /// Like [`start`](Self::start), but each worker turns its records into
@@ -143,8 +147,9 @@ impl Pipeline {
     /// so that this work runs in parallel; each worker has its own clone of
     /// `map`. `map` gets the records of one message at a time, in output
     /// order, and must return one item per record in the same order (so it
-    /// can, for instance, encode them all into one buffer). Items arrive in
-    /// the records' output order.
+    /// can, for instance, encode them all into one buffer), `None` for a
+    /// record it leaves out (a record filter; counted in the registry).
+    /// Items arrive in the records' output order.
     ///
     /// # Panics
     /// A worker panics if `map` returns a different number of items than
@@ -152,7 +157,7 @@ impl Pipeline {
     pub fn start_mapped<T, F>(config: PipelineConfig, map: F) -> (Pipeline, Receiver<Vec<T>>)
     where
         T: Send + 'static,
-        F: FnMut(Vec<FlowRecord>) -> Vec<T> + Clone + Send + 'static,
+        F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>> + Clone + Send + 'static,
     {
         let n = config.workers.max(1);
         let (out_tx, out_rx) = bounded::<Vec<T>>(16);
@@ -179,11 +184,16 @@ impl Pipeline {
             let host = config.host.clone();
             let enrichment = config.enrichment.clone();
             let slot = config.registry.table();
+            let sampler = config.sampler;
             workers.push(
                 thread::Builder::new()
                     .name(format!("flow-worker-{worker}"))
                     .spawn(move || {
-                        let views = Views { host, enrichment };
+                        let views = Views {
+                            host,
+                            enrichment,
+                            sampler,
+                        };
                         run_worker(table, views, slot, rx, ret_tx, merge_tx, map)
                     })
                     .expect("spawning a worker thread"),
@@ -367,9 +377,10 @@ fn shard_of(a: IpAddr, b: IpAddr, protocol: u8, n: usize) -> usize {
 struct Views {
     host: Option<HostView>,
     enrichment: Option<EnrichmentView>,
+    sampler: Option<FlowSampler>,
 }
 
-fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
+fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
     mut table: FlowTable,
     views: Views,
     slot: TableSlot,
@@ -381,18 +392,33 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
     let mut out = Vec::new();
     let mut directory = views.enrichment.as_ref().map(|e| e.get());
     let mut enrichment_seen = 0;
+    let sampler = views.sampler;
+    let mut left_out = LeftOut::default();
     let mut items_of = |mut records: Vec<FlowRecord>,
-                        directory: &Option<std::sync::Arc<crate::enrich::Directory>>|
+                        directory: &Option<std::sync::Arc<crate::enrich::Directory>>,
+                        left_out: &mut LeftOut|
      -> Vec<Item<T>> {
+        if let Some(s) = sampler {
+            let before = records.len();
+            records.retain(|r| s.keeps(&r.community_id));
+            left_out.sampled += (before - records.len()) as u64;
+        }
         if let Some(d) = directory {
             for r in &mut records {
                 d.enrich(r);
             }
         }
         let keys: Vec<OrderKey> = records.iter().map(FlowRecord::order_key).collect();
+        let n = keys.len();
         let items = map(records);
-        assert_eq!(items.len(), keys.len(), "map returns one item per record");
-        keys.into_iter().zip(items).collect()
+        assert_eq!(items.len(), n, "map returns one item per record");
+        let kept: Vec<Item<T>> = keys
+            .into_iter()
+            .zip(items)
+            .filter_map(|(k, item)| item.map(|i| (k, i)))
+            .collect();
+        left_out.filtered += (n - kept.len()) as u64;
+        kept
     };
     let mut host_seen = 0;
     while let Some(msg) = rx.recv() {
@@ -424,11 +450,12 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
                 for ifindex in ended {
                     table.end_interface(ifindex, watermark, &mut out);
                 }
-                slot.publish(table.stats(), table.len());
                 let msg = MergeMsg::Records {
-                    items: items_of(sorted(&mut out), &directory),
+                    items: items_of(sorted(&mut out), &directory, &mut left_out),
                     watermark: Some(watermark),
                 };
+                slot.publish(table.stats(), table.len());
+                slot.publish_left_out(left_out.sampled, left_out.filtered);
                 if merge.send(msg).is_err() {
                     break;
                 }
@@ -436,18 +463,28 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<T>>(
             WorkerMsg::Finish(clock) => {
                 table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {
-                        items: items_of(records, &directory),
+                        items: items_of(records, &directory, &mut left_out),
                         watermark: None,
                     };
                     merge.send(msg).is_ok()
                 });
                 let _ = merge.send(MergeMsg::Done);
                 slot.publish(table.stats(), table.len());
+                slot.publish_left_out(left_out.sampled, left_out.filtered);
                 break;
             }
         }
     }
     *table.stats()
+}
+
+/// Records a worker emitted and left out, by why.
+#[derive(Debug, Default, Clone, Copy)]
+struct LeftOut {
+    /// Flow sampling left their flows out.
+    sampled: u64,
+    /// The map (a record filter) left them out.
+    filtered: u64,
 }
 
 /// Drains `records` in output order. Records are large, so they are sorted

@@ -30,6 +30,9 @@ const LINK_TYPE_SLOTS: usize = 8;
 pub struct DecodeCounts {
     /// Frames read.
     pub frames: u64,
+    /// Frames the capture filter left out here (those it left out in the
+    /// kernel never arrive).
+    pub filtered: u64,
     /// Frames decoded into an IP packet of a flow.
     pub decoded: u64,
     /// Frames skipped (not IP, unsupported link type), indexed like
@@ -69,6 +72,7 @@ impl Default for DecodeCounts {
     fn default() -> Self {
         DecodeCounts {
             frames: 0,
+            filtered: 0,
             decoded: 0,
             skipped: [0; SkipReason::ALL.len()],
             malformed: [0; DecodeError::REASONS.len()],
@@ -200,6 +204,7 @@ fn get_all<const N: usize>(cells: &[Cell; N]) -> [u64; N] {
 #[derive(Debug)]
 struct DecodeCells {
     frames: Cell,
+    filtered: Cell,
     decoded: Cell,
     skipped: [Cell; SkipReason::ALL.len()],
     malformed: [Cell; DecodeError::REASONS.len()],
@@ -218,6 +223,7 @@ impl Default for DecodeCells {
     fn default() -> Self {
         DecodeCells {
             frames: Cell::default(),
+            filtered: Cell::default(),
             decoded: Cell::default(),
             skipped: Default::default(),
             malformed: std::array::from_fn(|_| Cell::default()),
@@ -247,6 +253,8 @@ struct TableCells {
     peak_flows: Cell,
     peak_memory_bytes: Cell,
     duplicates: Cell,
+    sampled_out: Cell,
+    filtered_out: Cell,
 }
 
 /// Where a worker publishes its table's counters; see [`Registry::table`].
@@ -267,6 +275,13 @@ impl TableSlot {
         c.peak_flows.set(stats.peak_flows);
         c.peak_memory_bytes.set(stats.peak_memory_bytes);
         c.duplicates.set(stats.duplicates);
+    }
+
+    /// Publishes how many records this worker left out: `sampled` by flow
+    /// sampling, `filtered` by record filters.
+    pub fn publish_left_out(&self, sampled: u64, filtered: u64) {
+        self.0.sampled_out.set(sampled);
+        self.0.filtered_out.set(filtered);
     }
 }
 
@@ -583,6 +598,10 @@ pub struct Snapshot {
     pub table: TableStats,
     /// Flows open now, summed over the workers.
     pub open_flows: u64,
+    /// Records left out by flow sampling, summed over the workers.
+    pub sampled_out: u64,
+    /// Records left out by record filters, summed over the workers.
+    pub filtered_out: u64,
     /// Each input's counters, in the order they were registered, but for
     /// those retired.
     pub sources: Vec<(String, SourceKind, SourceCounts)>,
@@ -630,6 +649,7 @@ impl Registry {
     pub fn publish_decode(&self, d: &DecodeCounts) {
         let c = &self.0.decode;
         c.frames.set(d.frames);
+        c.filtered.set(d.filtered);
         c.decoded.set(d.decoded);
         set_all(&c.skipped, &d.skipped);
         set_all(&c.malformed, &d.malformed);
@@ -739,6 +759,7 @@ impl Registry {
         let [reassembled, reassembled_fragments, reassembly_given_up] = get_all(&c.reassembly);
         let decode = DecodeCounts {
             frames: c.frames.get(),
+            filtered: c.filtered.get(),
             decoded: c.decoded.get(),
             skipped: get_all(&c.skipped),
             malformed: get_all(&c.malformed),
@@ -757,7 +778,7 @@ impl Registry {
             reassembly_given_up,
         };
         let mut table = TableStats::default();
-        let mut open_flows = 0;
+        let (mut open_flows, mut sampled_out, mut filtered_out) = (0, 0, 0);
         for t in read(&self.0.tables) {
             let t = &t.0;
             table.merge(&TableStats {
@@ -772,6 +793,8 @@ impl Registry {
                 duplicates: t.duplicates.get(),
             });
             open_flows += t.open.get();
+            sampled_out += t.sampled_out.get();
+            filtered_out += t.filtered_out.get();
         }
         let sources = read(&self.0.sources)
             .into_iter()
@@ -802,6 +825,8 @@ impl Registry {
             decode,
             table,
             open_flows,
+            sampled_out,
+            filtered_out,
             sources,
             retired,
             outputs,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::bpf::FrameFilter;
 use crate::decode::reassembly::{HeldFrame, Offered, Reassembler};
 use crate::decode::{Decoder, Fragment, LinkType, PacketRepr, Stop};
 use crate::flow::observation::FlowObservation;
@@ -44,6 +45,14 @@ pub struct Frame<'a> {
     pub link_type: u32,
     /// The captured bytes.
     pub data: &'a [u8],
+    /// The frame's length on the wire (more than `data` if it was cut).
+    pub wire_len: u32,
+    /// An 802.1Q/802.1ad tag the kernel took out of the frame, as (TPID,
+    /// TCI): the capture filter sees it back in place.
+    pub vlan: Option<(u16, u16)>,
+    /// The capture filter was already applied to this frame (in the
+    /// kernel): it is not applied again.
+    pub prefiltered: bool,
     /// The interface it was captured on (0: unknown, as in files).
     pub ifindex: u32,
     /// Set for a super-frame that stands for several wire packets.
@@ -147,6 +156,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// The capture loop's state: decodes frames into the pipeline.
 struct Driver<'a> {
     decoder: &'a Decoder,
+    /// The capture filter, if any.
+    filter: Option<&'a FrameFilter>,
+    /// A frame with its VLAN tag put back, for the filter.
+    retagged: Vec<u8>,
     pipeline: &'a mut Pipeline,
     counts: DecodeCounts,
     /// The pipeline's consumer has stopped.
@@ -169,8 +182,15 @@ impl Input for Driver<'_> {
         if frame.ts_ns >= self.reassembly_deadline {
             self.expire_fragments(frame.ts_ns)?;
         }
+        self.counts.frames += 1;
+        if let Some(filter) = self.filter
+            && !frame.prefiltered
+            && !self.passes(filter, frame)
+        {
+            self.counts.filtered += 1;
+            return ControlFlow::Continue(());
+        }
         let c = &mut self.counts;
-        c.frames += 1;
         let link = LinkType(frame.link_type);
         let packet = &mut self.packet;
         match self
@@ -219,6 +239,20 @@ impl Input for Driver<'_> {
 }
 
 impl Driver<'_> {
+    /// Whether `frame` passes `filter`, with the VLAN tag the kernel took
+    /// out of it put back (as a capture file has it).
+    #[inline]
+    fn passes(&mut self, filter: &FrameFilter, frame: &Frame<'_>) -> bool {
+        let wire_len = frame.wire_len;
+        match frame.vlan {
+            None => filter.matches(frame.link_type, frame.data, wire_len),
+            Some(tag) => {
+                retag(&mut self.retagged, frame.data, tag);
+                filter.matches(frame.link_type, &self.retagged, wire_len + 4)
+            }
+        }
+    }
+
     /// Pushes the packet decoded in place, captured at `ts_ns`.
     #[inline(always)]
     fn push_packet(&mut self, ts_ns: u64) -> ControlFlow<()> {
@@ -356,6 +390,17 @@ impl Driver<'_> {
     }
 }
 
+/// `data` (an Ethernet frame) with the tag `(tpid, tci)` put back after
+/// its addresses, into `out`.
+fn retag(out: &mut Vec<u8>, data: &[u8], (tpid, tci): (u16, u16)) {
+    out.clear();
+    let at = data.len().min(12);
+    out.extend_from_slice(&data[..at]);
+    out.extend_from_slice(&tpid.to_be_bytes());
+    out.extend_from_slice(&tci.to_be_bytes());
+    out.extend_from_slice(&data[at..]);
+}
+
 /// Counts a super-frame as the segments the wire carries, where the GSO
 /// type agrees with the transport the decoder found. Out of line: only
 /// live capture with offloads on has super-frames.
@@ -382,7 +427,8 @@ pub fn wall_clock_ns() -> u64 {
 }
 
 /// Drives `source` into `pipeline` until the input ends, `stop` is set, or
-/// the pipeline's consumer stops. Frames are decoded with `decoder`; the
+/// the pipeline's consumer stops. Frames that do not pass `filter` (if
+/// given) are counted and left out; the others are decoded with `decoder`; the
 /// loop's counters go to `registry` after every poll, and `tick` is called
 /// after each (for a progress line). It does not finish the pipeline.
 ///
@@ -391,6 +437,7 @@ pub fn wall_clock_ns() -> u64 {
 pub fn drive<S: CaptureSource>(
     source: &mut S,
     decoder: &Decoder,
+    filter: Option<&FrameFilter>,
     pipeline: &mut Pipeline,
     registry: &Registry,
     stop: &AtomicBool,
@@ -400,6 +447,8 @@ pub fn drive<S: CaptureSource>(
     let delay_ns = u64::try_from(source.report_delay().as_nanos()).unwrap_or(u64::MAX);
     let mut driver = Driver {
         decoder,
+        filter,
+        retagged: Vec::new(),
         pipeline,
         counts: DecodeCounts::default(),
         closed: false,

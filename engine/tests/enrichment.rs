@@ -62,6 +62,7 @@ fn a_snapshot_swapped_during_a_run_enriches_the_records_emitted_after_it() {
             host: None,
             registry: Registry::new(),
             enrichment: Some(view.clone()),
+            sampler: None,
         });
         // A flow that times out (UDP: 60 s idle) while the first directory
         // is current: wait until its record has come out.

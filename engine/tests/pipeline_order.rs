@@ -35,6 +35,7 @@ fn a_packet_pushed_after_an_observation_of_its_flow_is_taken_after_it() {
         host: None,
         registry: Registry::new(),
         enrichment: None,
+        sampler: None,
     });
     // A whole connection, counted elsewhere: SYN, SYN/ACK, ACK, FIN both
     // ways; the client's FIN and ACK in one observation side.

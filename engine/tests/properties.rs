@@ -242,7 +242,7 @@ proptest! {
     #[test]
     fn pipeline_output_does_not_depend_on_worker_count(trace in strategies::trace(), workers in 2usize..5) {
         let run = |n: usize| {
-            let (mut p, rx) = Pipeline::start(PipelineConfig { workers: n, flow: short_timeouts(), host: None, registry: Default::default(), enrichment: None });
+            let (mut p, rx) = Pipeline::start(PipelineConfig { workers: n, flow: short_timeouts(), host: None, registry: Default::default(), enrichment: None, sampler: None });
             let collector = std::thread::spawn(move || rx.into_iter().flatten().collect::<Vec<_>>());
             for (ts, pkt) in &trace {
                 p.push(pkt.clone(), *ts).expect("consumer alive");

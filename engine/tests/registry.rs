@@ -39,6 +39,9 @@ impl CaptureSource for Trickle {
                 ts_ns: self.at as u64 * S,
                 link_type: 101,
                 data,
+                wire_len: data.len() as u32,
+                vlan: None,
+                prefiltered: false,
                 ifindex: 0,
                 segmentation: None,
             };
@@ -73,6 +76,7 @@ fn the_capture_loop_publishes_its_counters_before_the_run_ends() {
         host: None,
         registry: registry.clone(),
         enrichment: None,
+        sampler: None,
     });
     let consumer = std::thread::spawn(move || records.iter().map(|b| b.len()).sum::<usize>());
     let mut frames: Vec<Vec<u8>> = (0..10).map(|i| udp(40000 + i)).collect();
@@ -90,6 +94,7 @@ fn the_capture_loop_publishes_its_counters_before_the_run_ends() {
     let ended = drive(
         &mut source,
         &Decoder::default(),
+        None,
         &mut pipeline,
         &registry,
         &stop,
@@ -128,6 +133,7 @@ fn workers_publish_their_tables_while_running() {
         host: None,
         registry: registry.clone(),
         enrichment: None,
+        sampler: None,
     });
     let packet = |sport: u16, ts: u64| -> (PacketRepr, u64) {
         let p = PacketRepr {

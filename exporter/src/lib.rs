@@ -27,6 +27,7 @@ pub mod json;
 pub mod otlp;
 pub mod proto;
 pub mod resource;
+pub mod select;
 pub mod sink;
 pub mod span;
 
@@ -142,6 +143,21 @@ pub fn encode_spans(
     encodings: Encodings,
     mapping: &span::Mapping,
 ) -> Vec<EncodedSpan> {
+    encode_selected(records, encodings, mapping, &select::RecordRules::default())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// [`encode_spans`], leaving out the spans that `rules` drop: one item per
+/// record, `None` for a record left out. A span is mapped once, whether
+/// kept or not; only those kept are encoded.
+pub fn encode_selected(
+    records: &[engine::FlowRecord],
+    encodings: Encodings,
+    mapping: &span::Mapping,
+    rules: &select::RecordRules,
+) -> Vec<Option<EncodedSpan>> {
     let per_span = usize::from(encodings.json) * JSON_SPAN_BYTES
         + usize::from(encodings.proto) * PROTO_SPAN_BYTES;
     let mut out = Vec::with_capacity(records.len());
@@ -152,6 +168,10 @@ pub fn encode_spans(
         let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("a buffer of 64 spans is small");
         for r in chunk {
             span::flow_span_into(r, mapping, &mut span);
+            if !rules.keeps(&span) {
+                ranges.push(None);
+                continue;
+            }
             let start = offset(&buf);
             if encodings.json {
                 json::write_span(&mut buf, &span);
@@ -160,13 +180,15 @@ pub fn encode_spans(
             if encodings.proto {
                 proto::put_span(&mut buf, &span);
             }
-            ranges.push((start..mid, mid..offset(&buf)));
+            ranges.push(Some((start..mid, mid..offset(&buf))));
         }
         let buf = std::sync::Arc::new(SpanBuffer { bytes: buf });
-        out.extend(ranges.into_iter().map(|(json, proto)| EncodedSpan {
-            buf: std::sync::Arc::clone(&buf),
-            json,
-            proto,
+        out.extend(ranges.into_iter().map(|r| {
+            r.map(|(json, proto)| EncodedSpan {
+                buf: std::sync::Arc::clone(&buf),
+                json,
+                proto,
+            })
         }));
     }
     out

@@ -513,6 +513,9 @@ pub struct Mapping {
     pub interfaces: InterfaceNames,
     /// Opt-in attribute groups to write.
     pub opt_in: OptIn,
+    /// With flow sampling (`--sample-flows N`), N: written as
+    /// `flow.sampling.rate` on every span.
+    pub sampling_rate: Option<u32>,
 }
 
 /// Maps one flow record to its span, without opt-in attributes.
@@ -560,6 +563,9 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
             "flow.connection.state",
             Value::Str(Text::Static(state.as_str())),
         );
+    }
+    if let Some(n) = mapping.sampling_rate {
+        push(a, "flow.sampling.rate", int(u64::from(n)));
     }
     push(a, "source.address", Value::Str(Text::ip(r.source)));
     push(a, "source.port", int(u64::from(r.source_port)));

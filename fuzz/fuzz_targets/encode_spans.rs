@@ -13,6 +13,7 @@ struct Input {
     tunnel: bool,
     ipsec: bool,
     interfaces: Vec<(u32, String)>,
+    sampling_rate: Option<u32>,
 }
 
 fuzz_target!(|input: Input| {
@@ -22,6 +23,7 @@ fuzz_target!(|input: Input| {
             tunnel: input.tunnel,
             ipsec: input.ipsec,
         },
+        sampling_rate: input.sampling_rate,
     };
     fuzz_support::check_spans(&input.records, &mapping);
 });

@@ -9,6 +9,7 @@ use std::thread;
 use clap::Parser;
 use engine::decode::{Decoder, TunnelPorts, UdpTunnel};
 use engine::{FLOW_BYTES, FlowConfig, IpNet};
+use exporter::select::Condition;
 use exporter::span::OptIn;
 
 pub const AFTER_HELP: &str = "\
@@ -243,6 +244,50 @@ pub struct Args {
     #[arg(long = "tunnel-port", value_name = "KIND=PORTS", value_parser = parse_tunnel_ports)]
     pub tunnel_ports: Vec<(UdpTunnel, Vec<u16>)>,
 
+    /// Capture filter in tcpdump's syntax (`tcp port 443`, `vlan and net 10.0.0.0/8`),
+    /// compiled by libpcap, which is loaded only then (Debian package libpcap0.8). Also
+    /// taken from the words after the options, as tcpdump takes it: `engine -i eth0 tcp
+    /// port 443`. Every frame is filtered as `tcpdump -r` filters a capture file, with
+    /// its link-layer header and any VLAN tag in place (tagged traffic needs `vlan and
+    /// …`). AF_PACKET applies it in the kernel: packets it leaves out never reach the
+    /// rings. Not available with --backend ebpf yet.
+    #[arg(
+        long,
+        value_name = "EXPRESSION",
+        help_heading = "Filtering and sampling"
+    )]
+    pub filter: Option<String>,
+
+    /// The capture filter as words after the options (`engine --pcap F tcp port 443`);
+    /// the same as --filter 'tcp port 443'.
+    #[arg(value_name = "EXPRESSION", help_heading = "Filtering and sampling")]
+    pub filter_words: Vec<String>,
+
+    /// Write only spans that meet this condition on an attribute (repeatable: all must
+    /// hold): NAME=VALUES or NAME!=VALUES, VALUES one or more, comma-separated, of an
+    /// integer or range (`destination.port=8000-8999`), an address or network
+    /// (`source.address=10.0.0.0/8`), or a string with `*` wildcards
+    /// (`destination.k8s.namespace.name=team-*`). Checked on each span after
+    /// enrichment; an attribute the span lacks equals nothing. Spans left out are
+    /// counted.
+    #[arg(long = "keep", value_name = "RULE", value_parser = parse_rule,
+          help_heading = "Filtering and sampling")]
+    pub keep: Vec<Condition>,
+
+    /// Leave out spans that meet this condition (repeatable: any one drops), in the
+    /// syntax of --keep: `--drop destination.k8s.namespace.name=kube-system`.
+    #[arg(long = "drop", value_name = "RULE", value_parser = parse_rule,
+          help_heading = "Filtering and sampling")]
+    pub drop: Vec<Condition>,
+
+    /// Keep 1 in N flows, chosen by a hash of the Community ID, so that agents that see
+    /// the same connection keep or drop it together; the records of a kept flow are
+    /// unchanged, and carry `flow.sampling.rate` = N. Flows left out are counted.
+    #[arg(allow_negative_numbers = true, long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000_000),
+          help_heading = "Filtering and sampling")]
+    pub sample_flows: Option<u32>,
+
     /// Enrich endpoints from the Kubernetes objects in FILE, a List as
     /// `kubectl get pods,services,endpoints,nodes,namespaces,replicasets,deployments,statefulsets,daemonsets,jobs,cronjobs,networkpolicies -A -o json`
     /// writes it: the same spans on every run, for tests and post-mortems.
@@ -402,6 +447,43 @@ pub enum OptInGroup {
     NetworkPolicy,
     /// Every group.
     All,
+}
+
+/// Parses a --keep or --drop rule.
+///
+/// # Errors
+/// The rule is not `NAME=VALUES` or `NAME!=VALUES` with values that parse.
+pub fn parse_rule(s: &str) -> Result<Condition, String> {
+    s.parse()
+}
+
+impl Args {
+    /// The capture filter, from --filter or from the words after the
+    /// options (`None` if neither).
+    ///
+    /// # Errors
+    /// Both are given, or a word names a file (a capture file given
+    /// without --pcap would otherwise be taken for a host name).
+    pub fn filter_expression(&self) -> Result<Option<String>, String> {
+        if let Some(w) = self
+            .filter_words
+            .iter()
+            .find(|w| std::path::Path::new(w).is_file())
+        {
+            return Err(format!(
+                "{w:?} is a file, not a filter expression; give each capture file with --pcap"
+            ));
+        }
+        match (&self.filter, self.filter_words.is_empty()) {
+            (Some(_), false) => Err(format!(
+                "--filter and a filter after the options ({:?}) are both given; give one",
+                self.filter_words.join(" ")
+            )),
+            (Some(f), true) => Ok(Some(f.clone())),
+            (None, false) => Ok(Some(self.filter_words.join(" "))),
+            (None, true) => Ok(None),
+        }
+    }
 }
 
 pub fn opt_in(groups: &[OptInGroup]) -> OptIn {

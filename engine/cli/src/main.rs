@@ -38,13 +38,16 @@ use anyhow::{Context, anyhow};
 use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource, MergedFiles};
+use engine::bpf::FrameFilter;
 use engine::decode::UdpTunnel;
+use engine::sample::FlowSampler;
 use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
 use exporter::otlp::Protocol;
+use exporter::select::RecordRules;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping};
-use exporter::{Encodings, encode_spans};
+use exporter::{Encodings, encode_selected};
 use flowspan_cli::args::{
     self, Args, Backend, EbpfAttach, InterfaceFlowsArg, decoder, flow_limit, opt_in,
 };
@@ -123,6 +126,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The capture filter of --filter or the words after the options,
+/// compiled by libpcap.
+///
+/// # Errors
+/// Both are given, libpcap is missing or refuses the expression, or the
+/// eBPF backend is asked for.
+fn capture_filter(args: &Args) -> anyhow::Result<Option<FrameFilter>> {
+    let Some(expression) = args.filter_expression().map_err(|e| anyhow!(e))? else {
+        return Ok(None);
+    };
+    if args.pcap.is_empty() && args.backend == Backend::Ebpf {
+        return Err(anyhow!(
+            "--filter {expression:?}: the eBPF backend does not apply capture filters yet; \
+             use --backend afpacket (the default), or leave the filter out"
+        ));
+    }
+    Ok(Some(capture_filter::compile(&expression)?))
+}
+
 fn run(
     args: &Args,
     layered: &config::Layered,
@@ -163,6 +185,8 @@ fn run(
                 )
             })?;
     }
+    let frame_filter = capture_filter(args)?;
+    let filter = frame_filter.as_ref();
     let mut timeouts = Timeouts {
         active_ns: args.active_timeout,
         unestablished_idle_ns: args.unestablished_timeout,
@@ -263,6 +287,7 @@ fn run(
             let ring = RingConfig {
                 block_size: args.ring_block_size,
                 block_count: args.ring_blocks,
+                filter: frame_filter.clone(),
                 ..RingConfig::default()
             };
             let messages = capture_afpacket::Messages {
@@ -302,6 +327,7 @@ fn run(
             Source::File(_) | Source::Merged(_) => InterfaceNames::default(),
         },
         opt_in: opt_in(&args.opt_in),
+        sampling_rate: args.sample_flows,
     };
     let decoder = decoder(args);
     let json = if args.output.is_some() || otlp.is_none() {
@@ -407,6 +433,10 @@ fn run(
     } else {
         (cluster_view, None)
     };
+    let rules = RecordRules {
+        keep: args.keep.clone(),
+        drop: args.drop.clone(),
+    };
     let (mut pipeline, records) = Pipeline::start_mapped(
         PipelineConfig {
             workers: usize::from(args.workers),
@@ -414,11 +444,12 @@ fn run(
             host,
             registry: registry.clone(),
             enrichment: enrichment_view,
+            sampler: args.sample_flows.map(FlowSampler::new),
         },
         move |records| {
-            encode_spans(&records, encodings, &mapping)
+            encode_selected(&records, encodings, &mapping, &rules)
                 .into_iter()
-                .map(|span| Mapped { span })
+                .map(|span| span.map(|span| Mapped { span }))
                 .collect()
         },
     );
@@ -442,9 +473,15 @@ fn run(
     let mut capture_error = None;
     match &mut source {
         Source::File(file) => {
-            if let Err(e) = drive(file, &decoder, &mut pipeline, &registry, &stop, || {
-                progress.tick()
-            }) {
+            if let Err(e) = drive(
+                file,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            ) {
                 // A signal ends standard input early; a record cut short by
                 // that is not damage.
                 if !stop.load(Ordering::Relaxed) {
@@ -454,9 +491,15 @@ fn run(
         }
         Source::Merged(merged) => {
             // A damaged file leaves the merge; what it was is said below.
-            let Ok(_) = drive(merged, &decoder, &mut pipeline, &registry, &stop, || {
-                progress.tick()
-            });
+            let Ok(_) = drive(
+                merged,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
         }
         Source::Live(capture) => {
             note!(
@@ -464,9 +507,15 @@ fn run(
                 capture.interface_list(),
                 capture.ring_count()
             );
-            let ended = drive(capture, &decoder, &mut pipeline, &registry, &stop, || {
-                progress.tick()
-            });
+            let ended = drive(
+                capture,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
             all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
         }
         Source::Ebpf(capture) => {
@@ -481,6 +530,7 @@ fn run(
             let ended = drive(
                 capture.as_mut(),
                 &decoder,
+                filter,
                 &mut pipeline,
                 &registry,
                 &stop,
@@ -541,6 +591,12 @@ fn run(
         let summary = Summary {
             path: &name,
             flow_limit: (max_flows, &limit_source),
+            selection: summary::Selection {
+                filter: frame_filter.as_ref().map(FrameFilter::expression),
+                filter_in_kernel: matches!(source, Source::Live(_)),
+                sample_flows: args.sample_flows,
+                rules: !(args.keep.is_empty() && args.drop.is_empty()),
+            },
             reading,
             finishing: started.elapsed().saturating_sub(reading),
             counters: &counters,

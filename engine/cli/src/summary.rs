@@ -19,7 +19,23 @@ pub struct Summary<'a> {
     pub finishing: Duration,
     /// The flow limit over all workers (0: none) and what set it.
     pub flow_limit: (usize, &'a str),
+    /// What was asked to leave out: the capture filter, flow sampling,
+    /// record filters.
+    pub selection: Selection<'a>,
     pub counters: &'a Snapshot,
+}
+
+/// What a run was asked to leave out, for the summary's lines about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// The capture filter's expression.
+    pub filter: Option<&'a str>,
+    /// With live capture on AF_PACKET: the kernel applies the filter.
+    pub filter_in_kernel: bool,
+    /// --sample-flows N.
+    pub sample_flows: Option<u32>,
+    /// Any --keep or --drop rule.
+    pub rules: bool,
 }
 
 /// `name=count` pairs sorted by name, or ` none`.
@@ -148,6 +164,18 @@ impl Summary<'_> {
                 r.kernel_packets, r.kernel_drops, r.kernel_freezes, r.kernel_unread
             )?;
         }
+        if let Some(expression) = self.selection.filter {
+            writeln!(
+                f,
+                "  capture filter {expression:?}: {} packets left out{}",
+                d.filtered,
+                if self.selection.filter_in_kernel {
+                    " here (those the kernel left out are not counted anywhere)"
+                } else {
+                    ""
+                }
+            )?;
+        }
         writeln!(f, "  packets decoded: {}", d.decoded)?;
         if live {
             // With eBPF, those the programs counted and those decoded here.
@@ -237,6 +265,20 @@ impl Summary<'_> {
             write!(f, " {}={n}", reason.as_str())?;
         }
         writeln!(f)?;
+        if let Some(n) = self.selection.sample_flows {
+            writeln!(
+                f,
+                "  flow sampling (1 in {n} flows): {} records of flows left out",
+                c.sampled_out
+            )?;
+        }
+        if self.selection.rules {
+            writeln!(
+                f,
+                "  record filters (--keep, --drop): {} records left out",
+                c.filtered_out
+            )?;
+        }
         let written = c.outputs.iter().map(|o| o.written).max().unwrap_or(0);
         writeln!(f, "  spans written: {written}")?;
         for o in &c.outputs {

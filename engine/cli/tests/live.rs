@@ -16,8 +16,8 @@ use std::time::Duration;
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{Setup, VethPair, udp_frame};
 use common::live::{
-    assert_same_spans, fixture_frames, interface, interrupt, pcap_mode_of, start_in,
-    super_frame_setup, super_frames_become_their_segments,
+    assert_same_spans, assert_same_spans_of, fixture_frames, interface, interrupt, pcap_mode_of,
+    start_in, super_frame_setup, super_frames_become_their_segments,
 };
 use common::{engine, spans};
 
@@ -582,4 +582,90 @@ fn regression_16_a_syn_flood_from_a_million_sources_stays_within_the_flow_memory
         "the engine grew by {} MiB with a flow budget of 16 MiB",
         (peak - before) >> 20
     );
+}
+
+/// Whether a frame carries an 802.1Q or 802.1ad tag, which the receiving
+/// veth takes out of the frame into the packet's metadata.
+fn tagged(frame: &[u8]) -> bool {
+    matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]))
+}
+
+#[test]
+fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
+    if common::skip_without_libpcap() {
+        return;
+    }
+    let Some(ns) = namespace("f") else { return };
+    // TCP, plus UDP in VLANs: untagged frames are decided in the kernel,
+    // tagged ones (whose tag the veth takes out) in userspace with the tag
+    // put back.
+    let expression = "tcp or (vlan and udp)";
+    let filter = capture_filter::compile(expression).expect("compiles");
+    let frames = fixture_frames();
+    let dir = common::scratch("flowspan-live-filter", "dir");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    pcap_mode_of(&frames, &dir);
+    let sent = dir.join("sent.pcap");
+    let pcap = engine(&[
+        "--pcap",
+        sent.to_str().unwrap(),
+        "-q",
+        "--filter",
+        expression,
+    ]);
+    assert_eq!(pcap.status.code(), Some(0));
+
+    let matching = |f: &Vec<u8>| filter.matches(1, f, f.len() as u32);
+    let queued = frames.iter().filter(|f| tagged(f) || matching(f)).count();
+    let left_out_here = frames.iter().filter(|f| tagged(f) && !matching(f)).count();
+    assert!(
+        queued < frames.len() && left_out_here > 0,
+        "{queued} {left_out_here}"
+    );
+    eprintln!(
+        "{} frames to send; {queued} should reach the rings, {left_out_here} of them to be left out in userspace",
+        frames.len()
+    );
+
+    let live_json = dir.join("live.json");
+    let out = live_json.to_str().expect("path");
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--workers",
+            "2",
+            "-o",
+            out,
+            "--filter",
+            expression,
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    for f in &frames {
+        sender.send(f).expect("sending a frame");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, stderr) = interrupt(child, reader);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // The kernel's own statistics: packets the filter left out were never
+    // queued to the rings.
+    assert!(
+        stderr.contains(&format!(
+            "kernel passed {queued} packets, dropped 0 (ring full), ring froze 0 times"
+        )),
+        "{} frames sent, {queued} expected in the rings: {stderr}",
+        frames.len()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "capture filter \"{expression}\": {left_out_here} packets left out here"
+        )),
+        "{stderr}"
+    );
+    let live = std::fs::read(&live_json).expect("live output");
+    assert_same_spans_of(&pcap.stdout, &live, 10);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,6 +30,18 @@ pub fn shared_data() -> Option<PathBuf> {
     }
 }
 
+/// Whether libpcap is missing (then the caller skips; in CI and as root
+/// [`skip`] fails).
+pub fn skip_without_libpcap() -> bool {
+    match capture_filter::Libpcap::load() {
+        Ok(_) => false,
+        Err(e) => {
+            skip(&format!("{e}: capture filter tests"));
+            true
+        }
+    }
+}
+
 /// Runs the `engine` binary with `args`.
 pub fn engine(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engine"))

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-${FUZZ_SECONDS:-60}}
-targets=(pcap_to_spans decode_frame encode_spans settings flags config_file)
+targets=(pcap_to_spans decode_frame encode_spans settings flags config_file bpf_filter)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: error: the nightly toolchain is missing (rustup toolchain list); the fuzz targets need it" >&2

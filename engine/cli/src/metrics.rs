@@ -448,6 +448,12 @@ pub fn render(endpoints: &Endpoints) -> String {
         "Frames decoded into an IP packet of a flow.",
         d.decoded,
     );
+    e.one(
+        "flowspan_packets_filtered_total",
+        "counter",
+        "Frames the capture filter (--filter) left out in userspace (those an AF_PACKET socket filter left out in the kernel are not counted anywhere).",
+        d.filtered,
+    );
     e.by(
         "flowspan_packets_skipped_total",
         "counter",
@@ -509,6 +515,18 @@ pub fn render(endpoints: &Endpoints) -> String {
         "Flow records made (one span each), by flow.end_reason.",
         "end_reason",
         EndReason::ALL.iter().map(|r| r.as_str()).zip(t.records),
+    );
+    e.one(
+        "flowspan_records_sampled_out_total",
+        "counter",
+        "Records of flows flow sampling (--sample-flows) left out.",
+        s.sampled_out,
+    );
+    e.one(
+        "flowspan_records_filtered_total",
+        "counter",
+        "Records the record filters (--keep, --drop) left out.",
+        s.filtered_out,
     );
     e.one(
         "flowspan_flows_evicted_total",

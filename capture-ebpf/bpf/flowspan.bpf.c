@@ -147,6 +147,18 @@ struct {
 	__type(value, struct fs_work);
 } fs_work SEC(".maps");
 
+/* Capture filter (--filter): slot 0 (ingress) and 1 (egress) hold the
+ * program userspace translated from the filter's classic BPF
+ * (capture-ebpf/src/filter.rs); it tail-calls slot 2 or 3, the counting
+ * programs below without the filter's call, for a packet it keeps. Without
+ * a filter the slots are empty and the tail call falls through. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 4);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} fs_jumps SEC(".maps");
+
 /* Packet is counted in the kernel. */
 #define COUNTED -1
 
@@ -1058,11 +1070,26 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 SEC("classifier")
 int flowspan_ingress(struct __sk_buff *skb)
 {
+	bpf_tail_call(skb, &fs_jumps, 0);
 	return handle(skb, 0);
 }
 
 SEC("classifier")
 int flowspan_egress(struct __sk_buff *skb)
+{
+	bpf_tail_call(skb, &fs_jumps, 1);
+	return handle(skb, 1);
+}
+
+/* What a capture filter keeps goes on here (loaded only with a filter). */
+SEC("classifier")
+int flowspan_ingress_kept(struct __sk_buff *skb)
+{
+	return handle(skb, 0);
+}
+
+SEC("classifier")
+int flowspan_egress_kept(struct __sk_buff *skb)
 {
 	return handle(skb, 1);
 }

@@ -28,6 +28,9 @@ use crate::schedule::Schedule;
 /// The programs' names in the object (their ELF symbols).
 const INGRESS: &str = "flowspan_ingress";
 const EGRESS: &str = "flowspan_egress";
+/// The same counting, reached from a capture filter's program.
+const INGRESS_KEPT: &str = "flowspan_ingress_kept";
+const EGRESS_KEPT: &str = "flowspan_egress_kept";
 
 /// Kernel memory one flow map entry takes, all-in, as the kernel lays out a
 /// preallocated hash map (kernel/bpf/hashtab.c): the element header
@@ -77,6 +80,9 @@ pub struct EbpfConfig {
     /// How to attach; `None`: TCX where the kernel has it (6.6), clsact
     /// otherwise.
     pub attach: Option<AttachMode>,
+    /// A capture filter, run in the kernel before the programs count a
+    /// packet (its Ethernet program, translated to eBPF).
+    pub filter: Option<engine::bpf::FrameFilter>,
 }
 
 impl Default for EbpfConfig {
@@ -93,6 +99,7 @@ impl Default for EbpfConfig {
             scan_interval: Duration::ZERO,
             verifier_log: std::env::temp_dir().join("flowspan-verifier.log"),
             attach: None,
+            filter: None,
         }
     }
 }
@@ -176,6 +183,9 @@ pub struct EbpfCapture {
     registry: Registry,
     /// `-i` patterns followed as interfaces come and go, if any.
     follow: Option<Follow>,
+    /// The capture filter's programs and the counting ones they go on to
+    /// (also held by `fs_jumps` while it is open).
+    _filter_programs: Vec<std::os::fd::OwnedFd>,
 }
 
 /// What [`EbpfCapture::follow`] follows, and how it says what happens.
@@ -342,6 +352,70 @@ pub(crate) fn nix_clock(clock: libc::clockid_t) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// Loads the counting programs a capture filter goes on to, and the
+/// filter's own programs (one per direction), into `fs_jumps`.
+fn install_filter(
+    ebpf: &mut Ebpf,
+    filter: &engine::bpf::FrameFilter,
+    log: &Path,
+) -> Result<Vec<std::os::fd::OwnedFd>, EbpfError> {
+    use crate::filter::{SLOT_FILTER, SLOT_KEPT, load, set_slot, translate};
+    let program = filter.program(1).ok_or_else(|| {
+        EbpfError::Config(format!(
+            "--filter {:?} does not apply to Ethernet frames",
+            filter.expression()
+        ))
+    })?;
+    let jumps = match ebpf.map("fs_jumps") {
+        Some(aya::maps::Map::ProgramArray(data)) => data.fd().as_fd().as_raw_fd(),
+        _ => {
+            return Err(EbpfError::Load(
+                "the object has no program array fs_jumps".into(),
+            ));
+        }
+    };
+    let slot_err = |e: std::io::Error| EbpfError::Map {
+        map: "filter jumps",
+        message: e.to_string(),
+    };
+    let mut held = Vec::new();
+    for (direction, name) in [INGRESS_KEPT, EGRESS_KEPT].into_iter().enumerate() {
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| EbpfError::Load(format!("the object has no program {name}")))?
+            .try_into()
+            .map_err(|e: ProgramError| EbpfError::Load(one_line(&e)))?;
+        p.load().map_err(|e| load_error(name, e, log))?;
+        let fd = p
+            .fd()
+            .map_err(|e| EbpfError::Load(one_line(&e)))?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
+        set_slot(jumps, SLOT_KEPT + direction as u32, &fd).map_err(slot_err)?;
+        held.push(fd);
+    }
+    for direction in 0..2u32 {
+        let code = translate(program, jumps, SLOT_KEPT + direction);
+        let fd = load(&code, "flowspan_filter").map_err(|(e, text)| {
+            let saved = match std::fs::write(log, &text) {
+                Ok(()) => format!("the verifier's log is in {}", log.display()),
+                Err(w) => format!(
+                    "writing the verifier's log to {} failed: {w}",
+                    log.display()
+                ),
+            };
+            EbpfError::Load(format!(
+                "the kernel refused the capture filter {:?} translated to eBPF ({e}); {saved}",
+                filter.expression()
+            ))
+        })?;
+        set_slot(jumps, SLOT_FILTER + direction, &fd).map_err(slot_err)?;
+        held.push(fd);
+    }
+    Ok(held)
+}
+
 /// One line for a failed program load, the verifier's log saved to `log`.
 fn load_error(program: &str, e: ProgramError, log: &Path) -> EbpfError {
     match e {
@@ -492,6 +566,11 @@ impl EbpfCapture {
                 .load()
                 .map_err(|e| load_error(name, e, &config.verifier_log))?;
         }
+        // Before anything is attached: no packet is counted unfiltered.
+        let filter_programs = match &config.filter {
+            Some(filter) => install_filter(&mut ebpf, filter, &config.verifier_log)?,
+            None => Vec::new(),
+        };
         let tcx = aya::util::KernelVersion::current()
             .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         let mut mode = config.attach.unwrap_or(if tcx {
@@ -558,6 +637,7 @@ impl EbpfCapture {
                 .then(|| Instant::now() + config.scan_interval),
             full_read_pending: false,
             mono_to_real,
+            _filter_programs: filter_programs,
             kernel: ProgramCounts::default(),
             programs: registry.programs(),
             keys: Vec::new(),
@@ -861,7 +941,10 @@ impl EbpfCapture {
                 data,
                 wire_len: ev.wire_len,
                 vlan: None,
-                prefiltered: false,
+                // Only packets a capture filter kept reach the programs
+                // that send them up (and without their VLAN tag, which
+                // the filter saw in place).
+                prefiltered: true,
                 ifindex: ev.ifindex,
                 segmentation: (ev.gso_segs > 1 && ev.gso_size > 0).then(|| Segmentation {
                     // The kernel does not say which transport it segments;

@@ -19,6 +19,7 @@
 pub mod abi;
 mod capture;
 pub mod connects;
+mod filter;
 pub mod flows;
 mod schedule;
 

@@ -249,8 +249,9 @@ pub struct Args {
     /// taken from the words after the options, as tcpdump takes it: `engine -i eth0 tcp
     /// port 443`. Every frame is filtered as `tcpdump -r` filters a capture file, with
     /// its link-layer header and any VLAN tag in place (tagged traffic needs `vlan and
-    /// …`). AF_PACKET applies it in the kernel: packets it leaves out never reach the
-    /// rings. Not available with --backend ebpf yet.
+    /// …`). Live capture applies it in the kernel: AF_PACKET as a socket filter (packets it
+    /// leaves out never reach the rings), eBPF as a program of its own, translated from
+    /// the same code, that runs before a packet is counted.
     #[arg(
         long,
         value_name = "EXPRESSION",

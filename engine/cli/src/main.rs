@@ -130,18 +130,11 @@ fn main() -> ExitCode {
 /// compiled by libpcap.
 ///
 /// # Errors
-/// Both are given, libpcap is missing or refuses the expression, or the
-/// eBPF backend is asked for.
+/// Both are given, or libpcap is missing or refuses the expression.
 fn capture_filter(args: &Args) -> anyhow::Result<Option<FrameFilter>> {
     let Some(expression) = args.filter_expression().map_err(|e| anyhow!(e))? else {
         return Ok(None);
     };
-    if args.pcap.is_empty() && args.backend == Backend::Ebpf {
-        return Err(anyhow!(
-            "--filter {expression:?}: the eBPF backend does not apply capture filters yet; \
-             use --backend afpacket (the default), or leave the filter out"
-        ));
-    }
     Ok(Some(capture_filter::compile(&expression)?))
 }
 
@@ -264,6 +257,7 @@ fn run(
                     EbpfAttach::Tcx => Some(AttachMode::Tcx),
                     EbpfAttach::Clsact => Some(AttachMode::Clsact),
                 },
+                filter: frame_filter.clone(),
                 ..EbpfConfig::default()
             };
             let selection =
@@ -593,7 +587,7 @@ fn run(
             flow_limit: (max_flows, &limit_source),
             selection: summary::Selection {
                 filter: frame_filter.as_ref().map(FrameFilter::expression),
-                filter_in_kernel: matches!(source, Source::Live(_)),
+                filter_in_kernel: matches!(source, Source::Live(_) | Source::Ebpf(_)),
                 sample_flows: args.sample_flows,
                 rules: !(args.keep.is_empty() && args.drop.is_empty()),
             },

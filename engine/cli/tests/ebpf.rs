@@ -793,3 +793,68 @@ fn latency_values_agree_with_pcap_mode_on_a_replay_with_its_timing() {
     eprintln!("{compared} latency values compared; the largest difference was {worst} ns");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
+    if common::skip_without_libpcap() {
+        return;
+    }
+    let Some((_alone, ns)) = namespace("f") else {
+        return;
+    };
+    let frames = fixture_frames();
+    let dir = scratch("filter-pcap");
+    pcap_mode_of(&frames, &dir);
+    let sent = dir.join("sent.pcap");
+    // Ports, VLANs (whose tag the veth takes out, and the program puts
+    // back), IPv6, TCP flags, lengths, indirect loads past the IP header.
+    for expression in [
+        "tcp or (vlan and udp)",
+        "ip6 and (icmp6 or udp)",
+        "udp port 4789 or tcp[tcpflags] & tcp-syn != 0",
+        "greater 120 and not vlan",
+        "vlan 100 or (ip and tcp dst port 80)",
+    ] {
+        let filter = capture_filter::compile(expression).expect("compiles");
+        let kept = frames
+            .iter()
+            .filter(|f| filter.matches(1, f, f.len() as u32))
+            .count();
+        assert!(kept > 0 && kept < frames.len(), "{expression}: {kept}");
+        let pcap = engine(&[
+            "--pcap",
+            sent.to_str().unwrap(),
+            "-q",
+            "--filter",
+            expression,
+        ]);
+        assert_eq!(pcap.status.code(), Some(0));
+        // TCX links, and for the first expression clsact filters too.
+        let modes: &[&str] = if expression.starts_with("tcp or") {
+            &["tcx", "clsact"]
+        } else {
+            &["tcx"]
+        };
+        for mode in modes {
+            let (live, stderr) = capture_live(
+                &ns,
+                "filter",
+                &["--filter", expression, "--ebpf-attach", mode],
+                |sender| send_frames(sender, &frames),
+            );
+            // The programs ran only on the packets the filter kept.
+            assert_eq!(
+                number_before(&stderr, " packets in "),
+                kept as u64,
+                "{expression} ({mode}): {stderr}"
+            );
+            assert_same_spans_of(&pcap.stdout, &live, 1);
+            eprintln!(
+                "{expression:?} ({mode}): {kept} of {} frames kept, {} spans as in pcap mode",
+                frames.len(),
+                spans(&live).len()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -206,16 +206,6 @@ fn bad_filters_are_one_line_and_exit_2() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    // The eBPF backend counts flows in the kernel, where the filter is not
-    // applied yet: refused before anything is loaded.
-    let out = engine(&["-i", "lo", "--backend", "ebpf", "--filter", "tcp"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(
-        err.trim_end(),
-        "engine: error: --filter \"tcp\": the eBPF backend does not apply capture filters yet; \
-         use --backend afpacket (the default), or leave the filter out"
-    );
 }
 
 #[test]

@@ -396,7 +396,7 @@ fn install_filter(
         held.push(fd);
     }
     for direction in 0..2u32 {
-        let code = translate(program, jumps, SLOT_KEPT + direction);
+        let code = translate(program, jumps, SLOT_KEPT + direction, 0);
         let fd = load(&code, "flowspan_filter").map_err(|(e, text)| {
             let saved = match std::fs::write(log, &text) {
                 Ok(()) => format!("the verifier's log is in {}", log.display()),

@@ -23,6 +23,8 @@ mod filter;
 pub mod flows;
 mod schedule;
 
+pub use filter::verdicts as filter_verdicts;
+
 pub use capture::{
     AttachMode, ENTRY_BYTES, EbpfCapture, EbpfConfig, EbpfError, MAX_FLOWS, attached_tcx,
     available, check_kernel_memory,

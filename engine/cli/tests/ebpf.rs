@@ -858,3 +858,97 @@ fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every Ethernet frame of the fixtures and of `../shared/data` that the
+/// kernel's test runs take (14 bytes to 3 KB).
+fn ethernet_frames() -> Vec<Vec<u8>> {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![common::root().join("testdata/pcap")];
+    if let Some(data) = common::shared_data() {
+        dirs.push(data);
+    }
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).expect("captures").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut frames = Vec::new();
+    for path in files {
+        let Ok(mut r) = capture_pcap::CaptureReader::open(&path) else {
+            continue;
+        };
+        while let Ok(Some(f)) = r.next_frame() {
+            if f.link_type == 1 && (14..=3000).contains(&f.data.len()) {
+                frames.push(f.data.to_vec());
+            }
+        }
+    }
+    frames
+}
+
+#[test]
+fn the_kernel_runs_a_filters_translation_as_the_interpreter_runs_the_filter() {
+    if common::skip_without_libpcap() {
+        return;
+    }
+    if let Err(e) = capture_ebpf::available() {
+        capture_afpacket::testnet::skip(&e.to_string());
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        capture_afpacket::testnet::skip("loading BPF programs needs root");
+        return;
+    }
+    let frames = ethernet_frames();
+    assert!(frames.len() > 20_000, "{} frames", frames.len());
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let mut kept_some = 0;
+    for expression in [
+        "tcp port 80",
+        "udp and not port 53",
+        "host 192.168.1.1 or host 10.0.0.1",
+        "net 10.0.0.0/8 or net 192.168.0.0/16",
+        "ip6",
+        "icmp or icmp6",
+        "vlan",
+        "vlan and tcp",
+        "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0",
+        "greater 200",
+        "ip[8] < 64",
+        "ip6 and tcp port 80",
+        "tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420",
+        "ip[2:2] % 7 = 3 or ip[6:2] & 0x1fff != 0",
+        "ip[12:4] > 0xc0000000 and ip[16:4] < 0xc0a80000",
+        "ether[0] & 1 != 0",
+    ] {
+        let filter = capture_filter::compile(expression).expect("compiles");
+        let program = filter.program(1).expect("an Ethernet program");
+        let kernel = capture_ebpf::filter_verdicts(program, &refs)
+            .unwrap_or_else(|e| panic!("{expression}: {e}"));
+        let (mut kept, mut unrun) = (0, 0);
+        for (f, k) in frames.iter().zip(&kernel) {
+            let ours = program.run(f, f.len() as u32) != 0;
+            match k {
+                Some(k) => assert_eq!(*k, ours, "{expression}: frame {f:02x?}"),
+                None => unrun += 1,
+            }
+            kept += usize::from(ours);
+        }
+        // The kernel builds no test packet of a frame whose IP header is
+        // cut short; few are.
+        assert!(unrun * 100 < frames.len(), "{expression}: {unrun} not run");
+        kept_some += usize::from(kept > 0 && kept < frames.len());
+        eprintln!(
+            "{expression:?}: {kept} of {} frames kept, the same in the kernel ({unrun} it would not run)",
+            frames.len()
+        );
+    }
+    assert!(kept_some >= 12, "{kept_some}");
+}

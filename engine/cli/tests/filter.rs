@@ -401,3 +401,41 @@ fn sampling_keeps_the_same_flows_at_every_capture_point_and_about_one_in_n() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_config_file_sets_filters_and_sampling_as_the_flags_do() {
+    let file = root().join("testdata/pcap/tunnels.pcap");
+    let file = file.to_str().unwrap();
+    let dir = common::scratch("flowspan-filter-config", "dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "sample-flows: 2\ndrop:\n  - network.transport=icmp\n  - destination.port=53\nkeep:\n  - network.type=ipv4\n",
+    )
+    .unwrap();
+    let flags = engine(&[
+        "--pcap",
+        file,
+        "-q",
+        "--sample-flows",
+        "2",
+        "--drop",
+        "network.transport=icmp",
+        "--drop",
+        "destination.port=53",
+        "--keep",
+        "network.type=ipv4",
+    ]);
+    let from_file = engine(&["--pcap", file, "-q", "--config", config.to_str().unwrap()]);
+    assert_eq!(flags.status.code(), Some(0));
+    assert!(!spans(&flags.stdout).is_empty());
+    assert_eq!(flags.stdout, from_file.stdout);
+    // A bad rule in the file names the file, the line and the key.
+    std::fs::write(&config, "drop:\n  - port=53\n").unwrap();
+    let bad = engine(&["--pcap", file, "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("config.yaml:1: key drop: "), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -248,7 +248,7 @@ impl Driver<'_> {
             None => filter.matches(frame.link_type, frame.data, wire_len),
             Some(tag) => {
                 retag(&mut self.retagged, frame.data, tag);
-                filter.matches(frame.link_type, &self.retagged, wire_len + 4)
+                filter.matches(frame.link_type, &self.retagged, wire_len.saturating_add(4))
             }
         }
     }

@@ -11,23 +11,6 @@ use std::process::{Command, Stdio};
 
 use common::{engine, engine_stdin, root, s, shared_data, skip, spans};
 
-/// Expressions of the kinds the issue names: ports, hosts, nets, `vlan`,
-/// `ip6`, `icmp`, `tcp[tcpflags]`, and lengths and header fields.
-const EXPRESSIONS: [&str; 12] = [
-    "tcp port 80",
-    "udp and not port 53",
-    "host 192.168.1.1 or host 10.0.0.1",
-    "net 10.0.0.0/8 or net 192.168.0.0/16",
-    "ip6",
-    "icmp or icmp6",
-    "vlan",
-    "vlan and tcp",
-    "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0",
-    "greater 200",
-    "ip[8] < 64",
-    "ip6 and tcp port 80",
-];
-
 /// Where two outputs' spans first differ, in a line.
 fn first_difference(a: &[u8], b: &[u8]) -> String {
     let (a, b) = (spans(a), spans(b));
@@ -107,7 +90,7 @@ fn capture_filters_keep_what_tcpdump_keeps() {
         };
         let path = file.to_str().expect("UTF-8 path");
         let all = spans(&engine(&["--pcap", path, "-q", "--workers", "1"]).stdout).len();
-        for expression in EXPRESSIONS {
+        for expression in common::FILTER_EXPRESSIONS {
             let ours = engine(&[
                 "--pcap",
                 path,

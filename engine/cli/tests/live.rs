@@ -605,15 +605,7 @@ fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
     let dir = common::scratch("flowspan-live-filter", "dir");
     std::fs::create_dir_all(&dir).expect("temp dir");
     pcap_mode_of(&frames, &dir);
-    let sent = dir.join("sent.pcap");
-    let pcap = engine(&[
-        "--pcap",
-        sent.to_str().unwrap(),
-        "-q",
-        "--filter",
-        expression,
-    ]);
-    assert_eq!(pcap.status.code(), Some(0));
+    let pcap = common::live::pcap_mode_filtered(&dir, expression);
 
     let matching = |f: &Vec<u8>| filter.matches(1, f, f.len() as u32);
     let queued = frames.iter().filter(|f| tagged(f) || matching(f)).count();
@@ -666,6 +658,6 @@ fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
         "{stderr}"
     );
     let live = std::fs::read(&live_json).expect("live output");
-    assert_same_spans_of(&pcap.stdout, &live, 10);
+    assert_same_spans_of(&pcap, &live, 10);
     let _ = std::fs::remove_dir_all(&dir);
 }

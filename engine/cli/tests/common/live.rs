@@ -45,6 +45,21 @@ pub fn pcap_mode_of(frames: &[Vec<u8>], dir: &std::path::Path) -> Vec<u8> {
     out.stdout
 }
 
+/// What `engine --pcap … --filter EXPRESSION` makes of `dir/sent.pcap`
+/// (written by [`pcap_mode_of`]).
+pub fn pcap_mode_filtered(dir: &std::path::Path, expression: &str) -> Vec<u8> {
+    let sent = dir.join("sent.pcap");
+    let out = super::engine(&[
+        "--pcap",
+        sent.to_str().expect("path"),
+        "-q",
+        "--filter",
+        expression,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    out.stdout
+}
+
 /// A span without what depends on when its packets were seen (times, the
 /// ids derived from the first packet's time, and the values of the TCP
 /// latency metrics, of which only the presence is kept) or where (the

@@ -30,6 +30,24 @@ pub fn shared_data() -> Option<PathBuf> {
     }
 }
 
+/// Capture filter expressions of the kinds issue 20 names: ports, hosts,
+/// nets, `vlan`, `ip6`, `icmp`, `tcp[tcpflags]`, and lengths and header
+/// fields (none names a host, which libpcap would resolve).
+pub const FILTER_EXPRESSIONS: [&str; 12] = [
+    "tcp port 80",
+    "udp and not port 53",
+    "host 192.168.1.1 or host 10.0.0.1",
+    "net 10.0.0.0/8 or net 192.168.0.0/16",
+    "ip6",
+    "icmp or icmp6",
+    "vlan",
+    "vlan and tcp",
+    "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0",
+    "greater 200",
+    "ip[8] < 64",
+    "ip6 and tcp port 80",
+];
+
 /// Whether libpcap is missing (then the caller skips; in CI and as root
 /// [`skip`] fails).
 pub fn skip_without_libpcap() -> bool {

@@ -7,7 +7,7 @@
 #   none          no filter
 #   drop90        --filter vlan          (keeps the ~10 % of frames with a tag)
 #   keepall       --filter 'not port 9999'  (keeps every frame: the cost of
-#                 running a 15-instruction program on each)
+#                 running a 24-instruction program on each)
 #   sample10      --sample-flows 10
 #   keep-tcp      --keep network.transport=tcp
 #

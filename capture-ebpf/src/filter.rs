@@ -564,7 +564,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
 /// (Ethernet frames of 14 bytes to about 3.5 KB, no VLAN tag taken out),
 /// run by the kernel with `BPF_PROG_TEST_RUN`: a check of the translation
 /// against [`Program::run`]. `None` for a frame the kernel would not build
-/// a test packet of (`EINVAL`: an IP header cut short, for one). Needs
+/// a test packet of (`EINVAL`; one seen is an IPv6 header cut short). Needs
 /// CAP_BPF (or root).
 ///
 /// # Errors

@@ -34,7 +34,6 @@ type Compile =
 type GetErr = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type FreeCode = unsafe extern "C" fn(*mut BpfProgram);
 type Close = unsafe extern "C" fn(*mut c_void);
-type LibVersion = unsafe extern "C" fn() -> *const c_char;
 
 /// libpcap, loaded for the rest of the process (it is never unloaded).
 #[derive(Debug)]
@@ -44,7 +43,6 @@ pub struct Libpcap {
     geterr: GetErr,
     freecode: FreeCode,
     close: Close,
-    version: String,
     /// libpcap before 1.8 compiled with global state: one at a time.
     lock: Mutex<()>,
 }
@@ -63,11 +61,6 @@ impl Libpcap {
             .map_err(|reason| FilterError::NoLibpcap {
                 reason: reason.clone(),
             })
-    }
-
-    /// `pcap_lib_version()`, e.g. "libpcap version 1.10.3 (with TPACKET_V3)".
-    pub fn version(&self) -> &str {
-        &self.version
     }
 
     /// Compiles `expression` for frames of a capture file of link type
@@ -202,22 +195,10 @@ fn take_calls(handle: *mut c_void, name: &str) -> Result<Libpcap, String> {
             geterr: std::mem::transmute::<*mut c_void, GetErr>(symbol(c"pcap_geterr")?),
             freecode: std::mem::transmute::<*mut c_void, FreeCode>(symbol(c"pcap_freecode")?),
             close: std::mem::transmute::<*mut c_void, Close>(symbol(c"pcap_close")?),
-            version: String::new(),
             lock: Mutex::new(()),
         }
     };
-    let version = match symbol(c"pcap_lib_version") {
-        Ok(f) => {
-            // SAFETY: pcap_lib_version() returns a static NUL-terminated
-            // string.
-            unsafe {
-                let f = std::mem::transmute::<*mut c_void, LibVersion>(f);
-                CStr::from_ptr(f()).to_string_lossy().into_owned()
-            }
-        }
-        Err(_) => name.to_owned(),
-    };
-    Ok(Libpcap { version, ..pcap })
+    Ok(pcap)
 }
 
 #[cfg(test)]

@@ -854,22 +854,10 @@ fn a_capture_filter_runs_in_the_kernel_and_gives_the_spans_of_pcap_mode() {
 /// Every Ethernet frame of the fixtures and of `../shared/data` that the
 /// kernel's test runs take (14 bytes to 3 KB).
 fn ethernet_frames() -> Vec<Vec<u8>> {
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
-    let mut dirs = vec![common::root().join("testdata/pcap")];
+    let mut files = common::captures(&common::root().join("testdata/pcap"));
     if let Some(data) = common::shared_data() {
-        dirs.push(data);
+        files.extend(common::captures(&data));
     }
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).expect("captures").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
     let mut frames = Vec::new();
     for path in files {
         let Ok(mut r) = capture_pcap::CaptureReader::open(&path) else {

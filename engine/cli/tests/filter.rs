@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{engine, engine_stdin, root, s, shared_data, skip, spans};
@@ -24,22 +24,6 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
         ),
         None => format!("{} spans against {}", a.len(), b.len()),
     }
-}
-
-/// Every capture under `dir`, recursively, sorted.
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            captures(&p, out);
-        } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-            out.push(p);
-        }
-    }
-    out.sort();
 }
 
 /// `tcpdump -r file -w - expression` with nanosecond timestamps, or `None`
@@ -75,9 +59,9 @@ fn capture_filters_keep_what_tcpdump_keeps() {
         return;
     }
     let mut files = Vec::new();
-    captures(&data, &mut files);
+    files.extend(common::captures(&data));
     let shared = files.len();
-    captures(&root().join("testdata/pcap"), &mut files);
+    files.extend(common::captures(&root().join("testdata/pcap")));
     assert!(shared >= 60, "only {shared} public captures found");
     let (mut compared, mut narrowed, mut refused) = (0, 0, 0);
     let mut unread = Vec::new();

@@ -5,23 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::{engine, shared_data, spans};
-
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("readable directory") {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            captures(&path, out);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("pcap" | "pcapng")
-        ) {
-            out.push(path);
-        }
-    }
-}
 
 /// Truncated on purpose by their authors: malformed counters are expected.
 const TRUNCATED: [&str; 3] = [
@@ -45,7 +29,7 @@ fn every_zeek_capture_runs_without_bug_counters() {
     let Some(data) = shared_data() else { return };
     let root = data.join("zeek");
     let mut files = Vec::new();
-    captures(&root, &mut files);
+    files.extend(common::captures(&root));
     files.sort();
     assert!(
         files.len() >= 57,

@@ -30,6 +30,28 @@ pub fn shared_data() -> Option<PathBuf> {
     }
 }
 
+/// Every capture file (`.pcap`, `.pcapng`) under `dir`, recursively,
+/// sorted.
+pub fn captures(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
 /// Capture filter expressions of the kinds issue 20 names: ports, hosts,
 /// nets, `vlan`, `ip6`, `icmp`, `tcp[tcpflags]`, and lengths and header
 /// fields (none names a host, which libpcap would resolve).

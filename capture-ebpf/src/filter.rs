@@ -539,12 +539,17 @@ struct TestRunAttr {
     duration: u32,
 }
 
-/// The bpf(2) call `cmd` with `attr`.
+/// The bpf(2) call `cmd` with `attr`; its result (a new descriptor for
+/// the calls that make one).
+///
+/// # Safety
+/// `attr` is a `union bpf_attr` prefix for `cmd`, and every pointer in it
+/// is valid for what the kernel does through it (reads, or writes of the
+/// size given) during the call.
 #[allow(unsafe_code)]
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a valid bpf_attr prefix for `cmd` (the callers'
-    // structs) whose pointers outlive the call; the kernel zero-extends
-    // the rest.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: the caller's promise; the kernel zero-extends the rest of
+    // the union.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -578,7 +583,8 @@ pub fn verdicts(program: &Program, frames: &[&[u8]]) -> std::io::Result<Vec<Opti
         value_size: 4,
         max_entries: 4,
     };
-    let raw = bpf(BPF_MAP_CREATE, &mut create)
+    // SAFETY: a map creation attribute holds no pointer.
+    let raw = unsafe { bpf(BPF_MAP_CREATE, &mut create) }
         .map_err(|e| std::io::Error::new(e.kind(), format!("BPF_MAP_CREATE: {e}")))?;
     // SAFETY: a new descriptor that nothing else owns.
     let map = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
@@ -588,17 +594,16 @@ pub fn verdicts(program: &Program, frames: &[&[u8]]) -> std::io::Result<Vec<Opti
     frames
         .iter()
         .map(|f| {
-            let mut out = vec![0u8; 4096];
             let mut attr = TestRunAttr {
                 prog_fd: prog.as_raw_fd() as u32,
                 data_size_in: f.len() as u32,
                 data_in: f.as_ptr() as u64,
-                data_size_out: out.len() as u32,
-                data_out: out.as_mut_ptr() as u64,
                 repeat: 1,
                 ..TestRunAttr::default()
             };
-            match bpf(BPF_PROG_TEST_RUN, &mut attr) {
+            // SAFETY: the kernel reads `data_size_in` bytes at `data_in`,
+            // the frame, which outlives the call; no output is asked for.
+            match unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) } {
                 Ok(_) => Ok(Some(attr.retval == 1)),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
                 Err(e) => Err(std::io::Error::new(
@@ -622,7 +627,7 @@ pub(crate) fn load(insns: &[EbpfInsn], name: &str) -> Result<OwnedFd, (std::io::
         *d = s;
     }
     let attempt = |log: &mut Vec<u8>| -> Result<OwnedFd, std::io::Error> {
-        let attr = ProgLoadAttr {
+        let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_SCHED_CLS,
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
@@ -637,19 +642,9 @@ pub(crate) fn load(insns: &[EbpfInsn], name: &str) -> Result<OwnedFd, (std::io::
             prog_name,
             ..ProgLoadAttr::default()
         };
-        // SAFETY: `attr` is a valid bpf_attr prefix for BPF_PROG_LOAD whose
-        // pointers (instructions, license, log buffer) outlive the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &raw const attr,
-                std::mem::size_of::<ProgLoadAttr>(),
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: the instructions, the license and the log buffer (written
+        // up to `log_size`) outlive the call.
+        let fd = unsafe { bpf(BPF_PROG_LOAD, &mut attr) }?;
         // SAFETY: a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     };
@@ -673,28 +668,16 @@ pub(crate) fn load(insns: &[EbpfInsn], name: &str) -> Result<OwnedFd, (std::io::
 #[allow(unsafe_code)]
 pub(crate) fn set_slot(map: RawFd, slot: u32, prog: &OwnedFd) -> std::io::Result<()> {
     let value: u32 = prog.as_raw_fd() as u32;
-    let attr = MapUpdateAttr {
+    let mut attr = MapUpdateAttr {
         map_fd: map as u32,
         pad: 0,
         key: (&raw const slot) as u64,
         value: (&raw const value) as u64,
         flags: 0,
     };
-    // SAFETY: `attr` is a valid bpf_attr for BPF_MAP_UPDATE_ELEM whose key
-    // and value pointers outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_ELEM,
-            &raw const attr,
-            std::mem::size_of::<MapUpdateAttr>(),
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // SAFETY: the kernel reads 4 bytes at `key` and at `value`, locals
+    // that outlive the call.
+    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
 }
 
 #[cfg(test)]

@@ -9,19 +9,23 @@
 # REV) with a bootstrap 95 % interval. Pairs, not separate series: a noisy
 # neighbour on a shared VM slows both runs of a pair alike.
 #
-#   [PAIRS=N] [WHAT=meter|engine] [PIN=no] benches/compare.sh REV [CAPTURE]
+#   [PAIRS=N] [WHAT=meter|engine] [WORKERS=N] [MEASURE=wall] [PIN=no] benches/compare.sh REV [CAPTURE]
 #
 # Default: 20 pairs of `meter CAPTURE 1` over target/bench/big-notun.pcap,
 # which `gen-bigcap --no-tunnels` makes if it is missing (9.75 M packets,
 # 1.06 M flows). WHAT=engine times `engine --pcap CAPTURE -o /dev/null
 # --workers 1 -q` instead: metering, span mapping and OTLP JSON encoding.
+# WORKERS=N runs N workers (both `meter` and `engine`; default 1).
+# MEASURE=wall compares elapsed seconds instead of CPU seconds (for the
+# speed-up of several workers; use it with PIN=no).
 # PIN=no lets the threads run on every CPU, as `throughput.sh` does: closer
 # to real use (the threads overlap, and data moves between cores), but
-# noisier.
+# noisier. REV's binary is kept in target/compare/ (by commit), so comparing
+# several steps against one revision builds it once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-    echo "usage: [PAIRS=N] [WHAT=meter|engine] [PIN=no] benches/compare.sh REV [CAPTURE]" >&2
+    echo "usage: [PAIRS=N] [WHAT=meter|engine] [WORKERS=N] [MEASURE=wall] [PIN=no] benches/compare.sh REV [CAPTURE]" >&2
     exit 2
 fi
 what=${WHAT:-meter}
@@ -34,6 +38,16 @@ engine) package=(-p flowspan-cli --bin engine) ;;
     ;;
 esac
 rev=$(git rev-parse --short "$1^{commit}")
+workers=${WORKERS:-1}
+measure=${MEASURE:-cpu}
+case $measure in
+cpu) unit="user+system seconds" ;;
+wall) unit="elapsed seconds" ;;
+*)
+    echo "compare.sh: MEASURE must be cpu or wall, not '$measure'" >&2
+    exit 2
+    ;;
+esac
 cap=${2:-target/bench/big-notun.pcap}
 pairs=${PAIRS:-20}
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
@@ -52,10 +66,15 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-git worktree add --quiet --detach "$tree" "$rev"
-# Its own target directory: the two builds must not share artefacts.
-(cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet "${package[@]}")
-cp "$work/target/release/$what" "$work/$what-$rev"
+cached="target/compare/$what-$(git rev-parse "$rev")"
+if [ ! -x "$cached" ]; then
+    git worktree add --quiet --detach "$tree" "$rev"
+    # Its own target directory: the two builds must not share artefacts.
+    (cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet "${package[@]}")
+    mkdir -p target/compare
+    cp "$work/target/release/$what" "$cached"
+fi
+cp "$cached" "$work/$what-$rev"
 cp "target/release/$what" "$work/$what-here"
 
 if [ "${PIN:-yes}" = no ]; then
@@ -64,19 +83,19 @@ else
     cpus=$(($(nproc) - 1))
 fi
 cat "$cap" >/dev/null # every run reads the capture from the page cache
-echo "$what over $cap; $pairs pairs on CPU $cpus; user+system seconds"
+echo "$what with $workers worker(s) over $cap; $pairs pairs on CPU $cpus; $unit"
 echo "pair $rev here"
 results="$work/results"
 for i in $(seq "$pairs"); do
     line="$i"
     for b in "$what-$rev" "$what-here"; do
         if [ "$what" = meter ]; then
-            run=("$work/$b" "$cap" 1)
+            run=("$work/$b" "$cap" "$workers")
         else
-            run=("$work/$b" --pcap "$cap" -o /dev/null --workers 1 -q)
+            run=("$work/$b" --pcap "$cap" -o /dev/null --workers "$workers" -q)
         fi
-        /usr/bin/time -o "$work/t" -f "%U %S" taskset -c "$cpus" "${run[@]}" >/dev/null
-        line="$line $(awk '{ printf "%.2f", $1 + $2 }' "$work/t")"
+        /usr/bin/time -o "$work/t" -f "%e %U %S" taskset -c "$cpus" "${run[@]}" >/dev/null
+        line="$line $(awk -v m="$measure" '{ printf "%.2f", m == "wall" ? $1 : $2 + $3 }' "$work/t")"
     done
     echo "$line" | tee -a "$results"
 done

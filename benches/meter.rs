@@ -53,8 +53,7 @@ fn main() -> ExitCode {
         },
         |records: Vec<engine::FlowRecord>| vec![Some(()); records.len()],
     );
-    let counter =
-        std::thread::spawn(move || records.iter().map(|batch| batch.len()).sum::<usize>());
+    let counter = std::thread::spawn(move || records.map(|batch| batch.len()).sum::<usize>());
     // One decoder for the run, as `engine` holds (default tunnel ports),
     // and the capture loop `engine` runs.
     let decoder = Decoder::default();

@@ -12,22 +12,27 @@
 //! Each worker sends its records in [`FlowRecord::order_key`] order: a batch's
 //! records are sorted, and a later batch's are all due after the earlier
 //! batch's watermark. Workers can map records (e.g. encode them as spans)
-//! before sending, in parallel, each over its own ring to the merger. The
-//! merger does a k-way merge of the workers' streams and releases an item once no worker can still send an earlier
-//! one: every other worker has a later item queued, has sent a later item,
+//! before sending, in parallel, each over its own ring to the consumer. The
+//! consumer's [`Records`] does a k-way merge of the workers' streams as it is
+//! read (no thread of its own), and releases an item once no worker can
+//! still send an earlier one: every other worker has a later item queued, has sent a later item,
 //! has acknowledged a watermark after the item's due time, or is done. Record
 //! contents do not depend on sharding, so the output sequence is the same for
 //! any number of workers (the one exception is `max_flows`, which is a
 //! per-table limit). At the end of input each worker sorts its final records
-//! and sends them in chunks, so the final flush streams through the merger
-//! instead of being held in memory whole: the merger holds at most a few
+//! and sends them in chunks, so the final flush streams through the merge
+//! instead of being held in memory whole: the merge holds at most a few
 //! chunks of a flushing worker that is ahead of the others.
+//!
+//! Read the records on a thread other than the one that pushes packets and
+//! calls [`Pipeline::finish`]: a worker waits while its ring to the consumer
+//! is full.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-
-use crossbeam_channel::{Receiver, Sender, bounded};
+use std::time::{Duration, Instant};
 
 use crate::decode::PacketRepr;
 use crate::enrich::EnrichmentView;
@@ -47,7 +52,7 @@ const BATCH: usize = 512;
 const TICK_EVERY: u64 = 8192;
 /// Batches queued to one worker.
 const WORKER_RING: usize = 8;
-/// Messages queued from one worker to the merger.
+/// Messages queued from one worker to the consumer.
 const MERGE_RING: usize = 4;
 
 /// Pipeline settings.
@@ -107,9 +112,9 @@ enum MergeMsg<T> {
     Done,
 }
 
-/// Final records travel to the merger in chunks of this many.
+/// Final records travel to the consumer in chunks of this many.
 const FLUSH_CHUNK: usize = 4096;
-/// The merger stops taking a flushing worker's chunks while it holds this
+/// The merge stops taking a flushing worker's chunks while it holds this
 /// many of its items that it cannot release yet.
 const FLUSH_HOLD: usize = 4 * FLUSH_CHUNK;
 
@@ -130,15 +135,14 @@ pub struct Pipeline {
     /// Interfaces whose flows end with the next batches.
     ended_interfaces: Vec<u32>,
     workers: Vec<JoinHandle<TableStats>>,
-    merger: JoinHandle<()>,
     clock_ns: u64,
     since_tick: u64,
 }
 
 impl Pipeline {
-    /// Starts the workers and the merger. Ordered records arrive on the
-    /// returned receiver in batches; it disconnects after the last one.
-    pub fn start(config: PipelineConfig) -> (Pipeline, Receiver<Vec<FlowRecord>>) {
+    /// Starts the workers. Ordered records come out of the returned
+    /// [`Records`] in batches; it ends after the last one.
+    pub fn start(config: PipelineConfig) -> (Pipeline, Records<FlowRecord>) {
         Pipeline::start_mapped(config, |records| records.into_iter().map(Some).collect())
     }
 
@@ -154,18 +158,17 @@ impl Pipeline {
     /// # Panics
     /// A worker panics if `map` returns a different number of items than
     /// it was given records.
-    pub fn start_mapped<T, F>(config: PipelineConfig, map: F) -> (Pipeline, Receiver<Vec<T>>)
+    pub fn start_mapped<T, F>(config: PipelineConfig, map: F) -> (Pipeline, Records<T>)
     where
         T: Send + 'static,
         F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>> + Clone + Send + 'static,
     {
         let n = config.workers.max(1);
-        let (out_tx, out_rx) = bounded::<Vec<T>>(16);
         let mut flow = config.flow.clone();
         if flow.max_flows > 0 {
             flow.max_flows = flow.max_flows.div_ceil(n);
         }
-        let merger_waker = Waker::new();
+        let consumer_waker = Waker::new();
         let mut senders = Vec::with_capacity(n);
         let mut returns = Vec::with_capacity(n);
         let mut merge_rings = Vec::with_capacity(n);
@@ -175,7 +178,7 @@ impl Pipeline {
             // Room for every batch that can exist: queued, being filled and
             // being metered.
             let (ret_tx, ret_rx) = ring::ring(WORKER_RING + 2, Waker::new());
-            let (merge_tx, merge_rx) = ring::ring(MERGE_RING, merger_waker.clone());
+            let (merge_tx, merge_rx) = ring::ring(MERGE_RING, consumer_waker.clone());
             senders.push(tx);
             returns.push(ret_rx);
             merge_rings.push(merge_rx);
@@ -199,10 +202,11 @@ impl Pipeline {
                     .expect("spawning a worker thread"),
             );
         }
-        let merger = thread::Builder::new()
-            .name("flow-merger".into())
-            .spawn(move || run_merger(merge_rings, &merger_waker, out_tx))
-            .expect("spawning the merger thread");
+        let records = Records {
+            streams: (0..n).map(|_| Stream::default()).collect(),
+            rings: merge_rings,
+            waker: consumer_waker,
+        };
         let pipeline = Pipeline {
             senders,
             returns,
@@ -210,11 +214,10 @@ impl Pipeline {
             flow_batches: (0..n).map(|_| Vec::new()).collect(),
             ended_interfaces: Vec::new(),
             workers,
-            merger,
             clock_ns: 0,
             since_tick: 0,
         };
-        (pipeline, out_rx)
+        (pipeline, records)
     }
 
     /// The capture clock: the highest timestamp pushed so far.
@@ -335,9 +338,6 @@ impl Pipeline {
                 Ok(s) => stats.merge(&s),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
-        }
-        if let Err(panic) = self.merger.join() {
-            std::panic::resume_unwind(panic);
         }
         if closed {
             Err(PipelineClosed)
@@ -508,7 +508,7 @@ fn sorted(records: &mut Vec<FlowRecord>) -> Vec<FlowRecord> {
         .collect()
 }
 
-/// One worker's stream of items, as the merger sees it.
+/// One worker's stream of items, as the merge sees it.
 struct Stream<T> {
     queue: VecDeque<Item<T>>,
     /// The worker sends nothing due before this.
@@ -518,6 +518,18 @@ struct Stream<T> {
     /// The worker is sending its final records.
     flushing: bool,
     done: bool,
+}
+
+impl<T> Default for Stream<T> {
+    fn default() -> Self {
+        Stream {
+            queue: VecDeque::new(),
+            watermark: 0,
+            last: None,
+            flushing: false,
+            done: false,
+        }
+    }
 }
 
 impl<T> Stream<T> {
@@ -557,19 +569,89 @@ impl<T> Stream<T> {
     }
 }
 
-fn run_merger<T>(mut rings: Vec<ring::Receiver<MergeMsg<T>>>, waker: &Waker, out: Sender<Vec<T>>) {
-    let mut streams: Vec<Stream<T>> = (0..rings.len())
-        .map(|_| Stream {
-            queue: VecDeque::new(),
-            watermark: 0,
-            last: None,
-            flushing: false,
-            done: false,
-        })
-        .collect();
-    loop {
+/// A pipeline's output: its records (or what the workers mapped them to)
+/// in output order, in batches, merged from the workers' streams as they
+/// are read. Iterating waits for the next batch and ends after the last.
+///
+/// Dropping it stops the pipeline: the workers' sends fail, and
+/// [`Pipeline::push`] then reports [`PipelineClosed`].
+pub struct Records<T> {
+    rings: Vec<ring::Receiver<MergeMsg<T>>>,
+    streams: Vec<Stream<T>>,
+    /// Where the reading thread sleeps until a worker sends.
+    waker: Arc<Waker>,
+}
+
+impl<T> std::fmt::Debug for Records<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("workers", &self.rings.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Records::recv_timeout`] returned no batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// Nothing could be released before the timeout.
+    Timeout,
+    /// Every record has been read: the workers are done.
+    Disconnected,
+}
+
+impl<T> Records<T> {
+    /// The next batch of items in output order, waiting for it; `None`
+    /// after the last.
+    pub fn recv(&mut self) -> Option<Vec<T>> {
+        match self.recv_deadline(None) {
+            Ok(batch) => Some(batch),
+            Err(_) => None,
+        }
+    }
+
+    /// Like [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// Nothing was ready in time, or every item has been read.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<T>, RecvTimeoutError> {
+        self.recv_deadline(Instant::now().checked_add(timeout))
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Vec<T>, RecvTimeoutError> {
+        loop {
+            let news = self.take_messages();
+            if news {
+                let ready = self.release();
+                if !ready.is_empty() {
+                    return Ok(ready);
+                }
+            }
+            if self.streams.iter().all(|s| s.done && s.queue.is_empty()) {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            if !news {
+                let (streams, rings) = (&self.streams, &self.rings);
+                let woke = self.waker.wait_until_deadline(
+                    || {
+                        streams
+                            .iter()
+                            .zip(rings)
+                            .any(|(s, r)| !s.holds_back() && r.has_news())
+                    },
+                    deadline,
+                );
+                if !woke {
+                    return Err(RecvTimeoutError::Timeout);
+                }
+            }
+        }
+    }
+
+    /// Takes the messages the workers have sent (but leaves a flushing
+    /// worker's in its ring while it is far ahead); whether there were any.
+    fn take_messages(&mut self) -> bool {
         let mut news = false;
-        for (s, ring) in streams.iter_mut().zip(&mut rings) {
+        for (s, ring) in self.streams.iter_mut().zip(&mut self.rings) {
             while !s.holds_back() {
                 if let Some(msg) = ring.try_recv() {
                     s.take(msg);
@@ -586,42 +668,45 @@ fn run_merger<T>(mut rings: Vec<ring::Receiver<MergeMsg<T>>>, waker: &Waker, out
                 news = true;
             }
         }
-        if news {
-            // k-way merge: take the smallest head while no worker can still
-            // send something before it.
-            let mut ready = Vec::new();
-            loop {
-                let mut best: Option<usize> = None;
-                for (w, s) in streams.iter().enumerate() {
-                    if let Some((k, _)) = s.queue.front()
-                        && best.is_none_or(|b| *k < streams[b].queue[0].0)
-                    {
-                        best = Some(w);
-                    }
-                }
-                let Some(b) = best else { break };
-                let head = streams[b].queue[0].0;
-                if !streams.iter().all(|s| s.is_past(&head)) {
-                    break;
-                }
-                if let Some((_, item)) = streams[b].queue.pop_front() {
-                    ready.push(item);
+        news
+    }
+
+    /// The k-way merge: takes the smallest head while no worker can still
+    /// send something before it.
+    fn release(&mut self) -> Vec<T> {
+        let streams = &mut self.streams;
+        let mut ready = Vec::new();
+        if let [only] = streams.as_mut_slice() {
+            // One worker: its items are in order already, and all may go.
+            ready.extend(only.queue.drain(..).map(|(_, item)| item));
+            return ready;
+        }
+        loop {
+            let mut best: Option<usize> = None;
+            for (w, s) in streams.iter().enumerate() {
+                if let Some((k, _)) = s.queue.front()
+                    && best.is_none_or(|b| *k < streams[b].queue[0].0)
+                {
+                    best = Some(w);
                 }
             }
-            if !ready.is_empty() && out.send(ready).is_err() {
-                return;
+            let Some(b) = best else { break };
+            let head = streams[b].queue[0].0;
+            if !streams.iter().all(|s| s.is_past(&head)) {
+                break;
+            }
+            if let Some((_, item)) = streams[b].queue.pop_front() {
+                ready.push(item);
             }
         }
-        if streams.iter().all(|s| s.done && s.queue.is_empty()) {
-            return;
-        }
-        if !news {
-            waker.wait_until(|| {
-                streams
-                    .iter()
-                    .zip(&rings)
-                    .any(|(s, r)| !s.holds_back() && r.has_news())
-            });
-        }
+        ready
+    }
+}
+
+impl<T> Iterator for Records<T> {
+    type Item = Vec<T>;
+
+    fn next(&mut self) -> Option<Vec<T>> {
+        self.recv()
     }
 }

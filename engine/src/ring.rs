@@ -13,12 +13,14 @@
 //! other's, so no wake-up is lost; `unpark` before `park` makes `park` return
 //! at once.
 //!
-//! A consumer that drains several rings (the merger) gives them all the same
-//! [`Waker`], so that it can sleep until any of them has something.
+//! A consumer that drains several rings (the merge of the workers' records)
+//! gives them all the same [`Waker`], so that it can sleep until any of them
+//! has something.
 
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
+use std::time::Instant;
 
 /// Spins before parking. Hand-offs come every few microseconds under load,
 /// so a short spin often avoids the cost of a park and wake-up.
@@ -40,9 +42,11 @@ fn resume_room(capacity: usize) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Waker {
     sleeping: AtomicBool,
-    /// The waiting thread, recorded the first time it waits. Only one
-    /// thread may ever wait on a `Waker`.
-    thread: OnceLock<Thread>,
+    /// The thread that waits, recorded each time it is about to park: one
+    /// thread at a time may wait on a `Waker`, but the side that waits may
+    /// move between threads (a pipeline's record stream is made on one
+    /// thread and drained on another).
+    thread: Mutex<Option<Thread>>,
 }
 
 impl Waker {
@@ -53,31 +57,59 @@ impl Waker {
     /// Returns once `ready()` holds, parking the calling thread in between.
     /// `ready` must become true only through changes followed by
     /// [`notify`](Self::notify).
-    pub(crate) fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, ready: impl FnMut() -> bool) {
+        self.wait_until_deadline(ready, None);
+    }
+
+    /// Like [`wait_until`](Self::wait_until), but gives up at `deadline`;
+    /// returns whether `ready()` held.
+    pub(crate) fn wait_until_deadline(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
         for _ in 0..SPINS {
             if ready() {
-                return;
+                return true;
             }
             std::hint::spin_loop();
         }
         for _ in 0..YIELDS {
             if ready() {
-                return;
+                return true;
             }
             thread::yield_now();
         }
-        self.thread.get_or_init(thread::current);
+        {
+            let mut waiter = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+            if waiter
+                .as_ref()
+                .is_none_or(|t| t.id() != thread::current().id())
+            {
+                *waiter = Some(thread::current());
+            }
+        }
         loop {
             self.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if ready() {
                 self.sleeping.store(false, Ordering::Relaxed);
-                return;
+                return true;
             }
-            thread::park();
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        self.sleeping.store(false, Ordering::Relaxed);
+                        return false;
+                    }
+                    thread::park_timeout(d - now);
+                }
+            }
             self.sleeping.store(false, Ordering::Relaxed);
             if ready() {
-                return;
+                return true;
             }
         }
     }
@@ -87,7 +119,11 @@ impl Waker {
     pub(crate) fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst)
-            && let Some(t) = self.thread.get()
+            && let Some(t) = self
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
         {
             t.unpark();
         }

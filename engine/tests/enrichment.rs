@@ -56,7 +56,7 @@ fn attribute(r: &FlowRecord, side: usize, name: &str) -> Option<AttributeValue> 
 fn a_snapshot_swapped_during_a_run_enriches_the_records_emitted_after_it() {
     for workers in [1, 3] {
         let view = EnrichmentView::new(pods("frontend-1"));
-        let (mut pipeline, records) = Pipeline::start(PipelineConfig {
+        let (mut pipeline, mut records) = Pipeline::start(PipelineConfig {
             workers,
             flow: FlowConfig::default(),
             host: None,
@@ -98,7 +98,7 @@ fn a_snapshot_swapped_during_a_run_enriches_the_records_emitted_after_it() {
             .push(udp("10.0.0.1", 40001, "10.0.0.9", 53), 101 * S)
             .unwrap();
         pipeline.finish().unwrap();
-        let rest: Vec<FlowRecord> = records.iter().flatten().collect();
+        let rest: Vec<FlowRecord> = records.flatten().collect();
         assert_eq!(rest.len(), 2);
         let second = rest
             .iter()

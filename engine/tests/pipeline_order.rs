@@ -65,7 +65,7 @@ fn a_packet_pushed_after_an_observation_of_its_flow_is_taken_after_it() {
     // Then a new connection on the same ports: a new flow.
     pipeline.push(tcp(true, syn), 1_005 * MS).unwrap();
     pipeline.finish().unwrap();
-    let all: Vec<_> = records.iter().flatten().collect();
+    let all: Vec<_> = records.flatten().collect();
     assert_eq!(all.len(), 2, "{all:#?}");
     assert_eq!(all[0].end_reason, EndReason::EndOfFlowDetected);
     assert_eq!(
@@ -76,4 +76,58 @@ fn a_packet_pushed_after_an_observation_of_its_flow_is_taken_after_it() {
         (all[1].forward.packets_delta, all[1].reverse.packets_delta),
         (1, 0)
     );
+}
+
+/// The record stream merges the workers' output on the reading thread;
+/// `recv_timeout` must give up when nothing is due, hand out a record as
+/// soon as its flow ends, and say when every record has been read.
+#[test]
+fn the_record_stream_waits_hands_out_and_ends() {
+    use engine::pipeline::RecvTimeoutError;
+    use std::time::{Duration, Instant};
+    for workers in [1, 2] {
+        let (mut pipeline, mut records) = Pipeline::start(PipelineConfig {
+            workers,
+            flow: FlowConfig::default(),
+            host: None,
+            registry: Registry::new(),
+            enrichment: None,
+            sampler: None,
+        });
+        pipeline.push(tcp(true, 0x02), 1_000 * MS).unwrap();
+        pipeline.sync().unwrap();
+        let asked = Instant::now();
+        assert_eq!(
+            records.recv_timeout(Duration::from_millis(50)),
+            Err(RecvTimeoutError::Timeout),
+            "{workers} workers: an open flow has no record yet"
+        );
+        assert!(asked.elapsed() >= Duration::from_millis(50));
+        // The SYN's flow is not established: it ends after the
+        // unestablished timeout (120 s), which this packet's clock passes.
+        let later = PacketRepr::new(
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            17,
+        );
+        pipeline.push(later, 200_000 * MS).unwrap();
+        pipeline.sync().unwrap();
+        let batch = records
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the timed-out record");
+        assert_eq!(batch.len(), 1, "{workers} workers");
+        assert_eq!(batch[0].source_port, 40000);
+        let finisher = std::thread::spawn(move || pipeline.finish().map(|s| s.peak_flows));
+        let rest = records
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the flow still open, forced out at the end");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].end_reason, EndReason::ForcedEnd);
+        assert_eq!(
+            records.recv_timeout(Duration::from_secs(20)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        assert_eq!(records.recv(), None);
+        assert!(finisher.join().unwrap().is_ok());
+    }
 }

@@ -78,7 +78,7 @@ fn the_capture_loop_publishes_its_counters_before_the_run_ends() {
         enrichment: None,
         sampler: None,
     });
-    let consumer = std::thread::spawn(move || records.iter().map(|b| b.len()).sum::<usize>());
+    let consumer = std::thread::spawn(move || records.map(|b| b.len()).sum::<usize>());
     let mut frames: Vec<Vec<u8>> = (0..10).map(|i| udp(40000 + i)).collect();
     // Not IP (version 5), and an IPv4 header cut short.
     frames.push(vec![0x50, 0, 0, 0]);
@@ -127,7 +127,7 @@ fn the_capture_loop_publishes_its_counters_before_the_run_ends() {
 #[test]
 fn workers_publish_their_tables_while_running() {
     let registry = Registry::new();
-    let (mut pipeline, records) = Pipeline::start(PipelineConfig {
+    let (mut pipeline, mut records) = Pipeline::start(PipelineConfig {
         workers: 2,
         flow: FlowConfig::default(),
         host: None,

@@ -14,7 +14,8 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use engine::Records;
+use engine::pipeline::RecvTimeoutError;
 use engine::registry::OutputSlot;
 use exporter::RequestEncoder;
 use exporter::json::OtlpJsonWriter;
@@ -124,7 +125,7 @@ impl RecordSink for OtlpSink {
 /// `shutdown_timeout`). A sink that fails is ended at once and the others
 /// go on; when none is left, consuming stops, which stops the pipeline.
 pub fn run(
-    records: Receiver<Vec<Mapped>>,
+    mut records: Records<Mapped>,
     mut sinks: Vec<Box<dyn RecordSink>>,
     shutdown_timeout: Duration,
 ) -> Vec<SinkEnd> {

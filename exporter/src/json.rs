@@ -223,11 +223,32 @@ impl JsonEncoder {
     }
 }
 
+/// Writes every byte of `slices` (`Write::write_all_vectored` is not
+/// stable yet).
+fn write_all_vectored(out: &mut impl Write, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes OTLP JSON, one request of at most `batch_size` spans per line.
+///
+/// Spans encoded by the workers ([`write_encoded`](Self::write_encoded))
+/// are not copied into a request buffer: the line is written from their
+/// own buffers with vectored writes.
 #[derive(Debug)]
 pub struct OtlpJsonWriter<W: Write> {
     out: W,
     encoder: JsonEncoder,
+    /// Encoded spans of the line under way, written when it ends. When it
+    /// holds any, the encoder holds none.
+    pending: Vec<crate::EncodedSpan>,
     batch_size: usize,
     spans: u64,
     requests: u64,
@@ -240,6 +261,7 @@ impl<W: Write> OtlpJsonWriter<W> {
         OtlpJsonWriter {
             out,
             encoder: JsonEncoder::new(resource),
+            pending: Vec::new(),
             batch_size: batch_size.max(1),
             spans: 0,
             requests: 0,
@@ -251,6 +273,10 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// # Errors
     /// Writing to the output failed.
     pub fn write_span(&mut self, span: &FlowSpan) -> io::Result<()> {
+        // Keep the line's order: encoded spans before this one go first.
+        for p in self.pending.drain(..) {
+            self.encoder.push_encoded(&p);
+        }
         self.encoder.push(span);
         self.added()
     }
@@ -261,14 +287,23 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// # Errors
     /// Writing to the output failed.
     pub fn write_encoded(&mut self, span: &crate::EncodedSpan) -> io::Result<()> {
-        self.encoder.push_encoded(span);
+        if self.encoder.spans() > 0 {
+            self.encoder.push_encoded(span);
+        } else {
+            self.pending.push(span.clone());
+        }
         self.added()
+    }
+
+    /// Spans in the line under way.
+    fn in_line(&self) -> usize {
+        self.encoder.spans() + self.pending.len()
     }
 
     /// Counts the span just added; ends the line when the batch is full.
     fn added(&mut self) -> io::Result<()> {
         self.spans += 1;
-        if self.encoder.spans() >= self.batch_size {
+        if self.in_line() >= self.batch_size {
             self.end_batch()?;
         }
         Ok(())
@@ -279,12 +314,35 @@ impl<W: Write> OtlpJsonWriter<W> {
     /// # Errors
     /// Writing to the output failed.
     pub fn end_batch(&mut self) -> io::Result<()> {
-        if self.encoder.spans() == 0 {
+        if self.in_line() == 0 {
             return Ok(());
         }
-        self.encoder.write_request(&mut self.out, b"\n")?;
+        if self.pending.is_empty() {
+            self.encoder.write_request(&mut self.out, b"\n")?;
+        } else {
+            let result = self.write_pending();
+            self.pending.clear();
+            result?;
+        }
         self.requests += 1;
         Ok(())
+    }
+
+    /// Writes the line of the pending spans: the request's prefix, the
+    /// spans with commas between them, the suffix and the newline, as
+    /// slices of their own buffers.
+    fn write_pending(&mut self) -> io::Result<()> {
+        let mut slices = Vec::with_capacity(2 * self.pending.len() + 2);
+        slices.push(io::IoSlice::new(&self.encoder.prefix));
+        for (i, span) in self.pending.iter().enumerate() {
+            if i > 0 {
+                slices.push(io::IoSlice::new(b","));
+            }
+            slices.push(io::IoSlice::new(span.json()));
+        }
+        slices.push(io::IoSlice::new(SUFFIX));
+        slices.push(io::IoSlice::new(b"\n"));
+        write_all_vectored(&mut self.out, &mut slices)
     }
 
     /// Writes the spans added so far as one line, and flushes the output:

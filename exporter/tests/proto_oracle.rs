@@ -1,13 +1,15 @@
 //! The hand-written protobuf encoder against `opentelemetry-proto`'s
 //! generated (prost) types: every fixture's spans, encoded both ways (our
 //! protobuf decoded by prost, and our OTLP JSON parsed as JSON), must carry
-//! the same resource, scope and spans with the same typed attributes.
+//! the same resource, scope and spans with the same typed attributes. And
+//! the ways of writing a span (alone, in a shared buffer, as JSON lines from
+//! either) give the same bytes.
 
 use std::path::{Path, PathBuf};
 
 use engine::{Decoded, FlowConfig, FlowRecord, FlowTable, LinkType, decode};
 use exporter::RequestEncoder;
-use exporter::json::JsonEncoder;
+use exporter::json::{JsonEncoder, OtlpJsonWriter};
 use exporter::proto::ProtoEncoder;
 use exporter::resource::Resource;
 use exporter::span::flow_span;
@@ -242,4 +244,71 @@ fn spans_encoded_in_shared_buffers_are_each_span_encoded_alone() {
             assert_eq!(e.proto(), proto.as_slice());
         }
     }
+}
+
+/// Takes at most 1000 bytes per write, like a pipe that is nearly full:
+/// vectored writes must carry on where a short write stopped.
+struct Trickle(Vec<u8>);
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1000);
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(1000 - n);
+            self.0.extend_from_slice(&b[..take]);
+            n += take;
+            if n == 1000 {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn json_lines_are_the_same_from_encoded_spans_as_from_spans() {
+    // Spans encoded by the workers are written from their own buffers;
+    // spans mapped here go through the request buffer. Either way, and
+    // mixed, the lines must be the same bytes.
+    let records: Vec<FlowRecord> = fixtures().iter().flat_map(|p| records_of(p)).collect();
+    let json = exporter::Encodings {
+        json: true,
+        proto: false,
+    };
+    let encoded = exporter::encode_spans(&records, json, &exporter::span::Mapping::default());
+    let spans: Vec<_> = records.iter().map(flow_span).collect();
+    let resource = Resource::default();
+    let lines = |pick: &dyn Fn(usize) -> bool| {
+        let mut w = OtlpJsonWriter::new(Trickle(Vec::new()), &resource, 7);
+        for (i, (span, e)) in spans.iter().zip(&encoded).enumerate() {
+            if pick(i) {
+                w.write_encoded(e).expect("written");
+            } else {
+                w.write_span(span).expect("written");
+            }
+        }
+        let requests = w.requests();
+        (w.finish().expect("finished").0, requests)
+    };
+    let (copied, _) = lines(&|_| false);
+    assert_eq!(
+        copied.iter().filter(|&&b| b == b'\n').count(),
+        spans.len().div_ceil(7)
+    );
+    for line in copied.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        serde_json::from_slice::<Json>(line).expect("each line is one JSON request");
+    }
+    assert_eq!(lines(&|_| true).0, copied, "all encoded");
+    assert_eq!(lines(&|i| i % 3 != 0).0, copied, "mixed");
+    assert_eq!(lines(&|i| i % 10 < 5).0, copied, "mixed in runs");
 }

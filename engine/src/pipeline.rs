@@ -54,6 +54,11 @@ const TICK_EVERY: u64 = 8192;
 const WORKER_RING: usize = 8;
 /// Messages queued from one worker to the consumer.
 const MERGE_RING: usize = 4;
+/// While full batches keep coming, a worker sends its items when it has
+/// this many, not after every batch: each message can cost the consumer a
+/// wake-up. A batch that is not full (the input paused, a tick, the end)
+/// sends what is held at once, so a live capture's records are not delayed.
+const HOLD_ITEMS: usize = 1024;
 
 /// Pipeline settings.
 #[derive(Debug, Clone)]
@@ -421,6 +426,9 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
         kept
     };
     let mut host_seen = 0;
+    // Items of full batches not sent yet, and the watermark they are due by.
+    let mut held: Vec<Item<T>> = Vec::new();
+    let mut last_watermark = 0;
     while let Some(msg) = rx.recv() {
         if let Some(next) = views.host.as_ref().and_then(|h| h.changed(&mut host_seen)) {
             table.set_host(Some(next));
@@ -434,6 +442,8 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
         }
         match msg {
             WorkerMsg::Batch(mut batch, flows, watermark, ended) => {
+                // A full batch means more input is already coming.
+                let full = batch.len() >= BATCH || flows.len() >= BATCH;
                 // In the order they were pushed: the packets before each
                 // observation, then it.
                 let mut done = 0;
@@ -450,17 +460,25 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
                 for ifindex in ended {
                     table.end_interface(ifindex, watermark, &mut out);
                 }
-                let msg = MergeMsg::Records {
-                    items: items_of(sorted(&mut out), &directory, &mut left_out),
-                    watermark: Some(watermark),
-                };
+                held.extend(items_of(sorted(&mut out), &directory, &mut left_out));
                 slot.publish(table.stats(), table.len());
                 slot.publish_left_out(left_out.sampled, left_out.filtered);
+                last_watermark = watermark;
+                if full && held.len() < HOLD_ITEMS {
+                    continue;
+                }
+                let msg = MergeMsg::Records {
+                    items: std::mem::take(&mut held),
+                    watermark: Some(watermark),
+                };
                 if merge.send(msg).is_err() {
                     break;
                 }
             }
             WorkerMsg::Finish(clock) => {
+                // `Pipeline::finish` sends a last batch first, which is never
+                // full (a full one goes as soon as it fills): nothing is held.
+                debug_assert!(held.is_empty());
                 table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {
                         items: items_of(records, &directory, &mut left_out),
@@ -474,6 +492,14 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
                 break;
             }
         }
+    }
+    if !held.is_empty() {
+        // The reader went away without finishing: what was metered still
+        // goes out.
+        let _ = merge.send(MergeMsg::Records {
+            items: held,
+            watermark: Some(last_watermark),
+        });
     }
     *table.stats()
 }

@@ -243,7 +243,7 @@ proptest! {
     fn pipeline_output_does_not_depend_on_worker_count(trace in strategies::trace(), workers in 2usize..5) {
         let run = |n: usize| {
             let (mut p, rx) = Pipeline::start(PipelineConfig { workers: n, flow: short_timeouts(), host: None, registry: Default::default(), enrichment: None, sampler: None });
-            let collector = std::thread::spawn(move || rx.into_iter().flatten().collect::<Vec<_>>());
+            let collector = std::thread::spawn(move || rx.flatten().collect::<Vec<_>>());
             for (ts, pkt) in &trace {
                 p.push(pkt.clone(), *ts).expect("consumer alive");
             }
@@ -253,5 +253,51 @@ proptest! {
         let one = run(1);
         prop_assert_eq!(&one, &run(workers));
         prop_assert_eq!(one, run_table(short_timeouts(), &trace));
+    }
+}
+
+/// A run long enough that workers get full batches, whose records they
+/// hold and send together: the pipeline still gives the table's records, in
+/// the same order, for any number of workers.
+#[test]
+fn long_runs_through_the_pipeline_give_the_tables_records() {
+    // 60 000 UDP packets in 6 000 flows of 10, over 600 s of capture time:
+    // flows start and end (20 s idle) all through the run.
+    let mut trace = Vec::new();
+    for i in 0..60_000u64 {
+        let flow = (i / 10 + (i % 10) * 600) % 6_000;
+        let mut p = PacketRepr::new(
+            IpAddr::from([10, 0, (flow >> 8) as u8, flow as u8]),
+            IpAddr::from([192, 0, 2, 1]),
+            17,
+        );
+        p.src_port = 40_000;
+        p.dst_port = 53;
+        p.ip_bytes = 60;
+        trace.push((i * 10_000_000, p));
+    }
+    let expected = run_table(short_timeouts(), &trace);
+    assert!(expected.len() > 6_000, "{} records", expected.len());
+    for workers in [1, 2, 3] {
+        let (mut p, rx) = Pipeline::start(PipelineConfig {
+            workers,
+            flow: short_timeouts(),
+            host: None,
+            registry: Default::default(),
+            enrichment: None,
+            sampler: None,
+        });
+        let collector = std::thread::spawn(move || rx.flatten().collect::<Vec<_>>());
+        for (ts, pkt) in &trace {
+            p.push(pkt.clone(), *ts).expect("consumer alive");
+        }
+        p.finish().expect("finished");
+        let got = collector.join().expect("collector");
+        assert!(
+            got == expected,
+            "{workers} workers: {} records, {} expected",
+            got.len(),
+            expected.len()
+        );
     }
 }

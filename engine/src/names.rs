@@ -268,6 +268,18 @@ pub fn tcp_flag_tags(bits: u16) -> impl Iterator<Item = &'static str> {
         .map(|(_, n)| *n)
 }
 
+/// [`tcp_flag_tags`] as one shared list per combination of the nine
+/// flags (made once), so that a span can carry it without allocating.
+pub fn tcp_flag_tag_list(bits: u16) -> &'static [&'static str] {
+    static LISTS: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        (0..1u16 << TCP_FLAG_NAMES.len())
+            .map(|b| tcp_flag_tags(b).collect())
+            .collect()
+    });
+    &lists[usize::from(bits) & (lists.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +291,10 @@ mod tests {
             tcp_flag_tags(0x111).collect::<Vec<_>>(),
             ["FIN", "ACK", "NS"]
         );
+        for bits in 0..=u16::MAX {
+            let all: Vec<_> = tcp_flag_tags(bits).collect();
+            assert_eq!(tcp_flag_tag_list(bits), all.as_slice(), "{bits:#x}");
+        }
     }
 
     #[test]

@@ -99,24 +99,33 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
         }
         // Keys are names from the conventions: nothing to escape.
         debug_assert!(a.key.bytes().all(|b| b > 0x20 && b != b'"' && b != b'\\'));
+        // The fixed parts of each attribute in as few copies as possible:
+        // this runs about 40 times per span.
         out.extend_from_slice(b"{\"key\":\"");
         out.extend_from_slice(a.key.as_bytes());
-        out.extend_from_slice(b"\",\"value\":");
         match &a.value {
             Value::Str(s) => {
-                out.extend_from_slice(b"{\"stringValue\":");
+                out.extend_from_slice(b"\",\"value\":{\"stringValue\":");
                 write_json_string(out, s);
-                out.push(b'}');
+                out.extend_from_slice(b"}}");
             }
             Value::Int(v) => {
-                out.extend_from_slice(b"{\"intValue\":");
-                write_int_string(out, *v);
+                out.extend_from_slice(b"\",\"value\":{\"intValue\":\"");
+                let mut b = itoa::Buffer::new();
+                out.extend_from_slice(b.format(*v).as_bytes());
+                out.extend_from_slice(b"\"}}");
+            }
+            Value::StrArray(values) => {
+                out.extend_from_slice(b"\",\"value\":");
+                write_json_array(out, values);
                 out.push(b'}');
             }
-            Value::StrArray(values) => write_json_array(out, values),
-            Value::SharedArray(values) => write_json_array(out, values),
+            Value::SharedArray(values) => {
+                out.extend_from_slice(b"\",\"value\":");
+                write_json_array(out, values);
+                out.push(b'}');
+            }
         }
-        out.push(b'}');
     }
     out.extend_from_slice(b"]}");
 }

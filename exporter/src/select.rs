@@ -231,7 +231,7 @@ mod tests {
             ("destination.k8s.namespace.name", s("kube-system")),
             (
                 "network.policy.ingress",
-                Value::StrArray(vec!["deny-all", "web"]),
+                Value::StrArray(&["deny-all", "web"]),
             ),
         ]);
         for yes in [

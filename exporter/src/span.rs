@@ -206,7 +206,7 @@ pub enum Value {
     /// `intValue` (semantic-convention type `long`).
     Int(i64),
     /// `arrayValue` of strings (semantic-convention type `string[]`).
-    StrArray(Vec<&'static str>),
+    StrArray(&'static [&'static str]),
     /// `arrayValue` of strings shared with other spans (enrichment values).
     SharedArray(std::sync::Arc<[std::sync::Arc<str>]>),
 }
@@ -365,7 +365,7 @@ fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord
     push(
         attrs,
         k.tcp_tags,
-        Value::StrArray(names::tcp_flag_tags(d.tcp_flags).collect()),
+        Value::StrArray(names::tcp_flag_tag_list(d.tcp_flags)),
     );
 }
 

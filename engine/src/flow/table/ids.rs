@@ -1,6 +1,6 @@
 //! Records from flows: the trace and span ids and the record's fields.
 
-use sha1::{Digest, Sha1};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use super::state::{Flow, FlowExtra};
 use crate::flow::record::{EndReason, FlowRecord, TcpLatency};
@@ -15,14 +15,14 @@ pub(super) fn make_record(
     export_clock_ns: u64,
 ) -> FlowRecord {
     let k = &f.key;
-    // The trace id: SHA-1 of the key and the flow's first packet time,
-    // so every record of a flow shares it.
+    // The trace id: XXH3-128 of the key and the flow's first packet time,
+    // so every record of a flow shares it. Not a cryptographic hash (the
+    // ids are not secrets, and SHA-1 cost two of the three hashes per
+    // record); 128 bits keep them unique.
     scratch.clear();
     k.write_bytes(scratch);
     scratch.extend_from_slice(&f.flow_start_ns.to_be_bytes());
-    let digest: [u8; 20] = Sha1::digest(&scratch).into();
-    let mut trace_id = [0u8; 16];
-    trace_id.copy_from_slice(&digest[..16]);
+    let mut trace_id = xxh3_128(scratch).to_be_bytes();
     if trace_id == [0; 16] {
         trace_id[15] = 1;
     }
@@ -36,12 +36,11 @@ pub(super) fn make_record(
     } else {
         (0, 0)
     };
-    let mut h = Sha1::new();
-    h.update(trace_id);
-    h.update(f.record_seq.to_be_bytes());
-    let digest: [u8; 20] = h.finalize().into();
-    let mut span_id = [0u8; 8];
-    span_id.copy_from_slice(&digest[..8]);
+    // The span id: XXH3-64 of the trace id and the record number.
+    let mut id_input = [0u8; 20];
+    id_input[..16].copy_from_slice(&trace_id);
+    id_input[16..].copy_from_slice(&f.record_seq.to_be_bytes());
+    let mut span_id = xxh3_64(&id_input).to_be_bytes();
     if span_id == [0; 8] {
         span_id[7] = 1;
     }

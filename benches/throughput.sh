@@ -7,8 +7,11 @@
 # round running every command once, so that a noisy neighbour on a shared
 # machine hits all of them alike.
 #
-#   [RUNS=N] benches/throughput.sh [CAPTURE]     (default target/bench/big.pcap)
+#   [RUNS=N] [BASE=REV] benches/throughput.sh [CAPTURE]     (default target/bench/big.pcap)
 #
+# BASE=REV also times `engine --workers 1|2` built at REV (kept in
+# target/compare/ as compare.sh keeps it), to show a change's effect beside
+# the peers in the same rounds.
 # The capture is made by `gen-bigcap` (testdata/generator) if it is missing:
 # about 9.75 M packets in 1.06 M flows over 30 s. Installs `time`, softflowd
 # and nfdump from Debian when they are missing (needs root).
@@ -30,6 +33,19 @@ if [ ! -f "$cap" ]; then
     ./target/release/gen-bigcap "$cap"
 fi
 runs=${RUNS:-3}
+base=
+if [ -n "${BASE:-}" ]; then
+    base="target/compare/engine-$(git rev-parse "$BASE^{commit}")"
+    if [ ! -x "$base" ]; then
+        tree=$(mktemp -d)
+        git worktree add --quiet --detach "$tree/src" "$BASE"
+        (cd "$tree/src" && CARGO_TARGET_DIR="$tree/target" cargo build --release --quiet -p flowspan-cli --bin engine)
+        mkdir -p target/compare
+        cp "$tree/target/release/engine" "$base"
+        git worktree remove --force "$tree/src"
+        rm -rf "$tree"
+    fi
+fi
 packets=$(./target/release/engine --pcap "$cap" -o /dev/null 2>&1 | sed -n 's/.*: \([0-9]*\) packets read.*/\1/p')
 echo "capture: $cap, $packets packets, $(stat -c %s "$cap") bytes"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r)"
@@ -56,10 +72,15 @@ cat "$cap" >/dev/null # every run reads the capture from the page cache
 for _ in $(seq "$runs"); do
     run "engine --workers 1 (JSON to null)" ./target/release/engine --pcap "$cap" -o /dev/null --workers 1 -q
     run "engine --workers 2 (JSON to null)" ./target/release/engine --pcap "$cap" -o /dev/null --workers 2 -q
+    if [ -n "$base" ]; then
+        run "engine at $BASE, --workers 1" "$base" --pcap "$cap" -o /dev/null --workers 1 -q
+        run "engine at $BASE, --workers 2" "$base" --pcap "$cap" -o /dev/null --workers 2 -q
+    fi
     run "meter, 1 worker (no spans)" ./target/release/meter "$cap" 1
     run "meter, 2 workers (no spans)" ./target/release/meter "$cap" 2
-    # softflowd keeps 8192 flows by default and would expire the rest early.
-    run "softflowd -m 2000000" softflowd -m 2000000 -r "$cap" -n 127.0.0.1:9
+    # softflowd keeps 8192 flows by default and would expire the rest early;
+    # it exports IPFIX (-v 10) and tracks IPv6 flows (-6), as issue 21 asks.
+    run "softflowd -v 10 -6 -m 2000000" softflowd -v 10 -6 -m 2000000 -r "$cap" -n 127.0.0.1:9
     rm -rf "${out:?}"/*
     run "nfpcapd" nfpcapd -r "$cap" -w "$out"
 done

@@ -635,10 +635,7 @@ impl<T> Records<T> {
     /// The next batch of items in output order, waiting for it; `None`
     /// after the last.
     pub fn recv(&mut self) -> Option<Vec<T>> {
-        match self.recv_deadline(None) {
-            Ok(batch) => Some(batch),
-            Err(_) => None,
-        }
+        self.recv_deadline(None).ok()
     }
 
     /// Like [`recv`](Self::recv), waiting at most `timeout`.

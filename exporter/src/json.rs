@@ -115,24 +115,16 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
                 out.extend_from_slice(b.format(*v).as_bytes());
                 out.extend_from_slice(b"\"}}");
             }
-            Value::StrArray(values) => {
-                out.extend_from_slice(b"\",\"value\":");
-                write_json_array(out, values);
-                out.push(b'}');
-            }
-            Value::SharedArray(values) => {
-                out.extend_from_slice(b"\",\"value\":");
-                write_json_array(out, values);
-                out.push(b'}');
-            }
+            Value::StrArray(values) => write_json_array(out, values),
+            Value::SharedArray(values) => write_json_array(out, values),
         }
     }
     out.extend_from_slice(b"]}");
 }
 
-/// An `arrayValue` of strings.
+/// The rest of an attribute whose value is an `arrayValue` of strings.
 fn write_json_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
-    out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
+    out.extend_from_slice(b"\",\"value\":{\"arrayValue\":{\"values\":[");
     for (j, s) in values.iter().enumerate() {
         if j > 0 {
             out.push(b',');
@@ -141,7 +133,7 @@ fn write_json_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
         write_json_string(out, s.as_ref());
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}}");
+    out.extend_from_slice(b"]}}}");
 }
 
 /// Builds OTLP JSON `ExportTraceServiceRequest`s for one resource, one span

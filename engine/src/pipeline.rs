@@ -15,11 +15,11 @@
 //! before sending, in parallel, each over its own ring to the consumer. The
 //! consumer's [`Records`] does a k-way merge of the workers' streams as it is
 //! read (no thread of its own), and releases an item once no worker can
-//! still send an earlier one: every other worker has a later item queued, has sent a later item,
-//! has acknowledged a watermark after the item's due time, or is done. Record
-//! contents do not depend on sharding, so the output sequence is the same for
-//! any number of workers (the one exception is `max_flows`, which is a
-//! per-table limit). At the end of input each worker sorts its final records
+//! still send an earlier one: every other worker has a later item queued,
+//! has sent a later item, has acknowledged a watermark after the item's due
+//! time, or is done. Record contents do not depend on sharding, so the
+//! output sequence is the same for any number of workers (the one exception
+//! is `max_flows`, which is a per-table limit). At the end of input each worker sorts its final records
 //! and sends them in chunks, so the final flush streams through the merge
 //! instead of being held in memory whole: the merge holds at most a few
 //! chunks of a flushing worker that is ahead of the others.

@@ -26,7 +26,7 @@ use std::time::Instant;
 /// so a short spin often avoids the cost of a park and wake-up.
 const SPINS: u32 = 64;
 /// Then yields before parking: with more threads than cores (the reader,
-/// the workers, the merger and the output on two cores) the other side
+/// the workers and the output on two cores) the other side
 /// may need this core to make progress, and waking a parked thread takes
 /// far longer than a yield.
 const YIELDS: u32 = 32;

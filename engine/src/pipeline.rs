@@ -58,8 +58,10 @@ const WORKER_RING: usize = 32;
 const MERGE_RING: usize = 4;
 /// While full batches keep coming, a worker sends its items when it has
 /// this many, not after every batch: each message can cost the consumer a
-/// wake-up. A batch that is not full (the input paused, a tick, the end)
-/// sends what is held at once, so a live capture's records are not delayed.
+/// wake-up. A batch sent for any other reason ([`Cut::Flush`]: a tick every
+/// `TICK_EVERY` packets, a sync, the end) sends what is held with it, so a
+/// live capture's records wait at most until its next clock tick, and the
+/// merge never waits on a worker's held records for more than a tick.
 const HOLD_ITEMS: usize = 1024;
 
 /// Pipeline settings.
@@ -92,12 +94,24 @@ type Observation = (PacketRepr, u64, u64);
 /// observations in the order they were pushed).
 type FlowInput = (FlowObservation, u64, usize);
 
+/// Why a batch was sent, which says whether its worker may hold its records
+/// back (see [`HOLD_ITEMS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The batch filled up: more input is already coming.
+    Full,
+    /// A tick, a sync (the input paused, or a live capture's clock moved) or
+    /// the end: the records go out with it.
+    Flush,
+}
+
 #[derive(Debug)]
 enum WorkerMsg {
     /// Packets and flow observations (usually none; each says where among
     /// the packets it came), then the watermark, then the interfaces whose
-    /// flows end at the watermark (usually none).
-    Batch(Vec<Observation>, Vec<FlowInput>, u64, Vec<u32>),
+    /// flows end at the watermark (usually none), then whether the worker
+    /// must send its records now ([`Cut::Flush`]) or may hold them.
+    Batch(Vec<Observation>, Vec<FlowInput>, u64, Vec<u32>, Cut),
     Finish(u64),
 }
 
@@ -249,10 +263,10 @@ impl Pipeline {
         if self.since_tick >= TICK_EVERY {
             self.since_tick = 0;
             for w in 0..self.senders.len() {
-                self.send_batch(w)?;
+                self.send_batch(w, Cut::Flush)?;
             }
         } else if self.batches[w].len() >= BATCH {
-            self.send_batch(w)?;
+            self.send_batch(w, Cut::Full)?;
         }
         Ok(())
     }
@@ -272,7 +286,7 @@ impl Pipeline {
         let at = self.batches[w].len();
         self.flow_batches[w].push((observation, self.clock_ns, at));
         if self.flow_batches[w].len() >= BATCH {
-            self.send_batch(w)?;
+            self.send_batch(w, Cut::Full)?;
         }
         Ok(())
     }
@@ -308,12 +322,12 @@ impl Pipeline {
     pub fn sync(&mut self) -> Result<(), PipelineClosed> {
         self.since_tick = 0;
         for w in 0..self.senders.len() {
-            self.send_batch(w)?;
+            self.send_batch(w, Cut::Flush)?;
         }
         Ok(())
     }
 
-    fn send_batch(&mut self, w: usize) -> Result<(), PipelineClosed> {
+    fn send_batch(&mut self, w: usize, why: Cut) -> Result<(), PipelineClosed> {
         let fresh = self.returns[w]
             .try_recv()
             .unwrap_or_else(|| Vec::with_capacity(BATCH));
@@ -325,6 +339,7 @@ impl Pipeline {
                 flows,
                 self.clock_ns,
                 self.ended_interfaces.clone(),
+                why,
             ))
             .map_err(|_| PipelineClosed)
     }
@@ -337,7 +352,7 @@ impl Pipeline {
     pub fn finish(mut self) -> Result<TableStats, PipelineClosed> {
         let mut closed = false;
         for w in 0..self.senders.len() {
-            closed |= self.send_batch(w).is_err();
+            closed |= self.send_batch(w, Cut::Flush).is_err();
             closed |= self.senders[w]
                 .send(WorkerMsg::Finish(self.clock_ns))
                 .is_err();
@@ -447,9 +462,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
             directory = Some(next);
         }
         match msg {
-            WorkerMsg::Batch(mut batch, flows, watermark, ended) => {
-                // A full batch means more input is already coming.
-                let full = batch.len() >= BATCH || flows.len() >= BATCH;
+            WorkerMsg::Batch(mut batch, flows, watermark, ended, why) => {
                 // In the order they were pushed: the packets before each
                 // observation, then it.
                 let mut done = 0;
@@ -470,7 +483,7 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
                 slot.publish(table.stats(), table.len());
                 slot.publish_left_out(left_out.sampled, left_out.filtered);
                 last_watermark = watermark;
-                if full && held.len() < HOLD_ITEMS {
+                if why == Cut::Full && held.len() < HOLD_ITEMS {
                     continue;
                 }
                 let msg = MergeMsg::Records {
@@ -482,8 +495,8 @@ fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
                 }
             }
             WorkerMsg::Finish(clock) => {
-                // `Pipeline::finish` sends a last batch first, which is never
-                // full (a full one goes as soon as it fills): nothing is held.
+                // `Pipeline::finish` sends a last batch first, with
+                // `Cut::Flush`: nothing is held.
                 debug_assert!(held.is_empty());
                 table.flush_sorted(clock, FLUSH_CHUNK, |records| {
                     let msg = MergeMsg::Records {

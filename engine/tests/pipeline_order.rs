@@ -131,3 +131,46 @@ fn the_record_stream_waits_hands_out_and_ends() {
         assert!(finisher.join().unwrap().is_ok());
     }
 }
+
+/// A worker holds the records of full batches (to send fewer messages), but
+/// not past a tick: every 8192 packets they go out, even when no sync comes
+/// and every batch is full, so neither a reader of the stream nor the merge
+/// of several workers waits on them for long.
+#[test]
+fn held_records_go_out_at_the_next_tick() {
+    use std::time::Duration;
+    let (mut pipeline, mut records) = Pipeline::start(PipelineConfig {
+        workers: 1,
+        flow: FlowConfig::default(),
+        host: None,
+        registry: Registry::new(),
+        enrichment: None,
+        sampler: None,
+    });
+    let udp = |last: u8, port: u16| {
+        let mut p = PacketRepr::new(
+            "10.0.0.1".parse().unwrap(),
+            std::net::IpAddr::from([10, 0, 0, last]),
+            17,
+        );
+        p.src_port = port;
+        p.dst_port = 53;
+        p
+    };
+    // One flow, then, past its idle timeout, 8191 packets of another: the
+    // first flow's record is made in the first full batch and held.
+    pipeline.push(udp(2, 1000), 1_000 * MS).unwrap();
+    for i in 0..8191 {
+        pipeline.push(udp(3, 2000), 200_000 * MS + i * MS).unwrap();
+    }
+    let batch = records
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first flow's record, sent at the tick");
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].source_port, 1000);
+    assert_eq!(batch[0].end_reason, EndReason::IdleTimeout);
+    let finisher = std::thread::spawn(move || pipeline.finish().is_ok());
+    let rest: Vec<_> = records.flatten().collect();
+    assert_eq!(rest.len(), 1, "the second flow, forced out at the end");
+    assert!(finisher.join().unwrap());
+}

@@ -718,11 +718,6 @@ impl<T> Records<T> {
     fn release(&mut self) -> Vec<T> {
         let streams = &mut self.streams;
         let mut ready = Vec::new();
-        if let [only] = streams.as_mut_slice() {
-            // One worker: its items are in order already, and all may go.
-            ready.extend(only.queue.drain(..).map(|(_, item)| item));
-            return ready;
-        }
         loop {
             let mut best: Option<usize> = None;
             for (w, s) in streams.iter().enumerate() {

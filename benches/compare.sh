@@ -20,8 +20,9 @@
 # speed-up of several workers; use it with PIN=no).
 # PIN=no lets the threads run on every CPU, as `throughput.sh` does: closer
 # to real use (the threads overlap, and data moves between cores), but
-# noisier. REV's binary is kept in target/compare/ (by commit), so comparing
-# several steps against one revision builds it once.
+# noisier. REV's binary comes from benches/build-rev.sh, which keeps it in
+# target/compare/, so comparing several steps against one revision builds it
+# once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
@@ -59,22 +60,10 @@ if [ ! -f "$cap" ]; then
     ./target/release/gen-bigcap "$cap" --no-tunnels
 fi
 
+other=$(benches/build-rev.sh "$what" "$rev")
 work=$(mktemp -d)
-tree="$work/tree"
-cleanup() {
-    git worktree remove --force "$tree" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-cached="target/compare/$what-$(git rev-parse "$rev")"
-if [ ! -x "$cached" ]; then
-    git worktree add --quiet --detach "$tree" "$rev"
-    # Its own target directory: the two builds must not share artefacts.
-    (cd "$tree" && CARGO_TARGET_DIR="$work/target" cargo build --release --quiet "${package[@]}")
-    mkdir -p target/compare
-    cp "$work/target/release/$what" "$cached"
-fi
-cp "$cached" "$work/$what-$rev"
+trap 'rm -rf "$work"' EXIT
+cp "$other" "$work/$what-$rev"
 cp "target/release/$what" "$work/$what-here"
 
 if [ "${PIN:-yes}" = no ]; then

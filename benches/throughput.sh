@@ -9,9 +9,9 @@
 #
 #   [RUNS=N] [BASE=REV] benches/throughput.sh [CAPTURE]     (default target/bench/big.pcap)
 #
-# BASE=REV also times `engine --workers 1|2` built at REV (kept in
-# target/compare/ as compare.sh keeps it), to show a change's effect beside
-# the peers in the same rounds.
+# BASE=REV also times `engine --workers 1|2` built at REV (by
+# benches/build-rev.sh, as compare.sh builds its other revision), to show a
+# change's effect beside the peers in the same rounds.
 # The capture is made by `gen-bigcap` (testdata/generator) if it is missing:
 # about 9.75 M packets in 1.06 M flows over 30 s. Installs `time`, softflowd
 # and nfdump from Debian when they are missing (needs root).
@@ -35,16 +35,7 @@ fi
 runs=${RUNS:-3}
 base=
 if [ -n "${BASE:-}" ]; then
-    base="target/compare/engine-$(git rev-parse "$BASE^{commit}")"
-    if [ ! -x "$base" ]; then
-        tree=$(mktemp -d)
-        git worktree add --quiet --detach "$tree/src" "$BASE"
-        (cd "$tree/src" && CARGO_TARGET_DIR="$tree/target" cargo build --release --quiet -p flowspan-cli --bin engine)
-        mkdir -p target/compare
-        cp "$tree/target/release/engine" "$base"
-        git worktree remove --force "$tree/src"
-        rm -rf "$tree"
-    fi
+    base=$(benches/build-rev.sh engine "$BASE")
 fi
 packets=$(./target/release/engine --pcap "$cap" -o /dev/null 2>&1 | sed -n 's/.*: \([0-9]*\) packets read.*/\1/p')
 echo "capture: $cap, $packets packets, $(stat -c %s "$cap") bytes"

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod json;
+pub mod metrics;
 pub mod otlp;
 pub mod proto;
 pub mod resource;
@@ -158,6 +159,22 @@ pub fn encode_selected(
     mapping: &span::Mapping,
     rules: &select::RecordRules,
 ) -> Vec<Option<EncodedSpan>> {
+    encode_selected_with(records, encodings, mapping, rules, |_, _| ())
+        .into_iter()
+        .map(|kept| kept.map(|(span, ())| span))
+        .collect()
+}
+
+/// [`encode_selected`], also handing each kept record and its mapped span
+/// to `also` (e.g. for [`metrics::Dimensions::sample`]), whose result goes
+/// with the encoded span.
+pub fn encode_selected_with<X>(
+    records: &[engine::FlowRecord],
+    encodings: Encodings,
+    mapping: &span::Mapping,
+    rules: &select::RecordRules,
+    mut also: impl FnMut(&engine::FlowRecord, &span::FlowSpan) -> X,
+) -> Vec<Option<(EncodedSpan, X)>> {
     let per_span = usize::from(encodings.json) * JSON_SPAN_BYTES
         + usize::from(encodings.proto) * PROTO_SPAN_BYTES;
     let mut out = Vec::with_capacity(records.len());
@@ -180,14 +197,17 @@ pub fn encode_selected(
             if encodings.proto {
                 proto::put_span(&mut buf, &span);
             }
-            ranges.push(Some((start..mid, mid..offset(&buf))));
+            ranges.push(Some((start..mid, mid..offset(&buf), also(r, &span))));
         }
         let buf = std::sync::Arc::new(SpanBuffer { bytes: buf });
         out.extend(ranges.into_iter().map(|r| {
-            r.map(|(json, proto)| EncodedSpan {
-                buf: std::sync::Arc::clone(&buf),
-                json,
-                proto,
+            r.map(|(json, proto, x)| {
+                let span = EncodedSpan {
+                    buf: std::sync::Arc::clone(&buf),
+                    json,
+                    proto,
+                };
+                (span, x)
             })
         }));
     }

@@ -26,7 +26,7 @@ use crate::span::{FlowSpan, Value};
 /// The namespaces of span attributes (the semantic conventions', and
 /// `process.*` / `container.*` of enrichment); a rule naming anything else
 /// is a mistake.
-const NAMESPACES: [&str; 7] = [
+pub(crate) const NAMESPACES: [&str; 7] = [
     "flow.",
     "source.",
     "destination.",

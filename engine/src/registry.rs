@@ -562,8 +562,14 @@ struct OutputCells {
     signal: &'static str,
     target: String,
     written: Cell,
+    overflowed: Cell,
     export: Option<Arc<dyn ExportGauge>>,
 }
+
+/// The signal of an output of spans.
+pub const SPANS: &str = "spans";
+/// The signal of an output of flow metrics, which counts data points.
+pub const METRIC_POINTS: &str = "metric points";
 
 /// Where an output publishes what it wrote; see [`Registry::output`].
 #[derive(Debug, Clone)]
@@ -574,17 +580,25 @@ impl OutputSlot {
     pub fn publish_written(&self, n: u64) {
         self.0.written.set(n);
     }
+
+    /// Flow metrics: publishes the number of records counted in the
+    /// overflow series so far.
+    pub fn publish_overflowed(&self, n: u64) {
+        self.0.overflowed.set(n);
+    }
 }
 
 /// One output's counts, as read from the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputCounts {
-    /// The signal: `spans` today.
+    /// The signal: [`SPANS`] or [`METRIC_POINTS`].
     pub signal: &'static str,
     /// Where it goes: a file, standard output, or an OTLP endpoint.
     pub target: String,
     /// Items written (JSON) or handed to the exporter.
     pub written: u64,
+    /// Flow metrics: records counted in the overflow series.
+    pub overflowed: u64,
     /// The exporter's accounting, for an OTLP export.
     pub export: Option<ExportCounts>,
 }
@@ -747,6 +761,7 @@ impl Registry {
                 signal,
                 target: target.to_owned(),
                 written: Cell::default(),
+                overflowed: Cell::default(),
                 export,
             })),
         )
@@ -806,6 +821,7 @@ impl Registry {
                 signal: o.0.signal,
                 target: o.0.target.clone(),
                 written: o.0.written.get(),
+                overflowed: o.0.overflowed.get(),
                 export: o.0.export.as_ref().map(|e| e.counts()),
             })
             .collect();

@@ -357,6 +357,16 @@ impl<W: Write> OtlpJsonWriter<W> {
         self.out.flush()
     }
 
+    /// Writes `line`, a whole line of another request (flow metrics), as it
+    /// is. The spans of the line under way stay in it: span lines come out
+    /// the same with or without such lines between them.
+    ///
+    /// # Errors
+    /// Writing to the output failed.
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(line)
+    }
+
     /// Spans added so far.
     pub fn spans(&self) -> u64 {
         self.spans

@@ -1,6 +1,6 @@
 //! Record sinks: where the ordered record stream goes, one sink per output
-//! (OTLP JSON lines, an OTLP export of spans; an OTLP export of metrics
-//! next).
+//! (OTLP JSON lines, an OTLP export of spans, an OTLP export of flow
+//! metrics).
 //!
 //! The flow workers turn each record into a [`Mapped`] in parallel: every
 //! signal's encoding made once, whatever the number of sinks that use it.
@@ -11,13 +11,16 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::EncodedSpan;
-use crate::otlp::ExportReport;
+use crate::metrics::{AggregatorStats, Sample};
+use crate::otlp::{ExportReport, Signal};
 
 /// What the workers made of one record, for every sink.
 #[derive(Debug, Clone)]
 pub struct Mapped {
     /// The record's span, in the encodings the sinks asked for.
     pub span: EncodedSpan,
+    /// What the record adds to the flow metrics, when they are on.
+    pub metric: Option<Sample>,
 }
 
 /// How a sink ended.
@@ -27,10 +30,19 @@ pub enum SinkEnd {
     Written(io::Result<()>),
     /// An OTLP export: where to, and where every item ended up.
     Exported {
+        /// Spans or metric data points.
+        signal: Signal,
         /// The endpoint and protocol.
         target: String,
         /// The exporter's final accounting (boxed: it holds a histogram).
         report: Box<ExportReport>,
+    },
+    /// Flow metrics made for an output: what was collected.
+    Metrics {
+        /// The output, for messages.
+        target: String,
+        /// Records, series, collections, points.
+        stats: AggregatorStats,
     },
 }
 
@@ -62,6 +74,7 @@ pub trait RecordSink: Send {
     fn publish(&self, taken: u64);
 
     /// Writes or sends what is left, waiting at most `shutdown` for an
-    /// exporter's queue.
-    fn finish(self: Box<Self>, shutdown: Duration) -> SinkEnd;
+    /// exporter's queue: how the output ended, and what its flow metrics
+    /// collected if it had any.
+    fn finish(self: Box<Self>, shutdown: Duration) -> Vec<SinkEnd>;
 }

@@ -403,6 +403,55 @@ pub struct Args {
           help_heading = "OTLP export")]
     pub shutdown_timeout: u64,
 
+    /// Also emit flow metrics (OpenTelemetry's metrics signal) made from the same
+    /// records as the spans: flow.bytes and flow.packets by the way the packets
+    /// travelled, flow.records by flow.end_reason, and TCP latency histograms, by
+    /// the --metrics-dimension attributes. They go where the spans go: with an OTLP
+    /// endpoint to its metrics service (`/v1/metrics`, OTEL_EXPORTER_OTLP_METRICS_*
+    /// variables win), and as OTLP JSON lines into the JSON output. README "Flow
+    /// metrics". (Not --metrics-address, which serves the engine's own Prometheus
+    /// metrics.)
+    #[arg(long, help_heading = "Flow metrics")]
+    pub metrics: bool,
+
+    /// A span attribute that tells metric series apart (repeatable; replaces the
+    /// default: network.transport, network.type, flow.direction, and with Kubernetes
+    /// enrichment each side's k8s.namespace.name and workload name). Addresses and
+    /// ports only if named here: each value is a series of its own.
+    #[arg(
+        long = "metrics-dimension",
+        value_name = "ATTRIBUTE",
+        requires = "metrics",
+        help_heading = "Flow metrics"
+    )]
+    pub metrics_dimensions: Vec<String>,
+
+    /// Collection interval, in seconds [default: OTEL_METRIC_EXPORT_INTERVAL
+    /// (milliseconds), else 60]. From a capture file it is packet time: a point
+    /// per interval of the capture, the same on every run.
+    #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs,
+          requires = "metrics", help_heading = "Flow metrics")]
+    pub metrics_interval: Option<u64>,
+
+    /// cumulative, delta, or lowmemory (delta for everything measured here)
+    /// [default: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, else cumulative].
+    #[arg(
+        long,
+        value_name = "TEMPORALITY",
+        requires = "metrics",
+        help_heading = "Flow metrics"
+    )]
+    pub metrics_temporality: Option<String>,
+
+    /// Series per collection at most, the overflow series included: dimension
+    /// values beyond it are counted in one series with otel.metric.overflow=true,
+    /// and a warning says so. Delta frees the slots every interval; cumulative
+    /// keeps them for the run. Each series takes about 1 KB.
+    #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=exporter::metrics::MAX_CARDINALITY_LIMIT as i64),
+          help_heading = "Flow metrics")]
+    pub metrics_cardinality_limit: u32,
+
     /// Serve Prometheus metrics on /metrics, and health on /healthz (the
     /// process answers) and /readyz (capturing, every interface named by -i
     /// there, no OTLP export failing) at ADDRESS:PORT (`:PORT`: every IPv4

@@ -40,21 +40,25 @@ use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource, MergedFiles};
 use engine::bpf::FrameFilter;
 use engine::decode::UdpTunnel;
+use engine::registry::{METRIC_POINTS, SPANS};
 use engine::sample::FlowSampler;
 use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
-use exporter::otlp::Protocol;
+use exporter::metrics::{Aggregator, Clock};
+use exporter::otlp::{Protocol, Signal};
 use exporter::select::RecordRules;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping};
-use exporter::{Encodings, encode_selected};
+use exporter::{Encodings, encode_selected_with};
 use flowspan_cli::args::{
     self, Args, Backend, EbpfAttach, InterfaceFlowsArg, decoder, flow_limit, opt_in,
 };
 use flowspan_cli::config::{self, ConfigError};
 
-use crate::export::{open_output, otlp_config, resource, start_export};
-use crate::output::JsonSink;
+use crate::export::{
+    metrics_settings, open_output, otlp_config, resource, start_export, start_metrics_export,
+};
+use crate::output::{JsonSink, MetricsFeed};
 use crate::progress::Progress;
 use crate::summary::Summary;
 
@@ -201,7 +205,23 @@ fn run(
         ..FlowConfig::default()
     };
     let resource = resource(args)?;
-    let otlp = otlp_config(args)?;
+    let otlp = otlp_config(args, Signal::Traces)?;
+    let kubernetes =
+        args.k8s_snapshot.is_some() || args.kubeconfig.is_some() || args.k8s_in_cluster;
+    let metrics = metrics_settings(
+        args,
+        &|k| std::env::var(k).ok(),
+        kubernetes,
+        if args.pcap.is_empty() {
+            Clock::Wall
+        } else {
+            Clock::Packet
+        },
+    )?;
+    let metrics_otlp = match &metrics {
+        Some(_) => otlp_config(args, Signal::Metrics)?,
+        None => None,
+    };
     let registry = Registry::new();
     // First, so that probes get answers while enrichment syncs.
     let endpoints = metrics::Endpoints::new(registry.clone());
@@ -326,14 +346,27 @@ fn run(
     let decoder = decoder(args);
     let json = if args.output.is_some() || otlp.is_none() {
         let target = output_target(args);
+        // Flow metrics go into the JSON output too, unless they are
+        // exported and the JSON output is there only for want of a span
+        // exporter.
+        let metrics = metrics
+            .as_ref()
+            .filter(|_| args.output.is_some() || metrics_otlp.is_none())
+            .map(|settings| MetricsFeed {
+                aggregator: Aggregator::new(settings.clone()),
+                resource: resource.clone(),
+                target: target.clone(),
+                slot: registry.output(METRIC_POINTS, &target, None),
+            });
         Some(JsonSink {
             writer: OtlpJsonWriter::new(
                 open_output(args.output.as_ref())?,
                 &resource,
                 args.batch_size as usize,
             ),
-            slot: registry.output("spans", &target, None),
+            slot: registry.output(SPANS, &target, None),
             flush_each_batch: args.pcap.is_empty(),
+            metrics,
         })
     } else {
         None
@@ -342,13 +375,32 @@ fn run(
         Some(config) => Some(start_export(config, args, &resource, live, &registry)?),
         None => None,
     };
+    let metrics_sink = match (&metrics_otlp, &metrics) {
+        (Some(config), Some(settings)) => Some(start_metrics_export(
+            config,
+            args,
+            settings.clone(),
+            &resource,
+            live,
+            &registry,
+        )?),
+        _ => None,
+    };
     let shutdown_timeout = Duration::from_nanos(args.shutdown_timeout);
     let quiet = Arc::new(AtomicBool::new(args.quiet));
     let reloader = reload::Reloader::new(
         argv,
         layered,
         reload::Parts {
-            headers: sink.as_ref().map(|s| s.exporter.headers_handle()),
+            headers: sink
+                .iter()
+                .map(|s| (Signal::Traces, s.exporter.headers_handle()))
+                .chain(
+                    metrics_sink
+                        .iter()
+                        .map(|s| (Signal::Metrics, s.exporter.headers_handle())),
+                )
+                .collect(),
             quiet: Arc::clone(&quiet),
             enrichment: enrichment.clone(),
         },
@@ -357,7 +409,10 @@ fn run(
     let hangup = Arc::clone(&reloader);
     signals::watch_signals(
         Arc::clone(&stop),
-        sink.as_ref().map(|s| s.exporter.shutdown_handle()),
+        sink.iter()
+            .map(|s| s.exporter.shutdown_handle())
+            .chain(metrics_sink.iter().map(|s| s.exporter.shutdown_handle()))
+            .collect(),
         shutdown_timeout,
         Box::new(move || hangup.reload()),
     )?;
@@ -431,6 +486,7 @@ fn run(
         keep: args.keep.clone(),
         drop: args.drop.clone(),
     };
+    let dimensions = metrics.as_ref().map(|m| m.dimensions.clone());
     let (mut pipeline, records) = Pipeline::start_mapped(
         PipelineConfig {
             workers: usize::from(args.workers),
@@ -441,10 +497,12 @@ fn run(
             sampler: args.sample_flows.map(FlowSampler::new),
         },
         move |records| {
-            encode_selected(&records, encodings, &mapping, &rules)
-                .into_iter()
-                .map(|span| span.map(|span| Mapped { span }))
-                .collect()
+            encode_selected_with(&records, encodings, &mapping, &rules, |record, span| {
+                dimensions.as_ref().map(|d| d.sample(record, span))
+            })
+            .into_iter()
+            .map(|kept| kept.map(|(span, metric)| Mapped { span, metric }))
+            .collect()
         },
     );
     let mut sinks: Vec<Box<dyn RecordSink>> = Vec::new();
@@ -453,6 +511,9 @@ fn run(
     }
     if let Some(o) = sink {
         sinks.push(Box::new(o));
+    }
+    if let Some(m) = metrics_sink {
+        sinks.push(Box::new(m));
     }
     let writer = thread::Builder::new()
         .name("output".into())
@@ -546,10 +607,22 @@ fn run(
     progress.clear();
     let mut json_result = Ok(());
     let mut export = None;
+    let mut metrics_export = None;
+    let mut metrics_ends = Vec::new();
     for end in ended {
         match end {
             SinkEnd::Written(r) => json_result = json_result.and(r),
-            SinkEnd::Exported { target, report } => export = Some((target, report)),
+            SinkEnd::Exported {
+                signal: Signal::Traces,
+                target,
+                report,
+            } => export = Some((target, report)),
+            SinkEnd::Exported {
+                signal: Signal::Metrics,
+                target,
+                report,
+            } => metrics_export = Some((target, report)),
+            SinkEnd::Metrics { target, stats } => metrics_ends.push((target, stats)),
         }
     }
     match json_result {
@@ -596,6 +669,13 @@ fn run(
             counters: &counters,
         };
         eprint!("{summary}");
+        for (target, m) in &metrics_ends {
+            eprintln!(
+                "  flow metrics to {target}: {} data points in {} collections, \
+                 {} series at most; {} of {} records counted in the overflow series",
+                m.points, m.collections, m.peak_series, m.overflowed, m.records
+            );
+        }
         if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
             eprintln!("  {}", w.stats().summary());
         }
@@ -638,17 +718,25 @@ fn run(
     if let Some(e) = &damaged {
         eprintln!("engine: error: {e}; flows from the records before it were written");
     }
-    let lost = export.as_ref().map_or(0, |(_, r)| r.lost());
-    if let Some((target, r)) = &export
-        && lost > 0
-    {
-        // Printed even with --quiet: losing spans is never silent.
-        eprintln!(
-            "engine: error: {lost} of {} spans were not delivered to {target}: \
-             {} rejected by the receiver, {} failed permanently, {} dropped (queue full), \
-             {} still queued at the shutdown deadline",
-            r.submitted, r.rejected, r.failed, r.dropped, r.undelivered
-        );
+    let mut lost = 0;
+    for (what, export) in [("spans", &export), ("metric data points", &metrics_export)] {
+        let Some((target, r)) = export else { continue };
+        if r.lost() > 0 {
+            lost += r.lost();
+            // Printed even with --quiet: losing spans or points is never
+            // silent.
+            eprintln!(
+                "engine: error: {} of {} {what} were not delivered to {target}: \
+                 {} rejected by the receiver, {} failed permanently, {} dropped (queue full), \
+                 {} still queued at the shutdown deadline",
+                r.lost(),
+                r.submitted,
+                r.rejected,
+                r.failed,
+                r.dropped,
+                r.undelivered
+            );
+        }
     }
     Ok(if lost > 0 {
         Outcome::SpansLost

@@ -20,7 +20,9 @@ use engine::Registry;
 use engine::decode::SkipReason;
 use engine::error::DecodeError;
 use engine::flow::record::EndReason;
-use engine::registry::{DurationHistogram, REQUEST_DURATION_BOUNDS_US, SourceKind, UP_REASONS};
+use engine::registry::{
+    DurationHistogram, METRIC_POINTS, REQUEST_DURATION_BOUNDS_US, SPANS, SourceKind, UP_REASONS,
+};
 use host::processes::ProcessStats;
 use k8s::watch::WatchStats;
 
@@ -542,18 +544,70 @@ pub fn render(endpoints: &Endpoints) -> String {
     );
 
     // Outputs and export.
+    let spans = |o: &&engine::registry::OutputCounts| o.signal == SPANS;
     e.family(
         "flowspan_spans_written_total",
         "counter",
         "Spans written as OTLP JSON, or handed to an OTLP exporter, by output.",
     );
-    for o in &s.outputs {
+    for o in s.outputs.iter().filter(spans) {
         e.sample(
             "flowspan_spans_written_total",
             &[("output", &o.target)],
             o.written,
         );
     }
+    let metric_outputs: Vec<_> = s
+        .outputs
+        .iter()
+        .filter(|o| o.signal == METRIC_POINTS)
+        .collect();
+    if !metric_outputs.is_empty() {
+        for (name, help, get) in [
+            (
+                "flowspan_metric_points_written_total",
+                "Flow metric data points written as OTLP JSON, or handed to an OTLP exporter, by output (--metrics).",
+                (|o: &engine::registry::OutputCounts| o.written) as fn(&_) -> u64,
+            ),
+            (
+                "flowspan_metric_overflow_records_total",
+                "Records counted in the flow metrics' overflow series (otel.metric.overflow=true) because of --metrics-cardinality-limit, by output.",
+                |o| o.overflowed,
+            ),
+        ] {
+            e.family(name, "counter", help);
+            for o in &metric_outputs {
+                e.sample(name, &[("output", &o.target)], get(o));
+            }
+        }
+        let metric_exports: Vec<_> = metric_outputs
+            .iter()
+            .filter_map(|o| o.export.map(|c| (o.target.as_str(), c)))
+            .collect();
+        for (name, help, get) in [
+            (
+                "flowspan_metric_points_exported_total",
+                "Flow metric data points the OTLP receiver accepted.",
+                (|c: &engine::registry::ExportCounts| c.delivered) as fn(&_) -> u64,
+            ),
+            (
+                "flowspan_metric_points_lost_total",
+                "Flow metric data points not delivered: rejected, failed permanently, dropped (queue full) or still queued at the shutdown deadline.",
+                |c| c.lost(),
+            ),
+        ] {
+            e.family(name, "counter", help);
+            for (target, c) in &metric_exports {
+                e.sample(name, &[("endpoint", target)], get(c));
+            }
+        }
+    }
+    let span_exports: Vec<_> = s
+        .outputs
+        .iter()
+        .filter(spans)
+        .filter_map(|o| o.export.map(|c| (o.target.as_str(), c)))
+        .collect();
     let exports: Vec<_> = s
         .outputs
         .iter()
@@ -611,7 +665,13 @@ pub fn render(endpoints: &Endpoints) -> String {
         ),
     ] {
         e.family(name, kind, help);
-        for (target, c) in &exports {
+        // Counts of spans are of span exports; the rest of every export.
+        let which = if name.starts_with("flowspan_spans_") || name.ends_with("_spans") {
+            &span_exports
+        } else {
+            &exports
+        };
+        for (target, c) in which {
             e.sample(name, &[("endpoint", target)], get(c));
         }
     }
@@ -620,7 +680,7 @@ pub fn render(endpoints: &Endpoints) -> String {
         "gauge",
         "Spans the export queue holds at most (--queue-size).",
     );
-    for (target, _) in &exports {
+    for (target, _) in &span_exports {
         e.sample(
             "flowspan_export_queue_capacity_spans",
             &[("endpoint", target)],

@@ -19,10 +19,61 @@ use engine::pipeline::RecvTimeoutError;
 use engine::registry::OutputSlot;
 use exporter::RequestEncoder;
 use exporter::json::OtlpJsonWriter;
-use exporter::otlp::OtlpExporter;
+use exporter::metrics::{Aggregator, Collection};
+use exporter::otlp::{OtlpExporter, Protocol, Signal};
+use exporter::resource::Resource;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 
-/// Spans as OTLP JSON lines.
+/// Flow metrics made for one output: the aggregator, and what every
+/// request carries.
+pub struct MetricsFeed {
+    /// Adds the records' samples into series.
+    pub aggregator: Aggregator,
+    /// The resource of every request.
+    pub resource: Resource,
+    /// The output, for messages.
+    pub target: String,
+    /// Where the data points made and the records in the overflow series
+    /// are counted.
+    pub slot: OutputSlot,
+}
+
+impl MetricsFeed {
+    fn publish(&self) {
+        let stats = self.aggregator.stats();
+        self.slot.publish_written(stats.points);
+        self.slot.publish_overflowed(stats.overflowed);
+    }
+
+    /// Adds `item`'s sample: the collection that a sample of a later
+    /// interval ended, if it did.
+    fn add(&mut self, item: &Mapped) -> Option<Collection> {
+        let c = self.aggregator.add(item.metric.as_ref()?);
+        if self.aggregator.take_overflow_news() {
+            warning!(
+                "flow metrics to {}: more than {} series (--metrics-cardinality-limit {}); \
+                 records of further dimension values are counted in the series with \
+                 otel.metric.overflow=true",
+                self.target,
+                self.aggregator
+                    .settings()
+                    .cardinality_limit
+                    .saturating_sub(1),
+                self.aggregator.settings().cardinality_limit
+            );
+        }
+        c
+    }
+
+    fn end(&self) -> SinkEnd {
+        SinkEnd::Metrics {
+            target: self.target.clone(),
+            stats: self.aggregator.stats(),
+        }
+    }
+}
+
+/// Spans, and flow metrics if they are on, as OTLP JSON lines.
 pub struct JsonSink {
     /// Writes JSON lines.
     pub writer: OtlpJsonWriter<Box<dyn Write + Send>>,
@@ -30,14 +81,43 @@ pub struct JsonSink {
     pub slot: OutputSlot,
     /// Live capture: end the line and flush after each batch of records.
     pub flush_each_batch: bool,
+    /// Flow metrics, written as lines of their own between span lines.
+    pub metrics: Option<MetricsFeed>,
+}
+
+impl JsonSink {
+    fn write_metrics(&mut self, c: &Collection) -> io::Result<()> {
+        let Some(m) = &self.metrics else {
+            return Ok(());
+        };
+        let mut line = Vec::with_capacity(4096);
+        c.write_json(&mut line, &m.resource);
+        line.push(b'\n');
+        self.writer.write_line(&line)
+    }
 }
 
 impl RecordSink for JsonSink {
     fn take(&mut self, item: &Mapped) -> io::Result<()> {
-        self.writer.write_encoded(&item.span)
+        self.writer.write_encoded(&item.span)?;
+        if let Some(c) = self.metrics.as_mut().and_then(|m| m.add(item)) {
+            self.write_metrics(&c)?;
+        }
+        Ok(())
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.metrics.as_ref().and_then(|m| m.aggregator.due())
     }
 
     fn flush_due(&mut self) -> io::Result<()> {
+        if let Some(c) = self
+            .metrics
+            .as_mut()
+            .and_then(|m| m.aggregator.collect_due())
+        {
+            self.write_metrics(&c)?;
+        }
         if self.flush_each_batch {
             self.writer.flush()?;
         }
@@ -46,10 +126,24 @@ impl RecordSink for JsonSink {
 
     fn publish(&self, taken: u64) {
         self.slot.publish_written(taken);
+        if let Some(m) = &self.metrics {
+            m.publish();
+        }
     }
 
-    fn finish(self: Box<Self>, _: Duration) -> SinkEnd {
-        SinkEnd::Written(self.writer.finish().map(drop))
+    fn finish(mut self: Box<Self>, _: Duration) -> Vec<SinkEnd> {
+        let mut result = Ok(());
+        if let Some(c) = self.metrics.as_mut().and_then(|m| m.aggregator.finish()) {
+            result = self.write_metrics(&c);
+        }
+        if let Some(m) = &self.metrics {
+            m.publish();
+        }
+        let metrics = self.metrics.as_ref().map(MetricsFeed::end);
+        let result = result.and(self.writer.finish().map(drop));
+        let mut ends = vec![SinkEnd::Written(result)];
+        ends.extend(metrics);
+        ends
     }
 }
 
@@ -111,12 +205,77 @@ impl RecordSink for OtlpSink {
         self.slot.publish_written(taken);
     }
 
-    fn finish(mut self: Box<Self>, shutdown: Duration) -> SinkEnd {
+    fn finish(mut self: Box<Self>, shutdown: Duration) -> Vec<SinkEnd> {
         self.cut();
-        SinkEnd::Exported {
+        vec![SinkEnd::Exported {
+            signal: Signal::Traces,
             target: self.target,
             report: Box::new(self.exporter.finish(shutdown)),
+        }]
+    }
+}
+
+/// Flow metrics exported over OTLP: a request per collection.
+pub struct OtlpMetricsSink {
+    /// Sends the requests.
+    pub exporter: OtlpExporter,
+    /// The protocol, for the encoding.
+    pub protocol: Protocol,
+    /// The metrics.
+    pub feed: MetricsFeed,
+}
+
+impl OtlpMetricsSink {
+    fn submit(&mut self, c: &Collection) {
+        let body = match self.protocol {
+            Protocol::HttpJson => {
+                let mut b = Vec::new();
+                c.write_json(&mut b, &self.feed.resource);
+                b
+            }
+            Protocol::Grpc | Protocol::HttpProtobuf => c.to_proto(&self.feed.resource),
+        };
+        self.exporter.submit(body, c.points);
+    }
+}
+
+impl RecordSink for OtlpMetricsSink {
+    fn take(&mut self, item: &Mapped) -> io::Result<()> {
+        if let Some(c) = self.feed.add(item) {
+            self.submit(&c);
         }
+        Ok(())
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.feed.aggregator.due()
+    }
+
+    fn flush_due(&mut self) -> io::Result<()> {
+        if let Some(c) = self.feed.aggregator.collect_due() {
+            self.submit(&c);
+        }
+        Ok(())
+    }
+
+    fn publish(&self, _: u64) {
+        self.feed.publish();
+    }
+
+    fn finish(mut self: Box<Self>, shutdown: Duration) -> Vec<SinkEnd> {
+        if let Some(c) = self.feed.aggregator.finish() {
+            self.submit(&c);
+        }
+        let metrics = self.feed.end();
+        self.feed.publish();
+        vec![
+            SinkEnd::Exported {
+                signal: Signal::Metrics,
+                target: self.feed.target,
+                report: Box::new(self.exporter.finish(shutdown)),
+            },
+            metrics,
+        ]
     }
 }
 
@@ -180,7 +339,7 @@ pub fn run(
     }
     for s in sinks {
         s.publish(taken);
-        ended.push(s.finish(shutdown_timeout));
+        ended.extend(s.finish(shutdown_timeout));
     }
     ended
 }

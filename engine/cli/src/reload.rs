@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use exporter::otlp::{Protocol, SharedHeaders};
+use exporter::otlp::{Protocol, SharedHeaders, Signal};
 use flowspan_cli::config::{self, Layered, Setting};
 
 use crate::export::otlp_config;
@@ -21,8 +21,8 @@ const ENRICHMENT: [&str; 4] = [
 
 /// What a reload can change.
 pub struct Parts {
-    /// The OTLP exporter's request headers and protocol.
-    pub headers: Option<(SharedHeaders, Protocol)>,
+    /// The OTLP exporters' request headers and protocol, by signal.
+    pub headers: Vec<(Signal, (SharedHeaders, Protocol))>,
     /// `--quiet`.
     pub quiet: Arc<AtomicBool>,
     /// Kubernetes enrichment, when it runs.
@@ -177,16 +177,19 @@ impl Reloader {
     fn apply(&self, key: &str, layered: &Layered) -> Result<bool, String> {
         match key {
             "otlp-header" => {
-                let Some((headers, protocol)) = &self.parts.headers else {
+                if self.parts.headers.is_empty() {
                     return Ok(false);
-                };
-                let resolved = otlp_config(&layered.args).map_err(|e| format!("{e:#}"))?;
-                let Some(resolved) = resolved else {
-                    return Ok(false);
-                };
-                headers
-                    .set(*protocol, resolved.headers)
-                    .map_err(|e| format!("--otlp-header: {e}"))?;
+                }
+                for (signal, (headers, protocol)) in &self.parts.headers {
+                    let resolved =
+                        otlp_config(&layered.args, *signal).map_err(|e| format!("{e:#}"))?;
+                    let Some(resolved) = resolved else {
+                        return Ok(false);
+                    };
+                    headers
+                        .set(*protocol, resolved.headers)
+                        .map_err(|e| format!("--otlp-header: {e}"))?;
+                }
                 Ok(true)
             }
             "quiet" => {

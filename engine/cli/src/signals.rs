@@ -14,7 +14,7 @@ use exporter::otlp::ShutdownHandle;
 /// delivery at once; the third exits immediately. SIGHUP calls `hangup`.
 pub fn watch_signals(
     stop: Arc<AtomicBool>,
-    shutdown: Option<ShutdownHandle>,
+    shutdown: Vec<ShutdownHandle>,
     shutdown_timeout: Duration,
     hangup: Box<dyn Fn() + Send>,
 ) -> anyhow::Result<()> {
@@ -34,20 +34,20 @@ pub fn watch_signals(
                 match stops - 1 {
                     0 => {
                         stop.store(true, Ordering::Relaxed);
-                        if let Some(s) = &shutdown {
+                        for s in &shutdown {
                             s.begin(shutdown_timeout);
                         }
                         note!(
                             "interrupted: flushing open flows{}",
-                            if shutdown.is_some() {
+                            if !shutdown.is_empty() {
                                 "; signal again to stop waiting for the collector"
                             } else {
                                 ""
                             }
                         );
                     }
-                    1 if shutdown.is_some() => {
-                        if let Some(s) = &shutdown {
+                    1 if !shutdown.is_empty() => {
+                        for s in &shutdown {
                             s.begin(Duration::ZERO);
                         }
                     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use engine::EndReason;
-use engine::registry::{Snapshot, SourceKind};
+use engine::registry::{SPANS, Snapshot, SourceKind};
 
 /// The end-of-run summary.
 pub struct Summary<'a> {
@@ -279,14 +279,25 @@ impl Summary<'_> {
                 c.filtered_out
             )?;
         }
-        let written = c.outputs.iter().map(|o| o.written).max().unwrap_or(0);
+        let written = c
+            .outputs
+            .iter()
+            .filter(|o| o.signal == SPANS)
+            .map(|o| o.written)
+            .max()
+            .unwrap_or(0);
         writeln!(f, "  spans written: {written}")?;
         for o in &c.outputs {
             if let Some(r) = &o.export {
                 writeln!(
                     f,
-                    "  otlp export to {}: delivered={} rejected={} failed={} dropped={} undelivered={} (requests={} retries={})",
+                    "  otlp export to {}: {}delivered={} rejected={} failed={} dropped={} undelivered={} (requests={} retries={})",
                     o.target,
+                    if o.signal == SPANS {
+                        ""
+                    } else {
+                        "metric data points "
+                    },
                     r.delivered,
                     r.rejected,
                     r.failed,

@@ -421,6 +421,16 @@ impl OtlpConfig {
         }))
     }
 
+    /// What messages call this export: the URL and protocol, and the
+    /// signal where the URL does not tell it (gRPC's is the server's
+    /// origin, the same for every signal).
+    pub fn target(&self) -> String {
+        match (self.signal, self.protocol) {
+            (Signal::Metrics, Protocol::Grpc) => format!("{} (grpc, metrics)", self.url),
+            (_, protocol) => format!("{} ({})", self.url, protocol.name()),
+        }
+    }
+
     /// `host:port` of the endpoint, the port defaulted from the scheme.
     pub fn host_port(&self) -> (String, u16) {
         let host = self

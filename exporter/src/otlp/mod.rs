@@ -229,7 +229,7 @@ impl OtlpExporter {
                         counters: thread_counters,
                         deadline: deadline_rx,
                         log,
-                        target: format!("{} ({})", config.url, config.protocol.name()),
+                        target: config.target(),
                         items: config.signal.items(),
                         state: Mutex::new(SenderState {
                             outage: None,

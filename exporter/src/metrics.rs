@@ -11,7 +11,8 @@
 //!   `ExportMetricsServiceRequest` in protobuf ([`Collection::to_proto`])
 //!   or OTLP JSON ([`Collection::write_json`]) from the same structs.
 //! - From a capture file the intervals are in packet time (the records'
-//!   due time), aligned to multiples of the interval since the epoch, so the
+//!   due time), `(start, end]` between multiples of the interval since the
+//!   epoch (the last one ends at the last record's due time), so the
 //!   output depends only on the record stream, which is the same for any
 //!   number of workers. Live, they are in wall-clock time.
 //!
@@ -445,7 +446,7 @@ pub struct Aggregator {
     keys: Vec<Box<[u8]>>,
     series: Vec<Series>,
     overflow: Option<Series>,
-    /// Packet clock: the interval under way, `[start, end)`.
+    /// Packet clock: the interval under way, `(start, end]`.
     window: Option<(u64, u64)>,
     /// Start of every cumulative point (the first interval's start, or
     /// when a live aggregator started).
@@ -514,8 +515,12 @@ impl Aggregator {
             let interval = u64::try_from(self.settings.interval.as_nanos())
                 .unwrap_or(u64::MAX)
                 .max(1);
+            // Intervals are `(start, end]`: a record due exactly at a
+            // multiple of the interval closes the one before, and the last
+            // collection, which ends at the last record's due time, is
+            // never empty.
             let containing = |t: u64| {
-                let start = t - t % interval;
+                let start = t.saturating_sub(1) / interval * interval;
                 (start, start.saturating_add(interval))
             };
             match self.window {
@@ -524,7 +529,7 @@ impl Aggregator {
                     self.window = Some(w);
                     self.first_start_ns = Some(w.0);
                 }
-                Some((_, end)) if s.clock_ns >= end => {
+                Some((_, end)) if s.clock_ns > end => {
                     done = self.collect_at(end);
                     self.window = Some(containing(s.clock_ns));
                 }

@@ -797,8 +797,12 @@ impl Collection {
     }
 
     /// Appends the same request in OTLP JSON, without a newline: field
-    /// names in lowerCamelCase, 64-bit integers as strings, enums as
-    /// integers (as for spans, [`crate::json`]).
+    /// names in lowerCamelCase, enums as integers, 64-bit integers as
+    /// strings (as for spans, [`crate::json`]) except the values: a sum's
+    /// `asInt` and a histogram's count and bucket counts are numbers. Every
+    /// proto3 JSON parser reads both forms, but receivers built on serde
+    /// models of OTLP (rotel) read only numbers there, and drop the value
+    /// (or the whole histogram) without a word otherwise.
     pub fn write_json(&self, out: &mut Vec<u8>, resource: &Resource) {
         out.extend_from_slice(b"{\"resourceMetrics\":[{\"resource\":{\"attributes\":");
         write_attributes(out, &resource_attributes(resource));
@@ -916,9 +920,9 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                 write_times(out, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
                 match p.value {
                     Some(number_data_point::Value::AsInt(n)) => {
-                        out.extend_from_slice(b",\"asInt\":\"");
+                        // A number (see `write_json`).
+                        out.extend_from_slice(b",\"asInt\":");
                         write_display(out, n);
-                        out.push(b'"');
                     }
                     Some(number_data_point::Value::AsDouble(d)) => {
                         out.extend_from_slice(b",\"asDouble\":");
@@ -941,8 +945,9 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                     out.push(b',');
                 }
                 write_times(out, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
+                // Counts as numbers (see `write_json`).
                 out.extend_from_slice(b",\"count\":");
-                write_uint_string(out, p.count);
+                write_display(out, p.count);
                 if let Some(sum) = p.sum {
                     out.extend_from_slice(b",\"sum\":");
                     write_double(out, sum);
@@ -952,7 +957,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                     if j > 0 {
                         out.push(b',');
                     }
-                    write_uint_string(out, *c);
+                    write_display(out, c);
                 }
                 out.extend_from_slice(b"],\"explicitBounds\":[");
                 for (j, b) in p.explicit_bounds.iter().enumerate() {
@@ -1056,7 +1061,7 @@ mod tests {
             .unwrap()
             .iter()
             .map(|p| {
-                let v = p["asInt"].as_str().unwrap().parse().unwrap();
+                let v = p["asInt"].as_i64().unwrap();
                 (p["attributes"].clone(), v)
             })
             .collect()
@@ -1218,7 +1223,7 @@ mod tests {
                         let Some(number_data_point::Value::AsInt(v)) = p.value else {
                             panic!("ints only")
                         };
-                        assert_eq!(jp["asInt"], v.to_string());
+                        assert_eq!(jp["asInt"], v);
                         assert_eq!(
                             jp["attributes"].as_array().unwrap().len(),
                             p.attributes.len()
@@ -1228,7 +1233,7 @@ mod tests {
                 Some(metric::Data::Histogram(h)) => {
                     let p = &h.data_points[0];
                     let jp = &j["histogram"]["dataPoints"][0];
-                    assert_eq!(jp["count"], p.count.to_string());
+                    assert_eq!(jp["count"], p.count);
                     assert_eq!(jp["sum"].as_f64(), p.sum);
                     assert_eq!(jp["min"].as_f64(), p.min);
                     let bounds: Vec<f64> = jp["explicitBounds"]
@@ -1246,7 +1251,7 @@ mod tests {
         let handshake = &jm[3]["histogram"]["dataPoints"][0];
         assert_eq!(handshake["sum"].as_f64(), Some(0.0015));
         assert_eq!(
-            handshake["bucketCounts"][5], "1",
+            handshake["bucketCounts"][5], 1,
             "1.5 ms is in (1 ms, 2.5 ms]"
         );
     }

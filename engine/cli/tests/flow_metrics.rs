@@ -204,7 +204,7 @@ fn from_metrics(requests: &[Json], dims: &[&str], cumulative: bool) -> BTreeMap<
 fn add_point(out: &mut BTreeMap<Key, Tally>, name: &str, key: Key, extra: &str, p: &Json) {
     let t = out.entry(key).or_default();
     let direction = usize::from(extra == "reverse");
-    let value = || -> i64 { p["asInt"].as_str().expect("asInt").parse().expect("int") };
+    let value = || -> i64 { p["asInt"].as_i64().expect("asInt, a number") };
     match name {
         "flow.bytes" => t.bytes[direction] += value(),
         "flow.packets" => t.packets[direction] += value(),
@@ -222,17 +222,13 @@ fn add_point(out: &mut BTreeMap<Key, Tally>, name: &str, key: Key, extra: &str, 
                 .collect();
             assert_eq!(bounds, BOUNDS_NS, "{name}'s bounds");
             let l = &mut t.latency[k];
-            l.count += p["count"]
-                .as_str()
-                .expect("count")
-                .parse::<u64>()
-                .expect("u64");
+            l.count += p["count"].as_u64().expect("count, a number");
             l.sum_s += p["sum"].as_f64().expect("sum");
             let buckets: Vec<u64> = p["bucketCounts"]
                 .as_array()
                 .expect("bucketCounts")
                 .iter()
-                .map(|c| c.as_str().expect("u64 string").parse().expect("u64"))
+                .map(|c| c.as_u64().expect("a count, a number"))
                 .collect();
             l.buckets.resize(buckets.len(), 0);
             for (b, c) in l.buckets.iter_mut().zip(buckets) {

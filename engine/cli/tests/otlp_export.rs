@@ -39,6 +39,12 @@ struct Collector {
 
 impl Collector {
     fn start(grpc: u16, http: u16, log: &Path) -> Collector {
+        Collector::start_dumping(grpc, http, log, "traces")
+    }
+
+    /// A collector that dumps what it receives of `signal` (`traces`,
+    /// `metrics`).
+    fn start_dumping(grpc: u16, http: u16, log: &Path, signal: &str) -> Collector {
         let file = fs::File::create(log).expect("collector log");
         let child = Command::new(rotel())
             .args([
@@ -50,7 +56,7 @@ impl Collector {
                 "--exporter",
                 "blackhole",
                 "--debug-log",
-                "traces",
+                signal,
                 "--debug-log-verbosity",
                 "detailed",
             ])
@@ -1200,4 +1206,289 @@ fn a_signal_with_the_collector_down_is_bounded_and_counted() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("undelivered={n}")), "{stderr}");
+}
+
+/// One metric data point, as both rotel's dump and the JSON output show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Point {
+    metric: String,
+    unit: String,
+    temporality: String,
+    attrs: Vec<(String, String)>,
+    start: u64,
+    time: u64,
+    /// A sum's value, or a histogram's count, sum, min, max, bounds and
+    /// buckets (doubles printed the same way on both sides).
+    value: String,
+}
+
+fn double(s: &str) -> String {
+    format!("{}", s.trim().parse::<f64>().expect("a double"))
+}
+
+/// The data points in rotel's detailed dump of metrics.
+fn parse_metric_dump(text: &str) -> Vec<Point> {
+    #[derive(PartialEq)]
+    enum In {
+        Nothing,
+        Descriptor,
+        Attributes,
+    }
+    let mut points: Vec<Point> = Vec::new();
+    let mut metric = Point::default();
+    let mut at = In::Nothing;
+    // Histogram parts, gathered until the point ends.
+    let (mut bounds, mut buckets, mut hist) = (Vec::new(), Vec::new(), Vec::new());
+    let finish = |points: &mut Vec<Point>,
+                  hist: &mut Vec<String>,
+                  bounds: &mut Vec<String>,
+                  buckets: &mut Vec<String>| {
+        if let Some(p) = points.last_mut()
+            && !hist.is_empty()
+        {
+            p.value = format!("{} bounds={bounds:?} buckets={buckets:?}", hist.join(" "));
+        }
+        hist.clear();
+        bounds.clear();
+        buckets.clear();
+    };
+    for line in strip_ansi(text).lines() {
+        let t = line.trim_start();
+        if t.starts_with("Metric #") || t.starts_with("ResourceMetrics #") {
+            finish(&mut points, &mut hist, &mut bounds, &mut buckets);
+            metric = Point::default();
+            at = In::Nothing;
+        } else if t == "Descriptor:" {
+            at = In::Descriptor;
+        } else if t.starts_with("NumberDataPoints #") || t.starts_with("HistogramDataPoints #") {
+            finish(&mut points, &mut hist, &mut bounds, &mut buckets);
+            points.push(metric.clone());
+            at = In::Nothing;
+        } else if t == "Data point attributes:" {
+            at = In::Attributes;
+        } else if let Some(kv) = t.strip_prefix("-> ") {
+            let (k, v) = kv.split_once(": ").expect("key: value");
+            match at {
+                In::Descriptor => match k {
+                    "Name" => metric.name_into(v),
+                    "Unit" => metric.unit = v.into(),
+                    "AggregationTemporality" => metric.temporality = v.into(),
+                    _ => {}
+                },
+                In::Attributes => {
+                    let p = points.last_mut().expect("a point");
+                    p.attrs.push((k.into(), v.into()));
+                }
+                In::Nothing => {}
+            }
+        } else if let Some(p) = points.last_mut() {
+            at = In::Nothing;
+            if let Some(v) = t.strip_prefix("StartTimestamp: ") {
+                p.start = v.parse().expect("start");
+            } else if let Some(v) = t.strip_prefix("Timestamp: ") {
+                p.time = v.parse().expect("time");
+            } else if let Some(v) = t.strip_prefix("Value: ") {
+                p.value = v.into();
+            } else if let Some(v) = t.strip_prefix("Count: ") {
+                hist.push(format!("count={v}"));
+            } else if let Some(v) = t.strip_prefix("Sum: ") {
+                hist.push(format!("sum={}", double(v)));
+            } else if let Some(v) = t.strip_prefix("Min: ") {
+                hist.push(format!("min={}", double(v)));
+            } else if let Some(v) = t.strip_prefix("Max: ") {
+                hist.push(format!("max={}", double(v)));
+            } else if t.starts_with("ExplicitBounds #") {
+                bounds.push(double(t.split_once(": ").expect("bound").1));
+            } else if t.starts_with("Buckets #") {
+                buckets.push(t.split_once("Count: ").expect("bucket").1.to_owned());
+            }
+        }
+    }
+    finish(&mut points, &mut hist, &mut bounds, &mut buckets);
+    points
+}
+
+impl Point {
+    fn name_into(&mut self, name: &str) {
+        self.metric = name.into();
+    }
+}
+
+/// The data points of the metric lines of an OTLP JSON file, rendered as
+/// rotel renders them.
+fn json_metric_points(path: &Path) -> Vec<Point> {
+    let mut points = Vec::new();
+    for line in fs::read_to_string(path).expect("JSON output").lines() {
+        let req: Json = serde_json::from_str(line).expect("a JSON request");
+        let Some(rm) = req.get("resourceMetrics") else {
+            continue;
+        };
+        for m in rm[0]["scopeMetrics"][0]["metrics"]
+            .as_array()
+            .expect("metrics")
+        {
+            let (data, histogram) = match m.get("sum") {
+                Some(sum) => (sum, false),
+                None => (&m["histogram"], true),
+            };
+            let temporality = match data["aggregationTemporality"].as_i64() {
+                Some(1) => "AGGREGATION_TEMPORALITY_DELTA",
+                Some(2) => "AGGREGATION_TEMPORALITY_CUMULATIVE",
+                t => panic!("temporality {t:?}"),
+            };
+            for p in data["dataPoints"].as_array().expect("points") {
+                let n = |k: &str| p[k].as_str().expect("u64 string").parse().expect("u64");
+                let attrs = p["attributes"]
+                    .as_array()
+                    .expect("attributes")
+                    .iter()
+                    .map(|a| {
+                        let v = &a["value"];
+                        let shown = if let Some(s) = v.get("stringValue") {
+                            format!("Str({})", s.as_str().expect("string"))
+                        } else if let Some(i) = v.get("intValue") {
+                            format!("Int({})", i.as_str().expect("int64 string"))
+                        } else if let Some(b) = v.get("boolValue") {
+                            format!("Bool({b})")
+                        } else {
+                            panic!("unexpected value {v}")
+                        };
+                        (a["key"].as_str().expect("key").to_owned(), shown)
+                    })
+                    .collect();
+                let value = if histogram {
+                    let f = |k: &str| format!("{}", p[k].as_f64().expect("a double"));
+                    let list = |k: &str, f: &dyn Fn(&Json) -> String| -> Vec<String> {
+                        p[k].as_array().expect("a list").iter().map(f).collect()
+                    };
+                    format!(
+                        "count={} sum={} min={} max={} bounds={:?} buckets={:?}",
+                        p["count"].as_u64().expect("count"),
+                        f("sum"),
+                        f("min"),
+                        f("max"),
+                        list("explicitBounds", &|b| format!(
+                            "{}",
+                            b.as_f64().expect("bound")
+                        )),
+                        list("bucketCounts", &|c| c.as_u64().expect("count").to_string()),
+                    )
+                } else {
+                    p["asInt"].as_i64().expect("asInt").to_string()
+                };
+                points.push(Point {
+                    metric: m["name"].as_str().expect("name").into(),
+                    unit: m["unit"].as_str().expect("unit").into(),
+                    temporality: temporality.into(),
+                    attrs,
+                    start: n("startTimeUnixNano"),
+                    time: n("timeUnixNano"),
+                    value,
+                });
+            }
+        }
+    }
+    points
+}
+
+/// Flow metrics (issue 22) through one protocol: every data point rotel
+/// reports equals one of the JSON output's of the same run, and none is
+/// missing or extra.
+fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str]) {
+    let dir = scratch(&format!("metrics-{}", protocol.replace('/', "-")));
+    let (grpc, http) = (free_port(), free_port());
+    let collector = Collector::start_dumping(grpc, http, &dir.join("rotel.log"), "metrics");
+    let endpoint = if protocol == "grpc" {
+        format!("http://127.0.0.1:{grpc}")
+    } else {
+        format!("http://127.0.0.1:{http}")
+    };
+    let mut captures = vec![
+        root().join("testdata/pcap/latency.pcap"),
+        root().join("testdata/pcap/tunnels.pcap"),
+    ];
+    captures.extend(common::shared_data().map(|d| d.join("zeek/cisco-fabric-path.pcap")));
+    let mut expected = Vec::new();
+    for (n, pcap) in captures.iter().enumerate() {
+        let json = dir.join(format!("{n}.json"));
+        let mut args = vec![
+            "--pcap",
+            pcap.to_str().expect("path"),
+            "-o",
+            json.to_str().expect("path"),
+            "--metrics",
+            "--metrics-interval",
+            "1",
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            protocol,
+        ];
+        args.extend(extra);
+        let out = run_engine(
+            &args,
+            &[(
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                temporality,
+            )],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{}: {stderr}", pcap.display());
+        let exported = stderr
+            .lines()
+            .find(|l| l.contains("metric data points delivered="))
+            .unwrap_or_else(|| panic!("a line for the metrics export: {stderr}"));
+        assert!(
+            exported.contains("undelivered=0") && exported.contains("failed=0"),
+            "{exported}"
+        );
+        expected.extend(json_metric_points(&json));
+    }
+    assert!(expected.len() > 50, "{} points", expected.len());
+    let started = Instant::now();
+    let mut got = parse_metric_dump(&fs::read_to_string(&collector.log).expect("log"));
+    while got.len() < expected.len() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        got = parse_metric_dump(&fs::read_to_string(&collector.log).expect("log"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    got = parse_metric_dump(&fs::read_to_string(&collector.log).expect("log"));
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "data point count");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e);
+    }
+    assert!(
+        expected.iter().any(|p| p.value.starts_with("count=")),
+        "histograms"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flow_metrics_over_grpc_equal_the_json_output() {
+    flow_metrics_arrive_intact("grpc", "delta", &[]);
+}
+
+#[test]
+fn flow_metrics_over_http_protobuf_equal_the_json_output() {
+    flow_metrics_arrive_intact("http/protobuf", "cumulative", &[]);
+}
+
+/// With chosen dimensions (an integer among them) and the overflow series.
+#[test]
+fn flow_metrics_over_http_json_equal_the_json_output() {
+    flow_metrics_arrive_intact(
+        "http/json",
+        "delta",
+        &[
+            "--metrics-dimension",
+            "source.address",
+            "--metrics-dimension",
+            "destination.port",
+            "--metrics-cardinality-limit",
+            "4",
+        ],
+    );
 }

@@ -443,7 +443,6 @@ pub struct Collection {
 pub struct Aggregator {
     settings: MetricsSettings,
     index: HashMap<Box<[u8]>, u32>,
-    keys: Vec<Box<[u8]>>,
     series: Vec<Series>,
     overflow: Option<Series>,
     /// Packet clock: the interval under way, `(start, end]`.
@@ -478,7 +477,6 @@ impl Aggregator {
             next_due: Instant::now() + settings.interval,
             settings,
             index: HashMap::new(),
-            keys: Vec::new(),
             series: Vec::new(),
             overflow: None,
             window: None,
@@ -543,7 +541,6 @@ impl Aggregator {
             None if self.series.len() + 1 < self.settings.cardinality_limit => {
                 let i = self.series.len();
                 self.index.insert(s.series.clone(), i as u32);
-                self.keys.push(s.series.clone());
                 self.series.push(Series::default());
                 &mut self.series[i]
             }
@@ -604,11 +601,13 @@ impl Aggregator {
             return None;
         }
         let names = &self.settings.dimensions.names;
-        let mut all: Vec<(Vec<KeyValue>, &Series)> = self
-            .keys
-            .iter()
-            .zip(&self.series)
-            .map(|(k, s)| (series_attributes(names, k), s))
+        // In the order the series first came: the index's order is not
+        // the same on every run.
+        let mut keys: Vec<(u32, &[u8])> = self.index.iter().map(|(k, &i)| (i, &k[..])).collect();
+        keys.sort_unstable_by_key(|(i, _)| *i);
+        let mut all: Vec<(Vec<KeyValue>, &Series)> = keys
+            .into_iter()
+            .map(|(i, k)| (series_attributes(names, k), &self.series[i as usize]))
             .collect();
         if let Some(o) = &self.overflow {
             all.push((
@@ -621,7 +620,6 @@ impl Aggregator {
         self.stats.points += c.points;
         if temporality == Temporality::Delta {
             self.index.clear();
-            self.keys.clear();
             self.series.clear();
             self.overflow = None;
         }

@@ -584,6 +584,7 @@ pub fn render(endpoints: &Endpoints) -> String {
             .iter()
             .filter_map(|o| o.export.map(|c| (o.target.as_str(), c)))
             .collect();
+        let families = if metric_exports.is_empty() { 0 } else { 2 };
         for (name, help, get) in [
             (
                 "flowspan_metric_points_exported_total",
@@ -595,7 +596,10 @@ pub fn render(endpoints: &Endpoints) -> String {
                 "Flow metric data points not delivered: rejected, failed permanently, dropped (queue full) or still queued at the shutdown deadline.",
                 |c| c.lost(),
             ),
-        ] {
+        ]
+        .into_iter()
+        .take(families)
+        {
             e.family(name, "counter", help);
             for (target, c) in &metric_exports {
                 e.sample(name, &[("endpoint", target)], get(c));

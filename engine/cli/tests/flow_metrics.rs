@@ -10,6 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use common::{captures, engine, root, shared_data};
 use serde_json::Value as Json;
@@ -606,4 +607,160 @@ fn the_interval_comes_from_the_standard_variable_in_milliseconds() {
         assert_eq!(n("startTimeUnixNano") % 250_000_000, 0);
         assert!(n("timeUnixNano") - n("startTimeUnixNano") <= 250_000_000);
     }
+}
+
+/// With Kubernetes enrichment, the default dimensions add each side's
+/// namespace and workload (Deployment, StatefulSet, DaemonSet, CronJob).
+#[test]
+fn with_kubernetes_enrichment_the_series_have_each_sides_namespace_and_workload() {
+    let pcap = root().join("testdata/pcap/kubernetes.pcap");
+    let snapshot = root().join("testdata/k8s/cluster.json");
+    let out = run(&[
+        "--pcap",
+        path(&pcap),
+        "--k8s-snapshot",
+        path(&snapshot),
+        "--metrics",
+        "-q",
+        "-o",
+        "-",
+    ]);
+    let l = lines(&out.stdout);
+    let k8s: Vec<String> = ["source", "destination"]
+        .iter()
+        .flat_map(|side| {
+            [
+                "namespace",
+                "deployment",
+                "statefulset",
+                "daemonset",
+                "cronjob",
+            ]
+            .map(|a| format!("{side}.k8s.{a}.name"))
+        })
+        .collect();
+    let dims: Vec<&str> = DEFAULT
+        .iter()
+        .copied()
+        .chain(k8s.iter().map(String::as_str))
+        .collect();
+    let got = from_metrics(&l.metrics, &dims, true);
+    if let Err(e) = agree(&from_spans(&l.spans, &dims), &got) {
+        panic!("{e}");
+    }
+    let keys: BTreeSet<&str> = got
+        .keys()
+        .flat_map(|k| k.iter().map(|(name, _)| name.as_str()))
+        .collect();
+    for workload in [
+        "source.k8s.namespace.name",
+        "source.k8s.deployment.name",
+        "source.k8s.cronjob.name",
+        "destination.k8s.namespace.name",
+        "destination.k8s.statefulset.name",
+        "destination.k8s.daemonset.name",
+    ] {
+        assert!(keys.contains(workload), "{workload} in {keys:?}");
+    }
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("pod") || k.contains("replicaset")),
+        "{keys:?}"
+    );
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64
+}
+
+/// Live, the intervals are the wall clock's: collections reach the output
+/// while the capture runs, even when no record ends, one after the other;
+/// and what they add up to is what the spans say. Needs root (a veth pair
+/// between two namespaces; skips otherwise, fails in CI).
+#[test]
+fn live_metrics_come_by_the_wall_clock_and_add_up_to_the_spans() {
+    use capture_afpacket::PacketSender;
+    use capture_afpacket::testnet::{Setup, VethPair, udp_frame};
+    use common::live::{interrupt, start_in};
+
+    let Some(ns) = VethPair::for_test("m", Setup::default()) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowspan-metrics-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("live.json");
+    let started = unix_now_ns();
+    let (child, reader) = start_in(
+        &ns,
+        &[
+            "-i",
+            &ns.b,
+            "--metrics",
+            "--metrics-interval",
+            "0.4",
+            "--metrics-temporality",
+            "delta",
+            "--active-timeout",
+            "0.3",
+            "-o",
+            json.to_str().expect("path"),
+        ],
+    );
+    ns.enter_left();
+    let sender = PacketSender::open(&ns.a).expect("sender");
+    // Records every 0.3 s (the active timeout) for 1.6 s.
+    for _ in 0..16 {
+        for flow in 1..=3 {
+            sender.send(&udp_frame(flow, false, None)).expect("send");
+            sender.send(&udp_frame(flow, true, None)).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Collections come every 0.4 s while the capture runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    while std::time::Instant::now() < deadline && seen < 3 {
+        seen = lines(&std::fs::read(&json).unwrap_or_default())
+            .metrics
+            .len();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr) = interrupt(child, reader);
+    let stopped = unix_now_ns();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(seen >= 3, "{seen} collections while capturing: {stderr}");
+    let l = lines(&std::fs::read(&json).expect("live output"));
+    let packets: i64 = l
+        .spans
+        .iter()
+        .map(|s| {
+            let a = &s["attributes"];
+            int(attr(a, "flow.packets.delta").expect("packets"))
+                + int(attr(a, "flow.reverse.packets.delta").expect("packets"))
+        })
+        .sum();
+    assert_eq!(packets, 96, "{stderr}");
+    if let Err(e) = agree(
+        &from_spans(&l.spans, &DEFAULT),
+        &from_metrics(&l.metrics, &DEFAULT, false),
+    ) {
+        panic!("{e}");
+    }
+    // Delta intervals follow one another, inside the run, by the clock.
+    let mut previous_end = None;
+    for req in &l.metrics {
+        let p = &req["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0];
+        let n = |k: &str| p[k].as_str().unwrap().parse::<u64>().unwrap();
+        let (start, time) = (n("startTimeUnixNano"), n("timeUnixNano"));
+        assert!(started <= start && start < time && time <= stopped, "{p}");
+        if let Some(end) = previous_end {
+            assert!(start >= end, "intervals do not overlap: {p}");
+        }
+        previous_end = Some(time);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

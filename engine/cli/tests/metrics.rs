@@ -501,6 +501,72 @@ fn pcap_mode_serves_its_counters_while_it_reads() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Flow metrics (`--metrics`, issue 22) have their own counters: the data
+/// points made and the records folded into the overflow series, while the
+/// run goes on.
+#[test]
+fn flow_metrics_count_their_points_and_overflow_while_the_run_goes_on() {
+    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
+    let bytes = std::fs::read(&fixture).expect("fixture");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "--pcap",
+            "-",
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--metrics",
+            "--metrics-interval",
+            "0.001",
+            "--metrics-dimension",
+            "source.port",
+            "--metrics-cardinality-limit",
+            "2",
+            "-o",
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engine");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut first = Vec::new();
+    let mut byte = [0u8];
+    while stderr.read(&mut byte).expect("stderr") == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8(first).expect("text");
+    let port: u16 = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&bytes).expect("feeding the capture");
+    stdin.flush().expect("flush");
+    // Two flows end (FIN, then the linger) before the last packet: the
+    // first record is in a collection of 1 ms, which the second (in the
+    // overflow series) ends: six points (bytes and packets both ways,
+    // records, the handshake).
+    let points = "flowspan_metric_points_written_total{output=\"/dev/null\"}";
+    let overflow = "flowspan_metric_overflow_records_total{output=\"/dev/null\"}";
+    let spans = "flowspan_spans_written_total{output=\"/dev/null\"}";
+    let (_, metrics) = wait_for(None, port, "/metrics", Duration::from_secs(10), |_, b| {
+        sample(b, overflow) == Some(1.0) && sample(b, spans) == Some(2.0)
+    });
+    assert_eq!(sample(&metrics, overflow), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, points), Some(6.0), "{metrics}");
+    assert!(
+        !metrics.contains("flowspan_metric_points_exported_total"),
+        "no exporter, no export counters: {metrics}"
+    );
+    // Spans are counted apart from data points.
+    assert_eq!(sample(&metrics, spans), Some(2.0), "{metrics}");
+    drop(stdin);
+    let status = child.wait().expect("engine ends");
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn a_bad_or_busy_metrics_address_is_one_line_naming_the_flag() {
     let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");

@@ -170,6 +170,10 @@ impl Temporality {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dimensions {
     names: std::sync::Arc<[String]>,
+    /// Seeds the series keys' hashes: random per process, so that traffic
+    /// cannot be made to collide in the aggregator's index. (Nothing in the
+    /// output depends on it.)
+    seed: u64,
 }
 
 impl Dimensions {
@@ -208,7 +212,11 @@ impl Dimensions {
             }
             out.push(n.to_owned());
         }
-        Ok(Dimensions { names: out.into() })
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u64);
+        Ok(Dimensions {
+            names: out.into(),
+            seed,
+        })
     }
 
     /// The default: [`DEFAULT_DIMENSIONS`], plus [`K8S_DIMENSIONS`] when
@@ -226,30 +234,25 @@ impl Dimensions {
         &self.names
     }
 
-    /// What `r`, mapped to `span`, adds to the metrics.
+    /// What `r`, mapped to `span`, adds to the metrics. The series key is
+    /// packed and hashed here, on the flow worker, so that the aggregator's
+    /// lookup hashes nothing.
     pub fn sample(&self, r: &FlowRecord, span: &FlowSpan) -> Sample {
-        let mut key = Vec::with_capacity(64);
-        for (i, name) in self.names.iter().enumerate() {
-            let Some(a) = span.attributes.iter().find(|a| a.key == name) else {
-                continue;
-            };
-            key.push(i as u8);
-            match &a.value {
-                Value::Str(s) => {
-                    key.push(b's');
-                    put_str(&mut key, s);
-                }
-                Value::Int(n) => {
-                    key.push(b'i');
-                    key.extend_from_slice(&n.to_le_bytes());
-                }
-                Value::StrArray(xs) => put_array(&mut key, xs),
-                Value::SharedArray(xs) => put_array(&mut key, xs),
-            }
+        thread_local! {
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let series = KEY.with_borrow_mut(|key| {
+            key.clear();
+            self.pack(span, key);
+            SeriesKey {
+                hash: xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed),
+                // One allocation of the exact size.
+                bytes: Box::from(&key[..]),
+            }
+        });
         let tcp = &r.tcp_latency;
         Sample {
-            series: key.into_boxed_slice(),
+            series,
             clock_ns: r.export_clock_ns,
             bytes: [r.forward.bytes_delta, r.reverse.bytes_delta],
             packets: [r.forward.packets_delta, r.reverse.packets_delta],
@@ -260,6 +263,28 @@ impl Dimensions {
                 tcp.rndtrip_ns,
                 tcp.svc_ns,
             ],
+        }
+    }
+
+    /// Packs the dimension values `span` has into `key`.
+    fn pack(&self, span: &FlowSpan, key: &mut Vec<u8>) {
+        for (i, name) in self.names.iter().enumerate() {
+            let Some(a) = span.attributes.iter().find(|a| a.key == name) else {
+                continue;
+            };
+            key.push(i as u8);
+            match &a.value {
+                Value::Str(s) => {
+                    key.push(b's');
+                    put_str(key, s);
+                }
+                Value::Int(n) => {
+                    key.push(b'i');
+                    key.extend_from_slice(&n.to_le_bytes());
+                }
+                Value::StrArray(xs) => put_array(key, xs),
+                Value::SharedArray(xs) => put_array(key, xs),
+            }
         }
     }
 }
@@ -322,12 +347,46 @@ fn series_attributes(names: &[String], mut key: &[u8]) -> Vec<KeyValue> {
     out
 }
 
+/// A series' packed dimension values, with their hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SeriesKey {
+    hash: u64,
+    bytes: Box<[u8]>,
+}
+
+impl std::hash::Hash for SeriesKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands on the hash that [`SeriesKey`] carries.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `SeriesKey`; correct for anything else.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// What one record adds to the metrics: made by a flow worker, added in
 /// output order by an [`Aggregator`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     /// The dimension values, packed.
-    series: Box<[u8]>,
+    series: SeriesKey,
     /// The record's due time (packet time): which interval it counts in
     /// from a capture file.
     clock_ns: u64,
@@ -442,7 +501,7 @@ pub struct Collection {
 #[derive(Debug)]
 pub struct Aggregator {
     settings: MetricsSettings,
-    index: HashMap<Box<[u8]>, u32>,
+    index: HashMap<SeriesKey, u32, std::hash::BuildHasherDefault<KeyHasher>>,
     series: Vec<Series>,
     overflow: Option<Series>,
     /// Packet clock: the interval under way, `(start, end]`.
@@ -456,8 +515,8 @@ pub struct Aggregator {
     /// The latest record's clock.
     last_clock_ns: u64,
     stats: AggregatorStats,
-    /// Set when a sample first goes to the overflow series; taken by
-    /// [`take_overflow_news`](Self::take_overflow_news).
+    /// Set when the run's first sample goes to the overflow series; taken
+    /// by [`take_overflow_news`](Self::take_overflow_news).
     overflow_news: bool,
 }
 
@@ -476,7 +535,7 @@ impl Aggregator {
         Aggregator {
             next_due: Instant::now() + settings.interval,
             settings,
-            index: HashMap::new(),
+            index: HashMap::default(),
             series: Vec::new(),
             overflow: None,
             window: None,
@@ -498,9 +557,9 @@ impl Aggregator {
         self.stats
     }
 
-    /// Whether samples started going to the overflow series since the last
-    /// call: once per run (cumulative) or per interval that overflows
-    /// after one that did not (delta).
+    /// Whether the run's first sample went to the overflow series since the
+    /// last call: true once per run at most (later ones are only counted,
+    /// in [`stats`](Self::stats)).
     pub fn take_overflow_news(&mut self) -> bool {
         std::mem::take(&mut self.overflow_news)
     }
@@ -545,10 +604,10 @@ impl Aggregator {
                 &mut self.series[i]
             }
             None => {
-                self.stats.overflowed += 1;
-                if self.overflow.is_none() {
+                if self.stats.overflowed == 0 {
                     self.overflow_news = true;
                 }
+                self.stats.overflowed += 1;
                 self.overflow.get_or_insert_with(Series::default)
             }
         };
@@ -603,7 +662,8 @@ impl Aggregator {
         let names = &self.settings.dimensions.names;
         // In the order the series first came: the index's order is not
         // the same on every run.
-        let mut keys: Vec<(u32, &[u8])> = self.index.iter().map(|(k, &i)| (i, &k[..])).collect();
+        let mut keys: Vec<(u32, &[u8])> =
+            self.index.iter().map(|(k, &i)| (i, &k.bytes[..])).collect();
         keys.sort_unstable_by_key(|(i, _)| *i);
         let mut all: Vec<(Vec<KeyValue>, &Series)> = keys
             .into_iter()
@@ -1277,5 +1337,14 @@ mod tests {
                 .unwrap_err()
                 .contains("expected cumulative")
         );
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// README "Flow metrics" states a series' memory from this.
+    #[test]
+    fn a_series_takes_656_bytes_besides_its_key() {
+        assert_eq!(super::SERIES_BYTES, 656);
     }
 }

@@ -421,7 +421,6 @@ pub struct Args {
     #[arg(
         long = "metrics-dimension",
         value_name = "ATTRIBUTE",
-        requires = "metrics",
         help_heading = "Flow metrics"
     )]
     pub metrics_dimensions: Vec<String>,
@@ -430,17 +429,12 @@ pub struct Args {
     /// (milliseconds), else 60]. From a capture file it is packet time: a point
     /// per interval of the capture, the same on every run.
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs,
-          requires = "metrics", help_heading = "Flow metrics")]
+          help_heading = "Flow metrics")]
     pub metrics_interval: Option<u64>,
 
     /// cumulative, delta, or lowmemory (delta for everything measured here)
     /// [default: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, else cumulative].
-    #[arg(
-        long,
-        value_name = "TEMPORALITY",
-        requires = "metrics",
-        help_heading = "Flow metrics"
-    )]
+    #[arg(long, value_name = "TEMPORALITY", help_heading = "Flow metrics")]
     pub metrics_temporality: Option<String>,
 
     /// Series per collection at most, the overflow series included: dimension

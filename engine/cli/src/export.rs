@@ -88,6 +88,17 @@ pub fn metrics_settings(
     clock: Clock,
 ) -> anyhow::Result<Option<MetricsSettings>> {
     if !args.metrics {
+        // Settable in a config file that leaves metrics off until a flag
+        // turns them on: not an error, but not silent either.
+        for (set, name) in [
+            (!args.metrics_dimensions.is_empty(), "--metrics-dimension"),
+            (args.metrics_interval.is_some(), "--metrics-interval"),
+            (args.metrics_temporality.is_some(), "--metrics-temporality"),
+        ] {
+            if set {
+                warning!("{name} has no effect: flow metrics are off (--metrics turns them on)");
+            }
+        }
         return Ok(None);
     }
     let dimensions = if args.metrics_dimensions.is_empty() {

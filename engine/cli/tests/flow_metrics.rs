@@ -560,7 +560,6 @@ fn bad_metrics_settings_fail_with_one_line_naming_the_setting() {
             Some(("OTEL_METRIC_EXPORT_INTERVAL", "1m")),
             "OTEL_METRIC_EXPORT_INTERVAL: \"1m\" is not a number of milliseconds above 0",
         ),
-        (vec!["--metrics-interval", "5"], None, "--metrics"),
         (
             vec!["--metrics", "--metrics-cardinality-limit", "0"],
             None,
@@ -761,6 +760,68 @@ fn live_metrics_come_by_the_wall_clock_and_add_up_to_the_spans() {
             assert!(start >= end, "intervals do not overlap: {p}");
         }
         previous_end = Some(time);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The config file turns metrics on and sets them like the flags; metrics
+/// settings while metrics are off have no effect, and a warning says so.
+#[test]
+fn the_config_file_sets_metrics_and_settings_without_metrics_are_warned_about() {
+    let dir = std::env::temp_dir().join(format!("flowspan-metrics-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("engine.yaml");
+    std::fs::write(
+        &config,
+        "metrics: true\nmetrics-dimension: [network.transport, destination.port]\n\
+         metrics-temporality: delta\nmetrics-interval: 5\n",
+    )
+    .expect("config");
+    let capture = root().join("testdata/pcap/latency.pcap");
+    let out = run(&[
+        "--config",
+        path(&config),
+        "--pcap",
+        path(&capture),
+        "-q",
+        "-o",
+        "-",
+    ]);
+    let l = lines(&out.stdout);
+    assert!(!l.metrics.is_empty());
+    let dims = ["network.transport", "destination.port"];
+    if let Err(e) = agree(
+        &from_spans(&l.spans, &dims),
+        &from_metrics(&l.metrics, &dims, false),
+    ) {
+        panic!("{e}");
+    }
+    for req in &l.metrics {
+        let sum = &req["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"];
+        assert_eq!(sum["aggregationTemporality"], 1, "delta, from the file");
+    }
+    // Off: the settings are there, and said to do nothing.
+    let out = run(&[
+        "--pcap",
+        path(&capture),
+        "--metrics-interval",
+        "5",
+        "--metrics-dimension",
+        "destination.port",
+        "-q",
+        "-o",
+        "-",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(lines(&out.stdout).metrics.is_empty());
+    for flag in ["--metrics-interval", "--metrics-dimension"] {
+        assert!(
+            stderr.contains(&format!(
+                "engine: warning: {flag} has no effect: flow metrics are off (--metrics turns them on)"
+            )),
+            "{stderr}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

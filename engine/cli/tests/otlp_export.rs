@@ -1393,8 +1393,15 @@ fn json_metric_points(path: &Path) -> Vec<Point> {
 
 /// Flow metrics (issue 22) through one protocol: every data point rotel
 /// reports equals one of the JSON output's of the same run, and none is
-/// missing or extra.
-fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str]) {
+/// missing or extra. With `by_variables`, the metrics' endpoint and
+/// protocol come from `OTEL_EXPORTER_OTLP_METRICS_*`, which win over the
+/// generic variables that send the spans elsewhere (over gRPC).
+fn flow_metrics_arrive_intact(
+    protocol: &str,
+    temporality: &str,
+    extra: &[&str],
+    by_variables: bool,
+) {
     let dir = scratch(&format!("metrics-{}", protocol.replace('/', "-")));
     let (grpc, http) = (free_port(), free_port());
     let collector = Collector::start_dumping(grpc, http, &dir.join("rotel.log"), "metrics");
@@ -1403,6 +1410,8 @@ fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str])
     } else {
         format!("http://127.0.0.1:{http}")
     };
+    let grpc_endpoint = format!("http://127.0.0.1:{grpc}");
+    let metrics_url = format!("{endpoint}/v1/metrics");
     let mut captures = vec![
         root().join("testdata/pcap/latency.pcap"),
         root().join("testdata/pcap/tunnels.pcap"),
@@ -1419,19 +1428,23 @@ fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str])
             "--metrics",
             "--metrics-interval",
             "1",
-            "--otlp-endpoint",
-            &endpoint,
-            "--otlp-protocol",
-            protocol,
         ];
+        let mut env = vec![(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            temporality,
+        )];
+        if by_variables {
+            env.extend([
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics_url.as_str()),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol),
+            ]);
+        } else {
+            args.extend(["--otlp-endpoint", &endpoint, "--otlp-protocol", protocol]);
+        }
         args.extend(extra);
-        let out = run_engine(
-            &args,
-            &[(
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                temporality,
-            )],
-        );
+        let out = run_engine(&args, &env);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{}: {stderr}", pcap.display());
         let exported = stderr
@@ -1442,6 +1455,16 @@ fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str])
             exported.contains("undelivered=0") && exported.contains("failed=0"),
             "{exported}"
         );
+        assert!(exported.contains(&format!("({protocol}")), "{exported}");
+        if by_variables {
+            // The spans went to the generic endpoint, over gRPC.
+            assert!(
+                stderr.contains(&format!(
+                    "otlp export to {grpc_endpoint}/ (grpc): delivered="
+                )),
+                "{stderr}"
+            );
+        }
         expected.extend(json_metric_points(&json));
     }
     assert!(expected.len() > 50, "{} points", expected.len());
@@ -1468,15 +1491,16 @@ fn flow_metrics_arrive_intact(protocol: &str, temporality: &str, extra: &[&str])
 
 #[test]
 fn flow_metrics_over_grpc_equal_the_json_output() {
-    flow_metrics_arrive_intact("grpc", "delta", &[]);
+    flow_metrics_arrive_intact("grpc", "delta", &[], false);
 }
 
 #[test]
 fn flow_metrics_over_http_protobuf_equal_the_json_output() {
-    flow_metrics_arrive_intact("http/protobuf", "cumulative", &[]);
+    flow_metrics_arrive_intact("http/protobuf", "cumulative", &[], false);
 }
 
-/// With chosen dimensions (an integer among them) and the overflow series.
+/// With chosen dimensions (an integer among them) and the overflow series;
+/// the endpoint and protocol from the metrics' own variables.
 #[test]
 fn flow_metrics_over_http_json_equal_the_json_output() {
     flow_metrics_arrive_intact(
@@ -1490,5 +1514,6 @@ fn flow_metrics_over_http_json_equal_the_json_output() {
             "--metrics-cardinality-limit",
             "4",
         ],
+        true,
     );
 }

@@ -19,8 +19,10 @@ use crate::otlp::{ExportReport, Signal};
 pub struct Mapped {
     /// The record's span, in the encodings the sinks asked for.
     pub span: EncodedSpan,
-    /// What the record adds to the flow metrics, when they are on.
-    pub metric: Option<Sample>,
+    /// What the record adds to the flow metrics, when they are on. Boxed:
+    /// items are moved through the merge, and without metrics an inline
+    /// sample made every item 120 bytes larger (1.6 % more CPU, issue 22).
+    pub metric: Option<Box<Sample>>,
 }
 
 /// How a sink ended.

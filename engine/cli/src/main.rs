@@ -498,7 +498,9 @@ fn run(
         },
         move |records| {
             encode_selected_with(&records, encodings, &mapping, &rules, |record, span| {
-                dimensions.as_ref().map(|d| d.sample(record, span))
+                dimensions
+                    .as_ref()
+                    .map(|d| Box::new(d.sample(record, span)))
             })
             .into_iter()
             .map(|kept| kept.map(|(span, metric)| Mapped { span, metric }))

@@ -73,6 +73,9 @@ pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 pub const MAX_CARDINALITY_LIMIT: usize = 100_000;
 /// Dimensions at most.
 pub const MAX_DIMENSIONS: usize = 32;
+/// The shortest collection interval: a collection per millisecond is
+/// already a line (or a request) per millisecond.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Memory of one series, besides its key: its counters and histograms.
 pub const SERIES_BYTES: usize = std::mem::size_of::<Series>();
 
@@ -624,11 +627,15 @@ impl Aggregator {
 
     /// Live: the collection due now, if it is.
     pub fn collect_due(&mut self) -> Option<Collection> {
-        if self.settings.clock != Clock::Wall || Instant::now() < self.next_due {
+        let now = Instant::now();
+        if self.settings.clock != Clock::Wall || now < self.next_due {
             return None;
         }
-        while self.next_due <= Instant::now() {
-            self.next_due += self.settings.interval;
+        // On the interval's beat; after a stall, one collection for the
+        // time missed, not one per interval missed.
+        self.next_due += self.settings.interval;
+        if self.next_due <= now {
+            self.next_due = now + self.settings.interval;
         }
         self.collect_at(unix_now_ns())
     }

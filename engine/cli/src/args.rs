@@ -425,9 +425,9 @@ pub struct Args {
     )]
     pub metrics_dimensions: Vec<String>,
 
-    /// Collection interval, in seconds [default: OTEL_METRIC_EXPORT_INTERVAL
-    /// (milliseconds), else 60]. From a capture file it is packet time: a point
-    /// per interval of the capture, the same on every run.
+    /// Collection interval, in seconds, at least 0.001 [default:
+    /// OTEL_METRIC_EXPORT_INTERVAL (milliseconds), else 60]. From a capture file it
+    /// is packet time: a point per interval of the capture, the same on every run.
     #[arg(allow_negative_numbers = true, long, value_name = "SECS", value_parser = parse_positive_secs,
           help_heading = "Flow metrics")]
     pub metrics_interval: Option<u64>,

@@ -13,7 +13,9 @@ use engine::Registry;
 use engine::registry::{METRIC_POINTS, SPANS};
 use exporter::RequestEncoder;
 use exporter::json::JsonEncoder;
-use exporter::metrics::{Aggregator, Clock, Dimensions, MetricsSettings, Temporality};
+use exporter::metrics::{
+    Aggregator, Clock, Dimensions, MIN_INTERVAL, MetricsSettings, Temporality,
+};
 use exporter::otlp::{
     ExportOptions, OtlpConfig, OtlpExporter, OtlpFlags, Probe, Protocol, QueuePolicy, Signal,
 };
@@ -127,6 +129,18 @@ pub fn metrics_settings(
         },
         _ => DEFAULT_INTERVAL,
     };
+    if interval < MIN_INTERVAL {
+        let setting = if args.metrics_interval.is_some() {
+            "--metrics-interval"
+        } else {
+            INTERVAL
+        };
+        return Err(anyhow!(
+            "{setting}: {} s is shorter than the shortest collection interval, {} s",
+            interval.as_secs_f64(),
+            MIN_INTERVAL.as_secs_f64()
+        ));
+    }
     Ok(Some(MetricsSettings {
         dimensions,
         temporality,

@@ -561,6 +561,11 @@ fn bad_metrics_settings_fail_with_one_line_naming_the_setting() {
             "OTEL_METRIC_EXPORT_INTERVAL: \"1m\" is not a number of milliseconds above 0",
         ),
         (
+            vec!["--metrics", "--metrics-interval", "0.0001"],
+            None,
+            "--metrics-interval: 0.0001 s is shorter than the shortest collection interval, 0.001 s",
+        ),
+        (
             vec!["--metrics", "--metrics-cardinality-limit", "0"],
             None,
             "--metrics-cardinality-limit",

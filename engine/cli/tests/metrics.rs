@@ -446,18 +446,20 @@ fn health_follows_the_collector_and_the_interfaces() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn pcap_mode_serves_its_counters_while_it_reads() {
-    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
-    let bytes = std::fs::read(&fixture).expect("fixture");
-    let frames = {
-        let mut r = capture_pcap::CaptureReader::open(&fixture).expect("fixture");
-        let mut n = 0u64;
-        while r.next_frame().expect("reads").is_some() {
-            n += 1;
-        }
-        n
-    };
+/// `engine --pcap - --metrics-address 127.0.0.1:0 -o /dev/null ARGS` fed
+/// `capture` on standard input, which stays open so that the run goes on:
+/// the child, its standard input and error (keep the latter open: the
+/// engine's last lines go there), and the port it serves on (from its first
+/// line).
+fn serve_a_piped_capture(
+    capture: &[u8],
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::process::ChildStderr,
+    u16,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args([
             "--pcap",
@@ -467,6 +469,7 @@ fn pcap_mode_serves_its_counters_while_it_reads() {
             "-o",
             "/dev/null",
         ])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -486,8 +489,24 @@ fn pcap_mode_serves_its_counters_while_it_reads() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{first}"));
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&bytes).expect("feeding the capture");
+    stdin.write_all(capture).expect("feeding the capture");
     stdin.flush().expect("flush");
+    (child, stdin, stderr, port)
+}
+
+#[test]
+fn pcap_mode_serves_its_counters_while_it_reads() {
+    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
+    let bytes = std::fs::read(&fixture).expect("fixture");
+    let frames = {
+        let mut r = capture_pcap::CaptureReader::open(&fixture).expect("fixture");
+        let mut n = 0u64;
+        while r.next_frame().expect("reads").is_some() {
+            n += 1;
+        }
+        n
+    };
+    let (mut child, stdin, _stderr, port) = serve_a_piped_capture(&bytes, &[]);
     // The input stays open: the run goes on, and the endpoints serve it.
     let series = "flowspan_packets_total{input=\"-\",kind=\"file\"}";
     let (_, metrics) = wait_for(None, port, "/metrics", Duration::from_secs(10), |_, b| {
@@ -508,12 +527,9 @@ fn pcap_mode_serves_its_counters_while_it_reads() {
 fn flow_metrics_count_their_points_and_overflow_while_the_run_goes_on() {
     let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
     let bytes = std::fs::read(&fixture).expect("fixture");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "--pcap",
-            "-",
-            "--metrics-address",
-            "127.0.0.1:0",
+    let (mut child, stdin, _stderr, port) = serve_a_piped_capture(
+        &bytes,
+        &[
             "--metrics",
             "--metrics-interval",
             "0.001",
@@ -521,29 +537,8 @@ fn flow_metrics_count_their_points_and_overflow_while_the_run_goes_on() {
             "source.port",
             "--metrics-cardinality-limit",
             "2",
-            "-o",
-            "/dev/null",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("engine");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let mut first = Vec::new();
-    let mut byte = [0u8];
-    while stderr.read(&mut byte).expect("stderr") == 1 && byte[0] != b'\n' {
-        first.push(byte[0]);
-    }
-    let first = String::from_utf8(first).expect("text");
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{first}"));
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&bytes).expect("feeding the capture");
-    stdin.flush().expect("flush");
+        ],
+    );
     // Two flows end (FIN, then the linger) before the last packet: the
     // first record is in a collection of 1 ms, which the second (in the
     // overflow series) ends: six points (bytes and packets both ways,

@@ -4,6 +4,25 @@
 //! `engine`, `capture_pcap`, `capture_afpacket` and `exporter` crates.
 #![forbid(unsafe_code)]
 
+/// std's `eprintln!`, except that it cannot panic: when standard error is a
+/// pipe whose reader has gone (`engine … 2>&1 | head`), std's panics
+/// ("failed printing to stderr") and the run ends with status 101; here the
+/// line is lost and the run goes on. Every module below uses this one.
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// std's `eprint!`, except that it cannot panic (see `eprintln!`).
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// `engine: warning: …` on standard error, unless `--log-level error`.
 macro_rules! warning {
     ($($t:tt)*) => { $crate::log::warning(format_args!($($t)*)) };

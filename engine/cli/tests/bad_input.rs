@@ -384,3 +384,28 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// Standard error closed by its reader (`engine … 2>&1 | head` once `head`
+/// has its lines): the summary and error lines are lost, the run is not.
+/// std's `eprintln!` panicked there, ending every run with status 101.
+#[test]
+fn a_closed_standard_error_loses_lines_not_the_run() {
+    use std::process::{Command, Stdio};
+    let fixture = root().join("testdata/pcap/tcp_lifecycle.pcap");
+    for (args, expected) in [
+        (vec!["--pcap", fixture.to_str().expect("path")], 0),
+        (vec!["--pcap", "/nonexistent/capture.pcap"], 2),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(&args)
+            .args(["-o", "/dev/null"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("engine");
+        drop(child.stderr.take());
+        let status = child.wait().expect("engine ends");
+        assert_eq!(status.code(), Some(expected), "{args:?}");
+    }
+}

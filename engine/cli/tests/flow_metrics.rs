@@ -603,7 +603,11 @@ fn the_interval_comes_from_the_standard_variable_in_milliseconds() {
         .output()
         .expect("running engine");
     assert!(out.status.success());
-    for req in lines(&out.stdout).metrics {
+    let metrics = lines(&out.stdout).metrics;
+    // Its records fall in 11 intervals of 250 ms (in 3 of the default 60 s):
+    // a run that ignored the variable would fail here.
+    assert_eq!(metrics.len(), 11, "one collection per 250 ms with records");
+    for req in metrics {
         let sum = &req["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"];
         assert_eq!(sum["aggregationTemporality"], 1, "lowmemory is delta");
         let p = &sum["dataPoints"][0];

@@ -70,11 +70,16 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A 64-bit integer as a JSON string, as the protobuf JSON mapping writes them.
-fn write_int_string(out: &mut Vec<u8>, v: impl itoa::Integer) {
+pub(crate) fn write_int_string(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.push(b'"');
+    write_int(out, v);
+    out.push(b'"');
+}
+
+/// An integer as a bare JSON number.
+pub(crate) fn write_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
     let mut b = itoa::Buffer::new();
-    out.push(b'"');
     out.extend_from_slice(b.format(v).as_bytes());
-    out.push(b'"');
 }
 
 /// Appends one span object.

@@ -28,7 +28,6 @@
 //! | `flow.tcp.svc.latency` | Histogram | `s` | |
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{EndReason, FlowRecord};
@@ -42,7 +41,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use prost::Message;
 
-use crate::json::write_json_string;
+use crate::json::{write_int, write_int_string, write_json_string};
 use crate::resource::Resource;
 use crate::span::{FlowSpan, Value};
 
@@ -153,14 +152,6 @@ impl Temporality {
         }
     }
 
-    /// The lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Temporality::Delta => "delta",
-            Temporality::Cumulative => "cumulative",
-        }
-    }
-
     fn proto(self) -> i32 {
         match self {
             Temporality::Delta => AggregationTemporality::Delta as i32,
@@ -170,7 +161,7 @@ impl Temporality {
 }
 
 /// The span attributes that make a series, in a fixed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Dimensions {
     names: std::sync::Arc<[String]>,
     /// Seeds the series keys' hashes: random per process, so that traffic
@@ -386,7 +377,7 @@ impl std::hash::Hasher for KeyHasher {
 
 /// What one record adds to the metrics: made by a flow worker, added in
 /// output order by an [`Aggregator`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Sample {
     /// The dimension values, packed.
     series: SeriesKey,
@@ -886,22 +877,12 @@ impl Collection {
     }
 }
 
-fn write_display(out: &mut Vec<u8>, v: impl fmt::Display) {
-    use std::io::Write as _;
-    let _ = write!(out, "{v}");
-}
-
-fn write_uint_string(out: &mut Vec<u8>, v: u64) {
-    out.push(b'"');
-    write_display(out, v);
-    out.push(b'"');
-}
-
 /// A double as JSON: Rust's shortest round-trip form, which never uses an
 /// exponent, is a JSON number.
 fn write_double(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write as _;
     if v.is_finite() {
-        write_display(out, v);
+        let _ = write!(out, "{v}");
     } else {
         out.extend_from_slice(b"0");
     }
@@ -915,9 +896,9 @@ fn write_any(out: &mut Vec<u8>, v: &AnyValue) {
             out.push(b'}');
         }
         Some(any_value::Value::IntValue(n)) => {
-            out.extend_from_slice(b"{\"intValue\":\"");
-            write_display(out, n);
-            out.extend_from_slice(b"\"}");
+            out.extend_from_slice(b"{\"intValue\":");
+            write_int_string(out, *n);
+            out.push(b'}');
         }
         Some(any_value::Value::BoolValue(b)) => {
             out.extend_from_slice(if *b {
@@ -963,9 +944,9 @@ fn write_times(out: &mut Vec<u8>, attrs: &[KeyValue], start: u64, time: u64) {
     out.extend_from_slice(b"{\"attributes\":");
     write_attributes(out, attrs);
     out.extend_from_slice(b",\"startTimeUnixNano\":");
-    write_uint_string(out, start);
+    write_int_string(out, start);
     out.extend_from_slice(b",\"timeUnixNano\":");
-    write_uint_string(out, time);
+    write_int_string(out, time);
 }
 
 fn write_metric(out: &mut Vec<u8>, m: &Metric) {
@@ -987,7 +968,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                     Some(number_data_point::Value::AsInt(n)) => {
                         // A number (see `write_json`).
                         out.extend_from_slice(b",\"asInt\":");
-                        write_display(out, n);
+                        write_int(out, n);
                     }
                     Some(number_data_point::Value::AsDouble(d)) => {
                         out.extend_from_slice(b",\"asDouble\":");
@@ -998,7 +979,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                 out.push(b'}');
             }
             out.extend_from_slice(b"],\"aggregationTemporality\":");
-            write_display(out, s.aggregation_temporality);
+            write_int(out, s.aggregation_temporality);
             out.extend_from_slice(b",\"isMonotonic\":");
             out.extend_from_slice(if s.is_monotonic { b"true" } else { b"false" });
             out.push(b'}');
@@ -1012,7 +993,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                 write_times(out, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
                 // Counts as numbers (see `write_json`).
                 out.extend_from_slice(b",\"count\":");
-                write_display(out, p.count);
+                write_int(out, p.count);
                 if let Some(sum) = p.sum {
                     out.extend_from_slice(b",\"sum\":");
                     write_double(out, sum);
@@ -1022,7 +1003,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                     if j > 0 {
                         out.push(b',');
                     }
-                    write_display(out, c);
+                    write_int(out, *c);
                 }
                 out.extend_from_slice(b"],\"explicitBounds\":[");
                 for (j, b) in p.explicit_bounds.iter().enumerate() {
@@ -1041,7 +1022,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
                 out.push(b'}');
             }
             out.extend_from_slice(b"],\"aggregationTemporality\":");
-            write_display(out, h.aggregation_temporality);
+            write_int(out, h.aggregation_temporality);
             out.push(b'}');
         }
         // Not made here.

@@ -213,3 +213,20 @@ pub fn encode_selected_with<X>(
     }
     out
 }
+
+/// One UDP record, 10.0.0.1:`src_port` → 10.0.0.2:53, as a real flow table
+/// makes it from one packet: for the unit tests.
+#[cfg(test)]
+pub(crate) fn udp_record(src_port: u16) -> engine::FlowRecord {
+    let p = engine::PacketRepr {
+        src_port,
+        dst_port: 53,
+        ip_bytes: 60,
+        ..engine::PacketRepr::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17)
+    };
+    let mut table = engine::FlowTable::new(engine::FlowConfig::default());
+    let mut records = Vec::new();
+    table.observe(&p, 1, 1, &mut records);
+    table.flush(1, &mut records);
+    records.pop().expect("one record")
+}

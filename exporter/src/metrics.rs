@@ -1038,17 +1038,7 @@ mod tests {
 
     /// One UDP record between the given ports, due at `clock_s` seconds.
     fn record(src_port: u16, clock_s: u64, bytes: [u64; 2]) -> FlowRecord {
-        let p = engine::PacketRepr {
-            src_port,
-            dst_port: 53,
-            ip_bytes: 60,
-            ..engine::PacketRepr::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17)
-        };
-        let mut table = engine::FlowTable::new(engine::FlowConfig::default());
-        let mut records = Vec::new();
-        table.observe(&p, 1, 1, &mut records);
-        table.flush(1, &mut records);
-        let mut r = records.pop().expect("one record");
+        let mut r = crate::udp_record(src_port);
         r.export_clock_ns = clock_s * 1_000_000_000;
         r.forward.bytes_delta = bytes[0];
         r.reverse.bytes_delta = bytes[1];

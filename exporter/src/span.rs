@@ -631,17 +631,7 @@ mod tests {
     fn endpoint_attributes_are_written_on_their_side() {
         use engine::enrich::{AttributeName, Endpoint, EndpointAttribute};
         use std::sync::Arc;
-        let p = engine::PacketRepr {
-            src_port: 40000,
-            dst_port: 53,
-            ip_bytes: 60,
-            ..engine::PacketRepr::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17)
-        };
-        let mut table = engine::FlowTable::new(engine::FlowConfig::default());
-        let mut records = Vec::new();
-        table.observe(&p, 1, 1, &mut records);
-        table.flush(1, &mut records);
-        let mut r = records.pop().expect("one record");
+        let mut r = crate::udp_record(40000);
         r.endpoints = Some(Box::new([
             Some(Arc::new(
                 Endpoint::default()

@@ -13,6 +13,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{captures, engine, root, shared_data};
+// The latency histograms' bucket bounds, in ns: the engine's, which the
+// output must also state (checked in `add_point`).
+use exporter::metrics::LATENCY_BOUNDS_NS as BOUNDS_NS;
 use serde_json::Value as Json;
 
 /// A series: its dimension attributes, `(key, value as JSON text)`.
@@ -41,28 +44,6 @@ const LATENCIES: [&str; 3] = [
     "flow.tcp.handshake.latency",
     "flow.tcp.rndtrip.latency",
     "flow.tcp.svc.latency",
-];
-
-/// Bucket bounds of the latency histograms, in ns (the engine's, which the
-/// output also states: checked against it below).
-const BOUNDS_NS: [u64; 17] = [
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
 ];
 
 /// The spans and the metric requests of OTLP JSON output.

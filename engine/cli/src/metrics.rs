@@ -584,25 +584,24 @@ pub fn render(endpoints: &Endpoints) -> String {
             .iter()
             .filter_map(|o| o.export.map(|c| (o.target.as_str(), c)))
             .collect();
-        let families = if metric_exports.is_empty() { 0 } else { 2 };
-        for (name, help, get) in [
-            (
-                "flowspan_metric_points_exported_total",
-                "Flow metric data points the OTLP receiver accepted.",
-                (|c: &engine::registry::ExportCounts| c.delivered) as fn(&_) -> u64,
-            ),
-            (
-                "flowspan_metric_points_lost_total",
-                "Flow metric data points not delivered: rejected, failed permanently, dropped (queue full) or still queued at the shutdown deadline.",
-                |c| c.lost(),
-            ),
-        ]
-        .into_iter()
-        .take(families)
-        {
-            e.family(name, "counter", help);
-            for (target, c) in &metric_exports {
-                e.sample(name, &[("endpoint", target)], get(c));
+        // No exporter of metrics, no families of its counts.
+        if !metric_exports.is_empty() {
+            for (name, help, get) in [
+                (
+                    "flowspan_metric_points_exported_total",
+                    "Flow metric data points the OTLP receiver accepted.",
+                    (|c: &engine::registry::ExportCounts| c.delivered) as fn(&_) -> u64,
+                ),
+                (
+                    "flowspan_metric_points_lost_total",
+                    "Flow metric data points not delivered: rejected, failed permanently, dropped (queue full) or still queued at the shutdown deadline.",
+                    |c| c.lost(),
+                ),
+            ] {
+                e.family(name, "counter", help);
+                for (target, c) in &metric_exports {
+                    e.sample(name, &[("endpoint", target)], get(c));
+                }
             }
         }
     }
@@ -618,63 +617,66 @@ pub fn render(endpoints: &Endpoints) -> String {
         .filter_map(|o| o.export.map(|c| (o.target.as_str(), c)))
         .collect();
     let capacity = endpoints.queue_capacity.load(Ordering::Relaxed);
-    for (name, kind, help, get) in [
+    // Counts of spans are of the span exports; the others of every export.
+    for (name, kind, help, get, which) in [
         (
             "flowspan_spans_exported_total",
             "counter",
             "Spans the OTLP receiver accepted.",
             (|c: &engine::registry::ExportCounts| c.delivered) as fn(&_) -> u64,
+            &span_exports,
         ),
         (
             "flowspan_spans_rejected_total",
             "counter",
             "Spans the OTLP receiver rejected in a partial success.",
             |c| c.rejected,
+            &span_exports,
         ),
         (
             "flowspan_spans_failed_total",
             "counter",
             "Spans in export requests that failed permanently (not retryable).",
             |c| c.failed,
+            &span_exports,
         ),
         (
             "flowspan_spans_dropped_total",
             "counter",
             "Spans dropped because the export queue was full (live capture).",
             |c| c.dropped,
+            &span_exports,
         ),
         (
             "flowspan_export_requests_total",
             "counter",
             "OTLP export requests sent, retries included.",
             |c| c.requests,
+            &exports,
         ),
         (
             "flowspan_export_retries_total",
             "counter",
             "OTLP export requests sent again after a retryable failure.",
             |c| c.retries,
+            &exports,
         ),
         (
             "flowspan_export_queue_spans",
             "gauge",
             "Spans waiting in the export queue or in retry.",
             |c| c.queued,
+            &span_exports,
         ),
         (
             "flowspan_export_failing",
             "gauge",
             "1 while the last export request failed and none has succeeded since.",
             |c| u64::from(c.failing),
+            &exports,
         ),
     ] {
         e.family(name, kind, help);
-        // Counts of spans are of span exports; the rest of every export.
-        let which = if name.starts_with("flowspan_spans_") || name.ends_with("_spans") {
-            &span_exports
-        } else {
-            &exports
-        };
         for (target, c) in which {
             e.sample(name, &[("endpoint", target)], get(c));
         }
@@ -1024,7 +1026,12 @@ mod tests {
     fn the_readme_lists_every_metric() {
         let registry = Registry::new();
         registry.source("eth0", SourceKind::Interface);
-        registry.output("spans", "http://c:4317 (grpc)", Some(Arc::new(Gauge)));
+        registry.output(SPANS, "http://c:4317 (grpc)", Some(Arc::new(Gauge)));
+        registry.output(
+            METRIC_POINTS,
+            "http://c:4317 (grpc, metrics)",
+            Some(Arc::new(Gauge)),
+        );
         registry.programs();
         let endpoints = Endpoints::new(registry);
         endpoints.set_k8s(Arc::default());
@@ -1043,5 +1050,55 @@ mod tests {
             );
         }
         assert!(families > 50, "{families}");
+    }
+
+    #[derive(Debug)]
+    struct Delivered(u64);
+
+    impl engine::registry::ExportGauge for Delivered {
+        fn counts(&self) -> engine::registry::ExportCounts {
+            engine::registry::ExportCounts {
+                delivered: self.0,
+                requests: 1,
+                ..engine::registry::ExportCounts::default()
+            }
+        }
+    }
+
+    /// Issue 22: an exporter of metric data points counts in the metric
+    /// families, never in the span ones; the request counters cover both.
+    #[test]
+    fn metric_points_and_spans_are_counted_apart() {
+        let registry = Registry::new();
+        let spans = registry.output(SPANS, "t (grpc)", Some(Arc::new(Delivered(7))));
+        let points = registry.output(
+            METRIC_POINTS,
+            "m (grpc, metrics)",
+            Some(Arc::new(Delivered(5))),
+        );
+        spans.publish_written(7);
+        points.publish_written(5);
+        points.publish_overflowed(2);
+        let text = render(&Endpoints::new(registry));
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        for expected in [
+            "flowspan_spans_written_total{output=\"t (grpc)\"} 7",
+            "flowspan_spans_exported_total{endpoint=\"t (grpc)\"} 7",
+            "flowspan_metric_points_written_total{output=\"m (grpc, metrics)\"} 5",
+            "flowspan_metric_overflow_records_total{output=\"m (grpc, metrics)\"} 2",
+            "flowspan_metric_points_exported_total{endpoint=\"m (grpc, metrics)\"} 5",
+            "flowspan_metric_points_lost_total{endpoint=\"m (grpc, metrics)\"} 0",
+            "flowspan_export_requests_total{endpoint=\"t (grpc)\"} 1",
+            "flowspan_export_requests_total{endpoint=\"m (grpc, metrics)\"} 1",
+        ] {
+            assert!(lines.contains(&expected), "{expected} in\n{text}");
+        }
+        for l in &lines {
+            assert!(
+                !(l.starts_with("flowspan_spans_") || l.contains("_spans{"))
+                    || !l.contains("metrics)"),
+                "a span family counts the metrics exporter: {l}"
+            );
+        }
     }
 }

@@ -39,22 +39,31 @@ fn builder(args: &Args) -> anyhow::Result<k8s::Builder> {
     .context("--k8s-annotation")
 }
 
+/// Whether the flags ask for Kubernetes enrichment: what [`enrichment`]
+/// starts, known before it starts (flow metrics' default dimensions depend
+/// on it).
+pub fn requested(args: &Args) -> bool {
+    args.k8s_snapshot.is_some() || args.kubeconfig.is_some() || args.k8s_in_cluster
+}
+
 /// The enrichment the flags ask for, if any.
 ///
 /// # Errors
 /// The snapshot file or the cluster access cannot be used, or an
 /// annotation key makes an attribute name spans cannot carry.
 pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
+    if !requested(args) {
+        return Ok(None);
+    }
     if let Some(path) = &args.k8s_snapshot {
         return Ok(Some(Enrichment {
             view: EnrichmentView::new(snapshot_directory(path, args)?),
             watcher: None,
         }));
     }
-    let access = match (&args.kubeconfig, args.k8s_in_cluster) {
-        (Some(path), _) => ClusterAccess::Kubeconfig(path.clone()),
-        (None, true) => ClusterAccess::InCluster,
-        (None, false) => return Ok(None),
+    let access = match &args.kubeconfig {
+        Some(path) => ClusterAccess::Kubeconfig(path.clone()),
+        None => ClusterAccess::InCluster,
     };
     let view = EnrichmentView::new(Directory::new());
     let watcher = Watcher::start(

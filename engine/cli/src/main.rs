@@ -225,12 +225,10 @@ fn run(
     };
     let resource = resource(args)?;
     let otlp = otlp_config(args, Signal::Traces)?;
-    let kubernetes =
-        args.k8s_snapshot.is_some() || args.kubeconfig.is_some() || args.k8s_in_cluster;
     let metrics = metrics_settings(
         args,
         &|k| std::env::var(k).ok(),
-        kubernetes,
+        kubernetes::requested(args),
         if args.pcap.is_empty() {
             Clock::Wall
         } else {

@@ -72,6 +72,13 @@ pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 pub const MAX_CARDINALITY_LIMIT: usize = 100_000;
 /// Dimensions at most.
 pub const MAX_DIMENSIONS: usize = 32;
+/// Series per request at most. A collection of more goes out as several
+/// requests (several JSON lines), all with the collection's times. This
+/// bounds a request's size, which must stay under receivers' limits
+/// (gRPC's default is 4 MB), and the memory a collection takes while it is
+/// built and encoded: one request's worth at a time, not the whole
+/// collection's (at 100,000 series that was 690 MB).
+pub const SERIES_PER_REQUEST: usize = 200;
 /// The shortest collection interval: a collection per millisecond is
 /// already a line (or a request) per millisecond.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -482,7 +489,8 @@ pub struct AggregatorStats {
     pub peak_series: u64,
 }
 
-/// One collection's metrics, ready to encode.
+/// One request's worth of a collection's metrics (at most
+/// [`SERIES_PER_REQUEST`] series), ready to encode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collection {
     /// The instruments that have points, in a fixed order.
@@ -559,9 +567,18 @@ impl Aggregator {
     }
 
     /// Adds `s`. From a capture file, a sample of a later interval first
-    /// ends the one under way: its collection is returned.
-    pub fn add(&mut self, s: &Sample) -> Option<Collection> {
-        let mut done = None;
+    /// ends the one under way: its collection is handed to `emit`, one
+    /// request's worth at a time.
+    ///
+    /// # Errors
+    /// The first error `emit` returned; the collection is over all the
+    /// same (its series are counted and, for delta, cleared).
+    pub fn add<E>(
+        &mut self,
+        s: &Sample,
+        emit: impl FnMut(Collection) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut done = Ok(());
         if self.settings.clock == Clock::Packet {
             let interval = u64::try_from(self.settings.interval.as_nanos())
                 .unwrap_or(u64::MAX)
@@ -581,7 +598,7 @@ impl Aggregator {
                     self.first_start_ns = Some(w.0);
                 }
                 Some((_, end)) if s.clock_ns > end => {
-                    done = self.collect_at(end);
+                    done = self.collect_at(end, emit);
                     self.window = Some(containing(s.clock_ns));
                 }
                 Some(_) => {}
@@ -616,11 +633,18 @@ impl Aggregator {
         (self.settings.clock == Clock::Wall).then_some(self.next_due)
     }
 
-    /// Live: the collection due now, if it is.
-    pub fn collect_due(&mut self) -> Option<Collection> {
+    /// Live: the collection due now, if it is, handed to `emit` as for
+    /// [`add`](Self::add).
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn collect_due<E>(
+        &mut self,
+        emit: impl FnMut(Collection) -> Result<(), E>,
+    ) -> Result<(), E> {
         let now = Instant::now();
         if self.settings.clock != Clock::Wall || now < self.next_due {
-            return None;
+            return Ok(());
         }
         // On the interval's beat; after a stall, one collection for the
         // time missed, not one per interval missed.
@@ -628,25 +652,33 @@ impl Aggregator {
         if self.next_due <= now {
             self.next_due = now + self.settings.interval;
         }
-        self.collect_at(unix_now_ns())
+        self.collect_at(unix_now_ns(), emit)
     }
 
-    /// The last collection, at the end of the input: from a capture file it
-    /// ends at the last record's due time.
-    pub fn finish(&mut self) -> Option<Collection> {
+    /// The last collection, at the end of the input, handed to `emit` as
+    /// for [`add`](Self::add): from a capture file it ends at the last
+    /// record's due time.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub fn finish<E>(&mut self, emit: impl FnMut(Collection) -> Result<(), E>) -> Result<(), E> {
         let end = match self.settings.clock {
             Clock::Packet => self.last_clock_ns,
             Clock::Wall => unix_now_ns(),
         };
-        let c = self.collect_at(end);
+        let done = self.collect_at(end, emit);
         self.window = None;
-        c
+        done
     }
 
     /// The metrics of everything added so far (cumulative) or since the
-    /// last collection (delta), as of `end_ns`; `None` if there is nothing
-    /// to report.
-    fn collect_at(&mut self, end_ns: u64) -> Option<Collection> {
+    /// last collection (delta), as of `end_ns`, handed to `emit` one
+    /// request's worth at a time; nothing if there is nothing to report.
+    fn collect_at<E>(
+        &mut self,
+        end_ns: u64,
+        mut emit: impl FnMut(Collection) -> Result<(), E>,
+    ) -> Result<(), E> {
         let temporality = self.settings.temporality;
         let start_ns = match (temporality, self.settings.clock) {
             (Temporality::Cumulative, _) => self.first_start_ns.unwrap_or(end_ns),
@@ -655,7 +687,7 @@ impl Aggregator {
         };
         self.last_collection_ns = end_ns;
         if self.series.is_empty() && self.overflow.is_none() {
-            return None;
+            return Ok(());
         }
         let names = &self.settings.dimensions.names;
         // In the order the series first came: the index's order is not
@@ -663,25 +695,38 @@ impl Aggregator {
         let mut keys: Vec<(u32, &[u8])> =
             self.index.iter().map(|(k, &i)| (i, &k.bytes[..])).collect();
         keys.sort_unstable_by_key(|(i, _)| *i);
-        let mut all: Vec<(Vec<KeyValue>, &Series)> = keys
-            .into_iter()
-            .map(|(i, k)| (series_attributes(names, k), &self.series[i as usize]))
-            .collect();
-        if let Some(o) = &self.overflow {
-            all.push((
-                vec![kv(OVERFLOW.into(), any_value::Value::BoolValue(true))],
-                o,
-            ));
+        let overflow = self.overflow.as_ref().map(|o| {
+            let attrs = vec![kv(OVERFLOW.into(), any_value::Value::BoolValue(true))];
+            (attrs, o)
+        });
+        let mut done = Ok(());
+        let mut chunks = keys.chunks(SERIES_PER_REQUEST).peekable();
+        let mut overflow_sent = false;
+        while done.is_ok() && !overflow_sent {
+            // Series' attributes are read back one request at a time.
+            let mut all: Vec<(Vec<KeyValue>, &Series)> = chunks
+                .next()
+                .unwrap_or_default()
+                .iter()
+                .map(|&(i, k)| (series_attributes(names, k), &self.series[i as usize]))
+                .collect();
+            if chunks.peek().is_none() {
+                // The overflow series goes last, in the last request (which
+                // may then hold one series more than the others).
+                all.extend(overflow.clone());
+                overflow_sent = true;
+            }
+            let c = build(&all, start_ns, end_ns, temporality, names);
+            self.stats.points += c.points;
+            done = emit(c);
         }
-        let c = build(&all, start_ns, end_ns, temporality, names);
         self.stats.collections += 1;
-        self.stats.points += c.points;
         if temporality == Temporality::Delta {
             self.index.clear();
             self.series.clear();
             self.overflow = None;
         }
-        Some(c)
+        done
     }
 }
 
@@ -1035,6 +1080,7 @@ fn write_metric(out: &mut Vec<u8>, m: &Metric) {
 mod tests {
     use super::*;
     use serde_json::{Value as Json, json};
+    use std::collections::BTreeSet;
 
     /// One UDP record between the given ports, due at `clock_s` seconds.
     fn record(src_port: u16, clock_s: u64, bytes: [u64; 2]) -> FlowRecord {
@@ -1067,9 +1113,17 @@ mod tests {
         let mut a = Aggregator::new(s);
         let mut out = Vec::new();
         for r in records {
-            out.extend(a.add(&sample(&d, r)));
+            a.add(&sample(&d, r), |c| {
+                out.push(c);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
         }
-        out.extend(a.finish());
+        a.finish(|c| {
+            out.push(c);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
         let json = out
             .iter()
             .map(|c| {
@@ -1180,6 +1234,50 @@ mod tests {
     }
 
     #[test]
+    fn a_collection_of_many_series_goes_out_in_requests_of_bounded_size() {
+        // 450 series in one interval; with a limit of 401, 400 of them and
+        // the overflow series.
+        let records: Vec<FlowRecord> = (0..450).map(|i| record(3000 + i, 1, [10, 1])).collect();
+        for (limit, requests, last) in [(1000, 3, 50), (401, 2, 201)] {
+            let (c, stats) = run(
+                settings(&["source.port"], Temporality::Delta, limit),
+                &records,
+            );
+            assert_eq!(c.len(), requests, "limit {limit}");
+            assert_eq!(
+                stats.collections, 1,
+                "one collection, in {requests} requests"
+            );
+            let series = |req: &Json| points(req, "flow.records").len();
+            assert!(
+                c[..requests - 1]
+                    .iter()
+                    .all(|r| series(r) == SERIES_PER_REQUEST)
+            );
+            assert_eq!(series(&c[requests - 1]), last, "limit {limit}");
+            let total: i64 = c
+                .iter()
+                .flat_map(|r| points(r, "flow.bytes"))
+                .map(|(_, v)| v)
+                .sum();
+            assert_eq!(total, 450 * 11, "nothing lost across requests");
+            let times: BTreeSet<String> = c
+                .iter()
+                .map(|r| {
+                    r["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0]
+                        ["timeUnixNano"]
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(
+                times.len(),
+                1,
+                "the requests of one collection share its times"
+            );
+        }
+    }
+
+    #[test]
     fn delta_frees_the_slots_each_interval_and_cumulative_keeps_them() {
         let records = [
             record(1, 1, [1, 0]),
@@ -1223,8 +1321,21 @@ mod tests {
             dimensions: d.clone(),
             ..settings(&[], Temporality::Cumulative, 10)
         });
-        assert!(a.add(&sample(&d, &r)).is_none());
-        let c = a.finish().expect("a collection");
+        let mut collections = Vec::new();
+        a.add(&sample(&d, &r), |c| {
+            collections.push(c);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert!(collections.is_empty(), "nothing before the end");
+        a.finish(|c| {
+            collections.push(c);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let [c] = &collections[..] else {
+            panic!("one request: {collections:?}")
+        };
         let resource = Resource::default();
         let mut line = Vec::new();
         c.write_json(&mut line, &resource);

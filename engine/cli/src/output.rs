@@ -45,10 +45,19 @@ impl MetricsFeed {
         self.slot.publish_overflowed(stats.overflowed);
     }
 
-    /// Adds `item`'s sample: the collection that a sample of a later
-    /// interval ended, if it did.
-    fn add(&mut self, item: &Mapped) -> Option<Collection> {
-        let c = self.aggregator.add(item.metric.as_ref()?);
+    /// Adds `item`'s sample. A collection that it ends (a sample of a
+    /// later interval, from a capture file) goes to `emit` with the
+    /// resource, one request's worth at a time.
+    fn add(
+        &mut self,
+        item: &Mapped,
+        mut emit: impl FnMut(&Resource, Collection) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Some(sample) = &item.metric else {
+            return Ok(());
+        };
+        let resource = &self.resource;
+        let done = self.aggregator.add(sample, |c| emit(resource, c));
         if self.aggregator.take_overflow_news() {
             warning!(
                 "flow metrics to {}: more than {} series (--metrics-cardinality-limit {}); \
@@ -62,7 +71,29 @@ impl MetricsFeed {
                 self.aggregator.settings().cardinality_limit
             );
         }
-        c
+        done
+    }
+
+    /// Live: the collection due now, if it is, to `emit` as for
+    /// [`add`](Self::add).
+    fn collect_due(
+        &mut self,
+        mut emit: impl FnMut(&Resource, Collection) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let resource = &self.resource;
+        self.aggregator.collect_due(|c| emit(resource, c))
+    }
+
+    /// The last collection, to `emit` as for [`add`](Self::add); then the
+    /// counts are published.
+    fn finish(
+        &mut self,
+        mut emit: impl FnMut(&Resource, Collection) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let resource = &self.resource;
+        let done = self.aggregator.finish(|c| emit(resource, c));
+        self.publish();
+        done
     }
 
     fn end(&self) -> SinkEnd {
@@ -85,25 +116,28 @@ pub struct JsonSink {
     pub metrics: Option<MetricsFeed>,
 }
 
-impl JsonSink {
-    fn write_metrics(&mut self, c: &Collection) -> io::Result<()> {
-        let Some(m) = &self.metrics else {
-            return Ok(());
-        };
-        let mut line = Vec::with_capacity(4096);
-        c.write_json(&mut line, &m.resource);
-        line.push(b'\n');
-        self.writer.write_line(&line)
-    }
+/// Writes one request of flow metrics as a JSON line of its own.
+fn write_metrics(
+    writer: &mut OtlpJsonWriter<Box<dyn Write + Send>>,
+    resource: &Resource,
+    c: &Collection,
+) -> io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    c.write_json(&mut line, resource);
+    line.push(b'\n');
+    writer.write_line(&line)
 }
 
 impl RecordSink for JsonSink {
     fn take(&mut self, item: &Mapped) -> io::Result<()> {
         self.writer.write_encoded(&item.span)?;
-        if let Some(c) = self.metrics.as_mut().and_then(|m| m.add(item)) {
-            self.write_metrics(&c)?;
+        let Self {
+            writer, metrics, ..
+        } = self;
+        match metrics {
+            Some(m) => m.add(item, |r, c| write_metrics(writer, r, &c)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn due(&self) -> Option<Instant> {
@@ -111,12 +145,11 @@ impl RecordSink for JsonSink {
     }
 
     fn flush_due(&mut self) -> io::Result<()> {
-        if let Some(c) = self
-            .metrics
-            .as_mut()
-            .and_then(|m| m.aggregator.collect_due())
-        {
-            self.write_metrics(&c)?;
+        let Self {
+            writer, metrics, ..
+        } = self;
+        if let Some(m) = metrics {
+            m.collect_due(|r, c| write_metrics(writer, r, &c))?;
         }
         if self.flush_each_batch {
             self.writer.flush()?;
@@ -132,13 +165,13 @@ impl RecordSink for JsonSink {
     }
 
     fn finish(mut self: Box<Self>, _: Duration) -> Vec<SinkEnd> {
-        let mut result = Ok(());
-        if let Some(c) = self.metrics.as_mut().and_then(|m| m.aggregator.finish()) {
-            result = self.write_metrics(&c);
-        }
-        if let Some(m) = &self.metrics {
-            m.publish();
-        }
+        let Self {
+            writer, metrics, ..
+        } = &mut *self;
+        let result = match metrics {
+            Some(m) => m.finish(|r, c| write_metrics(writer, r, &c)),
+            None => Ok(()),
+        };
         let metrics = self.metrics.as_ref().map(MetricsFeed::end);
         let result = result.and(self.writer.finish().map(drop));
         let mut ends = vec![SinkEnd::Written(result)];
@@ -225,26 +258,31 @@ pub struct OtlpMetricsSink {
     pub feed: MetricsFeed,
 }
 
-impl OtlpMetricsSink {
-    fn submit(&mut self, c: &Collection) {
-        let body = match self.protocol {
-            Protocol::HttpJson => {
-                let mut b = Vec::new();
-                c.write_json(&mut b, &self.feed.resource);
-                b
-            }
-            Protocol::Grpc | Protocol::HttpProtobuf => c.to_proto(&self.feed.resource),
-        };
-        self.exporter.submit(body, c.points);
-    }
+/// Hands one request of flow metrics to `exporter`, in `protocol`'s
+/// encoding.
+fn submit_metrics(
+    exporter: &OtlpExporter,
+    protocol: Protocol,
+    resource: &Resource,
+    c: &Collection,
+) -> io::Result<()> {
+    let body = match protocol {
+        Protocol::HttpJson => {
+            let mut b = Vec::new();
+            c.write_json(&mut b, resource);
+            b
+        }
+        Protocol::Grpc | Protocol::HttpProtobuf => c.to_proto(resource),
+    };
+    exporter.submit(body, c.points);
+    Ok(())
 }
 
 impl RecordSink for OtlpMetricsSink {
     fn take(&mut self, item: &Mapped) -> io::Result<()> {
-        if let Some(c) = self.feed.add(item) {
-            self.submit(&c);
-        }
-        Ok(())
+        let (exporter, protocol) = (&self.exporter, self.protocol);
+        self.feed
+            .add(item, |r, c| submit_metrics(exporter, protocol, r, &c))
     }
 
     fn due(&self) -> Option<Instant> {
@@ -252,10 +290,9 @@ impl RecordSink for OtlpMetricsSink {
     }
 
     fn flush_due(&mut self) -> io::Result<()> {
-        if let Some(c) = self.feed.aggregator.collect_due() {
-            self.submit(&c);
-        }
-        Ok(())
+        let (exporter, protocol) = (&self.exporter, self.protocol);
+        self.feed
+            .collect_due(|r, c| submit_metrics(exporter, protocol, r, &c))
     }
 
     fn publish(&self, _: u64) {
@@ -263,11 +300,13 @@ impl RecordSink for OtlpMetricsSink {
     }
 
     fn finish(mut self: Box<Self>, shutdown: Duration) -> Vec<SinkEnd> {
-        if let Some(c) = self.feed.aggregator.finish() {
-            self.submit(&c);
-        }
+        let (exporter, protocol) = (&self.exporter, self.protocol);
+        // Submitting cannot fail: what the receiver does not take is in the
+        // exporter's report.
+        let _ = self
+            .feed
+            .finish(|r, c| submit_metrics(exporter, protocol, r, &c));
         let metrics = self.feed.end();
-        self.feed.publish();
         vec![
             SinkEnd::Exported {
                 signal: Signal::Metrics,

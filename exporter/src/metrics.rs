@@ -68,7 +68,8 @@ pub const K8S_DIMENSIONS: [&str; 10] = [
 /// Series per collection at most, the overflow series included, unless
 /// chosen otherwise (OpenTelemetry SDKs' default).
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
-/// The largest limit accepted: with [`SERIES_BYTES`] and a key per series, about 100 MB.
+/// The largest limit accepted: 77 MB of series with three dimensions
+/// (`benches/README.md`, issue 22).
 pub const MAX_CARDINALITY_LIMIT: usize = 100_000;
 /// Dimensions at most.
 pub const MAX_DIMENSIONS: usize = 32;

@@ -440,7 +440,7 @@ pub struct Args {
     /// Series per collection at most, the overflow series included: dimension
     /// values beyond it are counted in one series with otel.metric.overflow=true,
     /// and a warning says so. Delta frees the slots every interval; cumulative
-    /// keeps them for the run. Each series takes about 1 KB.
+    /// keeps them for the run. Each series takes under 1 KB.
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = 2000,
           value_parser = clap::value_parser!(u32).range(1..=exporter::metrics::MAX_CARDINALITY_LIMIT as i64),
           help_heading = "Flow metrics")]

@@ -14,12 +14,18 @@ use std::io::{self, Write};
 
 use crate::RequestEncoder;
 use crate::resource::Resource;
-use crate::span::{FlowSpan, Value};
+use crate::span::{AttributeSink, FlowSpan, Mapping, SpanHead, SpanKind, Value, put_attributes};
 
 /// Writes JSON-escaped `s` between quotes.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
+    write_json_str_body(out, s);
+    out.push(b'"');
+}
+
+/// Writes JSON-escaped `s`, without the quotes.
+fn write_json_str_body(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     // Almost every string written here needs no escape: check that first,
     // without branching per byte (the fold vectorizes), and copy it whole.
@@ -28,7 +34,6 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
     if plain {
         out.extend_from_slice(bytes);
-        out.push(b'"');
         return;
     }
     // Otherwise copy the runs between escapes in one go. Bytes of multi-byte
@@ -56,7 +61,6 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         run = i + 1;
     }
     out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
 }
 
 fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -84,31 +88,94 @@ pub(crate) fn write_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
 
 /// Appends one span object.
 pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
+    write_head(
+        out,
+        &span.trace_id,
+        &span.span_id,
+        &[&span.name],
+        span.kind,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+    );
+    let mut attributes = JsonAttributes { out, first: true };
+    for a in &span.attributes {
+        attributes.write(a.key, &a.value);
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// Appends record `r`'s span object, each attribute written as the mapping
+/// makes it: the same bytes as [`write_span`] of [`crate::span::flow_span_into`]'s
+/// span, without building the attribute list in between.
+pub fn write_record(out: &mut Vec<u8>, r: &engine::FlowRecord, mapping: &Mapping) {
+    let head = SpanHead::of(r);
+    write_head(
+        out,
+        &head.trace_id,
+        &head.span_id,
+        &head.name(),
+        head.kind,
+        head.start_time_unix_nano,
+        head.end_time_unix_nano,
+    );
+    put_attributes(r, mapping, &mut JsonAttributes { out, first: true });
+    out.extend_from_slice(b"]}");
+}
+
+/// A span object up to the opening bracket of its attributes; `name` in
+/// parts, written as one string.
+fn write_head(
+    out: &mut Vec<u8>,
+    trace_id: &[u8; 16],
+    span_id: &[u8; 8],
+    name: &[&str],
+    kind: SpanKind,
+    start: u64,
+    end: u64,
+) {
     out.extend_from_slice(b"{\"traceId\":");
-    write_hex(out, &span.trace_id);
+    write_hex(out, trace_id);
     out.extend_from_slice(b",\"spanId\":");
-    write_hex(out, &span.span_id);
-    out.extend_from_slice(b",\"name\":");
-    write_json_string(out, &span.name);
-    out.extend_from_slice(b",\"kind\":");
+    write_hex(out, span_id);
+    out.extend_from_slice(b",\"name\":\"");
+    for part in name {
+        write_json_str_body(out, part);
+    }
+    out.extend_from_slice(b"\",\"kind\":");
     let mut b = itoa::Buffer::new();
-    out.extend_from_slice(b.format(span.kind.number()).as_bytes());
+    out.extend_from_slice(b.format(kind.number()).as_bytes());
     out.extend_from_slice(b",\"startTimeUnixNano\":");
-    write_int_string(out, span.start_time_unix_nano);
+    write_int_string(out, start);
     out.extend_from_slice(b",\"endTimeUnixNano\":");
-    write_int_string(out, span.end_time_unix_nano);
+    write_int_string(out, end);
     out.extend_from_slice(b",\"attributes\":[");
-    for (i, a) in span.attributes.iter().enumerate() {
-        if i > 0 {
+}
+
+/// Writes attributes as the elements of a JSON array.
+struct JsonAttributes<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl AttributeSink for JsonAttributes<'_> {
+    fn put(&mut self, key: &'static str, value: Value) {
+        self.write(key, &value);
+    }
+}
+
+impl JsonAttributes<'_> {
+    fn write(&mut self, key: &str, value: &Value) {
+        let out = &mut *self.out;
+        if !std::mem::take(&mut self.first) {
             out.push(b',');
         }
         // Keys are names from the conventions: nothing to escape.
-        debug_assert!(a.key.bytes().all(|b| b > 0x20 && b != b'"' && b != b'\\'));
+        debug_assert!(key.bytes().all(|b| b > 0x20 && b != b'"' && b != b'\\'));
         // The fixed parts of each attribute in as few copies as possible:
         // this runs about 40 times per span.
         out.extend_from_slice(b"{\"key\":\"");
-        out.extend_from_slice(a.key.as_bytes());
-        match &a.value {
+        out.extend_from_slice(key.as_bytes());
+        match value {
             Value::Str(s) => {
                 out.extend_from_slice(b"\",\"value\":{\"stringValue\":");
                 write_json_string(out, s);
@@ -124,7 +191,6 @@ pub fn write_span(out: &mut Vec<u8>, span: &FlowSpan) {
             Value::SharedArray(values) => write_json_array(out, values),
         }
     }
-    out.extend_from_slice(b"]}");
 }
 
 /// The rest of an attribute whose value is an `arrayValue` of strings.

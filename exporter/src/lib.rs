@@ -139,11 +139,40 @@ impl Drop for SpanBuffer {
 ///
 /// `mapping` names the interfaces of a live capture
 /// (`network.interface.name`) and says which opt-in attributes to write.
+/// With one encoding, each attribute is written as it is mapped
+/// ([`json::write_record`], [`proto::put_record`]), without the span's
+/// attribute list; with both, the span is mapped once and encoded twice.
 pub fn encode_spans(
     records: &[engine::FlowRecord],
     encodings: Encodings,
     mapping: &span::Mapping,
 ) -> Vec<EncodedSpan> {
+    if encodings.json != encodings.proto {
+        let per_span = if encodings.json {
+            JSON_SPAN_BYTES
+        } else {
+            PROTO_SPAN_BYTES
+        };
+        return encode_in_buffers(records, per_span, |r, buf| {
+            let start = offset(buf);
+            if encodings.json {
+                json::write_record(buf, r, mapping);
+            } else {
+                proto::put_record(buf, r, mapping);
+            }
+            let end = offset(buf);
+            let (json, proto) = if encodings.json {
+                (start..end, end..end)
+            } else {
+                (start..start, start..end)
+            };
+            Some((json, proto, ()))
+        })
+        .into_iter()
+        .flatten()
+        .map(|(span, ())| span)
+        .collect();
+    }
     encode_selected(records, encodings, mapping, &select::RecordRules::default())
         .into_iter()
         .flatten()
@@ -177,27 +206,47 @@ pub fn encode_selected_with<X>(
 ) -> Vec<Option<(EncodedSpan, X)>> {
     let per_span = usize::from(encodings.json) * JSON_SPAN_BYTES
         + usize::from(encodings.proto) * PROTO_SPAN_BYTES;
-    let mut out = Vec::with_capacity(records.len());
     let mut span = span::FlowSpan::default();
+    encode_in_buffers(records, per_span, |r, buf| {
+        span::flow_span_into(r, mapping, &mut span);
+        if !rules.keeps(&span) {
+            return None;
+        }
+        let start = offset(buf);
+        if encodings.json {
+            json::write_span(buf, &span);
+        }
+        let mid = offset(buf);
+        if encodings.proto {
+            proto::put_span(buf, &span);
+        }
+        Some((start..mid, mid..offset(buf), also(r, &span)))
+    })
+}
+
+/// Where the next span starts in a buffer of [`SPANS_PER_BUFFER`] spans.
+fn offset(buf: &[u8]) -> u32 {
+    u32::try_from(buf.len()).expect("a buffer of 64 spans is small")
+}
+
+/// Encodes each record with `encode` into buffers of [`SPANS_PER_BUFFER`]
+/// spans, `per_span` bytes set aside for each: `encode` appends a record's
+/// encodings to the buffer and returns their ranges (JSON, protobuf) and
+/// what goes with them, or `None` for a record left out.
+fn encode_in_buffers<X>(
+    records: &[engine::FlowRecord],
+    per_span: usize,
+    mut encode: impl FnMut(
+        &engine::FlowRecord,
+        &mut Vec<u8>,
+    ) -> Option<(std::ops::Range<u32>, std::ops::Range<u32>, X)>,
+) -> Vec<Option<(EncodedSpan, X)>> {
+    let mut out = Vec::with_capacity(records.len());
     for chunk in records.chunks(SPANS_PER_BUFFER) {
         let mut buf = SpanBuffer::take(chunk.len() * per_span);
         let mut ranges = Vec::with_capacity(chunk.len());
-        let offset = |b: &Vec<u8>| u32::try_from(b.len()).expect("a buffer of 64 spans is small");
         for r in chunk {
-            span::flow_span_into(r, mapping, &mut span);
-            if !rules.keeps(&span) {
-                ranges.push(None);
-                continue;
-            }
-            let start = offset(&buf);
-            if encodings.json {
-                json::write_span(&mut buf, &span);
-            }
-            let mid = offset(&buf);
-            if encodings.proto {
-                proto::put_span(&mut buf, &span);
-            }
-            ranges.push(Some((start..mid, mid..offset(&buf), also(r, &span))));
+            ranges.push(encode(r, &mut buf));
         }
         let buf = std::sync::Arc::new(SpanBuffer { bytes: buf });
         out.extend(ranges.into_iter().map(|r| {

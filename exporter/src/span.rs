@@ -243,8 +243,22 @@ fn int(v: u64) -> Value {
     Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn push(attrs: &mut Vec<Attribute>, key: &'static str, value: Value) {
-    attrs.push(Attribute { key, value });
+/// Where mapping puts a span's attributes, one at a time and in their
+/// order: a [`FlowSpan`]'s list, or an encoder that writes each one as it
+/// comes ([`crate::json::write_record`]), so that the two cannot differ.
+pub trait AttributeSink {
+    /// Adds attribute `key` with `value`.
+    fn put(&mut self, key: &'static str, value: Value);
+}
+
+impl AttributeSink for Vec<Attribute> {
+    fn put(&mut self, key: &'static str, value: Value) {
+        self.push(Attribute { key, value });
+    }
+}
+
+fn push(attrs: &mut impl AttributeSink, key: &'static str, value: Value) {
+    attrs.put(key, value);
 }
 
 /// Attribute names of one direction.
@@ -305,14 +319,14 @@ const REVERSE: DirectionKeys = DirectionKeys {
     tcp_tags: "flow.reverse.tcp.flags.tags",
 };
 
-fn counters(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord) {
+fn counters(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord) {
     push(attrs, k.bytes_delta, int(d.bytes_delta));
     push(attrs, k.bytes_total, int(d.bytes_total));
     push(attrs, k.packets_delta, int(d.packets_delta));
     push(attrs, k.packets_total, int(d.packets_total));
 }
 
-fn ip_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord, ipv6: bool) {
+fn ip_fields(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord, ipv6: bool) {
     let Some(first) = d.first else { return };
     push(attrs, k.ttl, int(u64::from(first.ttl)));
     let dscp = first.tos >> 2;
@@ -332,7 +346,12 @@ fn ip_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord,
     }
 }
 
-fn icmp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord, protocol: u8) {
+fn icmp_fields(
+    attrs: &mut impl AttributeSink,
+    k: &DirectionKeys,
+    d: &DirectionRecord,
+    protocol: u8,
+) {
     let Some(first) = d.first else { return };
     let (t, c) = (first.icmp_type, first.icmp_code);
     push(attrs, k.icmp_type_id, int(u64::from(t)));
@@ -346,7 +365,7 @@ fn icmp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecor
 }
 
 /// The TCP latency metrics the record has samples for, in ns.
-fn latency_fields(attrs: &mut Vec<Attribute>, l: &TcpLatency) {
+fn latency_fields(attrs: &mut impl AttributeSink, l: &TcpLatency) {
     for (key, value) in [
         ("flow.tcp.handshake.latency", l.handshake_ns),
         ("flow.tcp.svc.latency", l.svc_ns),
@@ -360,7 +379,7 @@ fn latency_fields(attrs: &mut Vec<Attribute>, l: &TcpLatency) {
     }
 }
 
-fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord) {
+fn tcp_fields(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord) {
     push(attrs, k.tcp_bits, int(u64::from(d.tcp_flags)));
     push(
         attrs,
@@ -372,8 +391,8 @@ fn tcp_fields(attrs: &mut Vec<Attribute>, k: &DirectionKeys, d: &DirectionRecord
 /// `tunnel.*`, `ipip.*` and `flow.ipsec.*`. Byte counters and the tunnel's
 /// MAC (conditionally required and recommended) are always written when
 /// there is a tunnel; the rest only when opted in.
-fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
-    fn bytes(a: &mut Vec<Attribute>, keys: [&'static str; 4], b: &OverheadBytes) {
+fn encap_fields(a: &mut impl AttributeSink, e: &EncapRecord, opt_in: OptIn) {
+    fn bytes(a: &mut impl AttributeSink, keys: [&'static str; 4], b: &OverheadBytes) {
         push(a, keys[0], int(b.delta));
         push(a, keys[1], int(b.total));
         push(a, keys[2], int(b.reverse_delta));
@@ -457,9 +476,8 @@ fn encap_fields(a: &mut Vec<Attribute>, e: &EncapRecord, opt_in: OptIn) {
 
 /// What enrichment knows about the endpoints: `source.*` and
 /// `destination.*` attributes, in the order the directory holds them.
-fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
+fn endpoint_fields(a: &mut impl AttributeSink, endpoints: &Endpoints) {
     let [source, destination] = endpoints;
-    let first = a.len();
     for (endpoint, source_side) in [(source, true), (destination, false)] {
         let Some(e) = endpoint else { continue };
         for attr in &e.attributes {
@@ -468,7 +486,11 @@ fn endpoint_fields(a: &mut Vec<Attribute>, endpoints: &Endpoints) {
             // source's, once.
             if !source_side
                 && attr.name.source == attr.name.destination
-                && a[first..].iter().any(|x| x.key == attr.name.destination)
+                && source.as_ref().is_some_and(|s| {
+                    s.attributes
+                        .iter()
+                        .any(|x| x.name.source == attr.name.destination)
+                })
             {
                 continue;
             }
@@ -529,19 +551,73 @@ pub fn flow_span(r: &FlowRecord) -> FlowSpan {
 /// one `FlowSpan` allocates only when a span has more attributes than any
 /// before it.
 pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
+    let a = &mut span.attributes;
+    a.clear();
+    a.reserve(48);
+    put_attributes(r, mapping, a);
+    let head = SpanHead::of(r);
+    span.trace_id = head.trace_id;
+    span.span_id = head.span_id;
+    span.name.clear();
+    for part in head.name() {
+        span.name.push_str(part);
+    }
+    span.kind = head.kind;
+    span.start_time_unix_nano = head.start_time_unix_nano;
+    span.end_time_unix_nano = head.end_time_unix_nano;
+}
+
+/// What a record's span has besides its attributes.
+#[derive(Debug, Clone)]
+pub struct SpanHead {
+    /// Trace id (shared by all records of a flow).
+    pub trace_id: [u8; 16],
+    /// Span id (one per record).
+    pub span_id: [u8; 8],
+    /// `network.type`, for the name.
+    network_type: &'static str,
+    /// `network.transport`, for the name.
+    transport: Cow<'static, str>,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// First packet of the record.
+    pub start_time_unix_nano: u64,
+    /// Last packet of the record.
+    pub end_time_unix_nano: u64,
+}
+
+impl SpanHead {
+    /// The head of `r`'s span.
+    pub fn of(r: &FlowRecord) -> SpanHead {
+        SpanHead {
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            network_type: r.network_type(),
+            transport: names::transport_name(r.key.protocol),
+            kind: match r.role {
+                FlowRole::Client => SpanKind::Client,
+                FlowRole::Server => SpanKind::Server,
+                FlowRole::Internal => SpanKind::Internal,
+            },
+            start_time_unix_nano: r.start_ns,
+            end_time_unix_nano: r.end_ns,
+        }
+    }
+
+    /// The span's name, `flow_<network.type>_<network.transport>`, in
+    /// parts.
+    pub fn name(&self) -> [&str; 4] {
+        ["flow_", self.network_type, "_", &self.transport]
+    }
+}
+
+/// Maps record `r`'s attributes into `a`, in the span's order.
+pub fn put_attributes(r: &FlowRecord, mapping: &Mapping, a: &mut impl AttributeSink) {
     let interfaces = &mapping.interfaces;
     let protocol = r.key.protocol;
     let transport = names::transport_name(protocol);
     let network_type = r.network_type();
     let ipv6 = network_type == "ipv6";
-    let kind = match r.role {
-        FlowRole::Client => SpanKind::Client,
-        FlowRole::Server => SpanKind::Server,
-        FlowRole::Internal => SpanKind::Internal,
-    };
-    let a = &mut span.attributes;
-    a.clear();
-    a.reserve(48);
     push(
         a,
         "flow.community_id",
@@ -575,7 +651,7 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
         Value::Str(Text::ip(r.destination)),
     );
     push(a, "destination.port", int(u64::from(r.destination_port)));
-    push(a, "network.transport", Value::Str(transport.clone().into()));
+    push(a, "network.transport", Value::Str(transport.into()));
     push(a, "network.type", Value::Str(Text::Static(network_type)));
     if let Some(index) = r.interface_index {
         push(a, "network.interface.index", int(u64::from(index)));
@@ -609,16 +685,6 @@ pub fn flow_span_into(r: &FlowRecord, mapping: &Mapping, span: &mut FlowSpan) {
     if let Some(e) = &r.endpoints {
         endpoint_fields(a, e);
     }
-    span.trace_id = r.trace_id;
-    span.span_id = r.span_id;
-    span.name.clear();
-    span.name.push_str("flow_");
-    span.name.push_str(network_type);
-    span.name.push('_');
-    span.name.push_str(&transport);
-    span.kind = kind;
-    span.start_time_unix_nano = r.start_ns;
-    span.end_time_unix_nano = r.end_ns;
 }
 
 #[cfg(test)]

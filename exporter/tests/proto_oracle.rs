@@ -312,3 +312,108 @@ fn json_lines_are_the_same_from_encoded_spans_as_from_spans() {
     assert_eq!(lines(&|i| i % 3 != 0).0, copied, "mixed");
     assert_eq!(lines(&|i| i % 10 < 5).0, copied, "mixed in runs");
 }
+
+#[test]
+fn spans_written_as_mapped_are_the_mapped_spans_bytes_with_every_option() {
+    // One encoding alone is written attribute by attribute as the mapping
+    // makes them (`json::write_record`, `proto::put_record`); it must be
+    // the bytes of the span the mapping builds, whatever the mapping writes: opt-in groups, the
+    // sampling rate, interface names and MACs, and endpoints' attributes
+    // on either side or both (`process.pid`: once, the source's).
+    use engine::enrich::{AttributeName, AttributeValue, Endpoint, EndpointAttribute};
+    use exporter::span::{InterfaceNames, Mapping, OptIn, flow_span_into};
+    use std::sync::Arc;
+
+    // An attribute of the span that either endpoint may give, and one that
+    // only the destination's side writes.
+    let endpoint = |namespace: &str, pid: i64, policy: &str| {
+        let mut e = Endpoint::default()
+            .with_str("k8s.namespace.name", namespace)
+            .expect("a known name");
+        for (name, value) in [
+            (
+                AttributeName::sided("process.pid", "process.pid"),
+                AttributeValue::Int(pid),
+            ),
+            (
+                AttributeName::sided("", "network.policy.ingress"),
+                AttributeValue::StrList(vec![Arc::<str>::from(policy)].into()),
+            ),
+        ] {
+            e.attributes.push(EndpointAttribute { name, value });
+        }
+        Arc::new(e)
+    };
+    let source = endpoint("shop", 7, "allow-web");
+    let destination = endpoint("db", 9, "allow-shop");
+    // A span of more than 16 KB, whose protobuf length takes three bytes.
+    let long = endpoint(&"n".repeat(20_000), 7, "allow-web");
+
+    let mut records: Vec<FlowRecord> = fixtures().iter().flat_map(|p| records_of(p)).collect();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.interface_index = Some(1 + (i % 3) as u32);
+        r.interface_mac = (i % 2 == 0).then_some([2, 0, 0, 0, 0, i as u8]);
+        r.endpoints = match i % 4 {
+            0 => None,
+            1 => Some(Box::new([Some(Arc::clone(&source)), None])),
+            2 => Some(Box::new([None, Some(Arc::clone(&destination))])),
+            _ => Some(Box::new([
+                Some(Arc::clone(if i == 3 { &long } else { &source })),
+                Some(Arc::clone(&destination)),
+            ])),
+        };
+    }
+    let plain = Mapping::default();
+    let full = Mapping {
+        interfaces: InterfaceNames::new(vec![(1, "eth0".into()), (2, "veth \"q\"".into())]),
+        opt_in: OptIn {
+            tunnel: true,
+            ipsec: true,
+        },
+        sampling_rate: Some(10),
+    };
+    let mut span = exporter::span::FlowSpan::default();
+    let mut longest = 0;
+    for (mapping, json) in [
+        (&plain, true),
+        (&full, true),
+        (&plain, false),
+        (&full, false),
+    ] {
+        let encodings = exporter::Encodings { json, proto: !json };
+        let encoded = exporter::encode_spans(&records, encodings, mapping);
+        assert_eq!(encoded.len(), records.len());
+        for (i, (r, e)) in records.iter().zip(&encoded).enumerate() {
+            flow_span_into(r, mapping, &mut span);
+            let mut expected = Vec::new();
+            if json {
+                exporter::json::write_span(&mut expected, &span);
+                assert_eq!(
+                    String::from_utf8_lossy(e.json()),
+                    String::from_utf8_lossy(&expected)
+                );
+                assert!(e.proto().is_empty());
+            } else {
+                exporter::proto::put_span(&mut expected, &span);
+                assert_eq!(e.proto(), expected.as_slice(), "record {i}");
+                assert!(e.json().is_empty());
+                longest = longest.max(expected.len());
+            }
+            // One `process.pid` whichever endpoints have one: with both,
+            // the source's.
+            let pids: Vec<_> = span
+                .attributes
+                .iter()
+                .filter(|a| a.key.contains("process.pid"))
+                .map(|a| &a.value)
+                .collect();
+            let expected = match i % 4 {
+                0 => vec![],
+                2 => vec![&exporter::span::Value::Int(9)],
+                _ => vec![&exporter::span::Value::Int(7)],
+            };
+            assert_eq!(pids, expected, "record {i}");
+        }
+    }
+    assert!(longest > 20_000, "the longest span: {longest} bytes");
+}

@@ -68,7 +68,7 @@ use exporter::otlp::{Protocol, Signal};
 use exporter::select::RecordRules;
 use exporter::sink::{Mapped, RecordSink, SinkEnd};
 use exporter::span::{InterfaceNames, Mapping};
-use exporter::{Encodings, encode_selected_with};
+use exporter::{Encodings, encode_selected_with, encode_spans};
 use flowspan_cli::args::{
     self, Args, Backend, EbpfAttach, InterfaceFlowsArg, decoder, flow_limit, opt_in,
 };
@@ -514,6 +514,14 @@ fn run(
             sampler: args.sample_flows.map(FlowSampler::new),
         },
         move |records| {
+            if rules.is_empty() && dimensions.is_none() {
+                // Nothing reads the spans' attributes: the encoders write
+                // them as they are mapped.
+                return encode_spans(&records, encodings, &mapping)
+                    .into_iter()
+                    .map(|span| Some(Mapped { span, metric: None }))
+                    .collect();
+            }
             encode_selected_with(&records, encodings, &mapping, &rules, |record, span| {
                 dimensions
                     .as_ref()

@@ -12,7 +12,12 @@
 //! itself under `taskset`), so "one core" is literal: the producer (span
 //! mapping and encoding) and the exporter thread share it. Spans are the
 //! fixture records, cycled, each with its own span id; requests carry 512
-//! spans; the queue policy is the pcap mode's (never drop).
+//! spans; the queue policy is the pcap mode's (never drop). Spans are
+//! encoded as the engine's workers encode them, 512 records at a time into
+//! shared buffers, then batched from those (`push_encoded`), in two ways
+//! timed one after the other: through each span's attribute list (`list`,
+//! the engine's path with record rules or metrics) and attribute by
+//! attribute as mapped (`direct`, its path otherwise).
 
 // A benchmark report is its standard output.
 #![allow(clippy::print_stdout)]
@@ -22,12 +27,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exporter::RequestEncoder;
 use exporter::json::JsonEncoder;
 use exporter::otlp::{ExportOptions, OtlpConfig, OtlpExporter, OtlpFlags, Protocol, QueuePolicy};
 use exporter::proto::ProtoEncoder;
 use exporter::resource::Resource;
-use exporter::span::flow_span;
+use exporter::select::RecordRules;
+use exporter::span::Mapping;
+use exporter::{EncodedSpan, Encodings, RequestEncoder, encode_selected, encode_spans};
 use flowspan_benches::fixture_records;
 
 /// User + system CPU seconds of process `pid` (`self` for this one).
@@ -119,64 +125,157 @@ fn main() {
         records.len()
     );
     for protocol in ["grpc", "http/protobuf", "http/json"] {
-        let port = if protocol == "grpc" { grpc } else { http };
-        let flags = OtlpFlags {
-            endpoint: Some(format!("http://127.0.0.1:{port}")),
-            protocol: Some(protocol.into()),
-            ..OtlpFlags::default()
-        };
-        let config = OtlpConfig::resolve(exporter::otlp::Signal::Traces, &flags, &|_| None)
-            .expect("config")
-            .expect("endpoint");
-        let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("{line}"));
-        let exporter = OtlpExporter::start(
-            &config,
-            ExportOptions {
-                queue_requests: 64,
-                policy: QueuePolicy::Block,
+        for path in [Encoding::List, Encoding::Direct] {
+            let port = if protocol == "grpc" { grpc } else { http };
+            let r = run(
+                protocol,
+                port,
+                path,
+                &records,
+                spans,
                 concurrency,
-            },
-            log,
-        )
-        .expect("exporter");
-        let mut encoder: Box<dyn RequestEncoder> = match config.protocol {
-            Protocol::HttpJson => Box::new(JsonEncoder::new(&resource)),
-            _ => Box::new(ProtoEncoder::new(&resource)),
-        };
-        let cpu0 = cpu_seconds("self");
-        let rotel0 = cpu_seconds(&collector_pid);
-        let t0 = Instant::now();
-        for i in 0..spans {
-            let mut span = flow_span(&records[(i % records.len() as u64) as usize]);
-            span.span_id = i.to_be_bytes();
-            encoder.push(&span);
-            if encoder.spans() == 512 {
-                let mut body = Vec::with_capacity(512 * 1024);
-                encoder.take_request(&mut body);
-                exporter.submit(body, 512);
-            }
+                &resource,
+                &collector_pid,
+            );
+            println!(
+                "  {protocol:<14} {:<7} {:>9.0} spans/s wall   {:>9.0} spans per CPU-second   \
+                 ({:.2} s wall, {:.2} s CPU; collector {:.2} s CPU; {} requests, {} retries)",
+                path.name(),
+                spans as f64 / r.wall,
+                spans as f64 / r.cpu,
+                r.wall,
+                r.cpu,
+                r.collector_cpu,
+                r.requests,
+                r.retries
+            );
         }
-        let n = encoder.spans() as u64;
-        let mut body = Vec::new();
-        encoder.take_request(&mut body);
-        exporter.submit(body, n);
-        let report = exporter.finish(Duration::from_secs(60));
-        let wall = t0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds("self") - cpu0;
-        let rotel_cpu = cpu_seconds(&collector_pid) - rotel0;
-        assert_eq!(report.delivered, spans, "{protocol}: {report:?}");
-        println!(
-            "  {protocol:<14} {:>9.0} spans/s wall   {:>9.0} spans per CPU-second   \
-             ({wall:.2} s wall, {cpu:.2} s CPU; collector {rotel_cpu:.2} s CPU; \
-             {} requests, {} retries)",
-            spans as f64 / wall,
-            spans as f64 / cpu,
-            report.requests,
-            report.retries
-        );
     }
     let _ = Command::new("kill")
         .args(["-TERM", &collector_pid])
         .status();
     let _ = collector.wait();
+}
+
+/// How spans are encoded: both as the engine's workers encode them, a
+/// message of records at a time, each span in a shared buffer.
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    /// Each record mapped to a `FlowSpan` (its attribute list), then
+    /// encoded (`encode_selected`, as with record rules or metrics).
+    List,
+    /// Each attribute encoded as the mapping makes it (`encode_spans`, the
+    /// engine's path without record rules and metrics).
+    Direct,
+}
+
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::List => "list",
+            Encoding::Direct => "direct",
+        }
+    }
+}
+
+struct Run {
+    wall: f64,
+    cpu: f64,
+    collector_cpu: f64,
+    requests: u64,
+    retries: u64,
+}
+
+/// Sends `spans` spans to the collector at `port` over `protocol`, each a
+/// fixture record with its own span id, encoded by `path`.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    protocol: &str,
+    port: u16,
+    path: Encoding,
+    records: &[engine::FlowRecord],
+    spans: u64,
+    concurrency: usize,
+    resource: &Resource,
+    collector_pid: &str,
+) -> Run {
+    let flags = OtlpFlags {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        protocol: Some(protocol.into()),
+        ..OtlpFlags::default()
+    };
+    let config = OtlpConfig::resolve(exporter::otlp::Signal::Traces, &flags, &|_| None)
+        .expect("config")
+        .expect("endpoint");
+    let log: exporter::otlp::Log = Arc::new(|line: &str| eprintln!("{line}"));
+    let exporter = OtlpExporter::start(
+        &config,
+        ExportOptions {
+            queue_requests: 64,
+            policy: QueuePolicy::Block,
+            concurrency,
+        },
+        log,
+    )
+    .expect("exporter");
+    let json = config.protocol == Protocol::HttpJson;
+    let (mut encoder, encodings): (Box<dyn RequestEncoder>, _) = if json {
+        (
+            Box::new(JsonEncoder::new(resource)),
+            Encodings {
+                json: true,
+                proto: false,
+            },
+        )
+    } else {
+        (
+            Box::new(ProtoEncoder::new(resource)),
+            Encodings {
+                json: false,
+                proto: true,
+            },
+        )
+    };
+    let mapping = Mapping::default();
+    let rules = RecordRules::default();
+    let mut chunk: Vec<engine::FlowRecord> = Vec::with_capacity(512);
+    let cpu0 = cpu_seconds("self");
+    let rotel0 = cpu_seconds(collector_pid);
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < spans {
+        chunk.clear();
+        while chunk.len() < 512 && i < spans {
+            let mut r = records[(i % records.len() as u64) as usize].clone();
+            r.span_id = i.to_be_bytes();
+            chunk.push(r);
+            i += 1;
+        }
+        let encoded: Vec<EncodedSpan> = match path {
+            Encoding::List => encode_selected(&chunk, encodings, &mapping, &rules)
+                .into_iter()
+                .flatten()
+                .collect(),
+            Encoding::Direct => encode_spans(&chunk, encodings, &mapping),
+        };
+        for e in &encoded {
+            encoder.push_encoded(e);
+        }
+        let n = encoder.spans() as u64;
+        let mut body = Vec::with_capacity(512 * 1024);
+        encoder.take_request(&mut body);
+        exporter.submit(body, n);
+    }
+    let report = exporter.finish(Duration::from_secs(60));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds("self") - cpu0;
+    let collector_cpu = cpu_seconds(collector_pid) - rotel0;
+    assert_eq!(report.delivered, spans, "{protocol}: {report:?}");
+    Run {
+        wall,
+        cpu,
+        collector_cpu,
+        requests: report.requests,
+        retries: report.retries,
+    }
 }

@@ -91,6 +91,16 @@ impl Slab {
         self.slot_mut(i).take()
     }
 
+    /// The occupied slots and their flows, in memory order.
+    pub(super) fn occupied(&self) -> impl Iterator<Item = (u32, &Flow)> {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .take(self.len as usize)
+            .enumerate()
+            .filter_map(|(i, slot)| slot.as_ref().map(|f| (i as u32, f)))
+    }
+
     /// A new slot holding `flow`.
     #[inline]
     pub(super) fn push(&mut self, flow: Flow) -> u32 {

@@ -729,3 +729,146 @@ fn the_flows_of_an_interface_that_went_away_end_now() {
     assert_eq!(ended[0].2, EndReason::EndOfFlowDetected, "{ended:?}");
     assert_eq!(ended[1].2, EndReason::ForcedEnd);
 }
+
+/// 600 flows of four kinds, fed to `t`: TCP that closes (FIN both ways),
+/// UDP split by the active timeout with packets after the split, UDP whose
+/// packets all went out in an active-timeout record, and ESP with its SPI
+/// (kept beside the flow, in `extras`). Returns the clock at the end.
+fn mixed_flows(t: &mut FlowTable, out: &mut Vec<FlowRecord>) -> u64 {
+    let mut pkts = Vec::new();
+    for n in 0..600u32 {
+        let [_, _, c, d] = n.to_be_bytes();
+        let client = format!("10.1.{c}.{d}");
+        // UDP from 0 to 5 s; TCP and ESP from 16 s, so that their records
+        // end at the flush, not by the active timeout.
+        let at = u64::from(n % 50) * S / 10 + if n % 4 == 0 || n % 4 == 3 { 16 * S } else { 0 };
+        match n % 4 {
+            0 => {
+                for (dt, fwd, flags) in [
+                    (0, true, SYN),
+                    (1, false, SYN | ACK),
+                    (2, true, ACK),
+                    (3, true, FIN | ACK),
+                    (4, false, FIN | ACK),
+                ] {
+                    let p = if fwd {
+                        tcp(&client, 40000, "10.9.0.1", 443, flags)
+                    } else {
+                        tcp("10.9.0.1", 443, &client, 40000, flags)
+                    };
+                    pkts.push((at + dt * S / 1000, p));
+                }
+            }
+            1 | 2 => {
+                let mut p = tcp(&client, 5000, "10.9.0.2", 53, 0);
+                p.protocol = 17;
+                pkts.push((at, p.clone()));
+                // After the active timeout (10 s), or before it.
+                let later = if n % 4 == 1 { 15 * S } else { S };
+                pkts.push((at + later, p));
+            }
+            _ => {
+                let mut p =
+                    PacketRepr::new(client.parse().unwrap(), "10.9.0.3".parse().unwrap(), 50);
+                p.ip_bytes = 100;
+                p.extra = Some(Box::new(crate::decode::PacketExtra {
+                    ipsec: crate::decode::Ipsec {
+                        esp_spi: 0x1000 + n,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }));
+                pkts.push((at, p));
+            }
+        }
+    }
+    pkts.sort_by_key(|(ts, _)| *ts);
+    let mut clock = 0;
+    for (ts, p) in &pkts {
+        clock = clock.max(*ts);
+        t.observe(p, *ts, clock, out);
+    }
+    // The UDP flows of the third kind are due by the active timeout (at 10
+    // to 15 s) with all their packets: the flush's sweep makes their
+    // records, and nothing is left for a final one.
+    clock + S
+}
+
+#[test]
+fn the_sorted_final_flush_gives_the_records_of_a_flush_in_output_order() {
+    let config = FlowConfig {
+        timeouts: Timeouts {
+            active_ns: 10 * S,
+            udp_idle_ns: 3600 * S,
+            tcp_idle_ns: 3600 * S,
+            other_idle_ns: 3600 * S,
+            tcp_end_linger_ns: 3600 * S,
+            ..Timeouts::default()
+        },
+        ..FlowConfig::default()
+    };
+    let (mut a, mut b) = (FlowTable::new(config.clone()), FlowTable::new(config));
+    let (mut early_a, mut early_b) = (Vec::new(), Vec::new());
+    let end = mixed_flows(&mut a, &mut early_a);
+    assert_eq!(mixed_flows(&mut b, &mut early_b), end);
+    assert_eq!(early_a, early_b);
+    let mut expected = Vec::new();
+    a.flush(end, &mut expected);
+    expected.sort_by_key(FlowRecord::order_key);
+    let mut got = Vec::new();
+    let mut chunks = 0;
+    b.flush_sorted(end, 7, |records| {
+        assert!(records.len() <= 7);
+        chunks += 1;
+        got.extend(records);
+        true
+    });
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+    assert!(chunks > 1);
+    // Every kind made it: closed TCP, forced ends, ESP with its SPI; and
+    // some flows ended without a record.
+    assert!(
+        got.iter()
+            .any(|r| r.end_reason == EndReason::EndOfFlowDetected)
+    );
+    assert!(got.iter().any(|r| r.end_reason == EndReason::ForcedEnd));
+    assert!(
+        got.iter()
+            .any(|r| r.encap.as_ref().is_some_and(|e| e.esp_spi.is_some()))
+    );
+    assert!(got.len() < 600 + early_b.len());
+    assert_eq!(a.stats(), b.stats());
+    assert!(b.is_empty());
+    assert_eq!(
+        b.memory_bytes(),
+        FlowTable::new(FlowConfig::default()).memory_bytes()
+    );
+}
+
+#[test]
+fn a_sorted_final_flush_stopped_early_leaves_an_empty_table_that_works() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let end = mixed_flows(&mut t, &mut out);
+    let mut calls = 0;
+    t.flush_sorted(end, 10, |records| {
+        assert_eq!(records.len(), 10);
+        calls += 1;
+        false
+    });
+    assert_eq!(calls, 1);
+    assert!(t.is_empty());
+    // The table takes new flows as a new one would.
+    let mut again = Vec::new();
+    t.observe(
+        &tcp("10.0.0.1", 1, "10.0.0.2", 2, SYN),
+        end + S,
+        end + S,
+        &mut again,
+    );
+    assert_eq!(t.len(), 1);
+    t.flush(end + S, &mut again);
+    assert_eq!(again.len(), 1);
+    assert!(t.is_empty());
+}

@@ -23,7 +23,7 @@
 
 use crate::RequestEncoder;
 use crate::resource::Resource;
-use crate::span::{AttributeSink, FlowSpan, Mapping, SpanHead, Value, put_attributes};
+use crate::span::{AttributeSink, FlowSpan, Mapping, SpanHead, SpanKind, Value, put_attributes};
 
 const LEN: u8 = 2;
 const VARINT: u8 = 0;
@@ -129,18 +129,44 @@ fn span_len(span: &FlowSpan) -> usize {
 pub fn put_span(out: &mut Vec<u8>, span: &FlowSpan) {
     out.push(tag(2, LEN));
     put_varint(out, span_len(span) as u64);
-    put_bytes(out, 1, &span.trace_id);
-    put_bytes(out, 2, &span.span_id);
-    put_bytes(out, 5, span.name.as_bytes());
-    out.push(tag(6, VARINT));
-    put_varint(out, span.kind.number() as u64);
-    out.push(tag(7, FIXED64));
-    out.extend_from_slice(&span.start_time_unix_nano.to_le_bytes());
-    out.push(tag(8, FIXED64));
-    out.extend_from_slice(&span.end_time_unix_nano.to_le_bytes());
+    put_head(
+        out,
+        &span.trace_id,
+        &span.span_id,
+        &[&span.name],
+        span.kind,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+    );
     for a in &span.attributes {
         put_key_value(out, 9, a.key, &a.value);
     }
+}
+
+/// A span's fields before its attributes; `name` in parts, written as one
+/// string.
+fn put_head(
+    out: &mut Vec<u8>,
+    trace_id: &[u8; 16],
+    span_id: &[u8; 8],
+    name: &[&str],
+    kind: SpanKind,
+    start: u64,
+    end: u64,
+) {
+    put_bytes(out, 1, trace_id);
+    put_bytes(out, 2, span_id);
+    out.push(tag(5, LEN));
+    put_varint(out, name.iter().map(|p| p.len()).sum::<usize>() as u64);
+    for part in name {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.push(tag(6, VARINT));
+    put_varint(out, kind.number() as u64);
+    out.push(tag(7, FIXED64));
+    out.extend_from_slice(&start.to_le_bytes());
+    out.push(tag(8, FIXED64));
+    out.extend_from_slice(&end.to_le_bytes());
 }
 
 /// Appends record `r`'s span as field 2 (`spans`) of a `ScopeSpans`, each
@@ -149,7 +175,6 @@ pub fn put_span(out: &mut Vec<u8>, span: &FlowSpan) {
 /// building the attribute list in between.
 pub fn put_record(out: &mut Vec<u8>, r: &engine::FlowRecord, mapping: &Mapping) {
     let head = SpanHead::of(r);
-    let name = head.name();
     out.push(tag(2, LEN));
     // The span's length comes before it and is known only at its end: room
     // for two bytes (128 B to 16 KB, nearly every span), the body moved if
@@ -157,19 +182,15 @@ pub fn put_record(out: &mut Vec<u8>, r: &engine::FlowRecord, mapping: &Mapping) 
     const GUESS: usize = 2;
     let at = out.len();
     out.extend_from_slice(&[0; GUESS]);
-    put_bytes(out, 1, &head.trace_id);
-    put_bytes(out, 2, &head.span_id);
-    out.push(tag(5, LEN));
-    put_varint(out, name.iter().map(|p| p.len()).sum::<usize>() as u64);
-    for part in name {
-        out.extend_from_slice(part.as_bytes());
-    }
-    out.push(tag(6, VARINT));
-    put_varint(out, head.kind.number() as u64);
-    out.push(tag(7, FIXED64));
-    out.extend_from_slice(&head.start_time_unix_nano.to_le_bytes());
-    out.push(tag(8, FIXED64));
-    out.extend_from_slice(&head.end_time_unix_nano.to_le_bytes());
+    put_head(
+        out,
+        &head.trace_id,
+        &head.span_id,
+        &head.name(),
+        head.kind,
+        head.start_time_unix_nano,
+        head.end_time_unix_nano,
+    );
     put_attributes(r, mapping, &mut ProtoAttributes(out));
     let body = (out.len() - at - GUESS) as u64;
     let n = varint_len(body);

@@ -3,12 +3,13 @@
 //! `--k8s-in-cluster`), with the cluster name, opt-in UIDs and the
 //! annotation allow-list.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use engine::enrich::{Directory, EnrichmentView};
 use flowspan_cli::args::{Args, OptInGroup};
-use k8s::watch::{ClusterAccess, WatchOptions, Watcher};
+use k8s::watch::{ClusterAccess, WatchOptions, WatchStats, Watcher};
 
 /// Bad items of a snapshot named one by one; the rest are counted.
 const BAD_ITEMS_NAMED: usize = 10;
@@ -46,12 +47,18 @@ pub fn requested(args: &Args) -> bool {
     args.k8s_snapshot.is_some() || args.kubeconfig.is_some() || args.k8s_in_cluster
 }
 
-/// The enrichment the flags ask for, if any.
+/// The enrichment the flags ask for, if any. `watching` gets the watches'
+/// counters as soon as they start, before the wait for their first lists
+/// (for `/metrics`, which then shows the sync under way, and shows the
+/// counters by the time the summary line is printed).
 ///
 /// # Errors
 /// The snapshot file or the cluster access cannot be used, or an
 /// annotation key makes an attribute name spans cannot carry.
-pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
+pub fn enrichment(
+    args: &Args,
+    watching: impl FnOnce(&Arc<WatchStats>),
+) -> anyhow::Result<Option<Enrichment>> {
     if !requested(args) {
         return Ok(None);
     }
@@ -76,6 +83,7 @@ pub fn enrichment(args: &Args) -> anyhow::Result<Option<Enrichment>> {
         Box::new(|line| warning!("{line}")),
     )
     .map_err(|e| anyhow!(e))?;
+    watching(watcher.stats());
     let timeout = Duration::from_nanos(args.k8s_sync_timeout);
     if !watcher.wait_synced(timeout) {
         warning!(

@@ -248,10 +248,8 @@ fn run(
             note!("serving /metrics, /healthz and /readyz on http://{bound}");
         }
     }
-    let enrichment = kubernetes::enrichment(args)?.map(Arc::new);
-    if let Some(w) = enrichment.as_ref().and_then(|e| e.watcher.as_ref()) {
-        endpoints.set_k8s(Arc::clone(w.stats()));
-    }
+    let enrichment =
+        kubernetes::enrichment(args, |stats| endpoints.set_k8s(Arc::clone(stats)))?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
     let paths = files::expand(&args.pcap)?;
     let mut unopened = Vec::new();

@@ -1,8 +1,10 @@
 //! Flow records as OpenTelemetry spans, and their delivery.
 //!
 //! - [`span::flow_span`] maps a [`engine::FlowRecord`] to a [`span::FlowSpan`]
-//!   following the Flow Trace semantic conventions; it is the only place that
-//!   decides names, kinds and attributes.
+//!   following the Flow Trace semantic conventions; [`span::put_attributes`],
+//!   which it uses, is the only place that decides attributes, and
+//!   [`span::SpanHead`] names and kinds. [`encode_spans`] writes a span
+//!   with one encoding as it is mapped, without the `FlowSpan`.
 //! - [`json::JsonEncoder`] and [`proto::ProtoEncoder`] ([`RequestEncoder`]s)
 //!   build `ExportTraceServiceRequest`s in OTLP JSON and OTLP protobuf; both
 //!   carry the same [`resource::Resource`] and scope, so the JSON output and

@@ -1,9 +1,12 @@
 //! OTLP protobuf: `ExportTraceServiceRequest` encoded straight from
-//! [`FlowSpan`]s, without building intermediate message structs.
+//! [`FlowSpan`]s, or from records as they are mapped ([`put_record`]),
+//! without building intermediate message structs.
 //!
-//! Every length is computed arithmetically before its bytes are written, so a
-//! request costs one pass over the spans plus one copy of the span bytes into
-//! the request. The resource and scope parts are encoded once per encoder.
+//! Every length is computed arithmetically before its bytes are written (a
+//! span written as mapped gets its length in two bytes set aside before it,
+//! filled in at its end; the body moves only when the length needs another
+//! number of bytes), so a request costs one pass over the spans plus one
+//! copy of the span bytes into the request. The resource and scope parts are encoded once per encoder.
 //! `tests/proto_oracle.rs` decodes the output with `opentelemetry-proto`'s
 //! generated types and checks it against the OTLP JSON of the same spans.
 //!

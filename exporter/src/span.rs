@@ -1,8 +1,12 @@
 //! Flow record → flow span mapping, following the Flow Trace semantic
 //! conventions (`shared/spec/flow-trace-semantic-conventions.md`).
 //!
-//! This is the only place that decides span names, kinds and attributes;
-//! every encoder renders a [`FlowSpan`].
+//! This is the only place that decides span names, kinds and attributes.
+//! [`put_attributes`] puts a record's attributes, in order, into an
+//! [`AttributeSink`]: a [`FlowSpan`]'s list (for record rules, flow metrics
+//! and encoding twice), or an encoder that writes each one as it comes
+//! (one encoding alone, the engine's usual path). Either way the encoders
+//! write the same bytes.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

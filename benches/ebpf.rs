@@ -94,11 +94,16 @@ fn start(ns: &VethPair, backend: &str) -> Engine {
         ],
     )
     .expect("starting engine (build it: cargo build --release -p flowspan-cli)");
-    assert!(
-        started.first.starts_with("engine: capturing on"),
-        "{}",
-        started.first
-    );
+    // `ip netns exec` gives the engine a /sys without tracefs, which it
+    // mounts for the connect tracepoint and says so first.
+    let mut first = started.first;
+    while first.starts_with("engine: mounted tracefs") {
+        first = started
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line after the tracefs note");
+    }
+    assert!(first.starts_with("engine: capturing on"), "{first}");
     let engine = Engine {
         pid: i32::try_from(started.child.id()).expect("pid"),
         reader: started.stderr,
@@ -321,7 +326,10 @@ fn main() -> ExitCode {
             let after = program_stats();
             let (_, cpu, stderr) = stop(engine);
             let n = (first.len() + more.len()) as f64;
-            if let Some(line) = stderr.lines().find(|l| l.contains("kernel passed")) {
+            for line in stderr
+                .lines()
+                .filter(|l| l.contains("kernel passed") || l.contains("eBPF programs: "))
+            {
                 println!("          {}", line.trim());
             }
             let prog = if backend == "ebpf" {

@@ -96,14 +96,20 @@ fn start(ns: &VethPair, backend: &str) -> Engine {
     .expect("starting engine (build it: cargo build --release -p flowspan-cli)");
     // `ip netns exec` gives the engine a /sys without tracefs, which it
     // mounts for the connect tracepoint and says so first.
-    let mut first = started.first;
+    let mut started = started;
+    let mut first = started.first.clone();
     while first.starts_with("engine: mounted tracefs") {
         first = started
             .lines
             .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("a line after the tracefs note");
+            .unwrap_or_default();
     }
-    assert!(first.starts_with("engine: capturing on"), "{first}");
+    if !first.starts_with("engine: capturing on") {
+        // Not left running (and loading the machine) after the panic.
+        let _ = started.child.kill();
+        let _ = started.child.wait();
+        panic!("the engine did not start capturing: {first}");
+    }
     let engine = Engine {
         pid: i32::try_from(started.child.id()).expect("pid"),
         reader: started.stderr,
@@ -167,6 +173,15 @@ fn test_run(frames: &[Vec<u8>]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The verifier's work at load, which grows with the programs' paths.
+    for info in loaded_programs().flatten() {
+        if let Some(name) = info.name_as_str().filter(|n| PROGRAMS.contains(n)) {
+            println!(
+                "{name}: the verifier processed {} instructions",
+                info.verified_instruction_count().unwrap_or(0)
+            );
+        }
+    }
     let run_all = |label: &str| -> Result<(), EbpfError> {
         let mut total = Duration::ZERO;
         for frame in frames {

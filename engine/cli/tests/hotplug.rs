@@ -179,25 +179,32 @@ fn come_and_go(tag: &str, backend: &str) {
         l == "engine: capturing on hp2 too: it matches \"hp*\""
     });
     send(&ns, "hq2", 2, 6);
-    std::thread::sleep(Duration::from_millis(500));
-    let metrics = get(&ns.right, "/metrics").1;
     // With eBPF, packets counted in the kernel are not frames read.
     let read = |n| if backend == "afpacket" { n } else { "0" };
-    for (series, want) in [
-        (
-            format!("flowspan_packets_total{{input=\"hp2\",kind=\"{backend}\"}} "),
-            read("6"),
+    let want = [
+        format!(
+            "flowspan_packets_total{{input=\"hp2\",kind=\"{backend}\"}} {}",
+            read("6")
         ),
-        (
-            format!("flowspan_packets_total{{input=\"(interfaces gone)\",kind=\"{backend}\"}} "),
-            read("10"),
+        format!(
+            "flowspan_packets_total{{input=\"(interfaces gone)\",kind=\"{backend}\"}} {}",
+            read("10")
         ),
-        ("flowspan_interfaces_gone_total ".to_owned(), "1"),
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == format!("{series}{want}")),
-            "{series}{want} in\n{metrics}"
-        );
+        "flowspan_interfaces_gone_total 1".to_owned(),
+    ];
+    // The counters are published as the capture loop goes: wait for them
+    // (a fixed pause once read them too early on a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = get(&ns.right, "/metrics").1;
+        let all = want.iter().all(|w| metrics.lines().any(|l| l == w));
+        if all || Instant::now() >= deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for w in &want {
+        assert!(metrics.lines().any(|l| l == w), "{w} in\n{metrics}");
     }
     assert!(!metrics.contains("input=\"hp1\""), "hp1 was forgotten");
 

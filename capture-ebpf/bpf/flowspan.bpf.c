@@ -113,6 +113,7 @@ struct pkt {
 	__u32 l4;      /* transport header offset */
 	__u32 thl;     /* transport header length (TCP and UDP) */
 	__u32 end;     /* end of the IP datagram */
+	__u32 at;      /* where `load` reads (see there) */
 	__u16 udp_len; /* UDP length field */
 	/* The tunnel (decapsulated packets): kind, VNI, outer endpoints,
 	 * ports and source MAC, encapsulation bytes. */
@@ -273,14 +274,20 @@ static __always_inline int udp_port_special(__u16 port)
 /* Copies `len` bytes (a constant) at `off` of the packet to `to`: from the
  * packet's head when `direct`, else with bpf_skb_load_bytes; returns 0, or
  * < 0 when the packet has no such bytes. */
-static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len,
-				const int direct)
+static __always_inline int load(struct __sk_buff *skb, struct pkt *p, __u32 off, void *to,
+				const __u32 len, const int direct)
 {
 	void *data, *data_end, *at;
-	__u64 o = off;
+	__u64 o;
 
 	if (!direct)
 		return bpf_skb_load_bytes(skb, off, to, len);
+	/* Through memory the verifier does not follow (`p` is a map value):
+	 * it then sees an offset it knows nothing of, bounded below, and
+	 * walks the paths of packets with different header lengths as one,
+	 * as it does for the helper's offsets. */
+	p->at = off;
+	o = *(volatile __u32 *)&p->at;
 	/* A direct packet is shorter than DIRECT_MAX: nothing there. */
 	if (o > DIRECT_MAX)
 		return -1;
@@ -309,7 +316,7 @@ static __always_inline int parse_eth(struct __sk_buff *skb, __u32 off, struct pk
 	__u16 t;
 	int i;
 
-	if (load(skb, off, eth, 14, direct) < 0)
+	if (load(skb, p, off, eth, 14, direct) < 0)
 		return FS_UP_NOT_IP;
 	__builtin_memcpy(p->dst_mac, eth, 6);
 	__builtin_memcpy(p->src_mac, eth + 6, 6);
@@ -322,7 +329,7 @@ static __always_inline int parse_eth(struct __sk_buff *skb, __u32 off, struct pk
 			break;
 		if (t != 0x8100 && t != 0x88a8)
 			p->odd_tag = 1;
-		if (load(skb, off, tag, 4, direct) < 0)
+		if (load(skb, p, off, tag, 4, direct) < 0)
 			return FS_UP_MALFORMED;
 		t = ((__u16)tag[2] << 8) | tag[3];
 		off += 4;
@@ -346,7 +353,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		__u8 h[20];
 		__u32 ihl, tot;
 		__u16 frag;
-		if (load(skb, off, h, 20, direct) < 0)
+		if (load(skb, p, off, h, 20, direct) < 0)
 			return FS_UP_MALFORMED;
 		ihl = (h[0] & 15) * 4;
 		tot = ((__u32)h[2] << 8) | h[3];
@@ -380,7 +387,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 			/* AH: the engine reads its SPI; the flow is the
 			 * transport's after it. */
 			__u8 x[2];
-			if (l4 + 2 > end || load(skb, l4, x, 2, direct) < 0)
+			if (l4 + 2 > end || load(skb, p, l4, x, 2, direct) < 0)
 				return FS_UP_MALFORMED;
 			p->protocol = x[0];
 			l4 += ((__u32)x[1] + 2) * 4;
@@ -390,7 +397,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		__u8 h[40];
 		__u32 plen;
 		__u8 nh;
-		if (load(skb, off, h, 40, direct) < 0)
+		if (load(skb, p, off, h, 40, direct) < 0)
 			return FS_UP_MALFORMED;
 		plen = ((__u32)h[4] << 8) | h[5];
 		if (h[0] >> 4 != 6)
@@ -416,7 +423,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 			__u8 x[2];
 			if (!ipv6_ext(nh) && nh != 51)
 				break;
-			if (l4 + 2 > end || load(skb, l4, x, 2, direct) < 0)
+			if (l4 + 2 > end || load(skb, p, l4, x, 2, direct) < 0)
 				return FS_UP_MALFORMED;
 			p->ext = 1;
 			if (nh == 51) {
@@ -446,7 +453,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 	case 6: {
 		__u8 t[20];
 		__u32 doff;
-		if (l4 + 20 > end || load(skb, l4, t, 20, direct) < 0)
+		if (l4 + 20 > end || load(skb, p, l4, t, 20, direct) < 0)
 			return FS_UP_MALFORMED;
 		doff = (__u32)(t[12] >> 4) * 4;
 		/* The engine keeps such a segment in its flow, with no payload
@@ -466,7 +473,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 	}
 	case 17: {
 		__u8 u[8];
-		if (l4 + 8 > end || load(skb, l4, u, 8, direct) < 0)
+		if (l4 + 8 > end || load(skb, p, l4, u, 8, direct) < 0)
 			return FS_UP_MALFORMED;
 		p->sport = ((__u16)u[0] << 8) | u[1];
 		p->dport = ((__u16)u[2] << 8) | u[3];
@@ -482,16 +489,16 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		if (fs_teredo_anywhere && l4 + 8 + 40 <= end) {
 			__u32 at = l4 + 8;
 			__u8 h[6];
-			if (load(skb, at, h, 4, direct) < 0)
+			if (load(skb, p, at, h, 4, direct) < 0)
 				return FS_UP_MALFORMED;
 			if (h[0] == 0 && h[1] == 1) {
 				at += 4 + (__u32)h[2] + h[3] + 9;
-				if (at + 4 > end || load(skb, at, h, 4, direct) < 0)
+				if (at + 4 > end || load(skb, p, at, h, 4, direct) < 0)
 					return COUNTED;
 			}
 			if (at + 8 <= end && h[0] == 0 && h[1] == 0)
 				at += 8;
-			if (at + 40 <= end && load(skb, at, h, 6, direct) == 0 &&
+			if (at + 40 <= end && load(skb, p, at, h, 6, direct) == 0 &&
 			    h[0] >> 4 == 6 && end - at == 40 + (((__u32)h[4] << 8) | h[5]))
 				p->up = FS_UP_TUNNEL;
 		}
@@ -502,10 +509,10 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 		if (l4 + 12 > end)
 			return FS_UP_MALFORMED;
 		if (l4 + 13 <= end) {
-			if (load(skb, l4, s, 13, direct) < 0)
+			if (load(skb, p, l4, s, 13, direct) < 0)
 				return FS_UP_MALFORMED;
 			p->sctp_chunk = s[12];
-		} else if (load(skb, l4, s, 12, direct) < 0) {
+		} else if (load(skb, p, l4, s, 12, direct) < 0) {
 			return FS_UP_MALFORMED;
 		}
 		p->sport = ((__u16)s[0] << 8) | s[1];
@@ -515,7 +522,7 @@ static __always_inline int parse_ip(struct __sk_buff *skb, __u32 off, __u16 et, 
 	case 1:
 	case 58: {
 		__u8 m[2];
-		if (l4 + 2 > end || load(skb, l4, m, 2, direct) < 0)
+		if (l4 + 2 > end || load(skb, p, l4, m, 2, direct) < 0)
 			return FS_UP_MALFORMED;
 		p->icmp_type = m[0];
 		p->icmp_code = m[1];
@@ -558,7 +565,7 @@ static __always_inline int decap(struct __sk_buff *skb, struct pkt *p, const int
 		kind = FS_TUN_GENEVE;
 	else
 		return COUNTED;
-	if (at + 8 > end || load(skb, at, h, 8, direct) < 0)
+	if (at + 8 > end || load(skb, p, at, h, 8, direct) < 0)
 		return COUNTED;
 	if (kind == FS_TUN_VXLAN) {
 		/* The I flag: the VNI is valid. */

@@ -28,12 +28,42 @@ pub fn skip(why: &str) {
     eprintln!("SKIP: {why}; the test did not run");
 }
 
+/// An engine process that is killed (SIGKILL) and reaped if it is dropped
+/// while still running: a test that fails midway then leaves no engine
+/// capturing, and loading the machine, after it. Derefs to the
+/// [`Child`](std::process::Child).
+#[derive(Debug)]
+pub struct EngineChild(pub std::process::Child);
+
+impl std::ops::Deref for EngineChild {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EngineChild {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for EngineChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// An `engine` started by [`start_engine_in`].
 #[derive(Debug)]
 pub struct StartedEngine {
     /// The engine process (`ip netns exec` execs it: its pid is the
     /// engine's).
-    pub child: std::process::Child,
+    pub child: EngineChild,
     /// Its stderr lines after the first one, as they come.
     pub lines: std::sync::mpsc::Receiver<String>,
     /// All of its stderr (the first line included), once it exits.
@@ -85,7 +115,7 @@ pub fn start_engine_in(
         }
     };
     Ok(StartedEngine {
-        child,
+        child: EngineChild(child),
         lines,
         stderr,
         first,
@@ -425,6 +455,23 @@ mod tests {
         server.read_exact(&mut got).expect("read");
         assert_eq!(tcp_bytes_sent(&client), 1000);
         assert_eq!(tcp_bytes_sent(&server), 0);
+    }
+
+    #[test]
+    fn an_engine_child_dropped_while_running_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = child.id().to_string();
+        let start = std::time::Instant::now();
+        drop(EngineChild(child));
+        // Killed, not waited for until it exits by itself.
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        // Reaped, so no process has that pid any more (pids are not reused
+        // this fast).
+        assert!(!std::path::Path::new("/proc").join(&pid).exists(), "{pid}");
+        // One that has exited and been waited for is left alone.
+        let mut done = EngineChild(Command::new("true").spawn().expect("true"));
+        assert!(done.wait().expect("wait").success());
+        drop(done);
     }
 
     #[test]

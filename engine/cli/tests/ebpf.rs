@@ -500,7 +500,10 @@ fn clsact_filters_on_b(ns: &VethPair, direction: &str) -> String {
 }
 
 /// Kills `child` with SIGKILL and reaps it.
-fn kill_9(mut child: std::process::Child, reader: std::thread::JoinHandle<String>) -> String {
+fn kill_9(
+    mut child: capture_afpacket::testnet::EngineChild,
+    reader: std::thread::JoinHandle<String>,
+) -> String {
     let pid = child.id().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &pid])

@@ -204,7 +204,10 @@ fn report_pod(name: &str) -> serde_json::Value {
 /// a sender on the left end. The server goes before the namespace.
 struct LiveAgent {
     server: ApiServer,
-    engine: Option<(std::process::Child, std::thread::JoinHandle<String>)>,
+    engine: Option<(
+        capture_afpacket::testnet::EngineChild,
+        std::thread::JoinHandle<String>,
+    )>,
     sender: PacketSender,
     out: std::path::PathBuf,
     port: u16,

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use capture_afpacket::testnet::{Setup, VethPair};
+use capture_afpacket::testnet::{EngineChild, Setup, VethPair};
 use capture_pcap::CaptureReader;
 
 use super::{root, spans};
@@ -130,10 +130,7 @@ pub fn assert_same_spans_of(pcap: &[u8], live: &[u8], at_least: usize) {
 /// Starts `engine ARGS` inside `ns.right`; returns the child and a handle
 /// that yields all of its stderr at the end. Waits for the line saying it
 /// is capturing.
-pub fn start_in(
-    ns: &VethPair,
-    args: &[&str],
-) -> (std::process::Child, std::thread::JoinHandle<String>) {
+pub fn start_in(ns: &VethPair, args: &[&str]) -> (EngineChild, std::thread::JoinHandle<String>) {
     let started = capture_afpacket::testnet::start_engine_in(
         &ns.right,
         std::path::Path::new(env!("CARGO_BIN_EXE_engine")),
@@ -160,7 +157,7 @@ pub fn start_in(
 
 /// Sends SIGINT to `engine -i` and waits for it; its exit status and stderr.
 pub fn interrupt(
-    mut child: std::process::Child,
+    mut child: EngineChild,
     reader: std::thread::JoinHandle<String>,
 ) -> (std::process::ExitStatus, String) {
     // `ip netns exec` runs the engine in its own process (exec): signal it.

@@ -260,7 +260,7 @@ static __always_inline int udp_port_special(__u16 port)
 }
 
 /* Header bytes are read straight from the packet when it is linear (all
- * its bytes in the head, as a veth's and most drivers' packets are) and
+ * its bytes in the head, as every packet of a veth was in our tests) and
  * shorter than DIRECT_MAX: a helper call per header cost more than the
  * rest of the header's parsing. Other packets are read with
  * bpf_skb_load_bytes. The parser is inlined twice, once for each (`direct`
@@ -283,7 +283,8 @@ static __always_inline int load(struct __sk_buff *skb, struct pkt *p, __u32 off,
 	if (!direct)
 		return bpf_skb_load_bytes(skb, off, to, len);
 	/* Through memory the verifier does not follow (`p` is a map value):
-	 * it then sees an offset it knows nothing of, bounded below, and
+	 * it then sees an offset it knows nothing of, bounded by the check
+	 * that follows, and
 	 * walks the paths of packets with different header lengths as one,
 	 * as it does for the helper's offsets. */
 	p->at = off;

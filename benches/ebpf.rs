@@ -32,13 +32,26 @@
 //! second time (every flow now in the map), then one UDP frame of a flow
 //! in the map 1,000,000 times in a row. The kernel times each run; a run's
 //! time includes one clock read of the timer.
+//!
+//!     ebpf-bench --floor CAPTURE [PACKETS] [ROUNDS]
+//!
+//! measures what any TC flow counter costs on this machine, the floor
+//! under the programs' figures above: three small programs
+//! (`benches/bpf/floor.bpf.c`) that do not parse, one empty, one that looks
+//! up (or makes) a 48-byte flow key in a hash map the size of the bench's
+//! flow map and adds to its counters, one that also reads the clock and
+//! takes the entry's spin lock as the flow programs do. Each runs on one
+//! UDP frame of a flow in the map 1,000,000 times (`BPF_PROG_TEST_RUN`),
+//! then, attached to the veth pair's receiving end with BPF statistics on,
+//! on the replay of the capture and on the long flows above.
 // The results are the output.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aya::programs::loaded_programs;
+use aya::Ebpf;
+use aya::programs::{SchedClassifier, TcAttachType, TestRun, TestRunOptions, loaded_programs, tc};
 use aya::sys::{Stats, enable_stats};
 use capture_afpacket::PacketSender;
 use capture_afpacket::testnet::{VethPair, enter_namespace, start_engine_in, udp_frame_from};
@@ -218,11 +231,12 @@ fn test_run(frames: &[Vec<u8>]) -> ExitCode {
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let in_kernel = args.first().is_some_and(|a| a == "--test-run");
-    if in_kernel {
+    let floor_only = args.first().is_some_and(|a| a == "--floor");
+    if in_kernel || floor_only {
         args.remove(0);
     }
     let Some(path) = args.first() else {
-        eprintln!("usage: ebpf-bench [--test-run] CAPTURE [PACKETS] [ROUNDS]");
+        eprintln!("usage: ebpf-bench [--test-run | --floor] CAPTURE [PACKETS] [ROUNDS]");
         return ExitCode::from(2);
     };
     let count: usize = args
@@ -241,6 +255,9 @@ fn main() -> ExitCode {
     };
     if in_kernel {
         return test_run(&frames);
+    }
+    if floor_only {
+        return floor(&frames, rounds);
     }
     let ns = match VethPair::create("eb") {
         Ok(ns) => ns,
@@ -320,15 +337,7 @@ fn main() -> ExitCode {
     // packets of those flows follow. The programs' time per packet of a
     // flow already in the map, and both backends' engine CPU when flows
     // are long (1001 packets each), against the capture's 9.
-    let first: Vec<Vec<u8>> = (0..1000u32)
-        .map(|k| {
-            let [_, _, x, y] = k.to_be_bytes();
-            udp_frame_from([10, 20, x, y], 1, false, None)
-        })
-        .collect();
-    let more: Vec<Vec<u8>> = (0..1_000_000usize)
-        .map(|k| first[k % 1000].clone())
-        .collect();
+    let (first, more) = long_flows();
     println!("long flows: 1000 flows of 1001 packets");
     for _ in 0..rounds {
         for backend in ["ebpf", "afpacket"] {
@@ -363,4 +372,136 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The long flows: one packet of each of 1000 UDP flows, then 1,000,000
+/// more packets of those flows.
+fn long_flows() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let first: Vec<Vec<u8>> = (0..1000u32)
+        .map(|k| {
+            let [_, _, x, y] = k.to_be_bytes();
+            udp_frame_from([10, 20, x, y], 1, false, None)
+        })
+        .collect();
+    let more = (0..1_000_000usize)
+        .map(|k| first[k % 1000].clone())
+        .collect();
+    (first, more)
+}
+
+/// `benches/bpf/floor.bpf.c`, compiled by the build script (empty without
+/// clang).
+static FLOOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor.bpf.o"));
+
+/// The floor programs, from least to most work.
+const FLOOR_PROGRAMS: [&str; 3] = ["floor_empty", "floor_lookup", "floor_locked"];
+
+/// Floor program `name`, loaded afresh (with an empty map).
+fn load_floor(name: &str) -> Result<Ebpf, String> {
+    let mut ebpf = Ebpf::load(FLOOR).map_err(|e| format!("loading the floor programs: {e}"))?;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| format!("the floor object has no program {name}"))?;
+    program.load().map_err(|e| format!("loading {name}: {e}"))?;
+    Ok(ebpf)
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .expect("loaded by load_floor")
+}
+
+/// `ebpf-bench --floor CAPTURE [PACKETS] [ROUNDS]`.
+fn floor(frames: &[Vec<u8>], rounds: usize) -> ExitCode {
+    if FLOOR.is_empty() {
+        eprintln!("ebpf-bench: {}", env!("FLOWSPAN_FLOOR_WHY"));
+        return ExitCode::from(2);
+    }
+    let result = (|| -> Result<(), String> {
+        let frame = udp_frame_from([10, 20, 0, 1], 1, false, None);
+        println!("test run, one UDP frame of a flow in the map, 1000000 runs:");
+        for _ in 0..rounds {
+            for name in FLOOR_PROGRAMS {
+                let mut ebpf = load_floor(name)?;
+                let program = classifier(&mut ebpf, name);
+                let run = |repeat: u32| {
+                    let mut opts = TestRunOptions::new();
+                    opts.data_in = Some(&frame);
+                    opts.repeat = repeat;
+                    program
+                        .test_run(opts)
+                        .map(|r| r.duration)
+                        .map_err(|e| format!("test run of {name}: {e}"))
+                };
+                // The first run makes the entry.
+                run(1)?;
+                let mean = run(1_000_000)?;
+                println!("  {name:<13} {:6.1} ns per packet", mean.as_nanos() as f64);
+            }
+        }
+        let ns = VethPair::create("ef")?;
+        let _stats =
+            enable_stats(Stats::RunTime).map_err(|e| format!("turning BPF statistics on: {e}"))?;
+        enter_namespace(&ns.right);
+        // Where TCX is missing, programs attach to a clsact qdisc.
+        let _ = tc::qdisc_add_clsact(&ns.b);
+        let send = |frames: &[Vec<u8>]| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    enter_namespace(&ns.left);
+                    let sender = PacketSender::open(&ns.a).expect("sender");
+                    sender.send_all(frames).expect("sending");
+                });
+            });
+        };
+        let (first, more) = long_flows();
+        for (label, warm, measured) in [
+            ("replay of the capture", &[][..], frames),
+            (
+                "long flows, packets of a flow in the map",
+                &first[..],
+                &more[..],
+            ),
+        ] {
+            println!("{label}, {} packets, BPF statistics:", measured.len());
+            for _ in 0..rounds {
+                for name in FLOOR_PROGRAMS {
+                    let mut ebpf = load_floor(name)?;
+                    let program = classifier(&mut ebpf, name);
+                    let link = program
+                        .attach(&ns.b, TcAttachType::Ingress)
+                        .map_err(|e| format!("attaching {name}: {e}"))?;
+                    send(warm);
+                    let info = || {
+                        program
+                            .info()
+                            .map_err(|e| format!("{name}'s statistics: {e}"))
+                    };
+                    let before = info()?;
+                    send(measured);
+                    std::thread::sleep(Duration::from_millis(500));
+                    let after = info()?;
+                    let runs = after.run_count().saturating_sub(before.run_count()).max(1);
+                    let time = after.run_time().saturating_sub(before.run_time());
+                    println!(
+                        "  {name:<13} {:6.1} ns per packet ({runs} runs)",
+                        time.as_nanos() as f64 / runs as f64
+                    );
+                    program
+                        .detach(link)
+                        .map_err(|e| format!("detaching {name}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ebpf-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -55,10 +55,19 @@ impl CaptureReader {
         self.end - self.start
     }
     /// Makes at least `n` bytes available at `start`; returns how many are.
+    /// Inlined: twice per record, and a mapping (or a window that still
+    /// holds the record) returns at once.
+    #[inline]
     pub(crate) fn fill(&mut self, n: usize, record: u64) -> Result<usize, CaptureError> {
         if self.available() >= n || self.eof {
             return Ok(self.available());
         }
+        self.refill(n, record)
+    }
+
+    /// [`fill`](Self::fill) when the window must be refilled.
+    #[inline(never)]
+    fn refill(&mut self, n: usize, record: u64) -> Result<usize, CaptureError> {
         let Buffer::Owned(buf) = &mut self.buf else {
             // A mapping holds the whole input from the start.
             return Ok(self.available());

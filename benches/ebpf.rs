@@ -274,16 +274,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The sender lives in the left namespace, on a thread of its own.
-    let send = |frames: &[Vec<u8>]| {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                enter_namespace(&ns.left);
-                let sender = PacketSender::open(&ns.a).expect("sender");
-                sender.send_all(frames).expect("sending");
-            });
-        });
-    };
+    let send = |frames: &[Vec<u8>]| send_from_left(&ns, frames);
     println!(
         "frames: {} from {path}; machine: {} CPUs, kernel {}",
         frames.len(),
@@ -374,6 +365,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Sends `frames` into the pair's left end, from a thread of its own in
+/// the left namespace.
+fn send_from_left(ns: &VethPair, frames: &[Vec<u8>]) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_namespace(&ns.left);
+            let sender = PacketSender::open(&ns.a).expect("sender");
+            sender.send_all(frames).expect("sending");
+        });
+    });
+}
+
 /// The long flows: one packet of each of 1000 UDP flows, then 1,000,000
 /// more packets of those flows.
 fn long_flows() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -447,15 +450,7 @@ fn floor(frames: &[Vec<u8>], rounds: usize) -> ExitCode {
         enter_namespace(&ns.right);
         // Where TCX is missing, programs attach to a clsact qdisc.
         let _ = tc::qdisc_add_clsact(&ns.b);
-        let send = |frames: &[Vec<u8>]| {
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    enter_namespace(&ns.left);
-                    let sender = PacketSender::open(&ns.a).expect("sender");
-                    sender.send_all(frames).expect("sending");
-                });
-            });
-        };
+        let send = |frames: &[Vec<u8>]| send_from_left(&ns, frames);
         let (first, more) = long_flows();
         for (label, warm, measured) in [
             ("replay of the capture", &[][..], frames),

@@ -410,6 +410,7 @@ fn load_floor(name: &str) -> Result<Ebpf, String> {
     Ok(ebpf)
 }
 
+/// Program `name` of `ebpf`, which [`load_floor`] loaded.
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
     ebpf.program_mut(name)
         .and_then(|p| p.try_into().ok())

@@ -15,11 +15,26 @@ use std::time::{Duration, Instant};
 use common::{root, rotel, skip};
 use serde_json::Value as Json;
 
+/// A loopback port that is free now and that no other test of this file
+/// was given. The tests run in parallel, and the kernel may hand a port
+/// just released to the next bind: two tests given the same port had one
+/// engine deliver to the other test's collector (a fresh-clone CI run saw
+/// it, with the "collector down" test's port taken by a running collector).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -1,5 +1,4 @@
-//! Flow metering alone, for `throughput.sh`: reads a capture (mapped; each
-//! worker reads it and meters its share, as `engine --pcap` does),
+//! Flow metering alone, for `throughput.sh`: reads a capture (mapped),
 //! decodes each frame, and meters the packets in a [`Pipeline`] of N workers,
 //! with the same capture loop as `engine --pcap` ([`engine::drive`]), but drops the flow records instead of
 //! mapping and encoding them as spans. Comparing its CPU time with the
@@ -17,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 
 use capture_pcap::FileSource;
 use engine::decode::Decoder;
-use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, drive, drive_shards};
+use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, drive};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,60 +42,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = PipelineConfig {
-        workers,
-        flow: FlowConfig::default(),
-        host: None,
-        registry: registry.clone(),
-        enrichment: None,
-        sampler: None,
-    };
-    let map = |records: Vec<engine::FlowRecord>| vec![Some(()); records.len()];
+    let (mut pipeline, records) = Pipeline::start_mapped(
+        PipelineConfig {
+            workers,
+            flow: FlowConfig::default(),
+            host: None,
+            registry: registry.clone(),
+            enrichment: None,
+            sampler: None,
+        },
+        |records: Vec<engine::FlowRecord>| vec![Some(()); records.len()],
+    );
+    let counter = std::thread::spawn(move || records.map(|batch| batch.len()).sum::<usize>());
     // One decoder for the run, as `engine` holds (default tunnel ports),
-    // and the capture loop `engine` runs: on a mapped file, every worker
-    // reads it and meters its share; on a stream, one reader feeds them.
+    // and the capture loop `engine` runs.
     let decoder = Decoder::default();
     let stop = AtomicBool::new(false);
-    let scratch = Registry::new();
-    let others: Option<Vec<FileSource>> = (1..workers)
-        .map(|_| Some(FileSource::new(source.reader().read_again()?, &scratch)))
-        .collect();
-    let (ended, stats, counter) = match others {
-        Some(others) => {
-            let (shards, records) = Pipeline::start_shards(config, map);
-            let counter =
-                std::thread::spawn(move || records.map(|batch| batch.len()).sum::<usize>());
-            let (ended, stats) = drive_shards(
-                &mut source,
-                others,
-                shards,
-                &decoder,
-                None,
-                &registry,
-                &stop,
-                || {},
-            );
-            (ended, stats, counter)
-        }
-        None => {
-            let (mut pipeline, records) = Pipeline::start_mapped(config, map);
-            let counter =
-                std::thread::spawn(move || records.map(|batch| batch.len()).sum::<usize>());
-            let ended = drive(
-                &mut source,
-                &decoder,
-                None,
-                &mut pipeline,
-                &registry,
-                &stop,
-                || {},
-            );
-            (ended, pipeline.finish(), counter)
-        }
-    };
-    if let Err(e) = ended {
+    if let Err(e) = drive(
+        &mut source,
+        &decoder,
+        None,
+        &mut pipeline,
+        &registry,
+        &stop,
+        || {},
+    ) {
         eprintln!("meter: {e}");
     }
+    let stats = pipeline.finish();
     let records = counter.join().unwrap_or(0);
     let packets = registry.snapshot().decode.decoded;
     match stats {

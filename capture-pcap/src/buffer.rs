@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
-use std::sync::Arc;
 
 use crate::{CaptureError, CaptureReader, ErrorKind};
 
@@ -12,9 +11,8 @@ use crate::{CaptureError, CaptureReader, ErrorKind};
 pub(crate) enum Buffer {
     /// A window onto a stream, refilled by `fill`.
     Owned(Vec<u8>),
-    /// A whole file mapped read-only, perhaps shared with other readers of
-    /// the same file ([`CaptureReader::read_again`]).
-    Mapped(Arc<memmap2::Mmap>),
+    /// A whole file mapped read-only.
+    Mapped(memmap2::Mmap),
 }
 
 impl Deref for Buffer {
@@ -119,15 +117,12 @@ impl CaptureReader {
             return;
         };
         let upto = self.start - self.start % RELEASE_STEP;
-        // SAFETY: `&mut self` means no frame of this reader borrows the
-        // mapping now, and the range ends before `start`, which no later
-        // frame reaches back to. Other readers sharing the mapping
-        // (`read_again`) may still borrow these bytes: for a private
-        // read-only file mapping, MADV_DONTNEED only drops the pages, and
-        // touching them again faults the file's unchanged bytes back in, so
-        // what any borrower reads does not change. Offset and length are
-        // multiples of RELEASE_STEP, so page-aligned, and within the mapping
-        // (`start` <= its length).
+        // SAFETY: `&mut self` means no frame borrows the mapping now, and
+        // the range ends before `start`, which no later frame reaches back
+        // to. For a private read-only file mapping, MADV_DONTNEED only drops
+        // the pages: touching them again would fault the file's unchanged
+        // bytes back in. Offset and length are multiples of RELEASE_STEP,
+        // so page-aligned, and within the mapping (`start` <= its length).
         let _ = unsafe {
             map.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,

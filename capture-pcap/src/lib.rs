@@ -41,7 +41,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 pub use error::{CaptureError, ErrorKind, ReaderStats};
 pub use merge::MergedFiles;
@@ -174,11 +173,9 @@ impl CaptureReader {
             kind: ErrorKind::Open(e),
         })?;
         match map_file(&file) {
-            Some(map) => CaptureReader::with_buffer(
-                Box::new(io::empty()),
-                name,
-                Buffer::Mapped(Arc::new(map)),
-            ),
+            Some(map) => {
+                CaptureReader::with_buffer(Box::new(io::empty()), name, Buffer::Mapped(map))
+            }
             None => CaptureReader::new(Box::new(file), name),
         }
     }
@@ -225,24 +222,6 @@ impl CaptureReader {
         };
         r.read_file_header()?;
         Ok(r)
-    }
-
-    /// Another reader of the same mapped file, from its first record, that
-    /// shares this one's mapping; `None` for a stream, which only one reader
-    /// can read. Each reader drops the pages it has read from the mapping
-    /// (16 MiB at a time), so readers that keep close together (the workers
-    /// of one run) fault few pages twice.
-    pub fn read_again(&self) -> Option<CaptureReader> {
-        let Buffer::Mapped(map) = &self.buf else {
-            return None;
-        };
-        // The header was read from these bytes already: it reads again.
-        CaptureReader::with_buffer(
-            Box::new(io::empty()),
-            self.path.clone(),
-            Buffer::Mapped(Arc::clone(map)),
-        )
-        .ok()
     }
 
     /// The input's name as given.

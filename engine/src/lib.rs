@@ -59,6 +59,6 @@ pub use flow::key::FlowKey;
 pub use flow::observation::{FlowObservation, ObservedEncap, Opening, SideDelta, TcpSamples};
 pub use flow::record::{DirectionRecord, EndReason, FirstPacket, FlowRecord, FlowRole, TcpState};
 pub use flow::table::{FlowTable, TableStats};
-pub use pipeline::{PacketSink, Pipeline, PipelineClosed, PipelineConfig, Records, Shard};
+pub use pipeline::{Pipeline, PipelineClosed, PipelineConfig, Records};
 pub use registry::{DecodeCounts, ProgramCounts, Registry, Snapshot};
-pub use source::{CaptureSource, Clock, Ended, Frame, Input, Poll, drive, drive_shards};
+pub use source::{CaptureSource, Clock, Ended, Frame, Input, Poll, drive};

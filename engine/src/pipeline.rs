@@ -140,8 +140,7 @@ enum MergeMsg<T> {
 /// two workers).
 const FLUSH_CHUNK: usize = 1024;
 /// The merge stops taking a flushing worker's chunks while it holds this
-/// many of its items that it cannot release yet (any worker's, when the
-/// workers read the input themselves: [`Shard`]).
+/// many of its items that it cannot release yet.
 const FLUSH_HOLD: usize = 4 * FLUSH_CHUNK;
 
 /// The output side has gone away (the record receiver was dropped).
@@ -223,8 +222,7 @@ impl Pipeline {
                             enrichment,
                             sampler,
                         };
-                        let worker = Worker::new(table, views, slot, merge_tx, map);
-                        run_worker(worker, rx, ret_tx)
+                        run_worker(table, views, slot, rx, ret_tx, merge_tx, map)
                     })
                     .expect("spawning a worker thread"),
             );
@@ -233,7 +231,6 @@ impl Pipeline {
             streams: (0..n).map(|_| Stream::default()).collect(),
             rings: merge_rings,
             waker: consumer_waker,
-            independent: false,
         };
         let pipeline = Pipeline {
             senders,
@@ -331,12 +328,6 @@ impl Pipeline {
     }
 
     fn send_batch(&mut self, w: usize, why: Cut) -> Result<(), PipelineClosed> {
-        self.send_batch_at(w, why, self.clock_ns)
-    }
-
-    /// [`send_batch`](Self::send_batch) with `watermark` instead of the
-    /// clock.
-    fn send_batch_at(&mut self, w: usize, why: Cut, watermark: u64) -> Result<(), PipelineClosed> {
         let fresh = self.returns[w]
             .try_recv()
             .unwrap_or_else(|| Vec::with_capacity(BATCH));
@@ -346,7 +337,7 @@ impl Pipeline {
             .send(WorkerMsg::Batch(
                 batch,
                 flows,
-                watermark,
+                self.clock_ns,
                 self.ended_interfaces.clone(),
                 why,
             ))
@@ -361,9 +352,7 @@ impl Pipeline {
     pub fn finish(mut self) -> Result<TableStats, PipelineClosed> {
         let mut closed = false;
         for w in 0..self.senders.len() {
-            closed |= self
-                .send_batch_at(w, Cut::Flush, last_watermark(self.clock_ns))
-                .is_err();
+            closed |= self.send_batch(w, Cut::Flush).is_err();
             closed |= self.senders[w]
                 .send(WorkerMsg::Finish(self.clock_ns))
                 .is_err();
@@ -382,274 +371,6 @@ impl Pipeline {
             Ok(stats)
         }
     }
-}
-
-/// What the capture loop ([`crate::source::drive`]) pushes packets into: a
-/// [`Pipeline`], whose workers run on threads of their own, or a [`Shard`].
-pub trait PacketSink {
-    /// Accounts one packet captured at `ts_ns`.
-    ///
-    /// # Errors
-    /// The record consumer has stopped.
-    fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> Result<(), PipelineClosed>;
-    /// Accounts one flow observation.
-    ///
-    /// # Errors
-    /// The record consumer has stopped.
-    fn push_flow(&mut self, observation: FlowObservation) -> Result<(), PipelineClosed>;
-    /// Moves the capture clock forward without a packet.
-    fn advance_clock(&mut self, clock_ns: u64);
-    /// Ends the open flows kept by interface `ifindex`.
-    ///
-    /// # Errors
-    /// The record consumer has stopped.
-    fn end_interface(&mut self, ifindex: u32) -> Result<(), PipelineClosed>;
-    /// Meters what is pending and releases what is due now.
-    ///
-    /// # Errors
-    /// The record consumer has stopped.
-    fn sync(&mut self) -> Result<(), PipelineClosed>;
-}
-
-impl PacketSink for Pipeline {
-    #[inline(always)]
-    fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> Result<(), PipelineClosed> {
-        Pipeline::push(self, packet, ts_ns)
-    }
-    fn push_flow(&mut self, observation: FlowObservation) -> Result<(), PipelineClosed> {
-        Pipeline::push_flow(self, observation)
-    }
-    fn advance_clock(&mut self, clock_ns: u64) {
-        Pipeline::advance_clock(self, clock_ns);
-    }
-    fn end_interface(&mut self, ifindex: u32) -> Result<(), PipelineClosed> {
-        Pipeline::end_interface(self, ifindex)
-    }
-    fn sync(&mut self) -> Result<(), PipelineClosed> {
-        Pipeline::sync(self)
-    }
-}
-
-/// A worker as a [`Shard`] drives it, whatever its items' type.
-trait ShardWorker: Send {
-    fn batch(
-        &mut self,
-        batch: &[Observation],
-        flows: &[FlowInput],
-        watermark: u64,
-        ended: &[u32],
-        why: Cut,
-    ) -> bool;
-    fn finish(&mut self, clock: u64) -> TableStats;
-    fn abandon(&mut self);
-}
-
-impl<T: Send, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>> + Send> ShardWorker for Worker<T, F> {
-    fn batch(
-        &mut self,
-        batch: &[Observation],
-        flows: &[FlowInput],
-        watermark: u64,
-        ended: &[u32],
-        why: Cut,
-    ) -> bool {
-        Worker::batch(self, batch, flows, watermark, ended, why)
-    }
-    fn finish(&mut self, clock: u64) -> TableStats {
-        Worker::finish(self, clock);
-        *self.table.stats()
-    }
-    fn abandon(&mut self) {
-        Worker::abandon(self);
-    }
-}
-
-/// One worker of a pipeline whose workers each read the whole input
-/// themselves (a capture file, which every worker can map): every shard is
-/// pushed every packet, meters the packets of its own share of the flows
-/// (the same share a [`Pipeline`] would send it) on the pushing thread, and
-/// drops the others. No thread hands packets to another; the records still
-/// go through the one merge ([`Records`]), so the output is the same as a
-/// [`Pipeline`]'s with as many workers.
-///
-/// Each shard counts every packet towards its ticks, so all shards send
-/// their watermarks at the same packets, as a pipeline's workers get them.
-/// Push the same packets into every shard of a set, each on its own thread.
-pub struct Shard {
-    me: usize,
-    n: usize,
-    batch: Vec<Observation>,
-    flows: Vec<FlowInput>,
-    ended: Vec<u32>,
-    clock_ns: u64,
-    since_tick: u64,
-    worker: Box<dyn ShardWorker>,
-}
-
-impl std::fmt::Debug for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard")
-            .field("shard", &self.me)
-            .field("of", &self.n)
-            .field("clock_ns", &self.clock_ns)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pipeline {
-    /// Like [`start_mapped`](Self::start_mapped), but starts no threads:
-    /// returns one [`Shard`] per worker, each to be pushed the whole input
-    /// on a thread of its own, and their merged output.
-    pub fn start_shards<T, F>(config: PipelineConfig, map: F) -> (Vec<Shard>, Records<T>)
-    where
-        T: Send + 'static,
-        F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>> + Clone + Send + 'static,
-    {
-        let n = config.workers.max(1);
-        let mut flow = config.flow.clone();
-        if flow.max_flows > 0 {
-            flow.max_flows = flow.max_flows.div_ceil(n);
-        }
-        let consumer_waker = Waker::new();
-        let mut rings = Vec::with_capacity(n);
-        let mut shards = Vec::with_capacity(n);
-        for me in 0..n {
-            let (merge_tx, merge_rx) = ring::ring(MERGE_RING, consumer_waker.clone());
-            rings.push(merge_rx);
-            let views = Views {
-                host: config.host.clone(),
-                enrichment: config.enrichment.clone(),
-                sampler: config.sampler,
-            };
-            let worker = Worker::new(
-                FlowTable::new(flow.clone()),
-                views,
-                config.registry.table(),
-                merge_tx,
-                map.clone(),
-            );
-            shards.push(Shard {
-                me,
-                n,
-                batch: Vec::with_capacity(BATCH),
-                flows: Vec::new(),
-                ended: Vec::new(),
-                clock_ns: 0,
-                since_tick: 0,
-                worker: Box::new(worker),
-            });
-        }
-        let records = Records {
-            streams: (0..n).map(|_| Stream::default()).collect(),
-            rings,
-            waker: consumer_waker,
-            independent: true,
-        };
-        (shards, records)
-    }
-}
-
-impl Shard {
-    /// Which of its set this shard is (0 to the set's size - 1).
-    pub fn index(&self) -> usize {
-        self.me
-    }
-
-    /// The capture clock: the highest timestamp pushed so far.
-    pub fn clock_ns(&self) -> u64 {
-        self.clock_ns
-    }
-
-    /// Meters what is pending now and, if `why` says so, sends the records.
-    fn send(&mut self, why: Cut) -> Result<(), PipelineClosed> {
-        self.send_at(why, self.clock_ns)
-    }
-
-    /// [`send`](Self::send) with `watermark` instead of the clock.
-    fn send_at(&mut self, why: Cut, watermark: u64) -> Result<(), PipelineClosed> {
-        let sent = self
-            .worker
-            .batch(&self.batch, &self.flows, watermark, &self.ended, why);
-        self.batch.clear();
-        self.flows.clear();
-        if sent { Ok(()) } else { Err(PipelineClosed) }
-    }
-
-    /// Ends every open flow of this shard at the current clock, sends the
-    /// last records, and returns the shard's table counters.
-    ///
-    /// # Errors
-    /// The record consumer stopped before the end.
-    pub fn finish(mut self) -> Result<TableStats, PipelineClosed> {
-        self.send_at(Cut::Flush, last_watermark(self.clock_ns))?;
-        Ok(self.worker.finish(self.clock_ns))
-    }
-}
-
-impl Drop for Shard {
-    fn drop(&mut self) {
-        // Dropped without `finish` (the input stopped early): what was
-        // metered still goes out. After `finish`, nothing is held.
-        self.worker.abandon();
-    }
-}
-
-impl PacketSink for Shard {
-    #[inline(always)]
-    fn push(&mut self, packet: PacketRepr, ts_ns: u64) -> Result<(), PipelineClosed> {
-        self.clock_ns = self.clock_ns.max(ts_ns);
-        if shard(&packet, self.n) == self.me {
-            self.batch.push((packet, ts_ns, self.clock_ns));
-        }
-        self.since_tick += 1;
-        if self.since_tick >= TICK_EVERY {
-            self.since_tick = 0;
-            self.send(Cut::Flush)
-        } else if self.batch.len() >= BATCH {
-            self.send(Cut::Full)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn push_flow(&mut self, observation: FlowObservation) -> Result<(), PipelineClosed> {
-        self.clock_ns = self.clock_ns.max(observation.last_seen_ns);
-        let k = &observation.key;
-        if shard_of(k.a, k.b, k.protocol, self.n) != self.me {
-            return Ok(());
-        }
-        self.flows
-            .push((observation, self.clock_ns, self.batch.len()));
-        if self.flows.len() >= BATCH {
-            self.send(Cut::Full)?;
-        }
-        Ok(())
-    }
-
-    fn advance_clock(&mut self, clock_ns: u64) {
-        self.clock_ns = self.clock_ns.max(clock_ns);
-    }
-
-    fn end_interface(&mut self, ifindex: u32) -> Result<(), PipelineClosed> {
-        self.ended.push(ifindex);
-        let sent = self.sync();
-        self.ended.clear();
-        sent
-    }
-
-    fn sync(&mut self) -> Result<(), PipelineClosed> {
-        self.since_tick = 0;
-        self.send(Cut::Flush)
-    }
-}
-
-/// The watermark of the batch sent just before the end of input at
-/// `clock`: flows whose idle time runs out at the clock itself are left
-/// for the final flush, which sorts their records among the records of the
-/// flows it ends (due at the clock too). Ended by that batch, they would go
-/// out ahead of all of those with one worker and among them with several.
-fn last_watermark(clock: u64) -> u64 {
-    clock.saturating_sub(1)
 }
 
 /// A symmetric shard choice from the addresses and protocol only.
@@ -685,221 +406,121 @@ struct Views {
     sampler: Option<FlowSampler>,
 }
 
-/// One worker's state: its table, and what it holds for the merge. It runs
-/// on a thread of its own ([`run_worker`]) or on the thread that reads its
-/// share of the input ([`Shard`]).
-struct Worker<T, F> {
-    table: FlowTable,
+fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
+    mut table: FlowTable,
     views: Views,
     slot: TableSlot,
-    merge: ring::Sender<MergeMsg<T>>,
-    map: F,
-    /// Records the table emitted, before they are ordered.
-    out: Vec<FlowRecord>,
-    directory: Option<Arc<crate::enrich::Directory>>,
-    host_seen: u64,
-    enrichment_seen: u64,
-    left_out: LeftOut,
-    /// Items of full batches not sent yet.
-    held: Vec<Item<T>>,
-    /// The watermark `held` is due by.
-    last_watermark: u64,
-}
-
-impl<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>> Worker<T, F> {
-    fn new(
-        table: FlowTable,
-        views: Views,
-        slot: TableSlot,
-        merge: ring::Sender<MergeMsg<T>>,
-        map: F,
-    ) -> Self {
-        let directory = views.enrichment.as_ref().map(|e| e.get());
-        Worker {
-            table,
-            views,
-            slot,
-            merge,
-            map,
-            out: Vec::new(),
-            directory,
-            host_seen: 0,
-            enrichment_seen: 0,
-            left_out: LeftOut::default(),
-            held: Vec::new(),
-            last_watermark: 0,
+    mut rx: ring::Receiver<WorkerMsg>,
+    mut returns: ring::Sender<Vec<Observation>>,
+    mut merge: ring::Sender<MergeMsg<T>>,
+    mut map: F,
+) -> TableStats {
+    let mut out = Vec::new();
+    let mut directory = views.enrichment.as_ref().map(|e| e.get());
+    let mut enrichment_seen = 0;
+    let sampler = views.sampler;
+    let mut left_out = LeftOut::default();
+    let mut items_of = |mut records: Vec<FlowRecord>,
+                        directory: &Option<std::sync::Arc<crate::enrich::Directory>>,
+                        left_out: &mut LeftOut|
+     -> Vec<Item<T>> {
+        if let Some(s) = sampler {
+            let before = records.len();
+            records.retain(|r| s.keeps(&r.community_id));
+            left_out.sampled += (before - records.len()) as u64;
         }
-    }
-
-    /// Takes new host and enrichment snapshots, if any.
-    fn refresh_views(&mut self) {
-        let views = &self.views;
-        if let Some(next) = views
-            .host
-            .as_ref()
-            .and_then(|h| h.changed(&mut self.host_seen))
-        {
-            self.table.set_host(Some(next));
+        if let Some(d) = directory {
+            for r in &mut records {
+                d.enrich(r);
+            }
+        }
+        let keys: Vec<OrderKey> = records.iter().map(FlowRecord::order_key).collect();
+        let n = keys.len();
+        let items = map(records);
+        assert_eq!(items.len(), n, "map returns one item per record");
+        let kept: Vec<Item<T>> = keys
+            .into_iter()
+            .zip(items)
+            .filter_map(|(k, item)| item.map(|i| (k, i)))
+            .collect();
+        left_out.filtered += (n - kept.len()) as u64;
+        kept
+    };
+    let mut host_seen = 0;
+    // Items of full batches not sent yet, and the watermark they are due by.
+    let mut held: Vec<Item<T>> = Vec::new();
+    let mut last_watermark = 0;
+    while let Some(msg) = rx.recv() {
+        if let Some(next) = views.host.as_ref().and_then(|h| h.changed(&mut host_seen)) {
+            table.set_host(Some(next));
         }
         if let Some(next) = views
             .enrichment
             .as_ref()
-            .and_then(|e| e.changed(&mut self.enrichment_seen))
+            .and_then(|e| e.changed(&mut enrichment_seen))
         {
-            self.directory = Some(next);
+            directory = Some(next);
         }
-    }
-
-    /// Meters one batch: its packets and flow observations in the order
-    /// they were pushed, then the watermark and the interfaces that ended;
-    /// sends the records unless `why` lets it hold them. `false`: the
-    /// consumer has gone.
-    fn batch(
-        &mut self,
-        batch: &[Observation],
-        flows: &[FlowInput],
-        watermark: u64,
-        ended: &[u32],
-        why: Cut,
-    ) -> bool {
-        self.refresh_views();
-        let (table, out) = (&mut self.table, &mut self.out);
-        // In the order they were pushed: the packets before each
-        // observation, then it.
-        let mut done = 0;
-        for (observation, clock, at) in flows {
-            table.observe_batch(&batch[done..*at], out);
-            done = *at;
-            table.observe_flow(observation, *clock, out);
-        }
-        table.observe_batch(&batch[done..], out);
-        table.advance(watermark, out);
-        for &ifindex in ended {
-            table.end_interface(ifindex, watermark, out);
-        }
-        let records = sorted(out);
-        let items = items_of(
-            records,
-            self.views.sampler,
-            &self.directory,
-            &mut self.left_out,
-            &mut self.map,
-        );
-        self.held.extend(items);
-        self.publish();
-        self.last_watermark = watermark;
-        if why == Cut::Full && self.held.len() < HOLD_ITEMS {
-            return true;
-        }
-        let msg = MergeMsg::Records {
-            items: std::mem::take(&mut self.held),
-            watermark: Some(watermark),
-        };
-        self.merge.send(msg).is_ok()
-    }
-
-    /// Ends every open flow at `clock` and sends the final records in
-    /// chunks, then says done. The last batch was sent with
-    /// [`Cut::Flush`]: nothing is held.
-    fn finish(&mut self, clock: u64) {
-        debug_assert!(self.held.is_empty());
-        self.refresh_views();
-        let Worker {
-            table,
-            views,
-            merge,
-            map,
-            directory,
-            left_out,
-            ..
-        } = self;
-        let sampler = views.sampler;
-        table.flush_sorted(clock, FLUSH_CHUNK, |records| {
-            let msg = MergeMsg::Records {
-                items: items_of(records, sampler, directory, left_out, map),
-                watermark: None,
-            };
-            merge.send(msg).is_ok()
-        });
-        let _ = merge.send(MergeMsg::Done);
-        self.publish();
-    }
-
-    /// The input stopped without a finish: what was metered still goes out.
-    fn abandon(&mut self) {
-        if !self.held.is_empty() {
-            let _ = self.merge.send(MergeMsg::Records {
-                items: std::mem::take(&mut self.held),
-                watermark: Some(self.last_watermark),
-            });
-        }
-    }
-
-    fn publish(&self) {
-        self.slot.publish(self.table.stats(), self.table.len());
-        self.slot
-            .publish_left_out(self.left_out.sampled, self.left_out.filtered);
-    }
-}
-
-/// A worker's items for `records` (in output order): sampled, enriched and
-/// mapped, each with what orders it; what was left out is counted.
-fn items_of<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
-    mut records: Vec<FlowRecord>,
-    sampler: Option<FlowSampler>,
-    directory: &Option<Arc<crate::enrich::Directory>>,
-    left_out: &mut LeftOut,
-    map: &mut F,
-) -> Vec<Item<T>> {
-    if let Some(s) = sampler {
-        let before = records.len();
-        records.retain(|r| s.keeps(&r.community_id));
-        left_out.sampled += (before - records.len()) as u64;
-    }
-    if let Some(d) = directory {
-        for r in &mut records {
-            d.enrich(r);
-        }
-    }
-    let keys: Vec<OrderKey> = records.iter().map(FlowRecord::order_key).collect();
-    let n = keys.len();
-    let items = map(records);
-    assert_eq!(items.len(), n, "map returns one item per record");
-    let kept: Vec<Item<T>> = keys
-        .into_iter()
-        .zip(items)
-        .filter_map(|(k, item)| item.map(|i| (k, i)))
-        .collect();
-    left_out.filtered += (n - kept.len()) as u64;
-    kept
-}
-
-fn run_worker<T, F: FnMut(Vec<FlowRecord>) -> Vec<Option<T>>>(
-    mut worker: Worker<T, F>,
-    mut rx: ring::Receiver<WorkerMsg>,
-    mut returns: ring::Sender<Vec<Observation>>,
-) -> TableStats {
-    while let Some(msg) = rx.recv() {
         match msg {
             WorkerMsg::Batch(mut batch, flows, watermark, ended, why) => {
-                let sent = worker.batch(&batch, &flows, watermark, &ended, why);
+                // In the order they were pushed: the packets before each
+                // observation, then it.
+                let mut done = 0;
+                for (observation, clock, at) in &flows {
+                    table.observe_batch(&batch[done..*at], &mut out);
+                    done = *at;
+                    table.observe_flow(observation, *clock, &mut out);
+                }
+                table.observe_batch(&batch[done..], &mut out);
                 batch.clear();
                 // Only fails if the reader has gone away.
                 let _ = returns.try_send(batch);
-                if !sent {
+                table.advance(watermark, &mut out);
+                for ifindex in ended {
+                    table.end_interface(ifindex, watermark, &mut out);
+                }
+                held.extend(items_of(sorted(&mut out), &directory, &mut left_out));
+                slot.publish(table.stats(), table.len());
+                slot.publish_left_out(left_out.sampled, left_out.filtered);
+                last_watermark = watermark;
+                if why == Cut::Full && held.len() < HOLD_ITEMS {
+                    continue;
+                }
+                let msg = MergeMsg::Records {
+                    items: std::mem::take(&mut held),
+                    watermark: Some(watermark),
+                };
+                if merge.send(msg).is_err() {
                     break;
                 }
             }
             WorkerMsg::Finish(clock) => {
                 // `Pipeline::finish` sends a last batch first, with
                 // `Cut::Flush`: nothing is held.
-                worker.finish(clock);
-                return *worker.table.stats();
+                debug_assert!(held.is_empty());
+                table.flush_sorted(clock, FLUSH_CHUNK, |records| {
+                    let msg = MergeMsg::Records {
+                        items: items_of(records, &directory, &mut left_out),
+                        watermark: None,
+                    };
+                    merge.send(msg).is_ok()
+                });
+                let _ = merge.send(MergeMsg::Done);
+                slot.publish(table.stats(), table.len());
+                slot.publish_left_out(left_out.sampled, left_out.filtered);
+                break;
             }
         }
     }
-    worker.abandon();
-    *worker.table.stats()
+    if !held.is_empty() {
+        // The reader went away without finishing: what was metered still
+        // goes out.
+        let _ = merge.send(MergeMsg::Records {
+            items: held,
+            watermark: Some(last_watermark),
+        });
+    }
+    *table.stats()
 }
 
 /// Records a worker emitted and left out, by why.
@@ -972,15 +593,8 @@ impl<T> Stream<T> {
     /// deadlock (the reader, blocked on this worker, may owe another worker
     /// the batch whose watermark releases these items); once a worker
     /// flushes, the reader has sent everything it will send it.
-    ///
-    /// `independent`: the workers read the input themselves ([`Shard`]s),
-    /// so none waits on another, and a worker far ahead is held back
-    /// whether it flushes or not: its items would otherwise pile up here
-    /// without bound while another worker is behind. The merge always
-    /// releases the smallest head once every queue holds an item, so some
-    /// queue empties and its worker is taken again.
-    fn holds_back(&self, independent: bool) -> bool {
-        self.done || ((self.flushing || independent) && self.queue.len() >= FLUSH_HOLD)
+    fn holds_back(&self) -> bool {
+        self.done || (self.flushing && self.queue.len() >= FLUSH_HOLD)
     }
 
     fn take(&mut self, msg: MergeMsg<T>) {
@@ -1011,8 +625,6 @@ pub struct Records<T> {
     streams: Vec<Stream<T>>,
     /// Where the reading thread sleeps until a worker sends.
     waker: Arc<Waker>,
-    /// The workers read the input themselves (see [`Stream::holds_back`]).
-    independent: bool,
 }
 
 impl<T> std::fmt::Debug for Records<T> {
@@ -1061,13 +673,12 @@ impl<T> Records<T> {
             }
             if !news {
                 let (streams, rings) = (&self.streams, &self.rings);
-                let independent = self.independent;
                 let woke = self.waker.wait_until_deadline(
                     || {
                         streams
                             .iter()
                             .zip(rings)
-                            .any(|(s, r)| !s.holds_back(independent) && r.has_news())
+                            .any(|(s, r)| !s.holds_back() && r.has_news())
                     },
                     deadline,
                 );
@@ -1083,7 +694,7 @@ impl<T> Records<T> {
     fn take_messages(&mut self) -> bool {
         let mut news = false;
         for (s, ring) in self.streams.iter_mut().zip(&mut self.rings) {
-            while !s.holds_back(self.independent) {
+            while !s.holds_back() {
                 if let Some(msg) = ring.try_recv() {
                     s.take(msg);
                 } else if ring.is_closed() {

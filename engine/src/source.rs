@@ -1,6 +1,5 @@
 //! Capture sources and the one loop that drives any of them into a
-//! [`Pipeline`](crate::pipeline::Pipeline) or one of its
-//! [`Shard`]s.
+//! [`Pipeline`].
 //!
 //! A [`CaptureSource`] is whatever delivers traffic: a capture file
 //! (`capture_pcap`), AF_PACKET rings (`capture_afpacket`), eBPF maps
@@ -24,8 +23,7 @@ use crate::bpf::FrameFilter;
 use crate::decode::reassembly::{HeldFrame, Offered, Reassembler};
 use crate::decode::{Decoder, Fragment, LinkType, PacketRepr, Stop};
 use crate::flow::observation::FlowObservation;
-use crate::flow::table::TableStats;
-use crate::pipeline::{PacketSink, PipelineClosed, Shard};
+use crate::pipeline::Pipeline;
 use crate::registry::{DecodeCounts, Registry};
 
 /// A GSO/GRO super-frame's segmentation: the frame stands for several
@@ -156,13 +154,13 @@ pub enum Ended {
 const TICK: Duration = Duration::from_millis(100);
 
 /// The capture loop's state: decodes frames into the pipeline.
-struct Driver<'a, P: ?Sized> {
+struct Driver<'a> {
     decoder: &'a Decoder,
     /// The capture filter, if any.
     filter: Option<&'a FrameFilter>,
     /// A frame with its VLAN tag put back, for the filter.
     retagged: Vec<u8>,
-    pipeline: &'a mut P,
+    pipeline: &'a mut Pipeline,
     counts: DecodeCounts,
     /// The pipeline's consumer has stopped.
     closed: bool,
@@ -175,7 +173,7 @@ struct Driver<'a, P: ?Sized> {
     reassembly_deadline: u64,
 }
 
-impl<P: PacketSink + ?Sized> Input for Driver<'_, P> {
+impl Input for Driver<'_> {
     // Always: each source's poll loop calls it once per frame, and a call
     // there costs a copy of the decoded packet's context (seen in `engine`,
     // where the heuristics left it out of line).
@@ -240,7 +238,7 @@ impl<P: PacketSink + ?Sized> Input for Driver<'_, P> {
     }
 }
 
-impl<P: PacketSink + ?Sized> Driver<'_, P> {
+impl Driver<'_> {
     /// Whether `frame` passes `filter`, with the VLAN tag the kernel took
     /// out of it put back (as a capture file has it).
     #[inline]
@@ -436,11 +434,11 @@ pub fn wall_clock_ns() -> u64 {
 ///
 /// # Errors
 /// The source failed; what was read before still went into the pipeline.
-pub fn drive<S: CaptureSource, P: PacketSink + ?Sized>(
+pub fn drive<S: CaptureSource>(
     source: &mut S,
     decoder: &Decoder,
     filter: Option<&FrameFilter>,
-    pipeline: &mut P,
+    pipeline: &mut Pipeline,
     registry: &Registry,
     stop: &AtomicBool,
     mut tick: impl FnMut(),
@@ -510,73 +508,4 @@ pub fn drive<S: CaptureSource, P: PacketSink + ?Sized>(
     source.publish();
     registry.publish_decode(&driver.counts);
     ended
-}
-
-/// Drives each of `shards` ([`Pipeline::start_shards`]) with its own reader
-/// of the same input, each on a thread of its own: the first with `source`
-/// on this thread, which runs `tick` and publishes into `registry`; the
-/// others with `others`, one each, whose counters go nowhere (they read
-/// what the first reads). Each shard is finished as its input ends. Returns
-/// how the first ended and the shards' table counters together.
-///
-/// [`Pipeline::start_shards`]: crate::pipeline::Pipeline::start_shards
-///
-/// # Panics
-/// There are fewer readers than shards, or a worker thread cannot be
-/// started (as [`Pipeline::start`](crate::pipeline::Pipeline::start)).
-#[allow(clippy::too_many_arguments)]
-pub fn drive_shards<S: CaptureSource + Send>(
-    source: &mut S,
-    others: Vec<S>,
-    shards: Vec<Shard>,
-    decoder: &Decoder,
-    filter: Option<&FrameFilter>,
-    registry: &Registry,
-    stop: &AtomicBool,
-    tick: impl FnMut(),
-) -> (Result<Ended, S::Error>, Result<TableStats, PipelineClosed>) {
-    assert_eq!(others.len() + 1, shards.len(), "a reader per shard");
-    let scratch = Registry::new();
-    std::thread::scope(|scope| {
-        let mut shards = shards.into_iter();
-        let mut first = shards.next().expect("a reader per shard");
-        let mut handles = Vec::new();
-        for (mut source, mut shard) in others.into_iter().zip(shards) {
-            let scratch = &scratch;
-            let handle = std::thread::Builder::new()
-                .name(format!("flow-worker-{}", shard.index()))
-                .spawn_scoped(scope, move || {
-                    // Ends as the first does: the same frames, the same
-                    // damage, the same stop flag.
-                    let _ = drive(
-                        &mut source,
-                        decoder,
-                        filter,
-                        &mut shard,
-                        scratch,
-                        stop,
-                        || {},
-                    );
-                    shard.finish()
-                })
-                .expect("spawning a worker thread");
-            handles.push(handle);
-        }
-        let ended = drive(source, decoder, filter, &mut first, registry, stop, tick);
-        let mut stats = first.finish();
-        for handle in handles {
-            let theirs = match handle.join() {
-                Ok(theirs) => theirs,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            stats = match (stats, theirs) {
-                (Ok(mut all), Ok(s)) => {
-                    all.merge(&s);
-                    Ok(all)
-                }
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-        }
-        (ended, stats)
-    })
 }

@@ -174,9 +174,7 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Flow-table worker threads. Output is byte-identical for any value. With a
-    /// capture file each worker reads the file itself and meters its share of the
-    /// flows; from standard input or live interfaces one reader feeds them.
+    /// Flow-table worker threads. Output is byte-identical for any value.
     #[arg(allow_negative_numbers = true, long, value_name = "N", default_value_t = default_workers(),
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,

@@ -58,14 +58,10 @@ use capture_afpacket::{LiveCapture, LiveError, RingConfig};
 use capture_ebpf::{AttachMode, EbpfCapture, EbpfConfig};
 use capture_pcap::{CaptureReader, FileSource, MergedFiles};
 use engine::bpf::FrameFilter;
-use engine::decode::Decoder;
 use engine::decode::UdpTunnel;
 use engine::registry::{METRIC_POINTS, SPANS};
 use engine::sample::FlowSampler;
-use engine::{
-    CaptureSource, Ended, FlowConfig, FlowRecord, InterfaceFlows, Pipeline, PipelineClosed,
-    PipelineConfig, Registry, Shard, TableStats, Timeouts, drive, drive_shards,
-};
+use engine::{FlowConfig, InterfaceFlows, Pipeline, PipelineConfig, Registry, Timeouts, drive};
 use exporter::json::OtlpJsonWriter;
 use exporter::metrics::{Aggregator, Clock};
 use exporter::otlp::{Protocol, Signal};
@@ -506,45 +502,34 @@ fn run(
         drop: args.drop.clone(),
     };
     let dimensions = metrics.as_ref().map(|m| m.dimensions.clone());
-    // A capture file that is mapped into memory (or several) is read by
-    // every worker itself, each metering its share of the flows: no thread
-    // hands packets to another. Standard input and live capture have one
-    // reader, which hands packets to the workers.
-    let scratch = Registry::new();
-    let readers_again = readers_for_workers(&source, usize::from(args.workers), &scratch);
-    let config = PipelineConfig {
-        workers: usize::from(args.workers),
-        flow,
-        host,
-        registry: registry.clone(),
-        enrichment: enrichment_view,
-        sampler: args.sample_flows.map(FlowSampler::new),
-    };
-    let map = move |records: Vec<FlowRecord>| {
-        if rules.is_empty() && dimensions.is_none() {
-            // Nothing reads the spans' attributes: the encoders write
-            // them as they are mapped.
-            return encode_spans(&records, encodings, &mapping)
-                .into_iter()
-                .map(|span| Some(Mapped { span, metric: None }))
-                .collect();
-        }
-        encode_selected_with(&records, encodings, &mapping, &rules, |record, span| {
-            dimensions
-                .as_ref()
-                .map(|d| Box::new(d.sample(record, span)))
-        })
-        .into_iter()
-        .map(|kept| kept.map(|(span, metric)| Mapped { span, metric }))
-        .collect()
-    };
-    let (mut metering, records) = if readers_again.is_some() {
-        let (shards, records) = Pipeline::start_shards(config, map);
-        (Metering::Shards(shards), records)
-    } else {
-        let (pipeline, records) = Pipeline::start_mapped(config, map);
-        (Metering::Threads(pipeline), records)
-    };
+    let (mut pipeline, records) = Pipeline::start_mapped(
+        PipelineConfig {
+            workers: usize::from(args.workers),
+            flow,
+            host,
+            registry: registry.clone(),
+            enrichment: enrichment_view,
+            sampler: args.sample_flows.map(FlowSampler::new),
+        },
+        move |records| {
+            if rules.is_empty() && dimensions.is_none() {
+                // Nothing reads the spans' attributes: the encoders write
+                // them as they are mapped.
+                return encode_spans(&records, encodings, &mapping)
+                    .into_iter()
+                    .map(|span| Some(Mapped { span, metric: None }))
+                    .collect();
+            }
+            encode_selected_with(&records, encodings, &mapping, &rules, |record, span| {
+                dimensions
+                    .as_ref()
+                    .map(|d| Box::new(d.sample(record, span)))
+            })
+            .into_iter()
+            .map(|kept| kept.map(|(span, metric)| Mapped { span, metric }))
+            .collect()
+        },
+    );
     let mut sinks: Vec<Box<dyn RecordSink>> = Vec::new();
     if let Some(j) = json {
         sinks.push(Box::new(j));
@@ -566,20 +551,17 @@ fn run(
     let mut damaged = None;
     let mut all_interfaces_gone = false;
     let mut capture_error = None;
-    let mut drives = Drives {
-        metering: &mut metering,
-        decoder: &decoder,
-        filter,
-        registry: &registry,
-        stop: &stop,
-    };
-    match (&mut source, readers_again) {
-        (Source::File(file), others) => {
-            let others = match others {
-                Some(WorkerReaders::File(others)) => others,
-                _ => Vec::new(),
-            };
-            if let Err(e) = drives.drive(file, others, || progress.tick()) {
+    match &mut source {
+        Source::File(file) => {
+            if let Err(e) = drive(
+                file,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            ) {
                 // A signal ends standard input early; a record cut short by
                 // that is not damage.
                 if !stop.load(Ordering::Relaxed) {
@@ -587,24 +569,36 @@ fn run(
                 }
             }
         }
-        (Source::Merged(merged), others) => {
-            let others = match others {
-                Some(WorkerReaders::Merged(others)) => others,
-                _ => Vec::new(),
-            };
+        Source::Merged(merged) => {
             // A damaged file leaves the merge; what it was is said below.
-            let Ok(_) = drives.drive(merged, others, || progress.tick());
+            let Ok(_) = drive(
+                merged,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
         }
-        (Source::Live(capture), _) => {
+        Source::Live(capture) => {
             note!(
                 "capturing on {} ({} rings, afpacket); SIGINT or SIGTERM stops",
                 capture.interface_list(),
                 capture.ring_count()
             );
-            let ended = drives.drive(capture, Vec::new(), || progress.tick());
+            let ended = drive(
+                capture,
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
             all_interfaces_gone = matches!(ended, Err(LiveError::NoInterfaceLeft));
         }
-        (Source::Ebpf(capture), _) => {
+        Source::Ebpf(capture) => {
             note!(
                 "capturing on {} (ebpf, {}); SIGINT or SIGTERM stops",
                 capture.interface_list(),
@@ -613,7 +607,15 @@ fn run(
                     AttachMode::Clsact => "clsact filters",
                 }
             );
-            let ended = drives.drive(capture.as_mut(), Vec::new(), || progress.tick());
+            let ended = drive(
+                capture.as_mut(),
+                &decoder,
+                filter,
+                &mut pipeline,
+                &registry,
+                &stop,
+                || progress.tick(),
+            );
             if let Err(e) = ended {
                 capture_error = Some(e);
             }
@@ -623,7 +625,7 @@ fn run(
     endpoints.set_phase(metrics::Phase::Finishing);
     // A live capture ends by a signal: that is its normal end.
     let interrupted = !live && stop.load(Ordering::Relaxed);
-    let table = metering.finish();
+    let table = pipeline.finish();
     let ended = writer
         .join()
         .map_err(|_| anyhow!("the output thread panicked"))?;
@@ -835,131 +837,4 @@ enum Source {
     Live(LiveCapture),
     /// Live capture with the eBPF TC programs.
     Ebpf(Box<EbpfCapture>),
-}
-
-/// The readers of a mapped capture input for every worker but the first,
-/// which reads the input the run opened.
-enum WorkerReaders {
-    File(Vec<FileSource>),
-    Merged(Vec<MergedFiles>),
-}
-
-/// More readers of `source` for `workers` workers that each read it
-/// whole, registered in `scratch` (the first worker's reader counts for
-/// all); `None` unless every file is mapped into memory.
-fn readers_for_workers(
-    source: &Source,
-    workers: usize,
-    scratch: &Registry,
-) -> Option<WorkerReaders> {
-    let more = workers.saturating_sub(1);
-    match source {
-        Source::File(file) => (0..more)
-            .map(|_| {
-                let reader = file.reader().read_again()?;
-                Some(FileSource::new(reader, scratch))
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(WorkerReaders::File),
-        Source::Merged(merged) => (0..more)
-            .map(|_| {
-                let readers = merged
-                    .readers()
-                    .map(CaptureReader::read_again)
-                    .collect::<Option<Vec<_>>>()?;
-                Some(MergedFiles::new(readers, scratch))
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(WorkerReaders::Merged),
-        Source::Live(_) | Source::Ebpf(_) => None,
-    }
-}
-
-/// What the capture loop feeds: workers on threads of their own, fed by
-/// one reader, or shards that each read the input themselves.
-enum Metering {
-    Threads(Pipeline),
-    Shards(Vec<Shard>),
-    /// The shards have been driven and finished.
-    Finished(Result<TableStats, PipelineClosed>),
-}
-
-impl Metering {
-    /// Ends every open flow and returns the workers' counters.
-    fn finish(self) -> Result<TableStats, PipelineClosed> {
-        match self {
-            Metering::Threads(pipeline) => pipeline.finish(),
-            Metering::Shards(shards) => {
-                let mut stats = Ok(TableStats::default());
-                for shard in shards {
-                    stats = match (stats, shard.finish()) {
-                        (Ok(mut all), Ok(s)) => {
-                            all.merge(&s);
-                            Ok(all)
-                        }
-                        (Err(e), _) | (_, Err(e)) => Err(e),
-                    };
-                }
-                stats
-            }
-            Metering::Finished(stats) => stats,
-        }
-    }
-}
-
-/// What every run of the capture loop shares.
-struct Drives<'a> {
-    metering: &'a mut Metering,
-    decoder: &'a Decoder,
-    filter: Option<&'a FrameFilter>,
-    registry: &'a Registry,
-    stop: &'a AtomicBool,
-}
-
-impl Drives<'_> {
-    /// Drives `source` (and, with shards, each of `others` on a thread of
-    /// its own, one per shard past the first) until the input ends or the
-    /// run stops; shards are finished as their input ends. `tick` runs on
-    /// this thread, with the first shard.
-    fn drive<S: CaptureSource + Send>(
-        &mut self,
-        source: &mut S,
-        others: Vec<S>,
-        tick: impl FnMut(),
-    ) -> Result<Ended, S::Error> {
-        let (decoder, filter, stop) = (self.decoder, self.filter, self.stop);
-        match std::mem::replace(self.metering, Metering::Finished(Err(PipelineClosed))) {
-            Metering::Threads(mut pipeline) => {
-                let ended = drive(
-                    source,
-                    decoder,
-                    filter,
-                    &mut pipeline,
-                    self.registry,
-                    stop,
-                    tick,
-                );
-                *self.metering = Metering::Threads(pipeline);
-                ended
-            }
-            Metering::Shards(shards) => {
-                let (ended, stats) = drive_shards(
-                    source,
-                    others,
-                    shards,
-                    decoder,
-                    filter,
-                    self.registry,
-                    stop,
-                    tick,
-                );
-                *self.metering = Metering::Finished(stats);
-                ended
-            }
-            finished @ Metering::Finished(_) => {
-                *self.metering = finished;
-                Ok(Ended::EndOfInput)
-            }
-        }
-    }
 }

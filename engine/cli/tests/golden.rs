@@ -104,63 +104,6 @@ fn fixtures_match_golden_output_for_1_and_3_workers() {
     );
 }
 
-/// The summary lines that do not depend on the number of workers: all
-/// but the peak of open flows and the tables' memory, which are summed
-/// over the workers' tables.
-fn summary_counts(stderr: &[u8], path: &str, name: &str) -> String {
-    stable_summary(stderr, path, name)
-        .lines()
-        .filter(|l| !l.starts_with("  flows: ") && !l.starts_with("  flow table memory"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// With a capture file, every worker reads the file and meters its share
-/// (issue 21); from standard input, one reader feeds them. Either way each
-/// packet is counted once, and the spans are one worker's.
-#[test]
-fn every_packet_is_counted_once_whoever_reads_the_file() {
-    for f in flowspan_testdata::fixtures() {
-        if f.args.contains(&"--max-flows") {
-            continue;
-        }
-        let path = root().join("testdata/pcap").join(f.name);
-        let bytes = std::fs::read(&path).expect("fixture");
-        let path = path.to_str().expect("UTF-8 path");
-        let mut args = vec!["--pcap", path];
-        args.extend_from_slice(f.args);
-        let one = engine(&[args.as_slice(), &["--workers", "1"]].concat());
-        let want = summary_counts(&one.stderr, path, f.name);
-        assert!(want.contains("packets decoded: "), "{}: {want}", f.name);
-        for workers in ["2", "3"] {
-            let file = engine(&[args.as_slice(), &["--workers", workers]].concat());
-            assert_eq!(
-                summary_counts(&file.stderr, path, f.name),
-                want,
-                "{}: --workers {workers}",
-                f.name
-            );
-            let mut piped = vec!["--pcap", "-"];
-            piped.extend_from_slice(f.args);
-            piped.extend_from_slice(&["--workers", workers]);
-            let stdin = engine_stdin(&piped, &bytes);
-            assert!(
-                stdin.stdout == one.stdout,
-                "{}: --workers {workers} from standard input",
-                f.name
-            );
-            // Warnings name standard input as `-`.
-            let named = format!("warning: {}: ", f.name);
-            assert_eq!(
-                summary_counts(&stdin.stderr, path, f.name).replace("warning: -: ", &named),
-                want,
-                "{}: --workers {workers} from standard input",
-                f.name
-            );
-        }
-    }
-}
-
 #[test]
 fn output_is_identical_run_to_run_from_stdin_and_with_small_batches() {
     let path = root().join("testdata/pcap/tcp_lifecycle.pcap");

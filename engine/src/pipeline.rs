@@ -328,6 +328,12 @@ impl Pipeline {
     }
 
     fn send_batch(&mut self, w: usize, why: Cut) -> Result<(), PipelineClosed> {
+        self.send_batch_at(w, why, self.clock_ns)
+    }
+
+    /// [`send_batch`](Self::send_batch) with `watermark` instead of the
+    /// clock.
+    fn send_batch_at(&mut self, w: usize, why: Cut, watermark: u64) -> Result<(), PipelineClosed> {
         let fresh = self.returns[w]
             .try_recv()
             .unwrap_or_else(|| Vec::with_capacity(BATCH));
@@ -337,7 +343,7 @@ impl Pipeline {
             .send(WorkerMsg::Batch(
                 batch,
                 flows,
-                self.clock_ns,
+                watermark,
                 self.ended_interfaces.clone(),
                 why,
             ))
@@ -352,7 +358,9 @@ impl Pipeline {
     pub fn finish(mut self) -> Result<TableStats, PipelineClosed> {
         let mut closed = false;
         for w in 0..self.senders.len() {
-            closed |= self.send_batch(w, Cut::Flush).is_err();
+            closed |= self
+                .send_batch_at(w, Cut::Flush, last_watermark(self.clock_ns))
+                .is_err();
             closed |= self.senders[w]
                 .send(WorkerMsg::Finish(self.clock_ns))
                 .is_err();
@@ -371,6 +379,15 @@ impl Pipeline {
             Ok(stats)
         }
     }
+}
+
+/// The watermark of the batch sent just before the end of input at
+/// `clock`: flows whose idle time runs out at the clock itself are left
+/// for the final flush, which sorts their records among the records of the
+/// flows it ends (due at the clock too). Ended by that batch, they would go
+/// out ahead of all of those with one worker and among them with several.
+fn last_watermark(clock: u64) -> u64 {
+    clock.saturating_sub(1)
 }
 
 /// A symmetric shard choice from the addresses and protocol only.

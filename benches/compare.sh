@@ -51,7 +51,7 @@ wall) unit="elapsed seconds" ;;
 esac
 cap=${2:-target/bench/big-notun.pcap}
 pairs=${PAIRS:-20}
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+TIMEFORMAT='%3R %3U %3S' # elapsed, user, system seconds
 
 cargo build --release --quiet "${package[@]}"
 cargo build --release --quiet -p flowspan-testdata --bin gen-bigcap
@@ -83,8 +83,11 @@ for i in $(seq "$pairs"); do
         else
             run=("$work/$b" --pcap "$cap" -o /dev/null --workers "$workers" -q)
         fi
-        /usr/bin/time -o "$work/t" -f "%e %U %S" taskset -c "$cpus" "${run[@]}" >/dev/null
-        line="$line $(awk -v m="$measure" '{ printf "%.2f", m == "wall" ? $1 : $2 + $3 }' "$work/t")"
+        # bash's own `time`, to the millisecond: /usr/bin/time rounds to
+        # 10 ms, 3 % of a 0.3 s run, which showed as ratios stuck at 0.966
+        # or 1.000. The run's own messages, if any, come before its line.
+        { time taskset -c "$cpus" "${run[@]}" >/dev/null; } 2>"$work/t"
+        line="$line $(tail -n 1 "$work/t" | awk -v m="$measure" '{ printf "%.3f", m == "wall" ? $1 : $2 + $3 }')"
     done
     echo "$line" | tee -a "$results"
 done
@@ -98,7 +101,7 @@ awk -v rev="$rev" '
     }
     { n++; base[n] = $2; here[n] = $3; ratio[n] = $3 / $2 }
     END {
-        printf "median: %s %.2f s, here %.2f s\n", rev, median(base, n), median(here, n)
+        printf "median: %s %.3f s, here %.3f s\n", rev, median(base, n), median(here, n)
         srand(1)
         for (b = 1; b <= 2000; b++) {
             for (i = 1; i <= n; i++) pick[i] = ratio[int(rand() * n) + 1]

@@ -601,8 +601,10 @@ impl<T> Stream<T> {
     fn is_past(&self, x: &OrderKey) -> bool {
         self.done
             || !self.queue.is_empty()
-            // Strictly: records forced out at the end of input are due at
-            // the last watermark itself.
+            // Strictly, on the safe side: an item due at the watermark
+            // itself waits for the worker's next message. (The final
+            // flush's records are due at the clock, one past the last
+            // watermark: see `last_watermark`.)
             || x.0 < self.watermark
             || self.last.is_some_and(|k| *x < k)
     }

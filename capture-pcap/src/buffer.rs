@@ -131,12 +131,5 @@ impl CaptureReader {
             )
         };
         self.released = upto;
-        // The next window's pages mapped in one call, not a fault per few
-        // pages as the reader reaches them (a hint: older kernels refuse it).
-        let ahead = (upto + RELEASE_STEP).min(map.len());
-        let end = (ahead + RELEASE_STEP).min(map.len());
-        if end > ahead {
-            let _ = map.advise_range(memmap2::Advice::PopulateRead, ahead, end - ahead);
-        }
     }
 }

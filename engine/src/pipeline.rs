@@ -413,7 +413,8 @@ fn shard_of(a: IpAddr, b: IpAddr, protocol: u8, n: usize) -> usize {
     }
     // XOR is symmetric; the multiply-shift spreads the bits. The top 32
     // bits, a fraction of 2^32, are scaled to `n` by a multiply, not a
-    // division (a 10th of the reader's frame loop in a profile).
+    // division (the division took a tenth of the frame loop's samples in a
+    // two-worker profile, benches/README).
     let x = (fold(a) ^ fold(b) ^ u64::from(protocol)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (((x >> 32) * n as u64) >> 32) as usize
 }

@@ -52,6 +52,32 @@ const CLASS_CLOSING: usize = 4;
 const CLASS_NEW: usize = 5;
 const CLASSES: usize = 9;
 
+/// A packet's key, from which side it came and the key's hash, worked out
+/// when [`FlowTable::observe_batch`] looks ahead at the packet and kept for
+/// when it meters it.
+#[derive(Clone, Copy)]
+struct Keyed {
+    key: FlowKey,
+    from_a: bool,
+    hash: u64,
+}
+
+impl Keyed {
+    const NONE: Keyed = Keyed {
+        key: FlowKey {
+            protocol: 0,
+            one_way: false,
+            a: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            a_port: 0,
+            b: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            b_port: 0,
+            scope: 0,
+        },
+        from_a: false,
+        hash: 0,
+    };
+}
+
 /// What [`FlowTable::relink`] does for a flow that took traffic.
 #[derive(Clone, Copy)]
 struct Relink {
@@ -233,7 +259,7 @@ impl FlowTable {
     fn observe_hashed(
         &mut self,
         packet: &PacketRepr,
-        hash: Option<u64>,
+        looked_up: Option<&Keyed>,
         ts_ns: u64,
         clock_ns: u64,
         out: &mut Vec<FlowRecord>,
@@ -247,13 +273,17 @@ impl FlowTable {
             resolved = Some(q);
         }
         let p = resolved.as_ref().unwrap_or(packet);
-        let (key, from_a) = self.key_of(p);
-        let hash = match hash {
-            Some(h) if matches!(p.fragment, Fragment::Whole) => {
-                debug_assert_eq!(h, self.hasher.hash_one(key));
-                h
+        let (key, from_a, hash) = match looked_up {
+            // A whole packet's key does not change once looked ahead at.
+            Some(k) if resolved.is_none() => {
+                debug_assert_eq!((k.key, k.from_a), self.key_of(p));
+                debug_assert_eq!(k.hash, self.hasher.hash_one(k.key));
+                (k.key, k.from_a, k.hash)
             }
-            _ => self.hasher.hash_one(key),
+            _ => {
+                let (key, from_a) = self.key_of(p);
+                (key, from_a, self.hasher.hash_one(key))
+            }
         };
         let slots = &self.slots;
         let mut slot = self.index.find(hash, |i| slots.key_is(i, &key));
@@ -283,26 +313,26 @@ impl FlowTable {
         // there and load the flow and its timer link; AHEAD on, load the
         // link's neighbours. Results wait in rings indexed by position.
         const RING: usize = 4 * AHEAD;
-        let mut hashes = [0u64; RING];
+        let mut keyed = [Keyed::NONE; RING];
         let mut found = [NIL; RING];
         for k in 0..batch.len() {
             if let Some((p, _, _)) = batch.get(k + 3 * AHEAD) {
-                let (key, _) = self.key_of(p);
+                let (key, from_a) = self.key_of(p);
                 let hash = self.hasher.hash_one(key);
-                hashes[(k + 3 * AHEAD) % RING] = hash;
+                keyed[(k + 3 * AHEAD) % RING] = Keyed { key, from_a, hash };
                 prefetch_addr(self.index.entry_addr(hash));
             }
             if k + 2 * AHEAD < batch.len() {
                 let at = (k + 2 * AHEAD) % RING;
-                found[at] = self.prefetch_flow(hashes[at]);
+                found[at] = self.prefetch_flow(keyed[at].hash);
             }
             if k + AHEAD < batch.len() {
                 self.prefetch_neighbours(found[(k + AHEAD) % RING]);
             }
             let (p, ts_ns, clock_ns) = &batch[k];
             // The first packets of the batch were not looked ahead at.
-            let hash = (k >= 3 * AHEAD).then(|| hashes[k % RING]);
-            self.observe_hashed(p, hash, *ts_ns, *clock_ns, out);
+            let looked_up = (k >= 3 * AHEAD).then(|| &keyed[k % RING]);
+            self.observe_hashed(p, looked_up, *ts_ns, *clock_ns, out);
         }
     }
 

@@ -14,7 +14,9 @@ use std::io::{self, Write};
 
 use crate::RequestEncoder;
 use crate::resource::Resource;
-use crate::span::{AttributeSink, FlowSpan, Mapping, SpanHead, SpanKind, Value, put_attributes};
+use crate::span::{
+    AttributeSink, FlowSpan, Key, Mapping, SpanHead, SpanKind, Value, put_attributes,
+};
 
 /// Writes JSON-escaped `s` between quotes.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -161,41 +163,62 @@ impl AttributeSink for JsonAttributes<'_> {
     fn put(&mut self, key: &'static str, value: Value) {
         self.write(key, &value);
     }
+
+    fn put_key(&mut self, key: &'static Key, value: Value) {
+        let out = self.open();
+        // The whole padded array, then back to the end of the opening:
+        // fixed-size stores instead of a copy of the name's length.
+        let end = out.len() + key.json_len();
+        out.extend_from_slice(key.json_padded());
+        out.truncate(end);
+        write_value(out, &value);
+    }
 }
 
 impl JsonAttributes<'_> {
-    fn write(&mut self, key: &str, value: &Value) {
-        let out = &mut *self.out;
+    /// The buffer, after the comma that separates this attribute from the
+    /// one before.
+    fn open(&mut self) -> &mut Vec<u8> {
         if !std::mem::take(&mut self.first) {
-            out.push(b',');
+            self.out.push(b',');
         }
+        self.out
+    }
+
+    fn write(&mut self, key: &str, value: &Value) {
+        let out = self.open();
         // Keys are names from the conventions: nothing to escape.
         debug_assert!(key.bytes().all(|b| b > 0x20 && b != b'"' && b != b'\\'));
-        // The fixed parts of each attribute in as few copies as possible:
-        // this runs about 40 times per span.
         out.extend_from_slice(b"{\"key\":\"");
         out.extend_from_slice(key.as_bytes());
-        match value {
-            Value::Str(s) => {
-                out.extend_from_slice(b"\",\"value\":{\"stringValue\":");
-                write_json_string(out, s);
-                out.extend_from_slice(b"}}");
-            }
-            Value::Int(v) => {
-                out.extend_from_slice(b"\",\"value\":{\"intValue\":\"");
-                let mut b = itoa::Buffer::new();
-                out.extend_from_slice(b.format(*v).as_bytes());
-                out.extend_from_slice(b"\"}}");
-            }
-            Value::StrArray(values) => write_json_array(out, values),
-            Value::SharedArray(values) => write_json_array(out, values),
+        out.extend_from_slice(b"\",\"value\":{");
+        write_value(out, value);
+    }
+}
+
+/// The rest of an attribute object after `"value":{`. The fixed parts in
+/// as few copies as possible: this runs about 40 times per span.
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Str(s) => {
+            out.extend_from_slice(b"\"stringValue\":");
+            write_json_string(out, s);
+            out.extend_from_slice(b"}}");
         }
+        Value::Int(v) => {
+            out.extend_from_slice(b"\"intValue\":\"");
+            let mut b = itoa::Buffer::new();
+            out.extend_from_slice(b.format(*v).as_bytes());
+            out.extend_from_slice(b"\"}}");
+        }
+        Value::StrArray(values) => write_json_array(out, values),
+        Value::SharedArray(values) => write_json_array(out, values),
     }
 }
 
 /// The rest of an attribute whose value is an `arrayValue` of strings.
 fn write_json_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
-    out.extend_from_slice(b"\",\"value\":{\"arrayValue\":{\"values\":[");
+    out.extend_from_slice(b"\"arrayValue\":{\"values\":[");
     for (j, s) in values.iter().enumerate() {
         if j > 0 {
             out.push(b',');

@@ -65,14 +65,17 @@ fn write_json_str_body(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[run..]);
 }
 
-fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+/// `bytes` as a quoted hex string: an id of 16 bytes at most.
+fn write_hex<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
+    const { assert!(N <= 16, "ids have 16 bytes at most") };
+    // Built on the stack and copied once, not pushed a digit at a time.
+    let mut text = [b'"'; 34];
+    for (pair, b) in text[1..].chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    out.push(b'"');
+    out.extend_from_slice(&text[..2 * N + 2]);
 }
 
 /// A 64-bit integer as a JSON string, as the protobuf JSON mapping writes them.

@@ -169,15 +169,28 @@ fn to_v6_octets(a: IpAddr) -> [u8; 16] {
     }
 }
 
+impl CommunityId {
+    /// The canonical base64 form ([`Display`](fmt::Display)'s) as ASCII
+    /// bytes, without the formatting machinery: for encoders that write
+    /// one per span.
+    pub fn to_ascii(&self) -> [u8; 30] {
+        let mut text = [0u8; 30];
+        text[..2].copy_from_slice(b"1:");
+        // 20 bytes are 28 base64 characters with their padding: the
+        // buffer always has room.
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(self.0, &mut text[2..])
+            .unwrap_or(0);
+        debug_assert_eq!(n, 28);
+        text
+    }
+}
+
 /// The canonical base64 form, e.g. `1:LQU9qZlK+B5F3KDmev6m5PMibrg=`.
 impl fmt::Display for CommunityId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 28];
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(self.0, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str("1:")?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+        let text = self.to_ascii();
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

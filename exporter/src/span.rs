@@ -102,6 +102,13 @@ impl Text {
         }
     }
 
+    /// A Community ID in its canonical base64 form.
+    fn community_id(id: engine::CommunityId) -> Text {
+        let mut bytes = [0u8; INLINE];
+        bytes[..30].copy_from_slice(&id.to_ascii());
+        Text::Inline { len: 30, bytes }
+    }
+
     /// A MAC address as the spec writes it: lowercase hex pairs joined by
     /// colons.
     fn mac(mac: [u8; 6]) -> Text {
@@ -729,7 +736,7 @@ pub fn put_attributes(r: &FlowRecord, mapping: &Mapping, a: &mut impl AttributeS
     push(
         a,
         key!("flow.community_id"),
-        Value::Str(Text::display(r.community_id)),
+        Value::Str(Text::community_id(r.community_id)),
     );
     push(
         a,

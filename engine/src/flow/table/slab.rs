@@ -6,7 +6,7 @@ use crate::flow::key::FlowKey;
 
 /// The distance between the look-ahead stages of
 /// [`FlowTable::observe_batch`], in packets.
-pub(super) const AHEAD: usize = 8;
+pub(super) const AHEAD: usize = 4;
 
 /// Asks the CPU to start loading the cache line holding `addr`: a hint,
 /// which does nothing where there is no stable prefetch instruction.

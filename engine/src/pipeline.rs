@@ -136,10 +136,10 @@ enum MergeMsg<T> {
 /// Final records travel to the consumer in chunks of this many. Each
 /// encoded span held keeps its bytes (about 2.3 KB as JSON): a worker ahead
 /// of the others can have `MERGE_RING` chunks queued, `FLUSH_HOLD` items
-/// held and a chunk in the making, about 5 MB at 256. That is what a second
-/// worker adds to the peak RSS besides its table: at 1024 it was 19 MB (and
-/// 75 MB at 4096), and two workers' peak RSS was 24 MB lower at 256 for
-/// 0.97 of the wall time (benches/README.md, issue 21).
+/// held and a chunk in the making, about 5 MB at 256. At 1024 it was 19 MB
+/// (75 MB at 4096), most of what a second worker added to the peak RSS:
+/// two workers' peak RSS was 24 MB lower at 256, for 0.944 of the wall
+/// time (benches/README.md, issue 21, fourth steps).
 const FLUSH_CHUNK: usize = 256;
 /// The merge stops taking a flushing worker's chunks while it holds this
 /// many of its items that it cannot release yet.

@@ -62,22 +62,6 @@ struct Keyed {
     hash: u64,
 }
 
-impl Keyed {
-    const NONE: Keyed = Keyed {
-        key: FlowKey {
-            protocol: 0,
-            one_way: false,
-            a: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            a_port: 0,
-            b: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            b_port: 0,
-            scope: 0,
-        },
-        from_a: false,
-        hash: 0,
-    };
-}
-
 /// What [`FlowTable::relink`] does for a flow that took traffic.
 #[derive(Clone, Copy)]
 struct Relink {
@@ -313,26 +297,25 @@ impl FlowTable {
         // there and load the flow and its timer link; AHEAD on, load the
         // link's neighbours. Results wait in rings indexed by position.
         const RING: usize = 4 * AHEAD;
-        let mut keyed = [Keyed::NONE; RING];
+        // `None` for the first packets of the batch, not looked ahead at.
+        let mut keyed: [Option<Keyed>; RING] = [None; RING];
         let mut found = [NIL; RING];
         for k in 0..batch.len() {
             if let Some((p, _, _)) = batch.get(k + 3 * AHEAD) {
                 let (key, from_a) = self.key_of(p);
                 let hash = self.hasher.hash_one(key);
-                keyed[(k + 3 * AHEAD) % RING] = Keyed { key, from_a, hash };
+                keyed[(k + 3 * AHEAD) % RING] = Some(Keyed { key, from_a, hash });
                 prefetch_addr(self.index.entry_addr(hash));
             }
             if k + 2 * AHEAD < batch.len() {
                 let at = (k + 2 * AHEAD) % RING;
-                found[at] = self.prefetch_flow(keyed[at].hash);
+                found[at] = keyed[at].map_or(NIL, |x| self.prefetch_flow(x.hash));
             }
             if k + AHEAD < batch.len() {
                 self.prefetch_neighbours(found[(k + AHEAD) % RING]);
             }
             let (p, ts_ns, clock_ns) = &batch[k];
-            // The first packets of the batch were not looked ahead at.
-            let looked_up = (k >= 3 * AHEAD).then(|| &keyed[k % RING]);
-            self.observe_hashed(p, looked_up, *ts_ns, *clock_ns, out);
+            self.observe_hashed(p, keyed[k % RING].as_ref(), *ts_ns, *clock_ns, out);
         }
     }
 

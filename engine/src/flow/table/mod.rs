@@ -156,6 +156,7 @@ impl FlowTable {
     pub fn new(config: FlowConfig) -> FlowTable {
         let t = config.timeouts;
         let new = |idle: u64| idle.min(t.unestablished_idle_ns);
+        let max_flows = config.max_flows;
         FlowTable {
             idle_ns: [
                 t.tcp_idle_ns,
@@ -171,7 +172,7 @@ impl FlowTable {
             config,
             index: SlotIndex::new(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed),
-            slots: Slab::default(),
+            slots: Slab::with_limit(max_flows),
             free: Vec::new(),
             idle_links: Vec::new(),
             active_links: Vec::new(),
@@ -541,7 +542,7 @@ impl FlowTable {
     /// the timer lists: what is left after [`flush_sorted`](Self::flush_sorted)
     /// took the flows with records out of their slots.
     fn clear_flows(&mut self) {
-        self.slots = Slab::default();
+        self.slots = Slab::with_limit(self.config.max_flows);
         self.index = SlotIndex::new();
         self.free = Vec::new();
         self.idle_links = Vec::new();

@@ -43,12 +43,17 @@ pub(super) fn prefetch_object<T>(p: &T) {
 }
 
 /// Flow slots in fixed chunks: growing never moves flows or doubles the
-/// memory, so the slack is at most one chunk.
+/// memory, so the slack is at most one chunk. Under a flow limit the last
+/// chunk holds only the slots left, so that a small limit is not rounded
+/// up to a whole chunk.
 #[derive(Debug, Default)]
 pub(super) struct Slab {
     pub(super) chunks: Vec<Box<[Option<Flow>]>>,
     /// Slots handed out so far (occupied or free).
     len: u32,
+    /// The most slots the table will need (its flow limit), or 0 for no
+    /// limit.
+    limit: u32,
 }
 
 pub(super) const CHUNK_BITS: u32 = 12;
@@ -56,6 +61,14 @@ pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
 pub(super) const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
 
 impl Slab {
+    /// Slots for a table of at most `limit` flows (0: no limit).
+    pub(super) fn with_limit(limit: usize) -> Slab {
+        Slab {
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            ..Slab::default()
+        }
+    }
+
     #[inline]
     pub(super) fn slot(&self, i: u32) -> &Option<Flow> {
         &self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
@@ -105,9 +118,20 @@ impl Slab {
     #[inline]
     pub(super) fn push(&mut self, flow: Flow) -> u32 {
         let i = self.len;
-        if (i as usize) == self.chunks.len() * CHUNK {
+        let (chunk, at) = ((i >> CHUNK_BITS) as usize, (i & CHUNK_MASK) as usize);
+        if chunk == self.chunks.len() {
+            // Under a limit, the last chunk holds what is left of it.
+            let left = (self.limit as usize).saturating_sub(i as usize);
+            let n = if left == 0 { CHUNK } else { left.min(CHUNK) };
             self.chunks
-                .push(std::iter::repeat_with(|| None).take(CHUNK).collect());
+                .push(std::iter::repeat_with(|| None).take(n).collect());
+        } else if at == self.chunks[chunk].len() {
+            // A short chunk is full: the table took more flows than its
+            // limit (which it does not), so it becomes a whole one, its
+            // flows moving with it.
+            let mut slots = std::mem::take(&mut self.chunks[chunk]).into_vec();
+            slots.resize_with(CHUNK, || None);
+            self.chunks[chunk] = slots.into_boxed_slice();
         }
         self.len = i.checked_add(1).expect("fewer than 2^32 flows per table");
         self.put(i, flow);
@@ -115,6 +139,11 @@ impl Slab {
     }
 
     pub(super) fn allocated_bytes(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<Option<Flow>>()
+        // Only the last chunk may be short.
+        let slots = self
+            .chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len());
+        slots * std::mem::size_of::<Option<Flow>>()
     }
 }

@@ -68,6 +68,40 @@ fn a_flow_takes_248_bytes_and_a_million_take_at_most_288_each() {
     assert_eq!(t.stats().peak_memory_bytes, t.memory_bytes() as u64);
 }
 
+/// Under a flow limit the slots take only what the limit needs, not a
+/// whole chunk; and were the limit passed, slots keep coming.
+#[test]
+fn a_flow_limit_sizes_the_slots_and_passing_it_is_no_panic() {
+    let limit = 100;
+    let mut t = FlowTable::new(FlowConfig {
+        max_flows: limit,
+        ..FlowConfig::default()
+    });
+    let mut out = Vec::new();
+    let mut p = tcp("10.0.0.1", 1, "172.16.0.1", 443, SYN);
+    for n in 0..1000u16 {
+        p.src_port = 1024 + n;
+        t.observe(&p, S, S, &mut out);
+    }
+    assert_eq!(t.len(), limit);
+    assert_eq!(t.stats().evicted, 900);
+    let slots = t.slots.allocated_bytes();
+    assert_eq!(slots, limit * std::mem::size_of::<Option<Flow>>());
+    assert!(
+        t.memory_bytes() as u64 <= limit as u64 * crate::FLOW_BYTES,
+        "{} bytes for {limit} flows",
+        t.memory_bytes()
+    );
+    // The table never asks for more slots than its limit; the slab copes
+    // if it did, and keeps every flow where it put it.
+    let flow = t.flow(0).clone();
+    let pushed: Vec<u32> = (0..10).map(|_| t.slots.push(flow.clone())).collect();
+    assert_eq!(pushed, (100..110).collect::<Vec<u32>>());
+    assert!(pushed.iter().all(|&i| t.slots.key_is(i, &flow.key)));
+    assert_eq!(t.flow(0).key, flow.key);
+    assert!(t.slots.allocated_bytes() > slots);
+}
+
 #[test]
 fn synack_first_makes_its_receiver_the_initiator() {
     let mut t = FlowTable::new(FlowConfig::default());

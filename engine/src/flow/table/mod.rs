@@ -31,7 +31,7 @@ use hashbrown::HashMap;
 use self::fragments::{FragmentEntry, FragmentKey};
 use self::ids::make_record;
 use self::role::Opener;
-use self::slab::{AHEAD, CHUNK_BITS, CHUNK_MASK, Slab, prefetch, prefetch_addr, prefetch_object};
+use self::slab::{AHEAD, Slab, prefetch, prefetch_addr, prefetch_object};
 use self::state::{Direction, Flow, FlowExtra};
 use self::timers::{Link, List, NIL};
 use super::index::SlotIndex;
@@ -327,9 +327,7 @@ impl FlowTable {
         let Some(i) = self.index.find(hash, |_| true) else {
             return NIL;
         };
-        if let Some(chunk) = self.slots.chunks.get((i >> CHUNK_BITS) as usize)
-            && let Some(slot) = chunk.get((i & CHUNK_MASK) as usize)
-        {
+        if let Some(slot) = self.slots.try_slot(i) {
             prefetch_object(slot);
         }
         if let Some(link) = self.idle_links.get(i as usize) {

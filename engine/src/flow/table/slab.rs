@@ -48,7 +48,7 @@ pub(super) fn prefetch_object<T>(p: &T) {
 /// up to a whole chunk.
 #[derive(Debug, Default)]
 pub(super) struct Slab {
-    pub(super) chunks: Vec<Box<[Option<Flow>]>>,
+    chunks: Vec<Box<[Option<Flow>]>>,
     /// Slots handed out so far (occupied or free).
     len: u32,
     /// The most slots the table will need (its flow limit), or 0 for no
@@ -56,9 +56,15 @@ pub(super) struct Slab {
     limit: u32,
 }
 
-pub(super) const CHUNK_BITS: u32 = 12;
-pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
-pub(super) const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+
+/// The chunk of slot `i`, and its position there.
+#[inline(always)]
+fn locate(i: u32) -> (usize, usize) {
+    ((i >> CHUNK_BITS) as usize, (i & CHUNK_MASK) as usize)
+}
 
 impl Slab {
     /// Slots for a table of at most `limit` flows (0: no limit).
@@ -71,12 +77,21 @@ impl Slab {
 
     #[inline]
     pub(super) fn slot(&self, i: u32) -> &Option<Flow> {
-        &self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+        let (chunk, at) = locate(i);
+        &self.chunks[chunk][at]
+    }
+
+    /// Slot `i`, or `None` if there is no such slot.
+    #[inline]
+    pub(super) fn try_slot(&self, i: u32) -> Option<&Option<Flow>> {
+        let (chunk, at) = locate(i);
+        self.chunks.get(chunk)?.get(at)
     }
 
     #[inline]
     pub(super) fn slot_mut(&mut self, i: u32) -> &mut Option<Flow> {
-        &mut self.chunks[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize]
+        let (chunk, at) = locate(i);
+        &mut self.chunks[chunk][at]
     }
 
     #[inline]
@@ -118,7 +133,7 @@ impl Slab {
     #[inline]
     pub(super) fn push(&mut self, flow: Flow) -> u32 {
         let i = self.len;
-        let (chunk, at) = ((i >> CHUNK_BITS) as usize, (i & CHUNK_MASK) as usize);
+        let (chunk, at) = locate(i);
         if chunk == self.chunks.len() {
             // Under a limit, the last chunk holds what is left of it.
             let left = (self.limit as usize).saturating_sub(i as usize);

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use crate::RequestEncoder;
 use crate::resource::Resource;
 use crate::span::{
-    AttributeSink, FlowSpan, Key, Mapping, SpanHead, SpanKind, Value, put_attributes,
+    AttributeSink, FlowSpan, Key, Mapping, SpanHead, SpanKind, Text, Value, put_attributes,
 };
 
 /// Writes JSON-escaped `s` between quotes.
@@ -25,16 +25,26 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The bytes JSON escapes in a string: control characters, `"` and `\`.
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Writes JSON-escaped `s`, without the quotes.
 fn write_json_str_body(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     // Almost every string written here needs no escape: check that first,
-    // without branching per byte (the fold vectorizes), and copy it whole.
-    let plain = bytes
-        .iter()
-        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-    if plain {
+    // one table load per byte, and copy it whole.
+    if !bytes.iter().any(|&b| ESCAPED[usize::from(b)]) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -176,6 +186,24 @@ impl AttributeSink for JsonAttributes<'_> {
         out.truncate(end);
         write_value(out, &value);
     }
+
+    fn put_int(&mut self, key: &'static Key, value: i64) {
+        let out = self.open();
+        let end = out.len() + key.json_len();
+        out.extend_from_slice(key.json_padded());
+        out.truncate(end);
+        write_int_value(out, value);
+    }
+
+    fn put_static(&mut self, key: &'static Key, value: &'static str) {
+        let out = self.open();
+        let end = out.len() + key.json_len();
+        out.extend_from_slice(key.json_padded());
+        out.truncate(end);
+        out.extend_from_slice(b"\"stringValue\":\"");
+        write_json_str_body(out, value);
+        out.extend_from_slice(b"\"}}");
+    }
 }
 
 impl JsonAttributes<'_> {
@@ -203,20 +231,35 @@ impl JsonAttributes<'_> {
 /// as few copies as possible: this runs about 40 times per span.
 fn write_value(out: &mut Vec<u8>, value: &Value) {
     match value {
+        Value::Str(Text::Inline {
+            len,
+            bytes,
+            plain: true,
+        }) => {
+            let text = &bytes[..usize::from(*len)];
+            debug_assert!(!text.iter().any(|&b| ESCAPED[usize::from(b)]));
+            out.extend_from_slice(b"\"stringValue\":\"");
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\"}}");
+        }
         Value::Str(s) => {
             out.extend_from_slice(b"\"stringValue\":");
             write_json_string(out, s);
             out.extend_from_slice(b"}}");
         }
-        Value::Int(v) => {
-            out.extend_from_slice(b"\"intValue\":\"");
-            let mut b = itoa::Buffer::new();
-            out.extend_from_slice(b.format(*v).as_bytes());
-            out.extend_from_slice(b"\"}}");
-        }
+        Value::Int(v) => write_int_value(out, *v),
         Value::StrArray(values) => write_json_array(out, values),
         Value::SharedArray(values) => write_json_array(out, values),
     }
+}
+
+/// The rest of an attribute after `"value":{` for an `intValue`.
+#[inline]
+fn write_int_value(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(b"\"intValue\":\"");
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+    out.extend_from_slice(b"\"}}");
 }
 
 /// The rest of an attribute whose value is an `arrayValue` of strings.
@@ -508,5 +551,34 @@ mod tests {
         let mut out = Vec::new();
         write_json_string(&mut out, "a\u{1}b");
         assert_eq!(out, b"\"a\\u0001b\"");
+    }
+
+    /// A plain inline text is copied as it is; any other is checked and
+    /// escaped. Same bytes for the same string either way.
+    #[test]
+    fn plain_and_checked_texts_write_alike() {
+        let addr = Text::from("2001:db8::1".to_owned());
+        let mut bytes = [0u8; 46];
+        bytes[..11].copy_from_slice(b"2001:db8::1");
+        let plain = Text::Inline {
+            len: 11,
+            bytes,
+            plain: true,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_value(&mut a, &Value::Str(addr));
+        write_value(&mut b, &Value::Str(plain));
+        assert_eq!(a, b);
+        assert_eq!(a, b"\"stringValue\":\"2001:db8::1\"}}");
+        let mut quoted = Vec::new();
+        let mut with_quote = [0u8; 46];
+        with_quote[..3].copy_from_slice(b"a\"b");
+        let not_plain = Text::Inline {
+            len: 3,
+            bytes: with_quote,
+            plain: false,
+        };
+        write_value(&mut quoted, &Value::Str(not_plain));
+        assert_eq!(quoted, b"\"stringValue\":\"a\\\"b\"}}");
     }
 }

@@ -65,6 +65,10 @@ pub enum Text {
         len: u8,
         /// The string in `bytes[..len]`.
         bytes: [u8; INLINE],
+        /// Made by the mapping's own formatting of an address or an id:
+        /// ASCII with nothing that JSON escapes, so the JSON encoder copies
+        /// it as it is, without checking it.
+        plain: bool,
     },
     /// Any other string.
     Owned(String),
@@ -78,7 +82,7 @@ impl Text {
         match self {
             Text::Static(s) => s,
             // Only whole `str`s are ever written there (see `inline`).
-            Text::Inline { len, bytes } => {
+            Text::Inline { len, bytes, .. } => {
                 std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
             }
             Text::Owned(s) => s,
@@ -96,6 +100,7 @@ impl Text {
             Text::Inline {
                 len: t.len as u8,
                 bytes: t.bytes,
+                plain: false,
             }
         } else {
             Text::Owned(v.to_string())
@@ -106,7 +111,11 @@ impl Text {
     fn community_id(id: engine::CommunityId) -> Text {
         let mut bytes = [0u8; INLINE];
         bytes[..30].copy_from_slice(&id.to_ascii());
-        Text::Inline { len: 30, bytes }
+        Text::Inline {
+            len: 30,
+            bytes,
+            plain: true,
+        }
     }
 
     /// A MAC address as the spec writes it: lowercase hex pairs joined by
@@ -121,14 +130,26 @@ impl Text {
                 bytes[i * 3 + 2] = b':';
             }
         }
-        Text::Inline { len: 17, bytes }
+        Text::Inline {
+            len: 17,
+            bytes,
+            plain: true,
+        }
     }
 
     /// An IP address in its standard text form (IPv4 without the general
     /// formatting machinery, which is slow).
     fn ip(addr: IpAddr) -> Text {
         let IpAddr::V4(v4) = addr else {
-            return Text::display(addr);
+            // Hex digits, colons and dots, and at most 45 of them.
+            return match Text::display(addr) {
+                Text::Inline { len, bytes, .. } => Text::Inline {
+                    len,
+                    bytes,
+                    plain: true,
+                },
+                other => other,
+            };
         };
         let mut bytes = [0u8; INLINE];
         let mut len = 0;
@@ -145,6 +166,7 @@ impl Text {
         Text::Inline {
             len: len as u8,
             bytes,
+            plain: true,
         }
     }
 }
@@ -250,8 +272,10 @@ pub struct FlowSpan {
     pub attributes: Vec<Attribute>,
 }
 
-fn int(v: u64) -> Value {
-    Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+/// `v` as an `intValue` (a signed 64-bit integer): counts past its range,
+/// which no real flow reaches, stay at its largest value.
+fn clamped(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Where mapping puts a span's attributes, one at a time and in their
@@ -265,6 +289,19 @@ pub trait AttributeSink {
     /// comes with its JSON made at compile time.
     fn put_key(&mut self, key: &'static Key, value: Value) {
         self.put(key.name, value);
+    }
+
+    /// [`put_key`](Self::put_key) of an `intValue`, the most common kind
+    /// (counters, ports, header fields), without a [`Value`] to build, match
+    /// and drop.
+    fn put_int(&mut self, key: &'static Key, value: i64) {
+        self.put_key(key, Value::Int(value));
+    }
+
+    /// [`put_key`](Self::put_key) of a fixed `stringValue` (the name of
+    /// an enum's value), without a [`Value`] to build, match and drop.
+    fn put_static(&mut self, key: &'static Key, value: &'static str) {
+        self.put_key(key, Value::Str(Text::Static(value)));
     }
 }
 
@@ -356,6 +393,14 @@ fn push(attrs: &mut impl AttributeSink, key: &'static Key, value: Value) {
     attrs.put_key(key, value);
 }
 
+fn push_int(attrs: &mut impl AttributeSink, key: &'static Key, v: u64) {
+    attrs.put_int(key, clamped(v));
+}
+
+fn push_static(attrs: &mut impl AttributeSink, key: &'static Key, v: &'static str) {
+    attrs.put_static(key, v);
+}
+
 /// Attribute names of one direction.
 struct DirectionKeys {
     bytes_delta: &'static Key,
@@ -415,29 +460,25 @@ const REVERSE: DirectionKeys = DirectionKeys {
 };
 
 fn counters(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord) {
-    push(attrs, k.bytes_delta, int(d.bytes_delta));
-    push(attrs, k.bytes_total, int(d.bytes_total));
-    push(attrs, k.packets_delta, int(d.packets_delta));
-    push(attrs, k.packets_total, int(d.packets_total));
+    push_int(attrs, k.bytes_delta, d.bytes_delta);
+    push_int(attrs, k.bytes_total, d.bytes_total);
+    push_int(attrs, k.packets_delta, d.packets_delta);
+    push_int(attrs, k.packets_total, d.packets_total);
 }
 
 fn ip_fields(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord, ipv6: bool) {
     let Some(first) = d.first else { return };
-    push(attrs, k.ttl, int(u64::from(first.ttl)));
+    push_int(attrs, k.ttl, u64::from(first.ttl));
     let dscp = first.tos >> 2;
-    push(attrs, k.dscp_id, int(u64::from(dscp)));
+    push_int(attrs, k.dscp_id, u64::from(dscp));
     if let Some(name) = names::dscp_name(dscp) {
-        push(attrs, k.dscp_name, Value::Str(Text::Static(name)));
+        push_static(attrs, k.dscp_name, name);
     }
     let ecn = first.tos & 3;
-    push(attrs, k.ecn_id, int(u64::from(ecn)));
-    push(
-        attrs,
-        k.ecn_name,
-        Value::Str(Text::Static(names::ecn_name(ecn))),
-    );
+    push_int(attrs, k.ecn_id, u64::from(ecn));
+    push_static(attrs, k.ecn_name, names::ecn_name(ecn));
     if ipv6 {
-        push(attrs, k.flow_label, int(u64::from(first.flow_label)));
+        push_int(attrs, k.flow_label, u64::from(first.flow_label));
     }
 }
 
@@ -449,13 +490,13 @@ fn icmp_fields(
 ) {
     let Some(first) = d.first else { return };
     let (t, c) = (first.icmp_type, first.icmp_code);
-    push(attrs, k.icmp_type_id, int(u64::from(t)));
+    push_int(attrs, k.icmp_type_id, u64::from(t));
     if let Some(name) = names::icmp_type_name(protocol, t) {
-        push(attrs, k.icmp_type_name, Value::Str(Text::Static(name)));
+        push_static(attrs, k.icmp_type_name, name);
     }
-    push(attrs, k.icmp_code_id, int(u64::from(c)));
+    push_int(attrs, k.icmp_code_id, u64::from(c));
     if let Some(name) = names::icmp_code_name(protocol, t, c) {
-        push(attrs, k.icmp_code_name, Value::Str(Text::Static(name)));
+        push_static(attrs, k.icmp_code_name, name);
     }
 }
 
@@ -469,13 +510,13 @@ fn latency_fields(attrs: &mut impl AttributeSink, l: &TcpLatency) {
         (key!("flow.tcp.rndtrip.jitter"), l.rndtrip_jitter_ns),
     ] {
         if let Some(ns) = value {
-            push(attrs, key, int(ns));
+            push_int(attrs, key, ns);
         }
     }
 }
 
 fn tcp_fields(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRecord) {
-    push(attrs, k.tcp_bits, int(u64::from(d.tcp_flags)));
+    push_int(attrs, k.tcp_bits, u64::from(d.tcp_flags));
     push(
         attrs,
         k.tcp_tags,
@@ -488,19 +529,15 @@ fn tcp_fields(attrs: &mut impl AttributeSink, k: &DirectionKeys, d: &DirectionRe
 /// there is a tunnel; the rest only when opted in.
 fn encap_fields(a: &mut impl AttributeSink, e: &EncapRecord, opt_in: OptIn) {
     fn bytes(a: &mut impl AttributeSink, keys: [&'static Key; 4], b: &OverheadBytes) {
-        push(a, keys[0], int(b.delta));
-        push(a, keys[1], int(b.total));
-        push(a, keys[2], int(b.reverse_delta));
-        push(a, keys[3], int(b.reverse_total));
+        push_int(a, keys[0], b.delta);
+        push_int(a, keys[1], b.total);
+        push_int(a, keys[2], b.reverse_delta);
+        push_int(a, keys[3], b.reverse_total);
     }
     let ip_type = |addr| Value::Str(Text::Static(names::network_type(addr)));
     if let Some(t) = &e.tunnel {
         if opt_in.tunnel {
-            push(
-                a,
-                key!("tunnel.type"),
-                Value::Str(Text::Static(t.kind.as_str())),
-            );
+            push_static(a, key!("tunnel.type"), t.kind.as_str());
             if let Some(id) = t.id {
                 push(a, key!("tunnel.id"), Value::Str(Text::display(id)));
             }
@@ -515,12 +552,8 @@ fn encap_fields(a: &mut impl AttributeSink, e: &EncapRecord, opt_in: OptIn) {
                 Value::Str(Text::ip(t.dst)),
             );
             if t.transport == 17 {
-                push(a, key!("tunnel.source.port"), int(u64::from(t.src_port)));
-                push(
-                    a,
-                    key!("tunnel.destination.port"),
-                    int(u64::from(t.dst_port)),
-                );
+                push_int(a, key!("tunnel.source.port"), u64::from(t.src_port));
+                push_int(a, key!("tunnel.destination.port"), u64::from(t.dst_port));
             }
             push(a, key!("tunnel.network.type"), ip_type(t.src));
             push(
@@ -583,7 +616,7 @@ fn encap_fields(a: &mut impl AttributeSink, e: &EncapRecord, opt_in: OptIn) {
         ];
         for (key, v) in ids {
             if let Some(v) = v {
-                push(a, key, int(u64::from(v)));
+                push_int(a, key, u64::from(v));
             }
         }
     }
@@ -738,46 +771,26 @@ pub fn put_attributes(r: &FlowRecord, mapping: &Mapping, a: &mut impl AttributeS
         key!("flow.community_id"),
         Value::Str(Text::community_id(r.community_id)),
     );
-    push(
-        a,
-        key!("flow.direction"),
-        Value::Str(Text::Static(r.role.direction())),
-    );
-    push(
-        a,
-        key!("flow.end_reason"),
-        Value::Str(Text::Static(r.end_reason.as_str())),
-    );
+    push_static(a, key!("flow.direction"), r.role.direction());
+    push_static(a, key!("flow.end_reason"), r.end_reason.as_str());
     if let Some(state) = r.tcp_state {
-        push(
-            a,
-            key!("flow.connection.state"),
-            Value::Str(Text::Static(state.as_str())),
-        );
+        push_static(a, key!("flow.connection.state"), state.as_str());
     }
     if let Some(n) = mapping.sampling_rate {
-        push(a, key!("flow.sampling.rate"), int(u64::from(n)));
+        push_int(a, key!("flow.sampling.rate"), u64::from(n));
     }
     push(a, key!("source.address"), Value::Str(Text::ip(r.source)));
-    push(a, key!("source.port"), int(u64::from(r.source_port)));
+    push_int(a, key!("source.port"), u64::from(r.source_port));
     push(
         a,
         key!("destination.address"),
         Value::Str(Text::ip(r.destination)),
     );
-    push(
-        a,
-        key!("destination.port"),
-        int(u64::from(r.destination_port)),
-    );
+    push_int(a, key!("destination.port"), u64::from(r.destination_port));
     push(a, key!("network.transport"), Value::Str(transport.into()));
-    push(
-        a,
-        key!("network.type"),
-        Value::Str(Text::Static(network_type)),
-    );
+    push_static(a, key!("network.type"), network_type);
     if let Some(index) = r.interface_index {
-        push(a, key!("network.interface.index"), int(u64::from(index)));
+        push_int(a, key!("network.interface.index"), u64::from(index));
         if let Some(name) = interfaces.get(index) {
             push(
                 a,
@@ -876,11 +889,37 @@ mod tests {
                 IpAddr::V6(Ipv4Addr::from(v4).to_ipv6_mapped()),
             ] {
                 let text = Text::ip(addr);
-                let inline = matches!(text, Text::Inline { .. });
-                prop_assert!(inline, "{} is not inline", addr);
+                let plain = matches!(text, Text::Inline { plain: true, .. });
+                prop_assert!(plain, "{} is not inline and plain", addr);
                 prop_assert_eq!(text.as_str(), addr.to_string());
+                prop_assert!(needs_no_escape(&text));
             }
         }
+    }
+
+    /// What a plain [`Text::Inline`] promises the JSON encoder.
+    fn needs_no_escape(t: &Text) -> bool {
+        t.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }
+
+    #[test]
+    fn ids_and_macs_are_plain() {
+        for t in [
+            Text::mac([0xff; 6]),
+            Text::mac([0; 6]),
+            Text::community_id(engine::CommunityId([0xff; 20])),
+            Text::community_id(engine::CommunityId([0; 20])),
+            Text::community_id(engine::CommunityId([0xfb; 20])),
+        ] {
+            assert!(matches!(t, Text::Inline { plain: true, .. }));
+            assert!(needs_no_escape(&t), "{t:?}");
+        }
+        // A name from elsewhere is checked by the encoder.
+        assert!(matches!(
+            Text::display("eth0"),
+            Text::Inline { plain: false, .. }
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 # build's instructions in all and per packet, their ratio, and the TOP
 # functions (default 12) of this checkout beside REV's count for each, with
 # inlined code counted in the function it was inlined into. Counts repeat
-# to about 0.01 % from run to run with one worker. SHA-1 runs its portable
+# to about 0.15 % from run to run with one worker. SHA-1 runs its portable
 # code under valgrind (which hides the CPU's SHA extensions), so its share
 # here is larger than in a real run. Installs valgrind from Debian if it is
 # missing (needs root).

@@ -26,14 +26,10 @@ if [ $# -lt 1 ]; then
     exit 2
 fi
 what=${WHAT:-engine}
-case $what in
-meter) package=(-p flowspan-benches --bin meter) ;;
-engine) package=(-p flowspan-cli --bin engine) ;;
-*)
+if [ "$what" != engine ] && [ "$what" != meter ]; then
     echo "instructions.sh: WHAT must be engine or meter, not '$what'" >&2
     exit 2
-    ;;
-esac
+fi
 rev=$(git rev-parse --short "$1^{commit}")
 cap=${2:-target/bench/small-tun.pcap}
 workers=${WORKERS:-1}
@@ -42,7 +38,7 @@ top=${TOP:-12}
 if ! command -v valgrind >/dev/null; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-cargo build --release --quiet "${package[@]}"
+cargo build --release --quiet --bin "$what" # one package has each
 cargo build --release --quiet -p flowspan-testdata --bin gen-bigcap
 if [ ! -f "$cap" ]; then
     mkdir -p "$(dirname "$cap")"

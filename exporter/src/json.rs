@@ -178,28 +178,15 @@ impl AttributeSink for JsonAttributes<'_> {
     }
 
     fn put_key(&mut self, key: &'static Key, value: Value) {
-        let out = self.open();
-        // The whole padded array, then back to the end of the opening:
-        // fixed-size stores instead of a copy of the name's length.
-        let end = out.len() + key.json_len();
-        out.extend_from_slice(key.json_padded());
-        out.truncate(end);
-        write_value(out, &value);
+        write_value(self.open_key(key), &value);
     }
 
     fn put_int(&mut self, key: &'static Key, value: i64) {
-        let out = self.open();
-        let end = out.len() + key.json_len();
-        out.extend_from_slice(key.json_padded());
-        out.truncate(end);
-        write_int_value(out, value);
+        write_int_value(self.open_key(key), value);
     }
 
     fn put_static(&mut self, key: &'static Key, value: &'static str) {
-        let out = self.open();
-        let end = out.len() + key.json_len();
-        out.extend_from_slice(key.json_padded());
-        out.truncate(end);
+        let out = self.open_key(key);
         out.extend_from_slice(b"\"stringValue\":\"");
         write_json_str_body(out, value);
         out.extend_from_slice(b"\"}}");
@@ -214,6 +201,18 @@ impl JsonAttributes<'_> {
             self.out.push(b',');
         }
         self.out
+    }
+
+    /// The buffer after `key`'s opening, `{"key":"<name>","value":{`.
+    #[inline]
+    fn open_key(&mut self, key: &'static Key) -> &mut Vec<u8> {
+        let out = self.open();
+        // The whole padded array, then back to the end of the opening:
+        // fixed-size stores instead of a copy of the name's length.
+        let end = out.len() + key.json_len();
+        out.extend_from_slice(key.json_padded());
+        out.truncate(end);
+        out
     }
 
     fn write(&mut self, key: &str, value: &Value) {

@@ -7,22 +7,25 @@
 # little, and one that saves cache misses shows nothing here. Use it beside
 # compare.sh, not instead of it.
 #
-#   [WHAT=engine|meter] [WORKERS=N] [TOP=N] benches/instructions.sh REV [CAPTURE]
+#   [WHAT=engine|meter] [ENCODE=json|proto] [WORKERS=N] [TOP=N] benches/instructions.sh REV [CAPTURE]
 #
 # Default: `engine --pcap CAPTURE -o /dev/null --workers 1 -q` over
 # target/bench/small-tun.pcap, which `gen-bigcap --packets 200000` makes if
 # it is missing (183 k packets, 20 k flows, with tunnels). Prints each
 # build's instructions in all and per packet, their ratio, and the TOP
 # functions (default 12) of this checkout beside REV's count for each, with
-# inlined code counted in the function it was inlined into. Counts repeat
-# to about 0.15 % from run to run with one worker. SHA-1 runs its portable
-# code under valgrind (which hides the CPU's SHA extensions), so its share
-# here is larger than in a real run. Installs valgrind from Debian if it is
-# missing (needs root).
+# inlined code counted in the function it was inlined into. WHAT=meter
+# counts `meter CAPTURE WORKERS`, metering alone, or with ENCODE the records
+# also encoded as spans and dropped (`meter`'s third argument, so REV must
+# have it): the way to count the protobuf encoding, which `engine` only
+# sends to a collector. Counts repeat to about 0.15 % from run to run with
+# one worker. SHA-1 runs its portable code under valgrind (which hides the
+# CPU's SHA extensions), so its share here is larger than in a real run.
+# Installs valgrind from Debian if it is missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-    echo "usage: [WHAT=engine|meter] [WORKERS=N] [TOP=N] benches/instructions.sh REV [CAPTURE]" >&2
+    echo "usage: [WHAT=engine|meter] [ENCODE=json|proto] [WORKERS=N] [TOP=N] benches/instructions.sh REV [CAPTURE]" >&2
     exit 2
 fi
 what=${WHAT:-engine}
@@ -58,7 +61,7 @@ packets=$(./target/release/engine --pcap "$cap" -o /dev/null 2>&1 | sed -n 's/.*
 count() {
     local b=$1 run
     if [ "$what" = meter ]; then
-        run=("$work/$b/$what" "$cap" "$workers")
+        run=("$work/$b/$what" "$cap" "$workers" ${ENCODE:+"$ENCODE"})
     else
         run=("$work/$b/$what" --pcap "$cap" -o /dev/null --workers "$workers" -q)
     fi
@@ -84,7 +87,7 @@ by_function() {
         END { for (f in s) printf "%d\t%s\n", s[f], f }'
 }
 
-echo "$what with $workers worker(s) over $cap ($packets packets), under cachegrind"
+echo "$what${ENCODE:+ (encoding $ENCODE)} with $workers worker(s) over $cap ($packets packets), under cachegrind"
 base=$(count base)
 here=$(count here)
 awk -v rev="$rev" -v b="$base" -v h="$here" -v p="$packets" 'BEGIN {

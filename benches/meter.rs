@@ -4,7 +4,12 @@
 //! mapping and encoding them as spans. Comparing its CPU time with the
 //! engine's shows what metering costs and what output costs.
 //!
-//!     meter CAPTURE [WORKERS]      (default 1 worker)
+//!     meter CAPTURE [WORKERS [json|proto]]      (default 1 worker)
+//!
+//! With `json` or `proto`, each worker also maps and encodes its records as
+//! the engine's workers do (`exporter::encode_spans`, default mapping),
+//! then drops the spans: the cost of one encoding without a writer or a
+//! collector (`benches/instructions.sh` counts the protobuf one this way).
 //!
 //! Prints the packets metered and the records made, on one line.
 #![forbid(unsafe_code)]
@@ -20,17 +25,34 @@ use engine::{FlowConfig, Pipeline, PipelineConfig, Registry, drive};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (path, workers) = match args.as_slice() {
-        [path] => (path, 1),
-        [path, n] => match n.parse::<usize>() {
-            Ok(n) if n > 0 => (path, n),
-            _ => {
-                eprintln!("meter: WORKERS must be a positive integer, not {n:?}");
-                return ExitCode::from(2);
-            }
-        },
+    let (path, workers, encoding) = match args.as_slice() {
+        [path] => (path, "1", None),
+        [path, n] => (path, n.as_str(), None),
+        [path, n, e] => (path, n.as_str(), Some(e.as_str())),
         _ => {
-            eprintln!("usage: meter CAPTURE [WORKERS]");
+            eprintln!("usage: meter CAPTURE [WORKERS [json|proto]]");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = match workers.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            eprintln!("meter: WORKERS must be a positive integer, not {workers:?}");
+            return ExitCode::from(2);
+        }
+    };
+    let encodings = match encoding {
+        None => None,
+        Some("json") => Some(exporter::Encodings {
+            json: true,
+            proto: false,
+        }),
+        Some("proto") => Some(exporter::Encodings {
+            json: false,
+            proto: true,
+        }),
+        Some(other) => {
+            eprintln!("meter: the encoding must be json or proto, not {other:?}");
             return ExitCode::from(2);
         }
     };
@@ -51,7 +73,17 @@ fn main() -> ExitCode {
             enrichment: None,
             sampler: None,
         },
-        |records: Vec<engine::FlowRecord>| vec![Some(()); records.len()],
+        move |records: Vec<engine::FlowRecord>| {
+            if let Some(encodings) = encodings {
+                let spans = exporter::encode_spans(
+                    &records,
+                    encodings,
+                    &exporter::span::Mapping::default(),
+                );
+                std::hint::black_box(spans);
+            }
+            vec![Some(()); records.len()]
+        },
     );
     let counter = std::thread::spawn(move || records.map(|batch| batch.len()).sum::<usize>());
     // One decoder for the run, as `engine` holds (default tunnel ports),

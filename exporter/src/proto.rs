@@ -26,7 +26,9 @@
 
 use crate::RequestEncoder;
 use crate::resource::Resource;
-use crate::span::{AttributeSink, FlowSpan, Mapping, SpanHead, SpanKind, Value, put_attributes};
+use crate::span::{
+    AttributeSink, FlowSpan, Key, Mapping, SpanHead, SpanKind, Value, put_attributes,
+};
 
 const LEN: u8 = 2;
 const VARINT: u8 = 0;
@@ -96,21 +98,54 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 }
 
 fn put_key_value(out: &mut Vec<u8>, field: u8, key: &str, value: &Value) {
+    match value {
+        Value::Str(s) => put_str_key_value(out, field, key, s.as_bytes()),
+        Value::Int(i) => put_int_key_value(out, field, key, *i),
+        Value::StrArray(values) => put_array_key_value(out, field, key, values),
+        Value::SharedArray(values) => put_array_key_value(out, field, key, values),
+    }
+}
+
+/// A `KeyValue` as field `field`: `key`, then an `AnyValue` of `any_len`
+/// bytes, which `put_any` writes.
+#[inline]
+fn put_key_value_with(
+    out: &mut Vec<u8>,
+    field: u8,
+    key: &str,
+    any_len: usize,
+    put_any: impl FnOnce(&mut Vec<u8>),
+) {
     out.push(tag(field, LEN));
-    put_varint(out, key_value_len(key, value) as u64);
+    put_varint(out, (field_len(key.len()) + field_len(any_len)) as u64);
     put_bytes(out, 1, key.as_bytes());
     out.push(tag(2, LEN));
-    put_varint(out, any_value_len(value) as u64);
-    match value {
-        Value::Str(s) => put_bytes(out, 1, s.as_bytes()),
-        Value::Int(i) => {
-            out.push(tag(3, VARINT));
-            // int64 is encoded as its two's-complement bits.
-            put_varint(out, *i as u64);
-        }
-        Value::StrArray(values) => put_array(out, values),
-        Value::SharedArray(values) => put_array(out, values),
-    }
+    put_varint(out, any_len as u64);
+    put_any(out);
+}
+
+/// [`put_key_value`] of an `int_value`.
+fn put_int_key_value(out: &mut Vec<u8>, field: u8, key: &str, v: i64) {
+    // int64 is encoded as its two's-complement bits.
+    let bits = v as u64;
+    put_key_value_with(out, field, key, 1 + varint_len(bits), |out| {
+        out.push(tag(3, VARINT));
+        put_varint(out, bits);
+    });
+}
+
+/// [`put_key_value`] of a `string_value` whose UTF-8 is `s`.
+fn put_str_key_value(out: &mut Vec<u8>, field: u8, key: &str, s: &[u8]) {
+    put_key_value_with(out, field, key, field_len(s.len()), |out| {
+        put_bytes(out, 1, s);
+    });
+}
+
+/// [`put_key_value`] of an `array_value` of strings.
+fn put_array_key_value<S: AsRef<str>>(out: &mut Vec<u8>, field: u8, key: &str, values: &[S]) {
+    put_key_value_with(out, field, key, field_len(array_len(values)), |out| {
+        put_array(out, values);
+    });
 }
 
 fn span_len(span: &FlowSpan) -> usize {
@@ -214,6 +249,14 @@ struct ProtoAttributes<'a>(&'a mut Vec<u8>);
 impl AttributeSink for ProtoAttributes<'_> {
     fn put(&mut self, key: &'static str, value: Value) {
         put_key_value(self.0, 9, key, &value);
+    }
+
+    fn put_int(&mut self, key: &'static Key, value: i64) {
+        put_int_key_value(self.0, 9, key.name, value);
+    }
+
+    fn put_static(&mut self, key: &'static Key, value: &'static str) {
+        put_str_key_value(self.0, 9, key.name, value.as_bytes());
     }
 }
 

@@ -77,6 +77,17 @@ pub enum Text {
 }
 
 impl Text {
+    /// The string's UTF-8 bytes, without the check [`as_str`](Self::as_str)
+    /// makes of inline text (encoders write bytes).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Static(s) => s.as_bytes(),
+            Text::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            Text::Owned(s) => s.as_bytes(),
+            Text::Shared(s) => s.as_bytes(),
+        }
+    }
+
     /// The string.
     pub fn as_str(&self) -> &str {
         match self {

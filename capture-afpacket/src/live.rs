@@ -472,6 +472,26 @@ impl LiveCapture {
         true
     }
 
+    /// Whether interface `at`, whose ring reported `e`, is only down and
+    /// keeps its rings. A ring reports ENETDOWN when its interface goes
+    /// down, or is down when the ring binds to it (a new veth or a pod's
+    /// interface, which a pattern attaches as soon as it appears, before
+    /// it is brought up), and also when the interface is deleted. Closing
+    /// the rings of one that is only down made it look gone and lost its
+    /// first packets until it was attached again. The kernel hooks the
+    /// rings up again when the interface comes up. Only with link
+    /// notifications (patterns), which report a deletion by themselves;
+    /// without them the error is the only sign of one.
+    fn only_down(&self, at: usize, e: &std::io::Error) -> bool {
+        let i = &self.interfaces[at];
+        self.monitor.is_some()
+            && e.raw_os_error() == Some(libc::ENETDOWN)
+            && links::interfaces().is_ok_and(|list| {
+                list.iter()
+                    .any(|(index, name)| *index == i.ifindex && *name == i.name)
+            })
+    }
+
     /// Follows the link notifications: attaches what appeared, starts
     /// closing what was deleted.
     fn follow_links(&mut self) -> Result<(), LiveError> {
@@ -519,7 +539,9 @@ impl CaptureSource for LiveCapture {
         match wait_any(&self.rings, timeout) {
             Ok(Some((i, Some(e)))) => {
                 let at = self.owners[i];
-                self.start_closing(at, &e.to_string());
+                if !self.only_down(at, &e) {
+                    self.start_closing(at, &e.to_string());
+                }
             }
             Ok(Some(_)) => {}
             Ok(None) => ready = false,

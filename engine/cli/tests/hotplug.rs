@@ -17,10 +17,19 @@ use common::spans;
 /// Creates veth `inner` in `ns.right` with its peer `outer` in `ns.left`,
 /// offloads off, both up.
 fn add_veth(ns: &VethPair, inner: &str, outer: &str) {
+    add_veth_down(ns, inner, outer);
+    bring_up(ns, inner, outer);
+}
+
+/// A veth pair, left down as a new one is.
+fn add_veth_down(ns: &VethPair, inner: &str, outer: &str) {
     assert!(ip(&[
         "-n", &ns.left, "link", "add", outer, "type", "veth", "peer", "name", inner, "netns",
         &ns.right
     ]));
+}
+
+fn bring_up(ns: &VethPair, inner: &str, outer: &str) {
     for (n, dev) in [(&ns.left, outer), (&ns.right, inner)] {
         let ok = Command::new("ip")
             .args(["netns", "exec", n, "ethtool", "-K", dev])
@@ -173,11 +182,16 @@ fn come_and_go(tag: &str, backend: &str) {
         "a pattern's interface may go"
     );
 
-    // Another comes: attached too, without a restart.
-    add_veth(&ns, "hp2", "hq2");
+    // Another comes: attached too, without a restart, while it is still
+    // down (as a new interface is): down is not gone, and its rings take
+    // its traffic once it is up (its counters and the one interface gone
+    // below say so).
+    add_veth_down(&ns, "hp2", "hq2");
     wait_line(&started.lines, &mut seen, |l| {
         l == "engine: capturing on hp2 too: it matches \"hp*\""
     });
+    std::thread::sleep(Duration::from_millis(300));
+    bring_up(&ns, "hp2", "hq2");
     send(&ns, "hq2", 2, 6);
     // With eBPF, packets counted in the kernel are not frames read.
     let read = |n| if backend == "afpacket" { n } else { "0" };

@@ -62,23 +62,34 @@ fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn string_any_len(s: &str) -> usize {
+/// The `AnyValue` of a `string_value` whose UTF-8 is `s`, and the other
+/// kinds below: the lengths both `span_len` and the writers use.
+fn string_any_len(s: &[u8]) -> usize {
     field_len(s.len())
+}
+
+/// An `int_value` of two's-complement `bits`: its tag and varint.
+fn int_any_len(bits: u64) -> usize {
+    1 + varint_len(bits)
+}
+
+fn array_any_len<S: AsRef<str>>(values: &[S]) -> usize {
+    field_len(array_len(values))
 }
 
 fn any_value_len(v: &Value) -> usize {
     match v {
-        Value::Str(s) => string_any_len(s),
-        Value::Int(i) => 1 + varint_len(*i as u64),
-        Value::StrArray(values) => field_len(array_len(values)),
-        Value::SharedArray(values) => field_len(array_len(values)),
+        Value::Str(s) => string_any_len(s.as_bytes()),
+        Value::Int(i) => int_any_len(*i as u64),
+        Value::StrArray(values) => array_any_len(values),
+        Value::SharedArray(values) => array_any_len(values),
     }
 }
 
 fn array_len<S: AsRef<str>>(values: &[S]) -> usize {
     values
         .iter()
-        .map(|s| field_len(string_any_len(s.as_ref())))
+        .map(|s| field_len(string_any_len(s.as_ref().as_bytes())))
         .sum()
 }
 
@@ -88,7 +99,7 @@ fn put_array<S: AsRef<str>>(out: &mut Vec<u8>, values: &[S]) {
     for s in values {
         let s = s.as_ref();
         out.push(tag(1, LEN));
-        put_varint(out, string_any_len(s) as u64);
+        put_varint(out, string_any_len(s.as_bytes()) as u64);
         put_bytes(out, 1, s.as_bytes());
     }
 }
@@ -128,7 +139,7 @@ fn put_key_value_with(
 fn put_int_key_value(out: &mut Vec<u8>, field: u8, key: &str, v: i64) {
     // int64 is encoded as its two's-complement bits.
     let bits = v as u64;
-    put_key_value_with(out, field, key, 1 + varint_len(bits), |out| {
+    put_key_value_with(out, field, key, int_any_len(bits), |out| {
         out.push(tag(3, VARINT));
         put_varint(out, bits);
     });
@@ -136,14 +147,14 @@ fn put_int_key_value(out: &mut Vec<u8>, field: u8, key: &str, v: i64) {
 
 /// [`put_key_value`] of a `string_value` whose UTF-8 is `s`.
 fn put_str_key_value(out: &mut Vec<u8>, field: u8, key: &str, s: &[u8]) {
-    put_key_value_with(out, field, key, field_len(s.len()), |out| {
+    put_key_value_with(out, field, key, string_any_len(s), |out| {
         put_bytes(out, 1, s);
     });
 }
 
 /// [`put_key_value`] of an `array_value` of strings.
 fn put_array_key_value<S: AsRef<str>>(out: &mut Vec<u8>, field: u8, key: &str, values: &[S]) {
-    put_key_value_with(out, field, key, field_len(array_len(values)), |out| {
+    put_key_value_with(out, field, key, array_any_len(values), |out| {
         put_array(out, values);
     });
 }
